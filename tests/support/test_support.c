@@ -1,0 +1,179 @@
+/*
+ * Implementation of the shared test helpers (see test_support.h).
+ */
+#include "tests/support/test_support.h"
+#include "core/util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+char *kl_test_read_fixture(const char *rel, size_t *len_out)
+{
+    char path[1024];
+    FILE *f;
+    long n;
+    char *data;
+
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s", KL_SOURCE_DIR, rel);
+    f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("fixture %s cannot be opened", path);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    data = malloc((size_t)n + 1);
+    assert_non_null(data);
+    if (n > 0 && fread(data, 1, (size_t)n, f) != (size_t)n)
+        fail_msg("fixture %s cannot be read", path);
+    data[n] = '\0';
+    fclose(f);
+    if (len_out != NULL)
+        *len_out = (size_t)n;
+    return data;
+}
+
+const char *kl_test_require_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        fail_msg("%s is not set: integration tests need the local services "
+                 "(run `make test`, or `scripts/services.sh start` and source "
+                 ".run/services.env)",
+                 name);
+    return v;
+}
+
+static int64_t fake_wall_ms(void *impl)
+{
+    return ((struct kl_fake_clock *)impl)->wall_ms;
+}
+
+static int64_t fake_monotonic_ms(void *impl)
+{
+    return ((struct kl_fake_clock *)impl)->mono_ms;
+}
+
+static void fake_sleep_ms(void *impl, int64_t ms)
+{
+    struct kl_fake_clock *c = impl;
+    if (ms <= 0)
+        return;
+    c->wall_ms += ms;
+    c->mono_ms += ms;
+    c->slept_ms += ms;
+}
+
+static const struct kl_clock_ops fake_clock_ops = {fake_wall_ms, fake_monotonic_ms,
+                                                   fake_sleep_ms};
+
+void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms)
+{
+    c->clock.ops = &fake_clock_ops;
+    c->clock.impl = c;
+    c->wall_ms = wall_ms;
+    c->mono_ms = 1000000;
+    c->slept_ms = 0;
+}
+
+static int fake_send(void *impl, const struct kl_http_request *req,
+                     struct kl_http_response *resp, struct kl_err *err)
+{
+    struct kl_fake_http *f = impl;
+    struct kl_fake_http_sent *s;
+    const struct kl_fake_http_reply *r;
+    size_t pos = 0;
+
+    if (f->n_sent < KL_FAKE_HTTP_MAX) {
+        s = &f->sent[f->n_sent++];
+        snprintf(s->method, sizeof s->method, "%s", req->method);
+        snprintf(s->url, sizeof s->url, "%s", req->url);
+        s->body = malloc(req->body_len + 1);
+        assert_non_null(s->body);
+        if (req->body_len > 0)
+            memcpy(s->body, req->body, req->body_len);
+        s->body[req->body_len] = '\0';
+        s->body_len = req->body_len;
+        s->headers[0] = '\0';
+        for (size_t i = 0; i < req->n_headers && pos < sizeof s->headers; i++) {
+            int n = snprintf(s->headers + pos, sizeof s->headers - pos, "%s: %s\n",
+                             req->headers[i].name, req->headers[i].value);
+            if (n > 0)
+                pos += (size_t)n;
+        }
+    }
+    if (f->next >= f->n_replies)
+        fail_msg("fake HTTP: unexpected request %s %s", req->method, req->url);
+    r = &f->replies[f->next++];
+    if (r->status == 0)
+        return kl_err_set(err, (enum kl_err_code)r->fail_code, "fake transport failure");
+    kl_http_response_init(resp);
+    resp->status = r->status;
+    resp->body_len = r->body ? strlen(r->body) : 0;
+    resp->body = malloc(resp->body_len + 1);
+    assert_non_null(resp->body);
+    if (resp->body_len > 0)
+        memcpy(resp->body, r->body, resp->body_len);
+    resp->body[resp->body_len] = '\0';
+    snprintf(resp->content_type, sizeof resp->content_type, "application/x-amz-json-1.1");
+    return KL_OK;
+}
+
+static void fake_destroy(void *impl)
+{
+    (void)impl;
+}
+
+static const struct kl_http_ops fake_http_ops = {fake_send, fake_destroy};
+
+void kl_fake_http_init(struct kl_fake_http *f)
+{
+    memset(f, 0, sizeof *f);
+    f->http.ops = &fake_http_ops;
+    f->http.impl = f;
+}
+
+void kl_fake_http_free(struct kl_fake_http *f)
+{
+    for (size_t i = 0; i < f->n_sent; i++)
+        free(f->sent[i].body);
+    f->n_sent = 0;
+}
+
+void kl_fake_http_push(struct kl_fake_http *f, long status, const char *body)
+{
+    assert_true(f->n_replies < KL_FAKE_HTTP_MAX);
+    f->replies[f->n_replies].status = status;
+    f->replies[f->n_replies].body = body;
+    f->n_replies++;
+}
+
+void kl_fake_http_push_failure(struct kl_fake_http *f, int code)
+{
+    assert_true(f->n_replies < KL_FAKE_HTTP_MAX);
+    f->replies[f->n_replies].status = 0;
+    f->replies[f->n_replies].fail_code = code;
+    f->n_replies++;
+}
+
+const char *kl_fake_http_sent_header(const struct kl_fake_http_sent *s, const char *name)
+{
+    static char value[2048];
+    size_t nl = strlen(name);
+    const char *line = s->headers;
+
+    while (line != NULL && *line != '\0') {
+        const char *end = strchr(line, '\n');
+        if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            size_t n = (size_t)((end ? end : line + strlen(line)) - (line + nl + 2));
+            if (n >= sizeof value)
+                n = sizeof value - 1;
+            memcpy(value, line + nl + 2, n);
+            value[n] = '\0';
+            return value;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return NULL;
+}

@@ -1,0 +1,64 @@
+/*
+ * Helpers shared by the test programs: a scripted fake HTTP transport,
+ * a fake clock, and access to fixtures and the services started by
+ * scripts/services.sh. Test code only.
+ */
+#ifndef KL_TEST_SUPPORT_H
+#define KL_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/aws/http.h"
+#include "core/util/clock.h"
+
+/* Reads tests/fixtures/<rel> into a malloc'ed NUL-terminated buffer; fails the test if absent. */
+char *kl_test_read_fixture(const char *rel, size_t *len_out);
+
+/* An environment variable the integration tests need (set by `make test`
+ * from the services file). Fails the test with a hint when it is unset. */
+const char *kl_test_require_env(const char *name);
+
+/* A clock whose time only moves when the test says so; sleeping advances it. */
+struct kl_fake_clock {
+    struct kl_clock clock;
+    int64_t wall_ms;
+    int64_t mono_ms;
+    int64_t slept_ms; /* total of all sleeps */
+};
+void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms);
+
+/* A scripted HTTP transport: answers requests from a queue of canned
+ * responses and records what was sent. */
+#define KL_FAKE_HTTP_MAX 64
+struct kl_fake_http_reply {
+    long status;          /* 0: fail the send with `fail_code` instead */
+    int fail_code;        /* enum kl_err_code used when status is 0 */
+    const char *body;     /* copied when replayed */
+};
+struct kl_fake_http_sent {
+    char method[8];
+    char url[512];
+    char *body; /* malloc'ed copy */
+    size_t body_len;
+    char headers[4096]; /* "name: value\n" lines */
+};
+struct kl_fake_http {
+    struct kl_http http;
+    struct kl_fake_http_reply replies[KL_FAKE_HTTP_MAX];
+    size_t n_replies;
+    size_t next;
+    struct kl_fake_http_sent sent[KL_FAKE_HTTP_MAX];
+    size_t n_sent;
+};
+void kl_fake_http_init(struct kl_fake_http *f);
+void kl_fake_http_free(struct kl_fake_http *f);
+void kl_fake_http_push(struct kl_fake_http *f, long status, const char *body);
+void kl_fake_http_push_failure(struct kl_fake_http *f, int code);
+/* Value of a header in a sent request (case-insensitive), or NULL. Static buffer. */
+const char *kl_fake_http_sent_header(const struct kl_fake_http_sent *s, const char *name);
+
+#endif

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 char *kl_test_read_fixture(const char *rel, size_t *len_out)
 {
@@ -43,6 +45,49 @@ const char *kl_test_require_env(const char *name)
                  ".run/services.env)",
                  name);
     return v;
+}
+
+int kl_test_run(char **out, const char *fmt, ...)
+{
+    char cmd[8192];
+    char chunk[65536];
+    size_t len = 0, n;
+    char *text = NULL;
+    va_list ap;
+    FILE *p;
+    int status;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0) {
+        if (out == NULL || len + n > ((size_t)8 << 20))
+            continue;
+        text = realloc(text, len + n + 1);
+        assert_non_null(text);
+        memcpy(text + len, chunk, n);
+        len += n;
+        text[len] = '\0';
+    }
+    status = pclose(p);
+    if (out != NULL)
+        *out = text != NULL ? text : strdup("");
+    else
+        free(text);
+    if (status == -1 || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+const char *kl_test_unique(const char *prefix)
+{
+    static char name[128];
+    static int counter;
+    snprintf(name, sizeof name, "%s-%ld-%d", prefix, (long)getpid(), ++counter);
+    return name;
 }
 
 static int64_t fake_wall_ms(void *impl)

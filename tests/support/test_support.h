@@ -22,6 +22,14 @@ char *kl_test_read_fixture(const char *rel, size_t *len_out);
  * from the services file). Fails the test with a hint when it is unset. */
 const char *kl_test_require_env(const char *name);
 
+/* Runs a shell command (printf-style), collecting at most 8 MiB of its
+ * stdout into a malloc'ed string (`*out`, may be NULL to discard). Returns the
+ * exit status, or -1 when it could not run. */
+int kl_test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A name unique to this process and call, for streams and keys: "<prefix>-<pid>-<n>". */
+const char *kl_test_unique(const char *prefix);
+
 /* A clock whose time only moves when the test says so; sleeping advances it. */
 struct kl_fake_clock {
     struct kl_clock clock;

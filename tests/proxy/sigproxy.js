@@ -366,22 +366,29 @@ async function explain(signer, signed, signableHeaders, dateHeader, auth) {
 
 class TooLarge extends Error {}
 
+// Reads the whole body, at most `max` bytes. A larger body is still read to
+// its end (and dropped) so the client gets to read the 413 answer, up to
+// 4 x max; past that the promise rejects at once and the caller closes.
 function readBody(req, max) {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (declared > max) return reject(new TooLarge());
+    if (declared > 4 * max) return reject(new TooLarge());
     const chunks = [];
     let size = 0;
+    let tooLarge = false;
     req.on('data', (chunk) => {
       size += chunk.length;
-      if (size > max) {
+      if (size > 4 * max) {
         req.pause();
         reject(new TooLarge());
-        return;
+      } else if (size > max) {
+        tooLarge = true;
+        chunks.length = 0;
+      } else {
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('end', () => (tooLarge ? reject(new TooLarge()) : resolve(Buffer.concat(chunks))));
     req.on('error', reject);
   });
 }
@@ -426,7 +433,8 @@ function injectFault(req, res, rule, body) {
 }
 
 // Hop-by-hop headers are the proxy's business, everything else passes unchanged.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+// 'expect' too: the proxy holds the whole body already.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'expect']);
 
 function stripHopByHop(rawHeaders) {
   const out = [];
@@ -475,11 +483,7 @@ async function handleKinesis(req, res) {
     body = await readBody(req, OPTS.maxBody);
   } catch (e) {
     if (!(e instanceof TooLarge)) throw e;
-    // Discard the rest of the body so the client gets to read the answer,
-    // then close; a client that keeps sending is cut off after 10 s.
     res.setHeader('connection', 'close');
-    req.resume();
-    setTimeout(() => req.destroy(), 10000).unref();
     return sendAwsError(res, 413, 'SerializationException',
       `Request body exceeds the proxy limit of ${OPTS.maxBody} bytes.`);
   }

@@ -107,6 +107,11 @@ show_log_tail() {
     fi
 }
 
+# Appends a start marker, so a log tail shows where this start began.
+mark_log() {
+    echo "--- $(date -u +%Y-%m-%dT%H:%M:%SZ) services.sh starting $2" >>"$1"
+}
+
 # Waits until `check` succeeds, the process `pid` dies, or TIMEOUT passes.
 wait_ready() {
     local svc=$1 pid=$2 deadline
@@ -148,6 +153,7 @@ require_node_modules() {
 spawn() {
     local svc=$1
     shift
+    mark_log "$(logfile_of "$svc")" "$svc"
     setsid "$@" >>"$(logfile_of "$svc")" 2>&1 </dev/null 9>&- &
     echo $! >"$(pidfile_of "$svc")"
 }
@@ -192,6 +198,18 @@ pg_base() {
     echo "$base"
 }
 
+# The server log: .run/postgres.log, or beside the cluster (with a symlink
+# in .run) when the postgres user cannot write into .run.
+pg_log() {
+    local base=$1
+    if [ "$base" = "$RUN/pg" ]; then
+        echo "$RUN/postgres.log"
+    else
+        ln -sfn "$base/postgres.log" "$RUN/postgres.log"
+        echo "$base/postgres.log"
+    fi
+}
+
 pg_ready() {
     "$1/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres
 }
@@ -201,13 +219,13 @@ start_postgres() {
     bin=$(pg_bindir)
     base=$(pg_base)
     data=$base/data
-    logf=$(logfile_of postgres)
+    logf=$(pg_log "$base")
     if pid=$(live_pid postgres); then
         log "postgres already running (pid $pid, port $PG_PORT)"
         return 0
     fi
     require_free_port postgres "$PG_PORT"
-    touch "$logf"
+    mark_log "$logf" postgres
     if [ "$(id -u)" -eq 0 ]; then chown "$PG_USER:" "$logf"; fi
     if [ ! -f "$data/PG_VERSION" ]; then
         log "initdb $data"
@@ -281,6 +299,7 @@ start_redis() {
     require_free_port redis "$REDIS_PORT"
     rm -f "$(pidfile_of redis)"
     mkdir -p "$RUN/redis"
+    mark_log "$(logfile_of redis)" redis
     # No persistence at all: no RDB snapshots, no AOF.
     if ! redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --save '' --appendonly no --dir "$RUN/redis" \

@@ -65,7 +65,9 @@ function parseArgs(argv) {
     else if (a === '--verbose') opts.verbose = true;
     else throw new Error(`unknown option ${a}`);
   }
-  if (!Number.isInteger(opts.port) || opts.port <= 0) throw new Error('--port is required');
+  if (!Number.isInteger(opts.port) || opts.port <= 0 || opts.port > 65535) {
+    throw new Error('--port must be a TCP port number');
+  }
   if (!opts.upstream) throw new Error('--upstream is required');
   if (!opts.secret) throw new Error('no secret: set KL_PROXY_SECRET or pass --secret');
   const up = new URL(opts.upstream);

@@ -352,7 +352,11 @@ static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_
         rc = classify_error(k, op, &resp, err);
         goto cleanup;
     }
-    *out = cJSON_ParseWithLength(resp.body, resp.body_len);
+    /* CreateStream and DeleteStream answer 200 with an empty body. */
+    if (resp.body_len == 0)
+        *out = cJSON_CreateObject();
+    else
+        *out = cJSON_ParseWithLength(resp.body, resp.body_len);
     if (*out == NULL) {
         /* A 200 with a broken body is a transport fault: worth another try. */
         rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: the answer is not valid JSON (%zu bytes)",

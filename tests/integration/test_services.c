@@ -124,6 +124,15 @@ static const char *error_type(const struct kl_http_response *resp)
     return type;
 }
 
+/* An integer member of a JSON object; fails the test when it is missing. */
+static int json_int(const cJSON *obj, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsNumber(v))
+        fail_msg("JSON member %s is missing or not a number", name);
+    return v->valueint;
+}
+
 static void emulators_answer_without_checking_signatures(void **state)
 {
     struct fixture *f = *state;
@@ -181,12 +190,9 @@ static void proxies_refuse_forged_signatures_and_count_them(void **state)
         assert_int_equal(resp.status, 200);
         stats = cJSON_Parse(resp.body);
         assert_non_null(stats);
+        assert_int_equal(json_int(stats, "signature_failures"), 1);
         assert_int_equal(
-            cJSON_GetObjectItemCaseSensitive(stats, "signature_failures")->valueint, 1);
-        assert_int_equal(cJSON_GetObjectItemCaseSensitive(
-                             cJSON_GetObjectItemCaseSensitive(stats, "requests"), "ListStreams")
-                             ->valueint,
-                         1);
+            json_int(cJSON_GetObjectItemCaseSensitive(stats, "requests"), "ListStreams"), 1);
         cJSON_Delete(stats);
         kl_http_response_free(&resp);
     }
@@ -247,7 +253,9 @@ static void sdk_signed_requests_pass_both_proxies(void **state)
         summary = cJSON_Parse(out);
         assert_non_null(summary);
         cJSON_ArrayForEach(shard, cJSON_GetObjectItemCaseSensitive(summary, "shards"))
-            total += cJSON_GetObjectItemCaseSensitive(shard, "count")->valueint;
+        {
+            total += json_int(shard, "count");
+        }
         assert_int_equal(total, 25);
         cJSON_Delete(summary);
         free(out);

@@ -2,12 +2,14 @@
  * Unit tests for core/util: bounded buffers, error detail, log lines, env tables.
  */
 #include "tests/support/test_support.h"
+#include "core/util/arena.h"
 #include "core/util/buf.h"
 #include "core/util/env.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
 #include "core/util/rand.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +110,30 @@ static void rand_below_stays_in_range(void **state)
     assert_int_equal(kl_rand_below(0), 0);
 }
 
+static void arena_keeps_pointers_and_honours_its_cap(void **state)
+{
+    struct kl_arena a;
+    char *first, *big, *s;
+    (void)state;
+
+    kl_arena_init(&a, 64, 4096);
+    first = kl_arena_strndup(&a, "hello world", 5);
+    assert_string_equal(first, "hello");
+    for (int i = 0; i < 20; i++)
+        assert_non_null(kl_arena_alloc(&a, 40));
+    big = kl_arena_alloc(&a, 1000); /* larger than a block: a block of its own */
+    assert_non_null(big);
+    memset(big, 'x', 1000);
+    assert_string_equal(first, "hello");
+    assert_int_equal((uintptr_t)kl_arena_alloc(&a, 3) % 8, 0);
+    assert_null(kl_arena_alloc(&a, 4096)); /* over the cap */
+    kl_arena_reset(&a);
+    assert_int_equal(a.used_total, 0);
+    s = kl_arena_strndup(&a, "again", 5);
+    assert_string_equal(s, "again");
+    kl_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -117,6 +143,7 @@ int main(void)
         cmocka_unit_test(log_writes_one_json_line_with_context),
         cmocka_unit_test(env_table_treats_empty_as_unset),
         cmocka_unit_test(rand_below_stays_in_range),
+        cmocka_unit_test(arena_keeps_pointers_and_honours_its_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

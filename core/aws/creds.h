@@ -72,11 +72,11 @@ struct kl_cred_chain_config {
     int64_t refresh_before_ms;
 };
 
-#define KL_CRED_REFRESH_BEFORE_MS_DEFAULT (5 * 60 * 1000)
+#define KL_CRED_REFRESH_BEFORE_MS_DEFAULT ((int64_t)5 * 60 * 1000)
 /* While cached credentials are still valid, a refresh is not attempted again
  * sooner than this after the previous attempt (so a failing or short-lived
  * source is not hammered by every request). */
-#define KL_CRED_REFRESH_RETRY_MS (10 * 1000)
+#define KL_CRED_REFRESH_RETRY_MS ((int64_t)10 * 1000)
 
 /* The default chain with caching: explicit -> env -> profile -> web identity
  * -> container -> IMDS. Thread-safe: concurrent resolves share one cached

@@ -41,7 +41,7 @@ static const char *json_string(const cJSON *obj, const char *a, const char *b)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
     if (v == NULL && b != NULL)
         v = cJSON_GetObjectItemCaseSensitive(obj, b);
-    return cJSON_IsString(v) && v->valuestring != NULL ? v->valuestring : NULL;
+    return v != NULL && cJSON_IsString(v) && v->valuestring != NULL ? v->valuestring : NULL;
 }
 
 int kl_creds_json_parse(const char *body, size_t len, int need_expiration, const char *what,

@@ -150,7 +150,7 @@ static int section_line(struct parser *ps, const char *s, const char *e, struct 
 
 static int property_line(struct parser *ps, const char *s, const char *e, struct kl_err *err)
 {
-    const char *ks, *ke, *vs, *ve;
+    const char *ks = s, *ke = s, *vs = s, *ve = s;
     int rc;
 
     if (!ps->in_section)
@@ -182,7 +182,7 @@ static int continuation_line(struct parser *ps, const char *s, const char *e, st
     if (!ps->pending)
         return syntax(ps, err, "expected a property definition, found a continuation line");
     if (ps->pending_is_group) {
-        const char *ks, *ke, *vs, *ve;
+        const char *ks = s, *ke = s, *vs = s, *ve = s;
         rc = split_property(ps, s, e, &ks, &ke, &vs, &ve, "sub-property", err);
         if (rc != KL_OK)
             return rc;

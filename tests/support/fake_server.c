@@ -143,10 +143,16 @@ struct kl_fake_server *kl_fake_server_start(kl_fake_server_handler handler, void
     struct sockaddr_in addr;
     const union MHD_DaemonInfo *info;
 
-    if (s == NULL)
+    /* fail_msg() does not return; the returns only tell static analysers so. */
+    if (s == NULL) {
         fail_msg("fake server: out of memory");
-    if (pthread_mutex_init(&s->lock, NULL) != 0)
+        return NULL;
+    }
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
         fail_msg("fake server: pthread_mutex_init failed");
+        free(s);
+        return NULL;
+    }
     s->handler = handler;
     s->user = user;
     memset(&addr, 0, sizeof addr);
@@ -159,11 +165,15 @@ struct kl_fake_server *kl_fake_server_start(kl_fake_server_handler handler, void
                                  NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_END);
-    if (s->daemon == NULL)
+    if (s->daemon == NULL) {
         fail_msg("fake server: MHD_start_daemon failed on 127.0.0.1");
+        return NULL;
+    }
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    if (info == NULL || info->port == 0)
+    if (info == NULL || info->port == 0) {
         fail_msg("fake server: cannot learn the bound port");
+        return NULL;
+    }
     s->port = info->port;
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%u", (unsigned)s->port);
     return s;

@@ -1,0 +1,416 @@
+/*
+ * One shard's reading loop (see cursor.h). The only state kept between
+ * pages is the iterator, the last position handed out, and the pacing
+ * deadline; everything a page holds lives in its chunk.
+ */
+#include "core/kinesis/cursor.h"
+#include "core/kinesis/kpl.h"
+#include "core/util/clock.h"
+#include "core/util/err.h"
+#include "core/util/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_EXPIRED_RETRIES 3
+#define CHUNK_ARENA_BLOCK (16 * 1024)
+#define CHUNK_ARENA_MAX ((size_t)64 << 20)
+
+struct kl_cursor {
+    struct kl_kinesis *client;
+    char stream[KL_STREAM_NAME_MAX];
+    char shard_id[KL_SHARD_ID_MAX];
+    struct kl_iterator_start start;
+    char start_sequence[KL_SEQ_MAX];
+    /* resuming after a stored position */
+    bool resuming;
+    bool resume_checked; /* the first record after opening was seen */
+    bool from_trim_horizon; /* the stored position was gone: read what is left */
+    char resume_sequence[KL_SEQ_MAX];
+    int64_t resume_sub;
+    /* where we are */
+    char *iterator;
+    char last_sequence[KL_SEQ_MAX];
+    int64_t last_sub;
+    bool done;
+    bool closed;
+    bool has_gap;
+    struct kl_gap gap;
+    /* rules */
+    int64_t millis_behind_latest;
+    int64_t min_interval_ms;
+    int64_t max_bytes_per_s;
+    int64_t next_call_ms;
+    bool no_deaggregate;
+    bool read_to_end;
+    const struct kl_clock *clock;
+    uint64_t expired;
+};
+
+void kl_chunk_init(struct kl_chunk *c)
+{
+    memset(c, 0, sizeof *c);
+    kl_record_batch_init(&c->batch);
+    kl_arena_init(&c->arena, CHUNK_ARENA_BLOCK, CHUNK_ARENA_MAX);
+    c->millis_behind = -1;
+    c->end_sub_sequence = -1;
+}
+
+void kl_chunk_free(struct kl_chunk *c)
+{
+    if (c == NULL)
+        return;
+    free(c->messages);
+    kl_record_batch_free(&c->batch);
+    kl_arena_free(&c->arena);
+    kl_chunk_init(c);
+}
+
+/* Empties a chunk for reuse, keeping its message array and first arena block. */
+static void chunk_reset(struct kl_chunk *c)
+{
+    kl_record_batch_free(&c->batch);
+    kl_arena_reset(&c->arena);
+    c->n_messages = 0;
+    c->n_records = 0;
+    c->data_bytes = 0;
+    c->millis_behind = -1;
+    c->end_sequence[0] = '\0';
+    c->end_sub_sequence = -1;
+    c->shard_done = false;
+    c->shard_closed = false;
+    c->children = NULL;
+    c->n_children = 0;
+}
+
+static int copy_id(char *dst, size_t cap, const char *src, const char *what, struct kl_err *err)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n == 0 || n >= cap)
+        return kl_err_set(err, KL_ERR_INVALID, "%s must be 1..%zu characters", what, cap - 1);
+    memcpy(dst, src, n + 1);
+    return KL_OK;
+}
+
+struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_err *err)
+{
+    struct kl_cursor *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        kl_err_set(err, KL_ERR_NOMEM, "out of memory creating a shard cursor");
+        return NULL;
+    }
+    if (copy_id(c->stream, sizeof c->stream, o->stream, "stream name", err) != KL_OK ||
+        copy_id(c->shard_id, sizeof c->shard_id, o->shard_id, "shard id", err) != KL_OK)
+        goto fail;
+    c->client = o->client;
+    c->start = o->start;
+    if (o->start.sequence != NULL) {
+        if (copy_id(c->start_sequence, sizeof c->start_sequence, o->start.sequence,
+                    "start sequence", err) != KL_OK)
+            goto fail;
+        c->start.sequence = c->start_sequence;
+    }
+    if (o->resume != NULL && o->resume->sequence[0] != '\0') {
+        c->resuming = true;
+        memcpy(c->resume_sequence, o->resume->sequence, sizeof c->resume_sequence);
+        c->resume_sequence[sizeof c->resume_sequence - 1] = '\0';
+        c->resume_sub = o->resume->sub_sequence;
+    }
+    c->last_sub = -1;
+    c->millis_behind_latest = o->millis_behind_latest;
+    c->min_interval_ms = o->min_call_interval_ms;
+    c->max_bytes_per_s = o->max_bytes_per_s;
+    c->no_deaggregate = o->no_deaggregate;
+    c->read_to_end = o->read_to_end;
+    c->clock = o->clock ? o->clock : kl_clock_system();
+    return c;
+
+fail:
+    free(c);
+    return NULL;
+}
+
+void kl_cursor_destroy(struct kl_cursor *c)
+{
+    if (c == NULL)
+        return;
+    free(c->iterator);
+    free(c);
+}
+
+bool kl_cursor_done(const struct kl_cursor *c)
+{
+    return c->done;
+}
+
+const char *kl_cursor_shard_id(const struct kl_cursor *c)
+{
+    return c->shard_id;
+}
+
+const struct kl_gap *kl_cursor_gap(const struct kl_cursor *c)
+{
+    return c->has_gap ? &c->gap : NULL;
+}
+
+uint64_t kl_cursor_expired_count(const struct kl_cursor *c)
+{
+    return c->expired;
+}
+
+static void note_gap(struct kl_cursor *c, const char *to_sequence, const char *reason)
+{
+    struct kl_log_ctx ctx = {NULL, c->stream, c->shard_id};
+    c->has_gap = true;
+    snprintf(c->gap.from_sequence, sizeof c->gap.from_sequence, "%s", c->resume_sequence);
+    snprintf(c->gap.to_sequence, sizeof c->gap.to_sequence, "%s", to_sequence);
+    snprintf(c->gap.reason, sizeof c->gap.reason, "%s", reason);
+    KL_WARN("reader", &ctx, "gap: stored sequence %s is no longer in the shard (%s)",
+            c->resume_sequence, reason);
+}
+
+/* Opens an iterator where reading should continue. */
+static int acquire_iterator(struct kl_cursor *c, struct kl_err *err)
+{
+    struct kl_iterator_start at;
+    int rc;
+
+    if (c->last_sequence[0] != '\0') {
+        at.type = KL_ITER_AFTER_SEQUENCE_NUMBER;
+        at.sequence = c->last_sequence;
+        at.timestamp_ms = 0;
+    } else if (c->resuming && !c->from_trim_horizon) {
+        at.type = KL_ITER_AT_SEQUENCE_NUMBER;
+        at.sequence = c->resume_sequence;
+        at.timestamp_ms = 0;
+        rc = kl_kinesis_get_shard_iterator(c->client, c->stream, c->shard_id, &at, &c->iterator,
+                                           err);
+        if (rc != KL_ERR_INVALID && rc != KL_ERR_NOT_FOUND)
+            return rc;
+        /* The stored record is gone (trimmed) or unknown to the shard: read
+         * what is left and report the hole. A missing stream fails below. */
+        note_gap(c, "", err ? err->msg : "stored sequence rejected");
+        c->from_trim_horizon = true;
+        c->resume_checked = true;
+        at.type = KL_ITER_TRIM_HORIZON;
+        at.sequence = NULL;
+    } else if (c->from_trim_horizon) {
+        at.type = KL_ITER_TRIM_HORIZON;
+        at.sequence = NULL;
+        at.timestamp_ms = 0;
+    } else {
+        at = c->start;
+    }
+    return kl_kinesis_get_shard_iterator(c->client, c->stream, c->shard_id, &at, &c->iterator,
+                                         err);
+}
+
+static int grow_messages(struct kl_chunk *out, size_t need, struct kl_err *err)
+{
+    struct kl_message *m;
+    size_t cap;
+    if (need <= out->cap_messages)
+        return KL_OK;
+    cap = out->cap_messages ? out->cap_messages : 64;
+    while (cap < need)
+        cap *= 2;
+    m = realloc(out->messages, cap * sizeof *m);
+    if (m == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory for %zu messages", cap);
+    out->messages = m;
+    out->cap_messages = cap;
+    return KL_OK;
+}
+
+static int add_message(struct kl_cursor *c, struct kl_chunk *out, const struct kl_record *r,
+                       int64_t sub, const unsigned char *data, size_t len,
+                       const char *partition_key, struct kl_err *err)
+{
+    struct kl_message *m;
+    int rc = grow_messages(out, out->n_messages + 1, err);
+    if (rc != KL_OK)
+        return rc;
+    m = &out->messages[out->n_messages];
+    m->stream_name = c->stream;
+    m->shard_id = c->shard_id;
+    m->sequence = r->sequence;
+    m->sub_sequence = sub;
+    m->partition_key = partition_key;
+    m->arrival_ms = r->arrival_ms;
+    m->data = data;
+    m->data_len = len;
+    rc = kl_msg_id(c->shard_id, r->sequence, sub, m->msg_id, err);
+    if (rc != KL_OK)
+        return rc;
+    out->n_messages++;
+    return KL_OK;
+}
+
+/* Turns one Kinesis record into messages: its KPL user records, or itself.
+ * Sub-records up to `skip_upto` were delivered before and are left out. A
+ * record that is not a valid aggregate is delivered as it is. */
+static int add_record(struct kl_cursor *c, struct kl_chunk *out, const struct kl_record *r,
+                      int64_t skip_upto, struct kl_err *err)
+{
+    struct kl_kpl_records sub;
+    int rc = KL_ERR_INVALID;
+
+    kl_kpl_records_init(&sub);
+    if (!c->no_deaggregate && kl_kpl_is_aggregated(r->data, r->data_len)) {
+        rc = kl_kpl_decode(r->data, r->data_len, &sub, err);
+        if (rc == KL_ERR_NOMEM || rc == KL_ERR_INTERNAL)
+            goto cleanup;
+    }
+    if (rc != KL_OK) {
+        rc = skip_upto >= 0 ? KL_OK
+                            : add_message(c, out, r, -1, r->data, r->data_len, r->partition_key,
+                                          err);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < sub.n; i++) {
+        const struct kl_kpl_record *u = &sub.items[i];
+        char *pk;
+        if ((int64_t)i <= skip_upto)
+            continue;
+        pk = kl_arena_strndup(&out->arena, u->partition_key, u->partition_key_len);
+        if (pk == NULL) {
+            rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory for KPL partition keys");
+            goto cleanup;
+        }
+        rc = add_message(c, out, r, (int64_t)i, u->data, u->data_len, pk, err);
+        if (rc != KL_OK)
+            goto cleanup;
+    }
+    rc = KL_OK;
+
+cleanup:
+    kl_kpl_records_free(&sub);
+    return rc;
+}
+
+static void pace(struct kl_cursor *c)
+{
+    int64_t now = kl_clock_monotonic_ms(c->clock);
+    if (c->next_call_ms > now)
+        kl_clock_sleep_ms(c->clock, c->next_call_ms - now);
+}
+
+static void schedule_next_call(struct kl_cursor *c, size_t bytes)
+{
+    int64_t now = kl_clock_monotonic_ms(c->clock);
+    int64_t next = now + c->min_interval_ms;
+    if (c->max_bytes_per_s > 0) {
+        int64_t by_bytes = now + (int64_t)bytes * 1000 / c->max_bytes_per_s;
+        if (by_bytes > next)
+            next = by_bytes;
+    }
+    c->next_call_ms = next;
+}
+
+int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct kl_err *err)
+{
+    struct kl_record_batch batch;
+    struct kl_log_ctx ctx = {NULL, c->stream, c->shard_id};
+    int rc = KL_OK;
+
+    chunk_reset(out);
+    kl_record_batch_init(&batch);
+    snprintf(out->shard_id, sizeof out->shard_id, "%s", c->shard_id);
+    snprintf(out->end_sequence, sizeof out->end_sequence, "%s", c->last_sequence);
+    out->end_sub_sequence = c->last_sub;
+    if (c->done) {
+        out->shard_done = true;
+        out->shard_closed = c->closed;
+        return KL_OK;
+    }
+    if (limit < 1 || limit > 10000)
+        return kl_err_set(err, KL_ERR_INVALID, "chunk size must be 1..10000, not %d", limit);
+
+    for (int attempt = 0;; attempt++) {
+        if (c->iterator == NULL) {
+            rc = acquire_iterator(c, err);
+            if (rc != KL_OK)
+                goto cleanup;
+        }
+        pace(c);
+        rc = kl_kinesis_get_records(c->client, c->iterator, limit, &batch, err);
+        if (rc == KL_OK)
+            break;
+        if (rc != KL_ERR_EXPIRED || attempt >= MAX_EXPIRED_RETRIES)
+            goto cleanup;
+        /* Iterators live five minutes; continue after what we handed out. */
+        c->expired++;
+        KL_INFO("reader", &ctx, "shard iterator expired; re-acquiring after %s",
+                c->last_sequence[0] ? c->last_sequence : "the start");
+        free(c->iterator);
+        c->iterator = NULL;
+    }
+    schedule_next_call(c, batch.data_bytes);
+
+    for (size_t i = 0; i < batch.n; i++) {
+        const struct kl_record *r = &batch.records[i];
+        int64_t skip_upto = -1;
+
+        if (c->resuming && !c->resume_checked) {
+            int cmp = kl_seq_cmp(r->sequence, c->resume_sequence);
+            c->resume_checked = true;
+            if (cmp == 0) {
+                /* the stored record itself: skip what was delivered of it */
+                skip_upto = c->resume_sub >= 0 ? c->resume_sub : INT64_MAX;
+            } else if (cmp > 0) {
+                note_gap(c, r->sequence, "stored sequence no longer in the shard (trimmed)");
+            }
+        } else if (c->has_gap && c->gap.to_sequence[0] == '\0') {
+            snprintf(c->gap.to_sequence, sizeof c->gap.to_sequence, "%s", r->sequence);
+        }
+        rc = add_record(c, out, r, skip_upto, err);
+        if (rc != KL_OK)
+            goto cleanup;
+    }
+    out->n_records = batch.n;
+    out->data_bytes = batch.data_bytes;
+    out->millis_behind = batch.millis_behind;
+
+    free(c->iterator);
+    c->iterator = NULL;
+    if (batch.next_iterator != NULL) {
+        c->iterator = strdup(batch.next_iterator);
+        if (c->iterator == NULL) {
+            rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory copying a shard iterator");
+            goto cleanup;
+        }
+        if (!c->read_to_end &&
+            ((batch.millis_behind >= 0 && batch.millis_behind < c->millis_behind_latest) ||
+             (batch.n == 0 && batch.millis_behind == 0)))
+            c->done = true;
+    } else {
+        c->done = true;
+        c->closed = true;
+    }
+    if (out->n_messages > 0) {
+        const struct kl_message *last = &out->messages[out->n_messages - 1];
+        snprintf(c->last_sequence, sizeof c->last_sequence, "%s", last->sequence);
+        c->last_sub = last->sub_sequence;
+    } else if (batch.n > 0) {
+        /* every record was a skipped re-delivery: still move past them */
+        snprintf(c->last_sequence, sizeof c->last_sequence, "%s", batch.records[batch.n - 1].sequence);
+        c->last_sub = c->resume_sub;
+    }
+    snprintf(out->end_sequence, sizeof out->end_sequence, "%s", c->last_sequence);
+    out->end_sub_sequence = c->last_sub;
+    out->shard_done = c->done;
+    out->shard_closed = c->closed;
+    /* the chunk owns the page from here on: messages point into it */
+    out->batch = batch;
+    out->children = batch.children;
+    out->n_children = batch.n_children;
+    kl_record_batch_init(&batch);
+    rc = KL_OK;
+
+cleanup:
+    kl_record_batch_free(&batch);
+    if (rc != KL_OK)
+        chunk_reset(out);
+    return rc;
+}

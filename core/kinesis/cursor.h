@@ -1,0 +1,103 @@
+/*
+ * Reading one shard, chunk by chunk: opens the iterator (checking that a
+ * stored position still exists, else reporting a gap), re-acquires expired
+ * iterators, paces calls to the shard's limits, de-aggregates KPL records,
+ * and knows when the shard is done (caught up, or closed and drained).
+ * Which shards to read, in which order and under which budget is the
+ * reader's business (reader.h); committing positions is the caller's.
+ */
+#ifndef KL_KINESIS_CURSOR_H
+#define KL_KINESIS_CURSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kinesis/client.h"
+#include "core/kinesis/message.h"
+#include "core/kinesis/start.h"
+#include "core/util/arena.h"
+
+struct kl_clock;
+struct kl_err;
+
+struct kl_cursor_options {
+    struct kl_kinesis *client; /* borrowed */
+    const char *stream;        /* copied */
+    const char *shard_id;      /* copied */
+    /* Where to start when there is no stored position (see kl_choose_start). */
+    struct kl_iterator_start start;
+    /* The stored position, or NULL. When set, reading resumes right after it:
+     * the stored record must still be in the shard, else a gap is reported
+     * and reading continues from the oldest record still there. */
+    const struct kl_shard_position *resume;
+    /* dlt's milliseconds_behind_latest: the shard is done once a page reports
+     * less than this. A page with no records at the tip also ends it. */
+    int64_t millis_behind_latest;
+    /* Pacing per shard: at least this long between GetRecords calls (Kinesis
+     * allows 5 per second: 200), and no more than this many bytes per second
+     * on average (Kinesis: 2 MiB). 0 disables either. */
+    int64_t min_call_interval_ms;
+    int64_t max_bytes_per_s;
+    bool no_deaggregate;          /* deliver KPL aggregated records as they are */
+    /* Ignore the stop rule and read until the shard ends: for shards known to
+     * be closed, whose children must not start before they are drained. */
+    bool read_to_end;
+    const struct kl_clock *clock; /* NULL: the system clock */
+};
+
+/* A trimmed stored position: the records between `from_sequence` (the stored
+ * one, exclusive) and `to_sequence` (the oldest still in the shard, "" when
+ * the shard is empty) are no longer in the stream. */
+struct kl_gap {
+    char from_sequence[KL_SEQ_MAX];
+    char to_sequence[KL_SEQ_MAX];
+    char reason[192];
+};
+
+/* One page of messages from one shard. */
+struct kl_chunk {
+    char shard_id[KL_SHARD_ID_MAX];
+    struct kl_message *messages;
+    size_t n_messages;
+    size_t n_records;  /* Kinesis records in the page (before de-aggregation) */
+    size_t data_bytes; /* record Data bytes in the page */
+    int64_t millis_behind;
+    /* The position after this chunk: its last message (unchanged from the
+     * previous chunk when the page was empty; "" when nothing was read yet). */
+    char end_sequence[KL_SEQ_MAX];
+    int64_t end_sub_sequence;
+    bool shard_done;   /* no more pages will come from this shard in this read */
+    bool shard_closed; /* the shard is closed and fully read */
+    struct kl_child_shard *children; /* ChildShards of a closed shard (if reported) */
+    size_t n_children;
+    /* storage */
+    struct kl_record_batch batch;
+    struct kl_arena arena;
+    size_t cap_messages;
+};
+
+void kl_chunk_init(struct kl_chunk *c);
+/* Frees the chunk's storage; messages are no longer valid after the call. */
+void kl_chunk_free(struct kl_chunk *c);
+
+struct kl_cursor;
+
+struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_err *err);
+/* NULL is a no-op. Chunks already fetched stay valid. */
+void kl_cursor_destroy(struct kl_cursor *c);
+
+/* Fetches the next page of at most `limit` (1..10000) records into `out`
+ * (previous contents are freed). Returns KL_OK with possibly zero messages;
+ * check out->shard_done. Retryable errors were already retried by the client;
+ * an error here leaves the cursor where it was, so fetching again is safe. */
+int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct kl_err *err);
+
+bool kl_cursor_done(const struct kl_cursor *c);
+const char *kl_cursor_shard_id(const struct kl_cursor *c);
+/* The gap found when resuming, or NULL. */
+const struct kl_gap *kl_cursor_gap(const struct kl_cursor *c);
+/* Iterators re-acquired after ExpiredIteratorException. */
+uint64_t kl_cursor_expired_count(const struct kl_cursor *c);
+
+#endif

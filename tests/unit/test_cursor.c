@@ -1,0 +1,334 @@
+/*
+ * One shard's reading against a scripted transport: dlt's stop rule, resuming
+ * right after a stored position, gaps when that position is gone, expired
+ * iterators, closed shards and their children, and pacing.
+ */
+#include "tests/support/test_support.h"
+#include "core/aws/creds.h"
+#include "core/kinesis/cursor.h"
+#include "core/util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fixed_resolve(void *impl, struct kl_aws_creds *out, struct kl_err *err)
+{
+    (void)impl;
+    (void)err;
+    out->access_key_id = strdup("AKIDTEST");
+    out->secret_access_key = strdup("secret");
+    return KL_OK;
+}
+
+static void fixed_destroy(void *impl)
+{
+    (void)impl;
+}
+
+static const struct kl_cred_provider_ops fixed_ops = {fixed_resolve, fixed_destroy};
+
+struct fixture {
+    struct kl_fake_http http;
+    struct kl_fake_clock clock;
+    struct kl_cred_provider creds;
+    struct kl_kinesis *k;
+    struct kl_chunk chunk;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    struct kl_kinesis_config cfg = {0};
+    struct kl_err err;
+
+    assert_non_null(f);
+    kl_fake_http_init(&f->http);
+    kl_fake_clock_init(&f->clock, 1700000000000LL);
+    f->creds.ops = &fixed_ops;
+    cfg.endpoint = "http://127.0.0.1:1";
+    cfg.region = "us-east-1";
+    cfg.http = &f->http.http;
+    cfg.creds = &f->creds;
+    cfg.clock = &f->clock.clock;
+    f->k = kl_kinesis_create(&cfg, &err);
+    assert_non_null(f->k);
+    kl_chunk_init(&f->chunk);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    kl_chunk_free(&f->chunk);
+    kl_kinesis_destroy(f->k);
+    kl_fake_http_free(&f->http);
+    free(f);
+    return 0;
+}
+
+static struct kl_cursor *open_cursor(struct fixture *f, const struct kl_shard_position *resume,
+                                     int64_t mbl, bool read_to_end, int64_t interval)
+{
+    struct kl_cursor_options o;
+    struct kl_err err;
+    struct kl_cursor *c;
+
+    memset(&o, 0, sizeof o);
+    o.client = f->k;
+    o.stream = "orders";
+    o.shard_id = "shardId-000000000001";
+    o.start.type = KL_ITER_TRIM_HORIZON;
+    o.resume = resume;
+    o.millis_behind_latest = mbl;
+    o.read_to_end = read_to_end;
+    o.min_call_interval_ms = interval;
+    o.clock = &f->clock.clock;
+    c = kl_cursor_create(&o, &err);
+    assert_non_null(c);
+    return c;
+}
+
+/* "{"id":N}" base64-encoded, for record Data. */
+static const char *const ids_b64[] = {"eyJpZCI6MH0=", "eyJpZCI6MX0=", "eyJpZCI6Mn0=",
+                                      "eyJpZCI6M30=", "eyJpZCI6NH0="};
+
+static char *page(const char *seqs, const char *next, long mbl)
+{
+    static char buf[4096];
+    char recs[3000] = "";
+    size_t pos = 0;
+    int idx = 0;
+    const char *p = seqs;
+    while (p != NULL && *p) {
+        const char *comma = strchr(p, ',');
+        int len = comma ? (int)(comma - p) : (int)strlen(p);
+        pos += (size_t)snprintf(recs + pos, sizeof recs - pos,
+                                "%s{\"SequenceNumber\":\"%.*s\",\"ApproximateArrivalTimestamp\":"
+                                "1700000000.5,\"Data\":\"%s\",\"PartitionKey\":\"pk\"}",
+                                idx ? "," : "", len, p, ids_b64[idx % 5]);
+        idx++;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (next != NULL)
+        snprintf(buf, sizeof buf,
+                 "{\"Records\":[%s],\"NextShardIterator\":\"%s\",\"MillisBehindLatest\":%ld}", recs,
+                 next, mbl);
+    else
+        snprintf(buf, sizeof buf,
+                 "{\"Records\":[%s],\"NextShardIterator\":null,\"MillisBehindLatest\":%ld,"
+                 "\"ChildShards\":[{\"ShardId\":\"shardId-000000000003\",\"ParentShards\":"
+                 "[\"shardId-000000000001\"],\"HashKeyRange\":{\"StartingHashKey\":\"0\","
+                 "\"EndingHashKey\":\"9\"}}]}",
+                 recs, mbl);
+    return strdup(buf);
+}
+
+static void reads_until_behind_less_than_the_threshold(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 1000, false, 0);
+    char *p1 = page("100,101", "it-2", 5000), *p2 = page("102", "it-3", 999);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 2);
+    assert_false(f->chunk.shard_done);
+    assert_string_equal(f->chunk.messages[0].stream_name, "orders");
+    assert_string_equal(f->chunk.messages[0].shard_id, "shardId-000000000001");
+    assert_string_equal(f->chunk.messages[1].sequence, "101");
+    assert_int_equal(f->chunk.messages[1].sub_sequence, -1);
+    assert_int_equal(f->chunk.messages[1].arrival_ms, 1700000000500LL);
+    assert_string_equal((const char *)f->chunk.messages[1].data, "{\"id\":1}");
+    assert_int_equal(strlen(f->chunk.messages[1].msg_id), KL_MSG_ID_LEN);
+    assert_string_equal(f->chunk.end_sequence, "101");
+    assert_non_null(strstr(f->http.sent[0].body, "\"ShardIteratorType\":\"TRIM_HORIZON\""));
+    /* dlt: stop once MillisBehindLatest < milliseconds_behind_latest */
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 1);
+    assert_true(f->chunk.shard_done);
+    assert_false(f->chunk.shard_closed);
+    assert_true(kl_cursor_done(c));
+    /* a done cursor makes no more calls */
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 0);
+    assert_string_equal(f->chunk.end_sequence, "102");
+    assert_int_equal(f->http.n_sent, 3);
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+static void an_empty_page_at_the_tip_ends_a_zero_threshold_read(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 0, false, 0);
+    char *p1 = page("100", "it-2", 0), *p2 = page("", "it-3", 0);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    assert_int_equal(kl_cursor_fetch(c, 10, &f->chunk, &err), KL_OK);
+    assert_false(f->chunk.shard_done);
+    assert_int_equal(kl_cursor_fetch(c, 10, &f->chunk, &err), KL_OK);
+    assert_true(f->chunk.shard_done);
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+static void resumes_right_after_the_stored_record(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_shard_position stored = {"shardId-000000000001", "101", -1};
+    struct kl_cursor *c = open_cursor(f, &stored, 1000, false, 0);
+    char *p1 = page("101,102,103", "it-2", 0);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_non_null(strstr(f->http.sent[0].body, "\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\""));
+    assert_non_null(strstr(f->http.sent[0].body, "\"StartingSequenceNumber\":\"101\""));
+    /* 101 was delivered in an earlier run: not again */
+    assert_int_equal(f->chunk.n_messages, 2);
+    assert_string_equal(f->chunk.messages[0].sequence, "102");
+    assert_null(kl_cursor_gap(c));
+    free(p1);
+    kl_cursor_destroy(c);
+}
+
+static void a_trimmed_position_is_reported_as_a_gap(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_shard_position stored = {"shardId-000000000001", "90", -1};
+    struct kl_cursor *c = open_cursor(f, &stored, 1000, false, 0);
+    char *p1 = page("150,151", "it-2", 0);
+    const struct kl_gap *gap;
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 2);
+    gap = kl_cursor_gap(c);
+    assert_non_null(gap);
+    assert_string_equal(gap->from_sequence, "90");
+    assert_string_equal(gap->to_sequence, "150");
+    free(p1);
+    kl_cursor_destroy(c);
+}
+
+static void a_rejected_position_is_a_gap_and_reading_goes_on_from_the_oldest(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_shard_position stored = {"shardId-000000000001", "90", -1};
+    struct kl_cursor *c = open_cursor(f, &stored, 1000, false, 0);
+    char *p1 = page("150", "it-2", 0);
+    const struct kl_gap *gap;
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 400,
+                      "{\"__type\":\"InvalidArgumentException\",\"message\":\"StartingSequenceNumber "
+                      "90 used in GetShardIterator on shard shardId-000000000001 is invalid.\"}");
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_non_null(strstr(f->http.sent[1].body, "\"ShardIteratorType\":\"TRIM_HORIZON\""));
+    assert_int_equal(f->chunk.n_messages, 1);
+    gap = kl_cursor_gap(c);
+    assert_non_null(gap);
+    assert_string_equal(gap->from_sequence, "90");
+    assert_string_equal(gap->to_sequence, "150");
+    assert_non_null(strstr(gap->reason, "InvalidArgumentException"));
+    free(p1);
+    kl_cursor_destroy(c);
+}
+
+static void an_expired_iterator_continues_after_the_last_record(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 1000, false, 0);
+    char *p1 = page("100,101", "it-2", 5000), *p2 = page("102", "it-4", 0);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 400, "{\"__type\":\"ExpiredIteratorException\",\"message\":\"x\"}");
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-3\"}");
+    kl_fake_http_push(&f->http, 200, p2);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_non_null(strstr(f->http.sent[3].body, "\"AFTER_SEQUENCE_NUMBER\""));
+    assert_non_null(strstr(f->http.sent[3].body, "\"StartingSequenceNumber\":\"101\""));
+    assert_int_equal(f->chunk.n_messages, 1);
+    assert_string_equal(f->chunk.messages[0].sequence, "102");
+    assert_int_equal(kl_cursor_expired_count(c), 1);
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+static void a_closed_shard_is_read_to_its_end_and_names_its_children(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 1000, true, 0);
+    char *p1 = page("100", "it-2", 0), *p2 = page("101", NULL, 0);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    /* MillisBehindLatest 0 would stop an open shard; a closed one goes on */
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_false(f->chunk.shard_done);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_true(f->chunk.shard_done);
+    assert_true(f->chunk.shard_closed);
+    assert_int_equal(f->chunk.n_children, 1);
+    assert_string_equal(f->chunk.children[0].id, "shardId-000000000003");
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+static void calls_are_paced(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 1000, false, 200);
+    char *p1 = page("100", "it-2", 5000), *p2 = page("101", "it-3", 5000);
+    struct kl_err err;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->clock.slept_ms, 0);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->clock.slept_ms, 200);
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(reads_until_behind_less_than_the_threshold),
+        T(an_empty_page_at_the_tip_ends_a_zero_threshold_read),
+        T(resumes_right_after_the_stored_record),
+        T(a_trimmed_position_is_reported_as_a_gap),
+        T(a_rejected_position_is_a_gap_and_reading_goes_on_from_the_oldest),
+        T(an_expired_iterator_continues_after_the_last_record),
+        T(a_closed_shard_is_read_to_its_end_and_names_its_children),
+        T(calls_are_paced),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

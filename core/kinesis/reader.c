@@ -211,7 +211,10 @@ static struct rshard *pick_fetch(struct kl_reader *r, int *limit)
             continue;
         r->fetch_rr = i + 1;
         left = r->remaining - r->reserved;
-        share = (left + (int64_t)active - 1) / (int64_t)(active ? active : 1);
+        if (active == 0)
+            active = 1;
+        /* ceil(left / active) without overflowing an unlimited budget */
+        share = left / (int64_t)active + (left % (int64_t)active != 0);
         *limit = share < r->o.chunk_size ? (int)(share > 0 ? share : 1) : r->o.chunk_size;
         return s;
     }

@@ -1,6 +1,6 @@
 /*
- * Region allocator (see arena.h): a list of blocks, bump allocation inside
- * the newest; oversized requests get a block of their own.
+ * Bump allocation over a list of blocks. A reset rewinds to the first block
+ * and reuses the list in order, so a steady workload stops calling malloc.
  */
 #include "core/util/arena.h"
 
@@ -10,74 +10,100 @@
 
 struct kl_arena_block {
     struct kl_arena_block *next;
-    size_t size;
+    size_t cap;
     size_t used;
-    max_align_t data[];
+    _Alignas(max_align_t) unsigned char data[];
 };
 
-void kl_arena_init(struct kl_arena *a, size_t block_size, size_t max_total)
+#define DEFAULT_BLOCK (64u * 1024u)
+
+void kl_arena_init(struct kl_arena *a, size_t block_size, size_t max)
 {
     a->head = NULL;
-    a->block_size = block_size ? block_size : 64 * 1024;
-    a->used_total = 0;
-    a->max_total = max_total;
+    a->cur = NULL;
+    a->block_size = block_size ? block_size : DEFAULT_BLOCK;
+    a->total = 0;
+    a->max = max;
 }
 
 void kl_arena_free(struct kl_arena *a)
 {
-    struct kl_arena_block *b = a->head, *next;
-    for (; b != NULL; b = next) {
-        next = b->next;
+    struct kl_arena_block *b = a->head;
+    while (b != NULL) {
+        struct kl_arena_block *next = b->next;
         free(b);
+        b = next;
     }
     a->head = NULL;
-    a->used_total = 0;
+    a->cur = NULL;
+    a->total = 0;
 }
 
 void kl_arena_reset(struct kl_arena *a)
 {
-    struct kl_arena_block *keep = a->head, *b, *next;
-    if (keep == NULL)
-        return;
-    /* keep the oldest block (the one of the default size), free the rest */
-    while (keep->next != NULL)
-        keep = keep->next;
-    for (b = a->head; b != keep; b = next) {
-        next = b->next;
-        free(b);
+    for (struct kl_arena_block *b = a->head; b != NULL; b = b->next)
+        b->used = 0;
+    a->cur = a->head;
+}
+
+size_t kl_arena_used(const struct kl_arena *a)
+{
+    size_t n = 0;
+    for (const struct kl_arena_block *b = a->head; b != NULL; b = b->next) {
+        n += b->used;
+        if (b == a->cur)
+            break;
     }
-    keep->used = 0;
-    a->head = keep;
-    a->used_total = 0;
+    return n;
+}
+
+/* Moves to the next block that fits `n`, reusing old blocks before making
+ * a new one, which is linked right after the current block. */
+static struct kl_arena_block *next_block(struct kl_arena *a, size_t n)
+{
+    struct kl_arena_block *b = a->cur ? a->cur->next : a->head;
+    while (b != NULL && b->cap < n) {
+        b->used = 0;
+        b = b->next;
+    }
+    if (b != NULL) {
+        b->used = 0;
+        a->cur = b;
+        return b;
+    }
+    size_t cap = n > a->block_size ? n : a->block_size;
+    if (a->max && a->total + cap > a->max)
+        return NULL;
+    b = malloc(sizeof *b + cap);
+    if (b == NULL)
+        return NULL;
+    b->cap = cap;
+    b->used = 0;
+    if (a->cur == NULL) {
+        b->next = a->head;
+        a->head = b;
+    } else {
+        b->next = a->cur->next;
+        a->cur->next = b;
+    }
+    a->cur = b;
+    a->total += cap;
+    return b;
 }
 
 void *kl_arena_alloc(struct kl_arena *a, size_t n)
 {
-    struct kl_arena_block *b = a->head;
-    size_t need = (n + 7) & ~(size_t)7;
-    void *p;
-
-    if (need < n || (a->max_total != 0 && need > a->max_total - a->used_total))
-        return NULL;
-    if (b == NULL || b->size - b->used < need) {
-        size_t size = need > a->block_size ? need : a->block_size;
-        b = malloc(sizeof *b + size);
+    struct kl_arena_block *b = a->cur;
+    n = (n + 7u) & ~(size_t)7u;
+    if (n == 0)
+        n = 8;
+    if (b == NULL || b->cap - b->used < n) {
+        b = next_block(a, n);
         if (b == NULL)
             return NULL;
-        b->size = size;
-        b->used = 0;
-        if (a->head != NULL && need > a->block_size) {
-            /* an oversized block goes behind the current one, which stays open */
-            b->next = a->head->next;
-            a->head->next = b;
-        } else {
-            b->next = a->head;
-            a->head = b;
-        }
     }
-    p = (char *)b->data + b->used;
-    b->used += need;
-    a->used_total += need;
+    void *p = b->data + b->used;
+    b->used += n;
     return p;
 }
 
@@ -86,7 +112,8 @@ char *kl_arena_strndup(struct kl_arena *a, const char *s, size_t n)
     char *p = kl_arena_alloc(a, n + 1);
     if (p == NULL)
         return NULL;
-    memcpy(p, s, n);
+    if (n)
+        memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }

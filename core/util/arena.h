@@ -1,7 +1,8 @@
 /*
- * A region allocator: many small allocations freed together. Blocks are
- * never moved, so pointers stay valid until kl_arena_reset or _free. A hard
- * cap bounds what network input can make it hold. Not thread-safe.
+ * A bump allocator for short-lived data (JSON trees, a chunk's cells and
+ * strings): many small allocations, freed together by a reset that keeps the
+ * blocks for reuse. Blocks never move. A cap bounds what network input can
+ * make it hold. Not thread-safe; not for objects that need their own lifetime.
  */
 #ifndef KL_UTIL_ARENA_H
 #define KL_UTIL_ARENA_H
@@ -11,21 +12,27 @@
 struct kl_arena_block;
 
 struct kl_arena {
-    struct kl_arena_block *head; /* block being filled */
-    size_t block_size;           /* default size of a new block */
-    size_t used_total;           /* bytes handed out since the last reset */
-    size_t max_total;            /* allocations beyond this fail; 0 = no cap */
+    struct kl_arena_block *head; /* all blocks, in allocation order */
+    struct kl_arena_block *cur;  /* the block allocations come from */
+    size_t block_size;           /* size of a normal block */
+    size_t total;                /* bytes held in blocks */
+    size_t max;                  /* allocations that would pass this fail */
 };
 
-void kl_arena_init(struct kl_arena *a, size_t block_size, size_t max_total);
-/* Frees every block. */
+/* `block_size` 0 means 64 KiB; `max` 0 means no limit. */
+void kl_arena_init(struct kl_arena *a, size_t block_size, size_t max);
+/* Frees every block. The arena may be used again after kl_arena_init. */
 void kl_arena_free(struct kl_arena *a);
-/* Forgets every allocation but keeps the first block for reuse. */
+/* Forgets every allocation but keeps the blocks: pointers handed out before
+ * are no longer valid after the call. */
 void kl_arena_reset(struct kl_arena *a);
 
-/* Returns `n` bytes aligned to 8, or NULL when out of memory or over the cap. */
+/* `n` bytes aligned to 8, or NULL when out of memory or past `max`. */
 void *kl_arena_alloc(struct kl_arena *a, size_t n);
-/* Copies `n` bytes and appends a NUL; NULL on failure. */
+/* A copy of `n` bytes followed by a NUL, or NULL. */
 char *kl_arena_strndup(struct kl_arena *a, const char *s, size_t n);
+
+/* Bytes handed out since the last reset (for tests and limits). */
+size_t kl_arena_used(const struct kl_arena *a);
 
 #endif

@@ -19,7 +19,7 @@ PACKAGES=(
     libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev
     protobuf-c-compiler libprotobuf-c-dev
     postgresql redis-server
-    wrk
+    wrk bc
 )
 LINT_PACKAGES=(clang-format clang-tidy cppcheck)
 NODE_MIN_MAJOR=20

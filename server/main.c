@@ -1,27 +1,47 @@
 /*
- * kinesis-loader: the process entry point. Parses the command line and hands
- * over to the command; it is the only place that picks concrete backends.
+ * kinesis-loader: the process entry point. Picks the command and hands over
+ * the remaining arguments; it is the only place that picks concrete backends.
  */
+#include "server/commands.h"
+
 #include <stdio.h>
 #include <string.h>
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kinesis-loader [--help] [--version]\n"
+    fprintf(out, "usage: kinesis-loader COMMAND [options]\n"
                  "\n"
-                 "Loads Amazon Kinesis Data Streams into PostgreSQL.\n");
+                 "Loads Amazon Kinesis Data Streams into PostgreSQL.\n"
+                 "\n"
+                 "Commands:\n"
+                 "  read STREAM   print a stream's messages as JSON lines (like kcat for Kafka)\n"
+                 "\n"
+                 "  --help        this text; `kinesis-loader COMMAND --help` for a command\n"
+                 "  --version     the version\n"
+                 "\n"
+                 "AWS settings come from the standard variables: AWS_REGION, AWS_ACCESS_KEY_ID,\n"
+                 "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_ENDPOINT_URL_KINESIS,\n"
+                 "AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, container credentials, EC2 IMDSv2.\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    if (strcmp(argv[1], "--version") == 0) {
         printf("kinesis-loader %s\n", KL_VERSION);
         return 0;
     }
+    if (strcmp(argv[1], "read") == 0)
+        return kl_cmd_read(argc - 1, argv + 1);
+    fprintf(stderr, "kinesis-loader: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -114,6 +114,7 @@ static bool read_varint(struct dec *d, struct span *s, uint64_t *out)
     const unsigned char *start = s->p;
     uint64_t v = 0;
 
+    *out = 0; /* defined even on failure: keeps static analysers sure of it */
     for (unsigned shift = 0; shift <= 63; shift += 7) {
         unsigned char c;
         if (s->p == s->end)
@@ -152,6 +153,7 @@ static bool read_len(struct dec *d, struct span *s, struct span *out)
     const unsigned char *start = s->p;
     uint64_t n;
 
+    out->p = out->end = s->p;
     if (!read_varint(d, s, &n))
         return false;
     if (n > (uint64_t)(s->end - s->p))

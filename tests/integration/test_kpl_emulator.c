@@ -95,7 +95,7 @@ static struct u128 effective_hash_key(const struct kl_kpl_record *r)
         return u128_from_dec(r->explicit_hash_key, r->explicit_hash_key_len);
     assert_int_equal(
         EVP_Digest(r->partition_key, r->partition_key_len, md, &md_len, EVP_md5(), NULL), 1);
-    for (int k = 0; k < 4; k++)
+    for (size_t k = 0; k < 4; k++)
         v.limb[3 - k] = (uint32_t)md[4 * k] << 24 | (uint32_t)md[4 * k + 1] << 16 |
                         (uint32_t)md[4 * k + 2] << 8 | md[4 * k + 3];
     return v;
@@ -242,7 +242,7 @@ static long summary_int(const cJSON *doc, const char *field)
 static void kpl_round_trip(const struct target *target, int shards, int count, int per,
                            int plain_every, int decoys)
 {
-    struct session s;
+    struct session s = {0};
     struct tally t = {0};
     struct kl_err err;
     char stream[128];

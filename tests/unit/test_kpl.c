@@ -67,7 +67,7 @@ static unsigned char *from_hex(const char *hex, size_t *len)
 
     assert_non_null(out);
     for (const char *p = hex; *p != '\0'; p++) {
-        int v;
+        int v = 0;
         if (*p == ' ')
             continue;
         if (*p >= '0' && *p <= '9')
@@ -114,7 +114,7 @@ static unsigned long check_inside(const struct kl_kpl_records *r, const unsigned
             sum += k->data[j];
         for (size_t j = 0; j < k->partition_key_len; j++)
             sum += pk[j];
-        for (size_t j = 0; j < k->explicit_hash_key_len; j++)
+        for (size_t j = 0; ehk != NULL && j < k->explicit_hash_key_len; j++)
             sum += ehk[j];
     }
     return sum;
@@ -169,7 +169,8 @@ static void decodes_reference_aggregates(void **state)
 
             if (got->partition_key_len != pk_len || memcmp(got->partition_key, pk, pk_len) != 0)
                 fail_msg("%s[%zu]: partition key differs", name, i);
-            if (got->data_len != data_len || (data_len > 0 && memcmp(got->data, data, data_len)))
+            if (got->data_len != data_len ||
+                (data_len > 0 && memcmp(got->data, data, data_len) != 0))
                 fail_msg("%s[%zu]: data differs (%zu bytes, want %zu)", name, i, got->data_len,
                          data_len);
             if (cJSON_IsNull(ehk)) {
@@ -240,86 +241,85 @@ static const struct good_case good_cases[] = {
 
 struct bad_case {
     const char *name;
-    bool raw; /* hex is the whole Kinesis Data, not a protobuf to wrap */
     const char *hex;
-    int rc;          /* expected code */
     const char *why; /* a part of the error message */
+    int rc;          /* expected code */
+    bool raw;        /* hex is the whole Kinesis Data, not a protobuf to wrap */
 };
 
 static const struct bad_case bad_cases[] = {
     /* not aggregated at all */
-    {"a JSON record", true, "7b 22 69 64 22 3a 31 7d", KL_ERR_INVALID, "magic"},
-    {"empty data", true, "", KL_ERR_INVALID, "magic"},
-    {"magic only", true, "f3 89 9a c2", KL_ERR_INVALID, "magic"},
-    {"magic and digest, no protobuf", true,
-     "f3 89 9a c2 d4 1d 8c d9 8f 00 b2 04 e9 80 09 98 ec f8 42 7e", KL_ERR_INVALID, "too short"},
-    {"wrong magic", true,
+    {"a JSON record", "7b 22 69 64 22 3a 31 7d", "magic", KL_ERR_INVALID, true},
+    {"empty data", "", "magic", KL_ERR_INVALID, true},
+    {"magic only", "f3 89 9a c2", "magic", KL_ERR_INVALID, true},
+    {"magic and digest, no protobuf", "f3 89 9a c2 d4 1d 8c d9 8f 00 b2 04 e9 80 09 98 ec f8 42 7e",
+     "too short", KL_ERR_INVALID, true},
+    {"wrong magic",
      "f3 89 9a c3 0a 01 70 1a 04 08 00 1a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
-     KL_ERR_INVALID, "magic"},
-    {"bad MD5", true,
+     "magic", KL_ERR_INVALID, true},
+    {"bad MD5",
      "f3 89 9a c2 0a 01 70 1a 04 08 00 1a 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
-     KL_ERR_INVALID, "MD5"},
+     "MD5", KL_ERR_INVALID, true},
 
     /* broken protobuf behind a correct digest */
-    {"truncated record", false, "0a 01 70 1a 04 08 00 1a", KL_ERR_INVALID, "length beyond"},
-    {"truncated inside a record", false, "0a 01 70 1a 03 08 00 1a", KL_ERR_INVALID,
-     "truncated varint"},
-    {"truncated key", false, "0a 05 70", KL_ERR_INVALID, "length beyond"},
-    {"truncated tag", false, "0a 01 70 1a 04 08 00 1a 00 80", KL_ERR_INVALID, "truncated varint"},
-    {"varint of eleven bytes", false, "0a 01 70 1a 0e 08 80 80 80 80 80 80 80 80 80 80 00 1a 00",
-     KL_ERR_INVALID, "longer than 64 bits"},
-    {"varint over 64 bits in ten bytes", false,
-     "0a 01 70 1a 0d 08 ff ff ff ff ff ff ff ff ff 02 1a 00", KL_ERR_INVALID,
-     "longer than 64 bits"},
-    {"largest index: parsed, then out of range", false,
-     "0a 01 70 1a 0d 08 ff ff ff ff ff ff ff ff ff 01 1a 00", KL_ERR_INVALID,
-     "partition_key_index outside"},
-    {"data length beyond the record", false, "0a 01 70 1a 06 08 00 1a 64 61 62", KL_ERR_INVALID,
-     "length beyond"},
-    {"length of 2^63", false, "0a 01 70 1a 0d 08 00 1a 80 80 80 80 80 80 80 80 80 01",
-     KL_ERR_INVALID, "length beyond"},
-    {"record length beyond the message", false, "0a 01 70 1a 7f 08 00 1a 00", KL_ERR_INVALID,
-     "length beyond"},
-    {"partition key index out of range", false, "0a 01 70 1a 04 08 01 1a 00", KL_ERR_INVALID,
-     "partition_key_index outside"},
-    {"no partition key table", false, "1a 04 08 00 1a 00", KL_ERR_INVALID,
-     "partition_key_index outside"},
-    {"explicit hash key index out of range", false, "0a 01 70 12 01 30 1a 06 08 00 10 01 1a 00",
-     KL_ERR_INVALID, "explicit_hash_key_index outside"},
-    {"explicit hash key index, no table", false, "0a 01 70 1a 06 08 00 10 00 1a 00", KL_ERR_INVALID,
-     "explicit_hash_key_index outside"},
-    {"bad index in the last of many records", false,
-     "0a 01 70 1a 04 08 00 1a 00 1a 04 08 00 1a 00 1a 04 08 05 1a 00", KL_ERR_INVALID,
-     "partition_key_index outside"},
-    {"record without partition key index", false, "0a 01 70 1a 02 1a 00", KL_ERR_INVALID,
-     "required partition_key_index"},
-    {"record without data", false, "0a 01 70 1a 02 08 00", KL_ERR_INVALID, "required data"},
-    {"tag without key", false, "0a 01 70 1a 09 08 00 1a 00 22 03 12 01 76", KL_ERR_INVALID,
-     "Tag without"},
-    {"no user records", false, "0a 01 70 12 01 30", KL_ERR_INVALID, "no user records"},
-    {"group at the top level", false, "0a 01 70 2b 2c 1a 04 08 00 1a 00", KL_ERR_INVALID, "group"},
-    {"end group", false, "0a 01 70 1a 05 08 00 1a 00 2c", KL_ERR_INVALID, "group"},
-    {"wire type 6", false, "0a 01 70 36 1a 04 08 00 1a 00", KL_ERR_INVALID, "undefined wire"},
-    {"wire type 7", false, "0a 01 70 1a 05 08 00 1a 00 2f", KL_ERR_INVALID, "undefined wire"},
-    {"field number 0", false, "02 00 0a 01 70 1a 04 08 00 1a 00", KL_ERR_INVALID, "field number 0"},
-    {"field key over 32 bits", false, "0a 01 70 1a 09 08 00 1a 00 82 80 80 80 10", KL_ERR_INVALID,
-     "longer than 32 bits"},
-    {"records field as a varint", false, "0a 01 70 18 00", KL_ERR_INVALID, "wrong wire type"},
-    {"partition key index as bytes", false, "0a 01 70 1a 05 0a 01 00 1a 00", KL_ERR_INVALID,
-     "wrong wire type"},
-    {"data as a varint", false, "0a 01 70 1a 04 08 00 18 00", KL_ERR_INVALID, "wrong wire type"},
-    {"key table entry as fixed32", false, "0d 00 00 00 00 1a 04 08 00 1a 00", KL_ERR_INVALID,
-     "wrong wire type"},
-    {"truncated fixed64", false, "0a 01 70 1a 04 08 00 1a 00 31 00 00", KL_ERR_INVALID,
-     "fixed-size"},
-    {"truncated fixed32", false, "0a 01 70 1a 04 08 00 1a 00 3d 00", KL_ERR_INVALID, "fixed-size"},
-    {"overlong UTF-8 in a key", false, "0a 02 c0 80 1a 04 08 00 1a 00", KL_ERR_INVALID, "UTF-8"},
-    {"surrogate in a key", false, "0a 03 ed a0 80 1a 04 08 00 1a 00", KL_ERR_INVALID, "UTF-8"},
-    {"byte ff in a key", false, "0a 01 ff 1a 04 08 00 1a 00", KL_ERR_INVALID, "UTF-8"},
-    {"cut UTF-8 sequence in a key", false, "0a 02 e6 97 1a 04 08 00 1a 00", KL_ERR_INVALID,
-     "UTF-8"},
-    {"above U+10FFFF in a hash key", false, "0a 01 70 12 04 f4 90 80 80 1a 04 08 00 1a 00",
-     KL_ERR_INVALID, "UTF-8"},
+    {"truncated record", "0a 01 70 1a 04 08 00 1a", "length beyond", KL_ERR_INVALID, false},
+    {"truncated inside a record", "0a 01 70 1a 03 08 00 1a", "truncated varint", KL_ERR_INVALID,
+     false},
+    {"truncated key", "0a 05 70", "length beyond", KL_ERR_INVALID, false},
+    {"truncated tag", "0a 01 70 1a 04 08 00 1a 00 80", "truncated varint", KL_ERR_INVALID, false},
+    {"varint of eleven bytes", "0a 01 70 1a 0e 08 80 80 80 80 80 80 80 80 80 80 00 1a 00",
+     "longer than 64 bits", KL_ERR_INVALID, false},
+    {"varint over 64 bits in ten bytes", "0a 01 70 1a 0d 08 ff ff ff ff ff ff ff ff ff 02 1a 00",
+     "longer than 64 bits", KL_ERR_INVALID, false},
+    {"largest index: parsed, then out of range",
+     "0a 01 70 1a 0d 08 ff ff ff ff ff ff ff ff ff 01 1a 00", "partition_key_index outside",
+     KL_ERR_INVALID, false},
+    {"data length beyond the record", "0a 01 70 1a 06 08 00 1a 64 61 62", "length beyond",
+     KL_ERR_INVALID, false},
+    {"length of 2^63", "0a 01 70 1a 0d 08 00 1a 80 80 80 80 80 80 80 80 80 01", "length beyond",
+     KL_ERR_INVALID, false},
+    {"record length beyond the message", "0a 01 70 1a 7f 08 00 1a 00", "length beyond",
+     KL_ERR_INVALID, false},
+    {"partition key index out of range", "0a 01 70 1a 04 08 01 1a 00",
+     "partition_key_index outside", KL_ERR_INVALID, false},
+    {"no partition key table", "1a 04 08 00 1a 00", "partition_key_index outside", KL_ERR_INVALID,
+     false},
+    {"explicit hash key index out of range", "0a 01 70 12 01 30 1a 06 08 00 10 01 1a 00",
+     "explicit_hash_key_index outside", KL_ERR_INVALID, false},
+    {"explicit hash key index, no table", "0a 01 70 1a 06 08 00 10 00 1a 00",
+     "explicit_hash_key_index outside", KL_ERR_INVALID, false},
+    {"bad index in the last of many records",
+     "0a 01 70 1a 04 08 00 1a 00 1a 04 08 00 1a 00 1a 04 08 05 1a 00",
+     "partition_key_index outside", KL_ERR_INVALID, false},
+    {"record without partition key index", "0a 01 70 1a 02 1a 00", "required partition_key_index",
+     KL_ERR_INVALID, false},
+    {"record without data", "0a 01 70 1a 02 08 00", "required data", KL_ERR_INVALID, false},
+    {"tag without key", "0a 01 70 1a 09 08 00 1a 00 22 03 12 01 76", "Tag without", KL_ERR_INVALID,
+     false},
+    {"no user records", "0a 01 70 12 01 30", "no user records", KL_ERR_INVALID, false},
+    {"group at the top level", "0a 01 70 2b 2c 1a 04 08 00 1a 00", "group", KL_ERR_INVALID, false},
+    {"end group", "0a 01 70 1a 05 08 00 1a 00 2c", "group", KL_ERR_INVALID, false},
+    {"wire type 6", "0a 01 70 36 1a 04 08 00 1a 00", "undefined wire", KL_ERR_INVALID, false},
+    {"wire type 7", "0a 01 70 1a 05 08 00 1a 00 2f", "undefined wire", KL_ERR_INVALID, false},
+    {"field number 0", "02 00 0a 01 70 1a 04 08 00 1a 00", "field number 0", KL_ERR_INVALID, false},
+    {"field key over 32 bits", "0a 01 70 1a 09 08 00 1a 00 82 80 80 80 10", "longer than 32 bits",
+     KL_ERR_INVALID, false},
+    {"records field as a varint", "0a 01 70 18 00", "wrong wire type", KL_ERR_INVALID, false},
+    {"partition key index as bytes", "0a 01 70 1a 05 0a 01 00 1a 00", "wrong wire type",
+     KL_ERR_INVALID, false},
+    {"data as a varint", "0a 01 70 1a 04 08 00 18 00", "wrong wire type", KL_ERR_INVALID, false},
+    {"key table entry as fixed32", "0d 00 00 00 00 1a 04 08 00 1a 00", "wrong wire type",
+     KL_ERR_INVALID, false},
+    {"truncated fixed64", "0a 01 70 1a 04 08 00 1a 00 31 00 00", "fixed-size", KL_ERR_INVALID,
+     false},
+    {"truncated fixed32", "0a 01 70 1a 04 08 00 1a 00 3d 00", "fixed-size", KL_ERR_INVALID, false},
+    {"overlong UTF-8 in a key", "0a 02 c0 80 1a 04 08 00 1a 00", "UTF-8", KL_ERR_INVALID, false},
+    {"surrogate in a key", "0a 03 ed a0 80 1a 04 08 00 1a 00", "UTF-8", KL_ERR_INVALID, false},
+    {"byte ff in a key", "0a 01 ff 1a 04 08 00 1a 00", "UTF-8", KL_ERR_INVALID, false},
+    {"cut UTF-8 sequence in a key", "0a 02 e6 97 1a 04 08 00 1a 00", "UTF-8", KL_ERR_INVALID,
+     false},
+    {"above U+10FFFF in a hash key", "0a 01 70 12 04 f4 90 80 80 1a 04 08 00 1a 00", "UTF-8",
+     KL_ERR_INVALID, false},
 };
 
 static void accepts_unusual_but_valid_records(void **state)

@@ -14,7 +14,8 @@ RUNS=${RUNS:-3}
 BIN=${KL_BIN:-build/kinesis-loader}
 STREAM="kl-bench-read-$$"
 export AWS_ENDPOINT_URL_KINESIS=$KL_TEST_KINESALITE_URL AWS_ACCESS_KEY_ID=AKIDBENCH \
-    AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 NODE_PATH="$ROOT/tests/node_modules"
+    AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 NODE_PATH="$ROOT/tests/node_modules" \
+    NODE_NO_WARNINGS=1
 
 tools=tests/tools
 node $tools/create-stream.js --stream "$STREAM" --shards "$SHARDS" >/dev/null

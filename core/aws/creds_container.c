@@ -235,6 +235,7 @@ static int container_resolve(void *impl, struct kl_aws_creds *out, struct kl_err
         goto cleanup;
 
     memset(&req, 0, sizeof req);
+    req.sensitive = 1;
     req.method = "GET";
     req.url = url;
     req.headers = headers;

@@ -45,6 +45,7 @@ static int imds_send(struct imds_provider *m, const char *method, const char *ur
     int rc;
 
     memset(&req, 0, sizeof req);
+    req.sensitive = 1;
     req.method = method;
     req.url = url;
     req.headers = h;

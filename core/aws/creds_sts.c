@@ -325,6 +325,7 @@ int kl_creds_web_identity_fetch(const struct kl_creds_web_identity *p, struct kl
         goto cleanup;
 
     memset(&req, 0, sizeof req);
+    req.sensitive = 1;
     req.method = "POST";
     req.url = url;
     req.headers = headers;

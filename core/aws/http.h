@@ -26,6 +26,10 @@ struct kl_http_request {
     long connect_timeout_ms; /* 0: the transport's default */
     long timeout_ms;         /* whole request; 0: the transport's default */
     size_t max_response;     /* response body limit; 0: the transport's default */
+    /* The headers or the answer carry secrets (credential endpoints): every
+     * copy the transport makes is wiped, and so is the response body when it
+     * is freed. */
+    int sensitive;
 };
 
 struct kl_http_response {
@@ -34,6 +38,7 @@ struct kl_http_response {
     size_t body_len;
     char content_type[128];
     char request_id[128]; /* x-amzn-RequestId or x-amz-request-id, when sent */
+    int sensitive;        /* copied from the request: the body is wiped when freed */
 };
 
 struct kl_http_ops {

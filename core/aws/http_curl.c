@@ -8,6 +8,7 @@
 #include "core/util/err.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,8 @@ void kl_http_response_free(struct kl_http_response *resp)
 {
     if (resp == NULL)
         return;
+    if (resp->sensitive && resp->body != NULL)
+        OPENSSL_cleanse(resp->body, resp->body_len);
     free(resp->body);
     resp->body = NULL;
     resp->body_len = 0;
@@ -209,6 +212,8 @@ static int curl_send(void *impl, const struct kl_http_request *req,
 
     kl_http_response_init(&out);
     kl_buf_init(&x.body, max);
+    x.body.secure = req->sensitive != 0;
+    out.sensitive = req->sensitive;
     x.resp = &out;
     x.limit_hit = 0;
     errbuf[0] = '\0';
@@ -234,6 +239,7 @@ static int curl_send(void *impl, const struct kl_http_request *req,
             goto cleanup;
         }
         tmp = curl_slist_append(headers, line);
+        OPENSSL_cleanse(line, (size_t)n);
         if (tmp == NULL)
             goto nomem;
         headers = tmp;
@@ -296,8 +302,14 @@ cleanup:
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
     }
+    /* curl copied the header lines; tokens among them must not linger */
+    for (struct curl_slist *h = headers; h != NULL; h = h->next)
+        OPENSSL_cleanse(h->data, strlen(h->data));
     curl_slist_free_all(headers);
-    kl_buf_free(&x.body);
+    if (x.body.secure)
+        kl_buf_free_secure(&x.body);
+    else
+        kl_buf_free(&x.body);
     return result;
 }
 

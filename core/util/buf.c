@@ -17,6 +17,7 @@ void kl_buf_init(struct kl_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->secure = false;
 }
 
 void kl_buf_free(struct kl_buf *b)
@@ -56,7 +57,17 @@ int kl_buf_reserve(struct kl_buf *b, size_t n, struct kl_err *err)
         cap *= 2;
     if (cap > b->max + 1)
         cap = b->max + 1;
-    p = realloc(b->data, cap);
+    if (b->secure) {
+        /* no realloc: the old block must be wiped, not left behind */
+        p = malloc(cap);
+        if (p != NULL && b->data != NULL) {
+            memcpy(p, b->data, b->len + 1);
+            OPENSSL_cleanse(b->data, b->cap);
+            free(b->data);
+        }
+    } else {
+        p = realloc(b->data, cap);
+    }
     if (p == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", cap);
     b->data = p;

@@ -6,6 +6,7 @@
 #ifndef KL_UTIL_BUF_H
 #define KL_UTIL_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kl_err;
@@ -14,7 +15,8 @@ struct kl_buf {
     char *data; /* NULL until the first append; owned by the buffer */
     size_t len;
     size_t cap;
-    size_t max; /* appends that would pass this fail with KL_ERR_LIMIT */
+    size_t max;  /* appends that would pass this fail with KL_ERR_LIMIT */
+    bool secure; /* holds secrets: growth wipes the old block before freeing it */
 };
 
 void kl_buf_init(struct kl_buf *b, size_t max);

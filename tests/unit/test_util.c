@@ -29,6 +29,21 @@ static void buf_refuses_growth_past_its_maximum(void **state)
     kl_buf_free(&b);
 }
 
+static void secure_buf_grows_without_realloc(void **state)
+{
+    struct kl_buf b;
+    (void)state;
+
+    kl_buf_init(&b, 1 << 20);
+    b.secure = true;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(kl_buf_append_str(&b, "secret-token-", NULL), KL_OK);
+    assert_int_equal(b.len, 1300);
+    assert_memory_equal(b.data + 1287, "secret-token-", 13);
+    kl_buf_free_secure(&b);
+    assert_null(b.data);
+}
+
 static void buf_printf_and_steal(void **state)
 {
     struct kl_buf b;
@@ -139,6 +154,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(buf_refuses_growth_past_its_maximum),
         cmocka_unit_test(buf_printf_and_steal),
+        cmocka_unit_test(secure_buf_grows_without_realloc),
         cmocka_unit_test(err_set_prefix_and_names),
         cmocka_unit_test(log_writes_one_json_line_with_context),
         cmocka_unit_test(env_table_treats_empty_as_unset),

@@ -5,7 +5,7 @@
  * Shortening and tags follow dlt's NamingConvention base class.
  */
 #include "core/normalize/naming.h"
-#include "core/normalize/digest.h"
+#include "core/util/digest.h"
 #include "core/util/err.h"
 
 #include <stdint.h>

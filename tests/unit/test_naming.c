@@ -5,7 +5,7 @@
  * and trim) run under Python 3.11; each case says which rule it checks.
  */
 #include "tests/support/test_support.h"
-#include "core/normalize/digest.h"
+#include "core/util/digest.h"
 #include "core/normalize/naming.h"
 #include "core/kinesis/msgid.h"
 #include "core/util/err.h"

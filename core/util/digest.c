@@ -2,7 +2,7 @@
  * SHAKE-128 (FIPS 202) on a plain Keccak-f[1600] permutation, and the
  * base64 spelling dlt gives its digests.
  */
-#include "core/normalize/digest.h"
+#include "core/util/digest.h"
 #include "core/util/base64.h"
 
 #include <stdint.h>

@@ -4,8 +4,8 @@
  * `_dlt_id` (10 bytes) and naming tags (4 bytes). SHAKE-128 is computed here
  * rather than through EVP because it runs once per row on the hot path.
  */
-#ifndef KL_NORMALIZE_DIGEST_H
-#define KL_NORMALIZE_DIGEST_H
+#ifndef KL_UTIL_DIGEST_H
+#define KL_UTIL_DIGEST_H
 
 #include <stddef.h>
 

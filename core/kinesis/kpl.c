@@ -513,6 +513,7 @@ int kl_kpl_decode(const unsigned char *data, size_t len, struct kl_kpl_records *
         walk_aggregated(&d, msg, &w);
     }
     if (d.why != NULL || w.n_records != n_records) {
+        out->items = items; /* the storage may have moved */
         out->n = 0;
         rc = kl_err_set(err, KL_ERR_INTERNAL, "KPL: second walk disagrees with the first");
         goto cleanup;

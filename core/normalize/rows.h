@@ -40,13 +40,25 @@ struct kl_column {
     bool variant;     /* a `<col>__v_<type>` column */
 };
 
+/* dlt's write dispositions. Under merge the root's `_kinesis_msg_id` is its
+ * primary key and child tables carry `_dlt_root_id` (dlt's root key). */
+enum kl_write_disposition {
+    KL_WRITE_APPEND = 0, /* plain COPY: rows past the committed checkpoint cannot be there yet */
+    KL_WRITE_MERGE,      /* delete-insert on `_kinesis_msg_id`, child rows replaced with their root */
+    KL_WRITE_REPLACE,    /* the job's root table and its children are truncated once per load */
+};
+
 struct kl_table {
     char name[KL_IDENT_MAX];
     char parent[KL_IDENT_MAX]; /* "" for a root table; the parent table for child tables */
     struct kl_column *columns; /* in creation order; columns are only ever appended */
     size_t n_columns;
     size_t cap_columns;
+    enum kl_write_disposition write_disposition; /* of the root; child tables copy it */
 };
+
+#define KL_SCHEMA_HASH_CAP 48 /* dlt's version_hash: base64 of SHA3-256, 44 characters */
+#define KL_SCHEMA_PREVIOUS_HASHES 10
 
 /* One dataset's schema. Tables and columns are only ever added, so a
  * destination can tell what is new by comparing counts with what it applied. */
@@ -55,7 +67,12 @@ struct kl_schema {
     struct kl_table *tables;
     size_t n_tables;
     size_t cap_tables;
-    int64_t version; /* increases by one with every change */
+    int64_t version; /* dlt's stored version: 1 when created, then +1 at each
+                      * kl_schema_bump_version that finds the content changed
+                      * (the normaliser bumps once per chunk that changed it) */
+    char version_hash[KL_SCHEMA_HASH_CAP]; /* hash of the content at the last bump */
+    char previous_hashes[KL_SCHEMA_PREVIOUS_HASHES][KL_SCHEMA_HASH_CAP]; /* newest first */
+    size_t n_previous_hashes;
 };
 
 /* One cell. Strings and bytes point into the batch's storage. */

@@ -1,0 +1,293 @@
+/*
+ * Shared destination helpers (see common.h).
+ */
+#include "core/dest/common.h"
+#include "core/util/buf.h"
+#include "core/util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kl_dest_ds *kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name,
+                                  struct kl_err *err)
+{
+    struct kl_dest_ds *d;
+
+    if (kl_dest_validate_dataset(name, err) != KL_OK)
+        return NULL;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].name, name) == 0)
+            return &l->items[i];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        struct kl_dest_ds *items = realloc(l->items, cap * sizeof *items);
+        if (items == NULL) {
+            kl_err_set(err, KL_ERR_NOMEM, "dataset cache");
+            return NULL;
+        }
+        l->items = items;
+        l->cap = cap;
+    }
+    d = &l->items[l->n++];
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    kl_sql_catalog_init(&d->cat);
+    kl_sql_stmts_init(&d->indexes);
+    kl_sql_stmts_init(&d->truncated);
+    return d;
+}
+
+void kl_dest_ds_list_free(struct kl_dest_ds_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        kl_sql_catalog_free(&l->items[i].cat);
+        kl_sql_stmts_free(&l->items[i].indexes);
+        kl_sql_stmts_free(&l->items[i].truncated);
+    }
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+void kl_dest_ds_list_invalidate(struct kl_dest_ds_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        l->items[i].prepared = false;
+        l->items[i].cat_loaded = false;
+        l->items[i].checked_schema = NULL;
+    }
+}
+
+bool kl_sql_stmts_has(const struct kl_sql_stmts *s, const char *v)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->items[i], v) == 0)
+            return true;
+    return false;
+}
+
+int kl_sql_stmts_add(struct kl_sql_stmts *s, const char *v, struct kl_err *err)
+{
+    struct kl_buf b;
+    int rc;
+
+    kl_buf_init(&b, (size_t)1 << 20);
+    rc = kl_buf_append_str(&b, v, err);
+    if (rc == KL_OK)
+        rc = kl_sql_stmts_take(s, &b, err);
+    kl_buf_free(&b);
+    return rc;
+}
+
+const struct kl_table *kl_dest_table_named(const struct kl_schema *s, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < s->n_tables; i++)
+        if (strcmp(s->tables[i].name, name) == 0)
+            return &s->tables[i];
+    return NULL;
+}
+
+int kl_dest_column_index(const struct kl_table *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n && i < t->n_columns; i++)
+        if (strcmp(t->columns[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Parent chains are short; the bound stops a cycle in a broken schema. */
+#define MAX_DEPTH 64
+
+int kl_dest_table_depth(const struct kl_schema *s, const struct kl_table *t)
+{
+    int depth = 0;
+    while (t != NULL && t->parent[0] != '\0' && depth < MAX_DEPTH) {
+        t = kl_dest_table_named(s, t->parent);
+        depth++;
+    }
+    return t == NULL || depth >= MAX_DEPTH ? -1 : depth;
+}
+
+bool kl_dest_in_family(const struct kl_schema *s, const struct kl_table *t, const char *root)
+{
+    int guard = 0;
+    while (t != NULL && guard++ < MAX_DEPTH) {
+        if (t->parent[0] == '\0')
+            return strcmp(t->name, root) == 0;
+        t = kl_dest_table_named(s, t->parent);
+    }
+    return false;
+}
+
+bool kl_dest_in_family_by_name(const struct kl_sql_cat_table *t, const char *root)
+{
+    size_t rl = strlen(root);
+    if (strcmp(t->name, root) == 0)
+        return true;
+    return strncmp(t->name, root, rl) == 0 && strncmp(t->name + rl, "__", 2) == 0 &&
+           kl_sql_cat_table_find(t, "_dlt_parent_id") != NULL;
+}
+
+int kl_dest_plan_merge_indexes(enum kl_sql_dialect dialect, const struct kl_dest_ds *d,
+                               const struct kl_row_batch *batch, struct kl_sql_stmts *out,
+                               struct kl_sql_stmts *names, struct kl_err *err)
+{
+    const struct kl_schema *s = batch->schema;
+    struct kl_buf b;
+    int rc = KL_OK;
+
+    kl_buf_init(&b, (size_t)1 << 20);
+    for (size_t i = 0; rc == KL_OK && i < batch->n_tables; i++) {
+        const struct kl_table *root = &s->tables[batch->tables[i].table];
+        if (root->parent[0] != '\0')
+            continue;
+        for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
+            const struct kl_table *t = &s->tables[j];
+            const char *col = t == root ? "_kinesis_msg_id" : "_dlt_parent_id";
+            char key[3 * KL_IDENT_MAX], name[KL_IDENT_MAX];
+
+            if (t->n_columns == 0 || !kl_dest_in_family(s, t, root->name))
+                continue;
+            if (kl_dest_column_index(t, t->n_columns, col) < 0)
+                continue;
+            snprintf(key, sizeof key, "%s.%s", t->name, col);
+            snprintf(name, sizeof name, "kl_%016llx", kl_sql_hash64(key));
+            if (kl_sql_stmts_has(&d->indexes, name) || kl_sql_stmts_has(names, name))
+                continue;
+            rc = kl_sql_create_index(&b, dialect, d->name, t->name, col, err);
+            if (rc == KL_OK)
+                rc = kl_sql_stmts_take(out, &b, err);
+            if (rc == KL_OK)
+                rc = kl_sql_stmts_add(names, name, err);
+        }
+    }
+    kl_buf_free(&b);
+    return rc;
+}
+
+static int cmp_table_rows(const void *a, const void *b)
+{
+    const struct kl_table_rows *x = *(const struct kl_table_rows *const *)a;
+    const struct kl_table_rows *y = *(const struct kl_table_rows *const *)b;
+    return x->table < y->table ? -1 : x->table > y->table;
+}
+
+int kl_dest_table_order(const struct kl_row_batch *batch, const struct kl_table_rows ***out,
+                        struct kl_err *err)
+{
+    const struct kl_table_rows **order;
+
+    *out = NULL;
+    if (batch == NULL || batch->n_tables == 0)
+        return KL_OK;
+    order = malloc(batch->n_tables * sizeof *order);
+    if (order == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "table order");
+    for (size_t i = 0; i < batch->n_tables; i++) {
+        const struct kl_table_rows *tr = &batch->tables[i];
+        if (tr->table >= batch->schema->n_tables ||
+            tr->n_columns > batch->schema->tables[tr->table].n_columns) {
+            free(order);
+            return kl_err_set(err, KL_ERR_INVALID,
+                              "batch table %zu does not match the schema (%zu tables)",
+                              tr->table, batch->schema->n_tables);
+        }
+        order[i] = tr;
+    }
+    qsort(order, batch->n_tables, sizeof *order, cmp_table_rows);
+    *out = order;
+    return KL_OK;
+}
+
+int kl_dest_msg_ids(const struct kl_table *root, const struct kl_table_rows *tr, bool json,
+                    struct kl_buf *out, struct kl_err *err)
+{
+    int key = kl_dest_column_index(root, tr->n_columns, "_kinesis_msg_id");
+    size_t n = 0;
+    int rc;
+
+    if (key < 0)
+        return kl_err_set(err, KL_ERR_INVALID,
+                          "merge: root table %s has no _kinesis_msg_id column", root->name);
+    rc = kl_buf_append(out, json ? "[" : "{", 1, err);
+    for (size_t r = 0; rc == KL_OK && r < tr->n_rows; r++) {
+        const struct kl_value *v = &tr->cells[r * tr->n_columns + (size_t)key];
+        if (v->type != KL_TYPE_TEXT)
+            continue;
+        rc = n > 0 ? kl_buf_append(out, ",\"", 2, err) : kl_buf_append(out, "\"", 1, err);
+        n++;
+        for (size_t i = 0; rc == KL_OK && i < v->v.s.len; i++) {
+            unsigned char c = (unsigned char)v->v.s.ptr[i];
+            if (json && c < 0x20)
+                rc = kl_buf_printf(out, err, "\\u%04x", c);
+            else if (c == '"' || c == '\\')
+                rc = kl_buf_printf(out, err, "\\%c", c);
+            else
+                rc = kl_buf_append(out, (const char *)&c, 1, err);
+        }
+        if (rc == KL_OK)
+            rc = kl_buf_append(out, "\"", 1, err);
+    }
+    if (rc == KL_OK)
+        rc = kl_buf_append(out, json ? "]" : "}", 1, err);
+    return rc;
+}
+
+static int cmp_stream_rows(const void *a, const void *b)
+{
+    const struct kl_dest_stream_row *x = a, *y = b;
+    int c = strcmp(x->stream, y->stream);
+    return c != 0 ? c : strcmp(x->cp.shard_id, y->cp.shard_id);
+}
+
+int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
+                          struct kl_state_stream **out, size_t *n_out,
+                          struct kl_checkpoint **cps_out, struct kl_err *err)
+{
+    struct kl_dest_stream_row *sorted = NULL;
+    struct kl_state_stream *streams = NULL;
+    struct kl_checkpoint *cps = NULL;
+    size_t ns = 0, nc = 0;
+
+    *out = NULL;
+    *n_out = 0;
+    *cps_out = NULL;
+    if (n == 0)
+        return KL_OK;
+    sorted = malloc(n * sizeof *sorted);
+    streams = calloc(n, sizeof *streams);
+    cps = calloc(n, sizeof *cps);
+    if (sorted == NULL || streams == NULL || cps == NULL) {
+        free(sorted);
+        free(streams);
+        free(cps);
+        return kl_err_set(err, KL_ERR_NOMEM, "state streams");
+    }
+    memcpy(sorted, rows, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_stream_rows);
+    for (size_t i = 0; i < n; i++) {
+        const struct kl_dest_stream_row *r = &sorted[i];
+        if (ns == 0 || strcmp(streams[ns - 1].stream_name, r->stream) != 0) {
+            /* Names point into `rows`, which outlives the result. */
+            const struct kl_dest_stream_row *orig = rows;
+            while (strcmp(orig->stream, r->stream) != 0)
+                orig++;
+            streams[ns].stream_name = orig->stream;
+            streams[ns].checkpoints = &cps[nc];
+            ns++;
+        }
+        if (r->cp.shard_id[0] != '\0') {
+            cps[nc++] = r->cp;
+            streams[ns - 1].n_checkpoints++;
+        }
+        if (r->has_last_run) {
+            streams[ns - 1].has_last_run = true;
+            streams[ns - 1].last_run_ms = r->last_run_ms;
+        }
+    }
+    free(sorted);
+    *out = streams;
+    *n_out = ns;
+    *cps_out = cps;
+    return KL_OK;
+}

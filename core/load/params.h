@@ -1,0 +1,48 @@
+/*
+ * A load job's parameters: dlt's `kinesis_stream` arguments plus the
+ * destination names, validated, with dlt's defaults. Shared by the REST API
+ * (which parses them from JSON) and the `load` command (from flags). How a
+ * job runs is in job.h.
+ */
+#ifndef KL_LOAD_PARAMS_H
+#define KL_LOAD_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/kinesis/client.h"
+#include "core/kinesis/start.h"
+#include "core/normalize/rows.h"
+
+#define KL_PIPELINE_NAME_MAX 65 /* 1..64 of [a-zA-Z0-9_.-] */
+
+struct kl_err;
+
+struct kl_load_params {
+    char stream[KL_STREAM_NAME_MAX];
+    char pipeline_name[KL_PIPELINE_NAME_MAX]; /* default "kinesis_pipeline" */
+    char dataset_name[KL_IDENT_MAX];          /* default "kinesis" */
+    char table_name[KL_IDENT_MAX];            /* "" = the stream name, normalised */
+    /* initial_at_timestamp: kind TRIM_HORIZON for null, LATEST for 0 (the
+     * default), AT_TIMESTAMP otherwise; the text as given, for the job document */
+    struct kl_initial_position initial;
+    char initial_text[64]; /* "null", "0", or the number / string given */
+    int64_t max_messages;  /* -1 = no budget (null) */
+    int64_t millis_behind_latest; /* default 1000 */
+    bool parse_json;              /* default true */
+    int chunk_size;               /* 1..10000, default 1000 */
+    enum kl_write_disposition write_disposition; /* default append */
+};
+
+/* Fills every field with dlt's default for `stream` (not validated here). */
+void kl_load_params_defaults(struct kl_load_params *p, const char *stream);
+
+/* Checks names and ranges; the message names the first bad field. */
+int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err);
+
+/* Name rules, for the codecs: pipeline 1..64 of [a-zA-Z0-9_.-]; dataset and
+ * table 1..63 of [a-zA-Z0-9_] not starting with a digit. */
+bool kl_pipeline_name_valid(const char *s);
+bool kl_sql_name_valid(const char *s);
+
+#endif

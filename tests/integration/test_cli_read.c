@@ -182,12 +182,63 @@ static void dead_letters_are_printed_not_fatal(void **state)
     free(out);
 }
 
+static void kpl_aggregates_come_out_as_user_records(void **state)
+{
+    char *out = NULL, *line, *save = NULL, args[1024], kpl_stream[128];
+    int seen[200] = {0};
+    size_t n = 0, subs = 0;
+    (void)state;
+
+    snprintf(kpl_stream, sizeof kpl_stream, "%s", kl_test_unique("kl-cli-kpl"));
+    assert_int_equal(kl_test_run(&out,
+                                 "cd '%s' && node create-stream.js --stream '%s' --shards 2 "
+                                 "--endpoint '%s' --access-key AKIDCLI >/dev/null && node "
+                                 "put-kpl.js --stream '%s' --count 200 --per 25 --plain-every 7 "
+                                 "--endpoint '%s' --access-key AKIDCLI >/dev/null",
+                                 kl_test_require_env("KL_TEST_NODE_TOOLS"), kpl_stream,
+                                 kl_test_require_env("KL_TEST_PROXY_URL"), kpl_stream,
+                                 kl_test_require_env("KL_TEST_PROXY_URL")),
+                     0);
+    free(out);
+    snprintf(args, sizeof args, "'%s' 2>/dev/null", kpl_stream);
+    assert_int_equal(read_cmd(&out, args), 0);
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *doc = cJSON_Parse(line);
+        const cJSON *env = cJSON_GetObjectItemCaseSensitive(doc, "_kinesis");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(env, "sub_seq_no");
+        const cJSON *agg = cJSON_GetObjectItemCaseSensitive(doc, "agg");
+        const char *shard = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "shard_id"));
+        const char *seq = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "seq_no"));
+        char want[KL_MSG_ID_LEN + 1];
+
+        assert_true(cJSON_IsNumber(id) && id->valueint >= 0 && id->valueint < 200);
+        seen[id->valueint]++;
+        /* aggregated user records carry their index; plain ones do not */
+        assert_int_equal(cJSON_IsNumber(sub), cJSON_IsTrue(agg));
+        assert_int_equal(kl_msg_id(shard, seq, cJSON_IsNumber(sub) ? sub->valueint : -1, want,
+                                   NULL),
+                         KL_OK);
+        assert_string_equal(
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "_kinesis_msg_id")), want);
+        subs += cJSON_IsNumber(sub);
+        n++;
+        cJSON_Delete(doc);
+    }
+    free(out);
+    assert_int_equal(n, 200);
+    assert_true(subs > 100);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(seen[i], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prints_dlt_messages_and_reads_incrementally),
         cmocka_unit_test(options_and_errors),
         cmocka_unit_test(dead_letters_are_printed_not_fatal),
+        cmocka_unit_test(kpl_aggregates_come_out_as_user_records),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -413,7 +413,7 @@ static int tctx_for(struct kl_normalizer *n, const char *full, size_t len, const
     if (t->full == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
     v = (uint32_t)n->n_tctxs++;
-    uint32_t nti;
+    uint32_t nti = 0;
     if ((rc = ntable_for(n, name, parent, &nti, err)))
         return rc;
     n->tctxs[v].nt = nti;
@@ -1128,11 +1128,24 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
             memcpy(id, n->root_id, sizeof n->root_id);
         } else {
             /* dlt: digest128(f"{parent_row_id}_{table}_{list_idx}", 10) */
-            char in[512];
-            int k = snprintf(in, sizeof in, "%s_%s_%" PRId64, parent_id, n->tctxs[tci].name, pos);
-            if (k < 0 || (size_t)k >= sizeof in)
+            char in[512], digits[24];
+            size_t pl = strlen(parent_id), tl = strlen(n->tctxs[tci].name), dl = 0, k = 0;
+            uint64_t u = (uint64_t)pos;
+            do {
+                digits[dl++] = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (pl + tl + dl + 2 > sizeof in)
                 return kl_err_set(err, KL_ERR_INTERNAL, "row id input too long");
-            kl_digest_b64(in, (size_t)k, KL_DLT_ID_BYTES, id);
+            memcpy(in, parent_id, pl);
+            k = pl;
+            in[k++] = '_';
+            memcpy(in + k, n->tctxs[tci].name, tl);
+            k += tl;
+            in[k++] = '_';
+            while (dl)
+                in[k++] = digits[--dl];
+            kl_digest_b64(in, k, KL_DLT_ID_BYTES, id);
             if ((v = synth_string(n, parent_id, strlen(parent_id))) == NULL ||
                 (rc = row_set(n, nt, nt->s_parent_id, v, err)))
                 return v == NULL ? oom(n, err) : rc;
@@ -1172,7 +1185,7 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
         struct pend_list pl = n->lists[li];
         if (pl.node == NONE)
             continue;
-        uint32_t child;
+        uint32_t child = 0;
         if ((rc = list_tctx(n, pl.node, &child, err)))
             return rc;
         for (uint32_t idx = 0; idx < pl.v->len; idx++) {

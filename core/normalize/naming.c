@@ -149,7 +149,7 @@ static size_t encode1(uint32_t c, char *w)
 
 /* dlt's _compute_tag with the default collision probability 0.001:
  * int(3 * log2(1000) // 8 + 1) = 4 bytes. */
-static void compute_tag(const char *ident, size_t len, char tag[7])
+static void compute_tag(const char *ident, size_t len, char tag[16])
 {
     char b64[16];
     size_t n = kl_digest_b64(ident, len, 4, b64);
@@ -173,7 +173,7 @@ static int finish(const uint32_t *v, size_t n, const char *ident, size_t ilen, s
 {
     size_t o = 0;
     if (max_length && n > max_length) {
-        char tag[7];
+        char tag[16];
         compute_tag(ident, ilen, tag);
         size_t tl = strlen(tag);
         if (tl > max_length || max_length > (KL_NAME_CAP - 1) / 4)

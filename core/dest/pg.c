@@ -92,6 +92,14 @@ static int pg_fail(struct pg *pg, const PGresult *res, const char *what, struct 
 
 /* ---- connection ---- */
 
+/* Notices ("relation already exists, skipping") are expected; libpq would
+ * print them on stderr, which is for our JSON log lines only. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static int pg_connect(struct pg *pg, struct kl_err *err)
 {
     const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
@@ -112,6 +120,7 @@ static int pg_connect(struct pg *pg, struct kl_err *err)
         pg->conn = NULL;
         return kl_err_set(err, KL_ERR_UNAVAILABLE, "postgres: connect: %s", text);
     }
+    PQsetNoticeProcessor(pg->conn, ignore_notice, NULL);
     return KL_OK;
 }
 
@@ -912,7 +921,8 @@ static int store_version(struct pg *pg, struct kl_dest_ds *d, const struct kl_ch
     if (rc == KL_OK)
         rc = kl_buf_append_str(&pg->sql, " (\"version\", engine_version, inserted_at, schema_name,"
                                          " version_hash, \"schema\") SELECT $1::bigint,"
-                                         " $2::bigint, now(), $3, $4, $5 WHERE NOT EXISTS"
+                                         " $2::bigint, now(), $3::varchar, $4::varchar, $5::varchar"
+                                         " WHERE NOT EXISTS"
                                          " (SELECT 1 FROM ",
                                err);
     if (rc == KL_OK)

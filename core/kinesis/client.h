@@ -19,7 +19,7 @@ struct kl_clock;
 struct kl_cred_provider;
 
 #define KL_SHARD_ID_MAX 129    /* AWS: at most 128 characters */
-#define KL_SEQ_MAX 129         /* AWS: at most 128 digits */
+#define KL_SEQ_MAX 130         /* AWS: 0|[1-9][0-9]{0,128}, at most 129 digits */
 #define KL_HASH_KEY_MAX 40     /* 0 .. 2^128-1 in decimal */
 #define KL_STREAM_NAME_MAX 129 /* AWS: 1..128 of [a-zA-Z0-9_.-] */
 #define KL_KINESIS_MAX_RECORD ((size_t)10 << 20) /* 10 MiB, Kinesis' record limit */

@@ -1,0 +1,336 @@
+/*
+ * The shard task loop (see task.h). The order inside a chunk is what makes a
+ * load exactly-once: fetch, normalise, then one destination transaction with
+ * the rows and the checkpoint of the chunk's last message; only after the
+ * commit do counters move and the next fetch begin.
+ */
+#include "core/load/task.h"
+#include "core/normalize/normalizer.h"
+#include "core/normalize/schema.h"
+#include "core/util/buf.h"
+#include "core/util/clock.h"
+#include "core/util/err.h"
+#include "core/util/log.h"
+#include "core/util/rand.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_RELOADS 3
+#define SCHEMA_JSON_MAX ((size_t)64 << 20)
+
+struct run {
+    const struct kl_task_env *env;
+    const struct kl_task_spec *spec;
+    const struct kl_task_hooks *hooks;
+    struct kl_task_result *result;
+    const struct kl_clock *clock;
+    struct kl_log_ctx log;
+};
+
+/* Normalises messages [from, to) into a fresh chunk of the normaliser. */
+static int normalise(struct run *r, const struct kl_chunk *c, size_t from, size_t to,
+                     struct kl_err *err)
+{
+    kl_normalizer_reset(r->env->normalizer, false);
+    for (size_t i = from; i < to; i++) {
+        int rc = kl_normalizer_add(r->env->normalizer, &c->messages[i], err);
+        if (rc != KL_OK)
+            return rc;
+    }
+    return KL_OK;
+}
+
+/* The destination holds a newer schema (another worker added a column with
+ * another type): continue from it. */
+static int reload_schema(struct run *r, struct kl_err *err)
+{
+    const struct kl_schema *live = kl_normalizer_schema(r->env->normalizer);
+    struct kl_schema *fresh = NULL;
+    char *json = NULL;
+    int64_t version = 0;
+    int rc;
+
+    rc = kl_dest_load_schema(r->env->dest, r->spec->params->dataset_name, live->name, &json,
+                             &version, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    if (json == NULL) {
+        rc = kl_err_set(err, KL_ERR_INTERNAL, "the destination called the schema stale but has "
+                                              "none stored");
+        goto cleanup;
+    }
+    rc = kl_schema_from_json(json, strlen(json), &fresh, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    rc = kl_normalizer_replace_schema(r->env->normalizer, fresh, err);
+    fresh = NULL; /* taken over, even on failure */
+    if (rc == KL_OK && r->env->schema_version_written != NULL)
+        *r->env->schema_version_written = version;
+    KL_INFO("load", &r->log, "reloaded schema version %lld from the destination",
+            (long long)version);
+
+cleanup:
+    kl_schema_destroy(fresh);
+    free(json);
+    return rc;
+}
+
+/* True when the destination's checkpoint of the shard already covers `cp`. */
+static bool committed_anyway(struct run *r, const struct kl_checkpoint *cp)
+{
+    const struct kl_load_params *p = r->spec->params;
+    struct kl_dest_state state;
+    struct kl_err err;
+    bool covered = false;
+
+    kl_dest_state_init(&state);
+    if (kl_dest_read_state(r->env->dest, p->dataset_name, p->pipeline_name, p->stream, &state,
+                           &err) == KL_OK) {
+        for (size_t i = 0; i < state.n_checkpoints; i++) {
+            const struct kl_checkpoint *s = &state.checkpoints[i];
+            int cmp;
+            if (strcmp(s->shard_id, cp->shard_id) != 0)
+                continue;
+            cmp = kl_seq_cmp(s->sequence, cp->sequence);
+            covered = cmp > 0 || (cmp == 0 && s->sub_sequence >= cp->sub_sequence);
+        }
+    }
+    kl_dest_state_free(&state);
+    return covered;
+}
+
+/* Writes the closed chunk with the checkpoint of message `last`, retrying
+ * what may pass. */
+static int write_batch(struct run *r, const struct kl_row_batch *batch, const struct kl_message *last,
+                       struct kl_chunk_result *res, struct kl_err *err)
+{
+    const struct kl_schema *schema = kl_normalizer_schema(r->env->normalizer);
+    const struct kl_load_params *p = r->spec->params;
+    struct kl_checkpoint cp;
+    struct kl_chunk_write w;
+    struct kl_buf json;
+    int attempts = r->env->write_attempts > 0 ? r->env->write_attempts : 5;
+    int rc = KL_OK;
+
+    kl_buf_init(&json, SCHEMA_JSON_MAX);
+    memset(&cp, 0, sizeof cp);
+    snprintf(cp.shard_id, sizeof cp.shard_id, "%s", r->spec->shard_id);
+    snprintf(cp.sequence, sizeof cp.sequence, "%s", last->sequence);
+    cp.sub_sequence = last->sub_sequence;
+    cp.fencing_token = r->spec->fencing_token;
+
+    memset(&w, 0, sizeof w);
+    w.load_id = r->spec->load_id;
+    w.pipeline_name = p->pipeline_name;
+    w.stream_name = p->stream;
+    w.disposition = p->write_disposition;
+    w.batch = batch;
+    w.checkpoints = &cp;
+    w.n_checkpoints = 1;
+    if (r->env->schema_version_written == NULL ||
+        *r->env->schema_version_written != schema->version) {
+        rc = kl_schema_to_json(schema, &json, err);
+        if (rc != KL_OK)
+            goto cleanup;
+        w.schema_json = json.data;
+        w.schema_hash = schema->version_hash;
+    }
+    for (int n = 1;; n++) {
+        memset(res, 0, sizeof *res);
+        rc = kl_dest_write_chunk(r->env->dest, p->dataset_name, &w, res, err);
+        if (rc != KL_ERR_UNAVAILABLE || n >= attempts)
+            break;
+        /* The connection broke: the commit may have happened anyway. Only
+         * the destination's checkpoint can tell, and a chunk is never
+         * written twice. */
+        if (committed_anyway(r, &cp)) {
+            KL_INFO("load", &r->log, "the chunk up to %s was committed before the connection "
+                                     "broke", cp.sequence);
+            res->rows = 0;
+            for (size_t t = 0; batch != NULL && t < batch->n_tables; t++)
+                res->rows += batch->tables[t].n_rows;
+            res->dead_letters = batch != NULL ? batch->n_dead_letters : 0;
+            rc = KL_OK;
+            break;
+        }
+        KL_WARN("load", &r->log, "writing a chunk failed (try %d of %d), retrying: %s", n,
+                attempts, err ? err->msg : "");
+        /* jittered backoff: 100 ms, 200 ms, ... up to 3.2 s */
+        kl_clock_sleep_ms(r->clock, (int64_t)kl_rand_below((uint64_t)(100 << (n < 6 ? n : 5))));
+    }
+    if (rc == KL_OK && r->env->schema_version_written != NULL)
+        *r->env->schema_version_written = schema->version;
+
+cleanup:
+    kl_buf_free(&json);
+    return rc;
+}
+
+/* Loads messages [from, to) of the chunk: normalise (unless `normalised`:
+ * the normaliser already holds exactly them), write, count. */
+static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size_t to,
+                      bool normalised, struct kl_err *err)
+{
+    struct kl_row_batch batch;
+    struct kl_chunk_result res;
+    int rc = KL_OK;
+
+    for (int reload = 0;; reload++) {
+        rc = normalised && reload == 0 ? KL_OK : normalise(r, c, from, to, err);
+        if (rc == KL_OK)
+            rc = kl_normalizer_close(r->env->normalizer, &batch, err);
+        if (rc == KL_OK)
+            rc = write_batch(r, &batch, &c->messages[to - 1], &res, err);
+        if (rc != KL_ERR_EXPIRED || reload >= SCHEMA_RELOADS)
+            break;
+        rc = reload_schema(r, err);
+        if (rc != KL_OK)
+            break;
+    }
+    if (rc != KL_OK) {
+        kl_normalizer_reset(r->env->normalizer, false);
+        return rc;
+    }
+    if (r->hooks->committed != NULL) {
+        rc = r->hooks->committed(r->hooks->ctx, c, &batch, &res, err);
+        if (rc != KL_OK) {
+            kl_normalizer_reset(r->env->normalizer, true);
+            return rc;
+        }
+    }
+    kl_normalizer_reset(r->env->normalizer, true);
+    r->result->messages += to - from;
+    r->result->chunks++;
+    snprintf(r->result->position.sequence, sizeof r->result->position.sequence, "%s",
+             c->messages[to - 1].sequence);
+    r->result->position.sub_sequence = c->messages[to - 1].sub_sequence;
+    return KL_OK;
+}
+
+/* Loads a fetched chunk, split where the normaliser's chunk cap is hit. */
+static int load_chunk(struct run *r, const struct kl_chunk *c, struct kl_err *err)
+{
+    size_t from = 0;
+
+    while (from < c->n_messages) {
+        size_t to = from;
+        int rc = KL_OK;
+
+        /* normalise as many messages as fit in one normaliser chunk */
+        kl_normalizer_reset(r->env->normalizer, false);
+        for (; to < c->n_messages; to++) {
+            rc = kl_normalizer_add(r->env->normalizer, &c->messages[to], err);
+            if (rc != KL_OK)
+                break;
+        }
+        if (rc == KL_ERR_LIMIT && to == from)
+            return kl_err_set(err, KL_ERR_LIMIT,
+                              "message %s of shard %s is too large to normalise",
+                              c->messages[from].sequence, c->shard_id);
+        if (rc != KL_OK && rc != KL_ERR_LIMIT)
+            return rc;
+        /* after KL_ERR_LIMIT the normaliser holds part of message `to`: redo */
+        rc = load_range(r, c, from, to, rc == KL_OK, err);
+        if (rc != KL_OK)
+            return rc;
+        from = to;
+    }
+    return KL_OK;
+}
+
+int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
+                const struct kl_task_hooks *hooks, struct kl_task_result *result,
+                struct kl_err *err)
+{
+    static const struct kl_task_hooks no_hooks = {0};
+    struct kl_cursor_options co;
+    struct kl_cursor *cursor = NULL;
+    struct kl_chunk chunk;
+    struct run r;
+    int rc = KL_OK;
+
+    memset(result, 0, sizeof *result);
+    result->millis_behind = -1;
+    result->position.sub_sequence = -1;
+    snprintf(result->position.shard_id, sizeof result->position.shard_id, "%s", spec->shard_id);
+    if (spec->resume != NULL)
+        result->position = *spec->resume;
+    r.env = env;
+    r.spec = spec;
+    r.hooks = hooks != NULL ? hooks : &no_hooks;
+    r.result = result;
+    r.clock = env->clock != NULL ? env->clock : kl_clock_system();
+    r.log.job_id = spec->load_id;
+    r.log.stream = spec->params->stream;
+    r.log.shard = spec->shard_id;
+    kl_chunk_init(&chunk);
+
+    memset(&co, 0, sizeof co);
+    co.client = env->client;
+    co.stream = spec->params->stream;
+    co.shard_id = spec->shard_id;
+    co.start = spec->start;
+    co.resume = spec->resume;
+    co.millis_behind_latest = spec->params->millis_behind_latest;
+    co.min_call_interval_ms = env->min_call_interval_ms;
+    co.max_bytes_per_s = env->max_bytes_per_s;
+    co.read_to_end = spec->shard_closed;
+    co.clock = r.clock;
+    cursor = kl_cursor_create(&co, err);
+    if (cursor == NULL) {
+        rc = err != NULL ? (int)err->code : KL_ERR_INTERNAL;
+        goto cleanup;
+    }
+
+    for (;;) {
+        int granted = spec->params->chunk_size;
+
+        if (r.hooks->cancelled != NULL && r.hooks->cancelled(r.hooks->ctx)) {
+            result->end = KL_TASK_CANCELLED;
+            break;
+        }
+        if (r.hooks->reserve != NULL) {
+            rc = r.hooks->reserve(r.hooks->ctx, spec->params->chunk_size, &granted, err);
+            if (rc != KL_OK)
+                goto cleanup;
+            if (granted <= 0) {
+                result->end = KL_TASK_BUDGET;
+                break;
+            }
+        }
+        rc = kl_cursor_fetch(cursor, granted, &chunk, err);
+        if (r.hooks->settle != NULL)
+            r.hooks->settle(r.hooks->ctx, granted, rc == KL_OK ? (int)chunk.n_messages : 0);
+        if (rc != KL_OK)
+            goto cleanup;
+        if (chunk.n_messages > 0) {
+            rc = load_chunk(&r, &chunk, err);
+            if (rc != KL_OK)
+                goto cleanup;
+        }
+        result->millis_behind = chunk.millis_behind;
+        if (kl_cursor_gap(cursor) != NULL) {
+            result->has_gap = true;
+            result->gap = *kl_cursor_gap(cursor);
+        }
+        if (chunk.shard_done) {
+            result->end = chunk.shard_closed ? KL_TASK_DRAINED : KL_TASK_CAUGHT_UP;
+            break;
+        }
+        if (r.hooks->renew != NULL) {
+            rc = r.hooks->renew(r.hooks->ctx, err);
+            if (rc != KL_OK)
+                goto cleanup;
+        }
+    }
+    rc = KL_OK;
+
+cleanup:
+    if (rc != KL_OK && err != NULL)
+        KL_WARN("load", &r.log, "shard task stopped: %s", err->msg);
+    kl_chunk_free(&chunk);
+    kl_cursor_destroy(cursor);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/*
+ * One shard task of a load job: read the shard chunk by chunk, normalise
+ * each chunk, and write it to the destination in ONE transaction together
+ * with the shard's fenced checkpoint. What the task shares with the rest of
+ * the job (message budget, counters, cancel, lease renewal) goes through
+ * hooks, so the same runner serves the service's worker pool and the
+ * `load` command, and is tested without a state store.
+ */
+#ifndef KL_LOAD_TASK_H
+#define KL_LOAD_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/dest/dest.h"
+#include "core/kinesis/cursor.h"
+#include "core/load/params.h"
+
+struct kl_err;
+struct kl_clock;
+struct kl_normalizer;
+
+/* The worker's tools; all borrowed, none shared with another thread. */
+struct kl_task_env {
+    struct kl_kinesis *client;
+    struct kl_dest *dest;
+    /* A normaliser for this job's dataset and root table. Its schema is
+     * reloaded from the destination when a write finds it stale. */
+    struct kl_normalizer *normalizer;
+    const struct kl_clock *clock; /* NULL: system */
+    int64_t min_call_interval_ms; /* pacing per shard, see cursor.h */
+    int64_t max_bytes_per_s;
+    int write_attempts;           /* tries per chunk on retryable destination errors; default 5 */
+    /* Schema version this destination connection last stored (the task
+     * updates it); -1 when unknown. */
+    int64_t *schema_version_written;
+};
+
+/* What the task shares with its job. Every hook is optional. */
+struct kl_task_hooks {
+    void *ctx;
+    /* Grants up to `want` messages of the job's budget; 0 means spent. */
+    int (*reserve)(void *ctx, int want, int *granted, struct kl_err *err);
+    /* Gives back what a fetch did not use (may be negative: KPL expansion). */
+    void (*settle)(void *ctx, int granted, int used);
+    /* A chunk was committed (rows are in the destination). */
+    int (*committed)(void *ctx, const struct kl_chunk *chunk, const struct kl_row_batch *batch,
+                     const struct kl_chunk_result *res, struct kl_err *err);
+    /* The job was cancelled: stop at this chunk boundary. */
+    bool (*cancelled)(void *ctx);
+    /* Keeps the shard lease alive; KL_ERR_CONFLICT when it was lost. */
+    int (*renew)(void *ctx, struct kl_err *err);
+};
+
+struct kl_task_spec {
+    const struct kl_load_params *params;
+    const char *load_id;
+    const char *shard_id;
+    bool shard_closed; /* read to its end, ignoring milliseconds_behind_latest */
+    /* where to start without a checkpoint (kl_choose_start) */
+    struct kl_iterator_start start;
+    /* the destination's checkpoint of the shard, or NULL */
+    const struct kl_shard_position *resume;
+    int64_t fencing_token; /* the lease token; written with every checkpoint */
+};
+
+enum kl_task_end {
+    KL_TASK_CAUGHT_UP,  /* the stop rule ended the shard */
+    KL_TASK_DRAINED,    /* closed and read to its end: children may start */
+    KL_TASK_BUDGET,     /* the job's message budget is spent */
+    KL_TASK_CANCELLED,  /* the job was cancelled */
+};
+
+struct kl_task_result {
+    enum kl_task_end end;
+    uint64_t messages; /* committed by this task */
+    uint64_t chunks;
+    struct kl_shard_position position; /* the last committed position ("" if none) */
+    int64_t millis_behind;
+    bool has_gap;
+    struct kl_gap gap;
+};
+
+/* Runs the task until one of the ends above or an error. Errors: those of
+ * the cursor (AWS), of the destination (KL_ERR_CONFLICT: the lease was lost
+ * to a newer owner, nothing of that chunk was written), and of the hooks.
+ * Everything committed before an error stays committed with its checkpoint,
+ * so running the task again later neither loses nor repeats a message. */
+int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
+                const struct kl_task_hooks *hooks, struct kl_task_result *result,
+                struct kl_err *err);
+
+#endif

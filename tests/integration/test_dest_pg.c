@@ -139,6 +139,20 @@ static const char *ts_expr(const char *column)
     return out;
 }
 
+/* numeric prints its value, not its input: 1e400 comes back in full. */
+static bool pg_decimal_equal(const char *got, const char *want)
+{
+    const char *vals[2] = {got, want};
+    PGresult *res = PQexecParams(conn(), "SELECT ($1::numeric = $2::numeric)::text", 2, NULL, vals,
+                                 NULL, NULL, 0);
+    bool eq;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("numeric compare: %s", PQerrorMessage(conn()));
+    eq = strcmp(PQgetvalue(res, 0, 0), "true") == 0;
+    PQclear(res);
+    return eq;
+}
+
 static const struct backend BACKEND = {
     .name = "postgres",
     .dialect = KL_SQL_POSTGRES,
@@ -153,6 +167,7 @@ static const struct backend BACKEND = {
     .ts_us = pg_ts_us,
     .json_path = pg_json_path,
     .true_text = "t",
+    .decimal_equal = pg_decimal_equal,
 };
 
 /* Drops the schemas this process made. */

@@ -132,7 +132,8 @@ static const char *lite_json_path(const char *column, const char *p)
 static const char *hex_expr(const char *column)
 {
     static char out[128];
-    snprintf(out, sizeof out, "lower(hex(%s))", column);
+    snprintf(out, sizeof out, "CASE WHEN %s IS NULL THEN NULL ELSE lower(hex(%s)) END", column,
+             column);
     return out;
 }
 
@@ -141,6 +142,11 @@ static const char *ts_expr(const char *column)
     static char out[128];
     snprintf(out, sizeof out, "%s", column);
     return out;
+}
+
+static bool lite_decimal_equal(const char *got, const char *want)
+{
+    return strcmp(got, want) == 0;
 }
 
 static const struct backend BACKEND = {
@@ -157,6 +163,7 @@ static const struct backend BACKEND = {
     .ts_us = lite_ts_us,
     .json_path = lite_json_path,
     .true_text = "1",
+    .decimal_equal = lite_decimal_equal,
 };
 
 static int setup_group(void **state)

@@ -14,10 +14,16 @@
 #include "core/dest/format.h"
 #include "core/dest/pool.h"
 #include "core/dest/sql.h"
+#include "core/kinesis/message.h"
+#include "core/kinesis/msgid.h"
+#include "core/normalize/normalizer.h"
 #include "core/normalize/rows.h"
+#include "core/normalize/schema.h"
+#include "core/util/base64.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,6 +53,8 @@ struct backend {
     int64_t (*ts_us)(const char *text);
     const char *(*json_path)(const char *column, const char *dollar_path);
     const char *true_text; /* how a true boolean reads back */
+    /* Whether a decimal read back equals the normaliser's text. */
+    bool (*decimal_equal)(const char *got, const char *want);
 };
 
 static const struct backend BACKEND;
@@ -1540,6 +1548,256 @@ static void test_pool(void **state)
     kl_dest_factory_destroy(f);
 }
 
+/* ---- the normaliser's corpus, end to end ---- */
+
+#define CORPUS_STREAM "corpus-stream"
+#define CORPUS_LOAD "1714557600.000001"
+
+/* Normalises tests/fixtures/normalize/corpus.jsonl in one chunk and writes
+ * it, with the schema row and a checkpoint per shard. */
+static int corpus_load(struct kl_dest *d, const char *ds, enum kl_write_disposition wd,
+                       struct kl_chunk_result *res, struct kl_err *err)
+{
+    size_t len;
+    char *text = kl_test_read_fixture("normalize/corpus.jsonl", &len);
+    struct kl_normalizer_options o;
+    struct kl_normalizer *n;
+    struct kl_row_batch b;
+    struct kl_checkpoint cps[8];
+    size_t n_cps = 0;
+    struct kl_buf json;
+    struct kl_chunk_write w;
+    int rc;
+
+    memset(&o, 0, sizeof o);
+    o.stream_name = CORPUS_STREAM;
+    o.parse_json = true;
+    o.load_id = CORPUS_LOAD;
+    o.write_disposition = wd;
+    n = kl_normalizer_create(&o, kl_schema_create("kinesis"), err);
+    assert_non_null(n);
+    memset(cps, 0, sizeof cps);
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        struct kl_message m;
+        unsigned char *data;
+        size_t dlen, k;
+        const char *b64;
+
+        assert_non_null(j);
+        b64 = cJSON_GetObjectItem(j, "data_b64")->valuestring;
+        data = malloc(kl_base64_decoded_max(strlen(b64)) + 1);
+        assert_int_equal(kl_base64_decode(b64, strlen(b64), data, &dlen), 0);
+        memset(&m, 0, sizeof m);
+        m.stream_name = CORPUS_STREAM;
+        m.shard_id = cJSON_GetObjectItem(j, "shard_id")->valuestring;
+        m.sequence = cJSON_GetObjectItem(j, "sequence")->valuestring;
+        m.partition_key = cJSON_GetObjectItem(j, "partition_key")->valuestring;
+        m.arrival_ms = (int64_t)cJSON_GetObjectItem(j, "arrival_ms")->valuedouble;
+        m.sub_sequence = -1;
+        m.data = data;
+        m.data_len = dlen;
+        assert_int_equal(kl_msg_id(m.shard_id, m.sequence, -1, m.msg_id, NULL), KL_OK);
+        assert_int_equal(kl_normalizer_add(n, &m, err), KL_OK);
+        for (k = 0; k < n_cps && strcmp(cps[k].shard_id, m.shard_id) != 0; k++)
+            ;
+        if (k == n_cps) {
+            assert_true(n_cps < 8);
+            n_cps++;
+        }
+        checkpoint_of(&cps[k], m.shard_id, 0, 1);
+        snprintf(cps[k].sequence, sizeof cps[k].sequence, "%s", m.sequence);
+        free(data);
+        cJSON_Delete(j);
+    }
+    assert_int_equal(kl_normalizer_close(n, &b, err), KL_OK);
+    kl_buf_init(&json, (size_t)16 << 20);
+    assert_int_equal(kl_schema_to_json(b.schema, &json, err), KL_OK);
+    memset(&w, 0, sizeof w);
+    w.load_id = CORPUS_LOAD;
+    w.pipeline_name = "kinesis_pipeline";
+    w.stream_name = CORPUS_STREAM;
+    w.disposition = wd;
+    w.batch = &b;
+    w.schema_json = json.data;
+    w.schema_hash = b.schema->version_hash;
+    w.checkpoints = cps;
+    w.n_checkpoints = n_cps;
+    rc = kl_dest_write_chunk(d, ds, &w, res, err);
+    kl_normalizer_reset(n, rc == KL_OK);
+    kl_normalizer_destroy(n);
+    kl_buf_free(&json);
+    free(text);
+    return rc;
+}
+
+static enum kl_data_type type_named(const char *name)
+{
+    enum kl_data_type t = KL_TYPE_NULL;
+    assert_int_equal(kl_data_type_from_name(name, &t), KL_OK);
+    return t;
+}
+
+/* One cell read back, compared with the normaliser's expected value. */
+static void check_cell(const char *ds, const char *table, const char *col, enum kl_data_type t,
+                       const char *id, const cJSON *want)
+{
+    char expr[256], qcol[160];
+    char *got;
+    struct kl_buf b;
+    struct kl_err err = {0};
+
+    kl_buf_init(&b, 1024);
+    assert_int_equal(kl_sql_quote_ident(&b, col, &err), KL_OK);
+    snprintf(qcol, sizeof qcol, "%s", b.data);
+    kl_buf_free(&b);
+    if (t == KL_TYPE_TIMESTAMP)
+        snprintf(expr, sizeof expr, "%s", BACKEND.ts_expr(qcol));
+    else if (t == KL_TYPE_BINARY)
+        snprintf(expr, sizeof expr, "%s", BACKEND.hex_expr(qcol));
+    else
+        snprintf(expr, sizeof expr, "%s", qcol);
+    got = scalar_text("SELECT %s FROM %s WHERE \"_dlt_id\" = '%s'", expr, ref(ds, table), id);
+    if (cJSON_IsNull(want)) {
+        if (got != NULL)
+            fail_msg("%s.%s of %s: want NULL, got %s", table, col, id, got);
+        return;
+    }
+    if (got == NULL)
+        fail_msg("%s.%s of %s: got NULL", table, col, id);
+    switch (t) {
+    case KL_TYPE_DOUBLE:
+        if (strtod(got, NULL) != want->valuedouble)
+            fail_msg("%s.%s of %s: want %.17g, got %s", table, col, id, want->valuedouble, got);
+        break;
+    case KL_TYPE_BOOL:
+        if (strcmp(got, cJSON_IsTrue(want) ? BACKEND.true_text : (BACKEND.true_text[0] == 't'
+                                                                      ? "f"
+                                                                      : "0")) != 0)
+            fail_msg("%s.%s of %s: bool %s", table, col, id, got);
+        break;
+    case KL_TYPE_TIMESTAMP: {
+        int64_t us = 0;
+        assert_int_equal(kl_fmt_parse_timestamp(want->valuestring, &us), 0);
+        if (BACKEND.ts_us(got) != us)
+            fail_msg("%s.%s of %s: want %s, got %s", table, col, id, want->valuestring, got);
+        break;
+    }
+    case KL_TYPE_BINARY:
+        if (strcmp(got, want->valuestring + 2) != 0) /* past "\x" */
+            fail_msg("%s.%s of %s: want %s, got %s", table, col, id, want->valuestring, got);
+        break;
+    case KL_TYPE_DECIMAL:
+        if (!BACKEND.decimal_equal(got, want->valuestring))
+            fail_msg("%s.%s of %s: want %s, got %s", table, col, id, want->valuestring, got);
+        break;
+    case KL_TYPE_JSON: {
+        cJSON *a = cJSON_Parse(got), *e = cJSON_Parse(want->valuestring);
+        if (a == NULL || e == NULL || !cJSON_Compare(a, e, true))
+            fail_msg("%s.%s of %s: want %s, got %s", table, col, id, want->valuestring, got);
+        cJSON_Delete(a);
+        cJSON_Delete(e);
+        break;
+    }
+    default:
+        if (strcmp(got, want->valuestring) != 0)
+            fail_msg("%s.%s of %s: want \"%s\", got \"%s\"", table, col, id, want->valuestring,
+                     got);
+    }
+    free(got);
+}
+
+/* The normaliser's corpus (nested, conflicting, odd messages) lands in the
+ * tables, columns, types and cells corpus.expected.json lists; loaded twice
+ * under merge it holds each row once. */
+static void test_corpus_end_to_end(void **state)
+{
+    const char *ds0 = unique_dataset("corpus");
+    char ds[64], ds_merge[64];
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct kl_chunk_result res;
+    char *text = kl_test_read_fixture("normalize/corpus.expected.json", NULL);
+    cJSON *exp = cJSON_Parse(text);
+    const cJSON *tables, *t, *dead;
+    size_t cells = 0;
+    (void)state;
+
+    assert_non_null(exp);
+    snprintf(ds, sizeof ds, "%s", ds0);
+    snprintf(ds_merge, sizeof ds_merge, "%s", unique_dataset("corpus_merge"));
+    memset(&res, 0, sizeof res);
+    if (corpus_load(d, ds, KL_WRITE_APPEND, &res, &err) != KL_OK)
+        fail_msg("corpus: %s", err.msg);
+    tables = cJSON_GetObjectItem(exp, "tables");
+    assert_int_equal(res.tables_created, (size_t)cJSON_GetArraySize(tables));
+    cJSON_ArrayForEach(t, tables)
+    {
+        const cJSON *cols = cJSON_GetObjectItem(t, "columns"), *row, *c;
+        int id_col = -1, i = 0;
+        assert_int_equal(count_rows(ds, t->string, NULL),
+                         (long long)cJSON_GetObjectItem(t, "rows")->valuedouble);
+        cJSON_ArrayForEach(c, cols)
+        {
+            const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+            char *type = BACKEND.column_type(ds, t->string, name);
+            if (type == NULL)
+                fail_msg("column %s.%s missing", t->string, name);
+            assert_string_equal(
+                type, kl_sql_type_tag(BACKEND.dialect,
+                                      type_named(cJSON_GetObjectItem(c, "data_type")->valuestring)));
+            free(type);
+            if (strcmp(name, "_dlt_id") == 0)
+                id_col = i;
+            i++;
+        }
+        assert_true(id_col >= 0);
+        cJSON_ArrayForEach(row, cJSON_GetObjectItem(t, "data"))
+        {
+            const char *id = cJSON_GetArrayItem(row, id_col)->valuestring;
+            i = 0;
+            cJSON_ArrayForEach(c, cols)
+            {
+                check_cell(ds, t->string, cJSON_GetObjectItem(c, "name")->valuestring,
+                           type_named(cJSON_GetObjectItem(c, "data_type")->valuestring), id,
+                           cJSON_GetArrayItem(row, i));
+                cells++;
+                i++;
+            }
+        }
+    }
+    assert_true(cells > 800);
+    dead = cJSON_GetObjectItem(exp, "dead_letters");
+    assert_int_equal(count_rows(ds, "_kinesis_dead_letters", NULL), cJSON_GetArraySize(dead));
+    assert_int_equal(count_rows(ds, "_dlt_version", NULL), 1);
+    {
+        char *json = NULL;
+        struct kl_schema *back = NULL;
+        int64_t version = 0;
+        assert_int_equal(kl_dest_load_schema(d, ds, "kinesis", &json, &version, &err), KL_OK);
+        assert_non_null(json);
+        assert_int_equal(kl_schema_from_json(json, strlen(json), &back, &err), KL_OK);
+        assert_int_equal(back->n_tables, (size_t)cJSON_GetArraySize(tables));
+        kl_schema_destroy(back);
+        free(json);
+    }
+
+    /* merge, twice: every table holds each row once */
+    if (corpus_load(d, ds_merge, KL_WRITE_MERGE, NULL, &err) != KL_OK)
+        fail_msg("corpus merge: %s", err.msg);
+    if (corpus_load(d, ds_merge, KL_WRITE_MERGE, NULL, &err) != KL_OK)
+        fail_msg("corpus merge again: %s", err.msg);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(exp, "row_counts"))
+    {
+        assert_int_equal(count_rows(ds_merge, t->string, NULL), (long long)t->valuedouble);
+        assert_int_equal(count_distinct(ds_merge, t->string, "_dlt_id"),
+                         (long long)t->valuedouble);
+    }
+    cJSON_Delete(exp);
+    free(text);
+    kl_dest_destroy(d);
+}
+
 #define KL_DEST_SUITE_TESTS                                                                      \
     cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),       \
         cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),               \
@@ -1547,6 +1805,7 @@ static void test_pool(void **state)
         cmocka_unit_test(test_fencing), cmocka_unit_test(test_crash_between_every_step),         \
         cmocka_unit_test(test_sigkill_mid_chunk), cmocka_unit_test(test_concurrent_writers),     \
         cmocka_unit_test(test_stale_schema), cmocka_unit_test(test_state_and_complete_load),     \
-        cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool)
+        cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),            \
+        cmocka_unit_test(test_corpus_end_to_end)
 
 #endif

@@ -127,14 +127,14 @@ static const char *pg_json_path(const char *column, const char *path)
 
 static const char *hex_expr(const char *column)
 {
-    static char out[128];
+    static char out[512];
     snprintf(out, sizeof out, "encode(%s, 'hex')", column);
     return out;
 }
 
 static const char *ts_expr(const char *column)
 {
-    static char out[128];
+    static char out[512];
     snprintf(out, sizeof out, "(extract(epoch from %s) * 1000000)::bigint", column);
     return out;
 }

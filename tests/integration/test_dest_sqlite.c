@@ -91,7 +91,7 @@ static void lite_drop_dataset(const char *ds)
     sqlite3_finalize(st);
     for (int i = 0; i < n; i++) {
         char sql[256];
-        snprintf(sql, sizeof sql, "DROP TABLE \"%s\"", names[i]);
+        snprintf(sql, sizeof sql, "DROP TABLE \"%.200s\"", names[i]);
         lite_exec_sql(sql);
     }
 }
@@ -131,7 +131,7 @@ static const char *lite_json_path(const char *column, const char *p)
 
 static const char *hex_expr(const char *column)
 {
-    static char out[128];
+    static char out[512];
     snprintf(out, sizeof out, "CASE WHEN %s IS NULL THEN NULL ELSE lower(hex(%s)) END", column,
              column);
     return out;
@@ -139,7 +139,7 @@ static const char *hex_expr(const char *column)
 
 static const char *ts_expr(const char *column)
 {
-    static char out[128];
+    static char out[512];
     snprintf(out, sizeof out, "%s", column);
     return out;
 }

@@ -28,54 +28,13 @@ static const struct target kinesis_local = {"kinesis-local", "KL_TEST_KINESIS_LO
 static const struct target proxy_kinesalite = {"proxy-kinesalite", "KL_TEST_PROXY_URL", true};
 static const struct target proxy_local = {"proxy-kinesis-local", "KL_TEST_PROXY_LOCAL_URL", true};
 
-/* A connection through env variables, as a user would configure it. */
-struct session {
-    char url[256];
-    char access_key[64];
-    char secret[128];
-    const char *pairs[11];
-    struct kl_env_table env;
-    struct kl_kinesis_conn conn;
-};
-
-static void session_open(struct session *s, const struct target *t, const char *secret,
+static void session_open(struct kl_test_kinesis *s, const struct target *t, const char *secret,
                          const char *token)
 {
-    struct kl_kinesis_conn_options o = {0};
-    struct kl_err err;
-    size_t i = 0;
-
-    snprintf(s->url, sizeof s->url, "%s", kl_test_require_env(t->url_env));
-    snprintf(s->access_key, sizeof s->access_key, "%s", kl_test_unique("AKIDIT"));
-    snprintf(s->secret, sizeof s->secret, "%s",
-             secret ? secret : kl_test_require_env("KL_TEST_PROXY_SECRET"));
-    s->pairs[i++] = "AWS_ACCESS_KEY_ID";
-    s->pairs[i++] = s->access_key;
-    s->pairs[i++] = "AWS_SECRET_ACCESS_KEY";
-    s->pairs[i++] = s->secret;
-    s->pairs[i++] = "AWS_ENDPOINT_URL_KINESIS";
-    s->pairs[i++] = s->url;
-    s->pairs[i++] = "AWS_REGION";
-    s->pairs[i++] = "eu-west-1";
-    if (token != NULL) {
-        s->pairs[i++] = "AWS_SESSION_TOKEN";
-        s->pairs[i++] = token;
-    }
-    s->pairs[i] = NULL;
-    kl_env_table_init(&s->env, s->pairs);
-    o.env = &s->env.env;
-    o.max_attempts = 12;
-    o.timeout_ms = 10000;
-    if (kl_kinesis_conn_init(&s->conn, &o, &err) != KL_OK)
-        fail_msg("connection: %s", err.msg);
+    kl_test_kinesis_open(s, t->url_env, secret, token);
 }
 
-static void session_close(struct session *s)
-{
-    kl_kinesis_conn_free(&s->conn);
-}
-
-static void put_with_js_sdk(const struct session *s, const char *stream, int start, int count)
+static void put_with_js_sdk(const struct kl_test_kinesis *s, const char *stream, int start, int count)
 {
     char *out = NULL;
     int rc = kl_test_run(&out,
@@ -141,7 +100,7 @@ static size_t read_all(struct kl_kinesis *k, const char *stream, int *seen, int 
 /* Creates a stream, puts `count` records with the AWS JS SDK, reads them all back. */
 static void round_trip(const struct target *t, int shards, int count)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct kl_stream_summary sum;
     struct kl_string_list names = {0};
     struct kl_err err;
@@ -172,7 +131,7 @@ static void round_trip(const struct target *t, int shards, int count)
 
     assert_int_equal(kl_kinesis_delete_stream(s.conn.client, stream, &err), KL_OK);
     free(seen);
-    session_close(&s);
+    kl_test_kinesis_close(&s);
 }
 
 static void kinesalite_round_trip(void **state)
@@ -231,7 +190,7 @@ static void proxy_admin(const char *method, const char *path, const char *body, 
 
 static void faults_cost_retries_not_records(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct kl_kinesis_stats st;
     struct kl_err err;
     char stream[128], rule[512], path[256];
@@ -276,12 +235,12 @@ static void faults_cost_retries_not_records(void **state)
     proxy_admin("DELETE", path, NULL, NULL);
     kl_kinesis_delete_stream(s.conn.client, stream, &err);
     free(seen);
-    session_close(&s);
+    kl_test_kinesis_close(&s);
 }
 
 static void wrong_secret_is_a_clear_signature_error(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct kl_string_list names = {0};
     struct kl_kinesis_stats st;
     struct kl_err err;
@@ -293,12 +252,12 @@ static void wrong_secret_is_a_clear_signature_error(void **state)
     assert_non_null(strstr(err.msg, "signature we calculated does not match"));
     kl_kinesis_stats(s.conn.client, &st);
     assert_int_equal(st.requests, 1); /* not retried */
-    session_close(&s);
+    kl_test_kinesis_close(&s);
 }
 
 static void session_token_is_signed(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct kl_string_list names = {0};
     struct kl_err err;
     (void)state;
@@ -307,13 +266,13 @@ static void session_token_is_signed(void **state)
     if (kl_kinesis_list_streams(s.conn.client, &names, &err) != KL_OK)
         fail_msg("ListStreams with a session token: %s", err.msg);
     kl_string_list_free(&names);
-    session_close(&s);
+    kl_test_kinesis_close(&s);
 }
 
 /* Every iterator type starts where Kinesis says it does. */
 static void iterator_types_start_where_they_should(const struct target *t)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct kl_put_entry e[10];
     struct kl_put_result_entry r[10];
     struct kl_record_batch b;
@@ -382,7 +341,7 @@ static void iterator_types_start_where_they_should(const struct target *t)
         assert_non_null(strstr(err.msg, "ResourceNotFoundException"));
     }
     kl_kinesis_delete_stream(s.conn.client, stream, &err);
-    session_close(&s);
+    kl_test_kinesis_close(&s);
 }
 
 static void kinesalite_iterator_types(void **state)

@@ -28,37 +28,9 @@ struct target {
 static const struct target kinesalite = {"kinesalite", "KL_TEST_KINESALITE_URL"};
 static const struct target kinesis_local = {"kinesis-local", "KL_TEST_KINESIS_LOCAL_URL"};
 
-/* A connection configured through an env table, as a user would do it. */
-struct session {
-    char url[256];
-    char access_key[64];
-    const char *pairs[9];
-    struct kl_env_table env;
-    struct kl_kinesis_conn conn;
-};
-
-static void session_open(struct session *s, const struct target *t)
+static void session_open(struct kl_test_kinesis *s, const struct target *t)
 {
-    struct kl_kinesis_conn_options o = {0};
-    struct kl_err err;
-
-    snprintf(s->url, sizeof s->url, "%s", kl_test_require_env(t->url_env));
-    snprintf(s->access_key, sizeof s->access_key, "%s", kl_test_unique("AKIDKPL"));
-    s->pairs[0] = "AWS_ACCESS_KEY_ID";
-    s->pairs[1] = s->access_key;
-    s->pairs[2] = "AWS_SECRET_ACCESS_KEY";
-    s->pairs[3] = kl_test_require_env("KL_TEST_PROXY_SECRET");
-    s->pairs[4] = "AWS_ENDPOINT_URL_KINESIS";
-    s->pairs[5] = s->url;
-    s->pairs[6] = "AWS_REGION";
-    s->pairs[7] = "eu-west-1";
-    s->pairs[8] = NULL;
-    kl_env_table_init(&s->env, s->pairs);
-    o.env = &s->env.env;
-    o.max_attempts = 12;
-    o.timeout_ms = 10000;
-    if (kl_kinesis_conn_init(&s->conn, &o, &err) != KL_OK)
-        fail_msg("connection: %s", err.msg);
+    kl_test_kinesis_open(s, t->url_env, NULL, NULL);
 }
 
 /* ---- 128-bit hash keys, to tell whether a user record belongs to a shard ---- */
@@ -242,7 +214,7 @@ static long summary_int(const cJSON *doc, const char *field)
 static void kpl_round_trip(const struct target *target, int shards, int count, int per,
                            int plain_every, int decoys)
 {
-    struct session s = {0};
+    struct kl_test_kinesis s;
     struct tally t = {0};
     struct kl_err err;
     char stream[128];
@@ -288,7 +260,7 @@ static void kpl_round_trip(const struct target *target, int shards, int count, i
     cJSON_Delete(summary);
     free(out);
     free(t.seen);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 static void kinesalite_kpl_round_trip(void **state)

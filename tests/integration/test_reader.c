@@ -22,39 +22,12 @@
 
 #define MAX_SHARDS 64
 
-struct session {
-    char url[256];
-    char access_key[64];
-    const char *pairs[9];
-    struct kl_env_table env;
-    struct kl_kinesis_conn conn;
-};
-
-static void session_open(struct session *s, const char *url_env)
+static void session_open(struct kl_test_kinesis *s, const char *url_env)
 {
-    struct kl_kinesis_conn_options o = {0};
-    struct kl_err err;
-
-    snprintf(s->url, sizeof s->url, "%s", kl_test_require_env(url_env));
-    snprintf(s->access_key, sizeof s->access_key, "%s", kl_test_unique("AKIDREAD"));
-    s->pairs[0] = "AWS_ACCESS_KEY_ID";
-    s->pairs[1] = s->access_key;
-    s->pairs[2] = "AWS_SECRET_ACCESS_KEY";
-    s->pairs[3] = kl_test_require_env("KL_TEST_PROXY_SECRET");
-    s->pairs[4] = "AWS_ENDPOINT_URL_KINESIS";
-    s->pairs[5] = s->url;
-    s->pairs[6] = "AWS_REGION";
-    s->pairs[7] = "us-east-1";
-    s->pairs[8] = NULL;
-    kl_env_table_init(&s->env, s->pairs);
-    o.env = &s->env.env;
-    o.max_attempts = 12;
-    o.timeout_ms = 10000;
-    if (kl_kinesis_conn_init(&s->conn, &o, &err) != KL_OK)
-        fail_msg("connection: %s", err.msg);
+    kl_test_kinesis_open(s, url_env, NULL, NULL);
 }
 
-static void tool(const struct session *s, const char *fmt_args)
+static void tool(const struct kl_test_kinesis *s, const char *fmt_args)
 {
     char *out = NULL;
     int rc = kl_test_run(&out, "cd '%s' && ( %s --endpoint '%s' --access-key '%s' --secret-key '%s' )",
@@ -65,7 +38,7 @@ static void tool(const struct session *s, const char *fmt_args)
     free(out);
 }
 
-static void create_stream(struct session *s, char *name, size_t cap, const char *prefix, int shards)
+static void create_stream(struct kl_test_kinesis *s, char *name, size_t cap, const char *prefix, int shards)
 {
     struct kl_err err;
     snprintf(name, cap, "%s", kl_test_unique(prefix));
@@ -73,7 +46,7 @@ static void create_stream(struct session *s, char *name, size_t cap, const char 
         fail_msg("CreateStream %s: %s", name, err.msg);
 }
 
-static void put(struct session *s, const char *stream, int start, int count)
+static void put(struct kl_test_kinesis *s, const char *stream, int start, int count)
 {
     char args[512];
     snprintf(args, sizeof args, "node put-records.js --stream '%s' --start %d --count %d", stream,
@@ -137,7 +110,7 @@ struct read_options {
 static const struct read_options defaults = {"trim-horizon", -1, 500, -1, 0, 4};
 
 /* One read with the positions of the previous ones; returns messages read. */
-static uint64_t read_stream(struct session *s, const char *stream, struct seen *v,
+static uint64_t read_stream(struct kl_test_kinesis *s, const char *stream, struct seen *v,
                             const struct read_options *ro)
 {
     struct kl_reader_options o;
@@ -215,7 +188,7 @@ static void assert_each_once(const struct seen *v, int from, int to)
 }
 
 /* Every child's first message came after every parent's last one. */
-static void assert_parents_first(struct session *s, const char *stream, const struct seen *v)
+static void assert_parents_first(struct kl_test_kinesis *s, const char *stream, const struct seen *v)
 {
     struct kl_shard_list shards = {0};
     struct kl_err err;
@@ -242,7 +215,7 @@ static void assert_parents_first(struct session *s, const char *stream, const st
 
 static void reads_100k_records_over_4_shards(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct seen v;
     char stream[128];
     const int n = 100000;
@@ -259,12 +232,12 @@ static void reads_100k_records_over_4_shards(void **state)
     assert_int_equal(read_stream(&s, stream, &v, &defaults), 0);
     seen_free(&v);
     kl_kinesis_delete_stream(s.conn.client, stream, NULL);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 static void start_positions_and_incremental_reads(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct seen v;
     struct read_options ro = defaults;
     char stream[128], ts[32];
@@ -316,12 +289,12 @@ static void start_positions_and_incremental_reads(void **state)
     (void)err;
     seen_free(&v);
     kl_kinesis_delete_stream(s.conn.client, stream, NULL);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 static void the_budget_is_shared_fairly(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct seen v;
     struct read_options ro = defaults;
     struct kl_put_entry e[500];
@@ -363,7 +336,7 @@ static void the_budget_is_shared_fairly(void **state)
     assert_each_once(&v, 0, 3060);
     seen_free(&v);
     kl_kinesis_delete_stream(s.conn.client, stream, NULL);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 static void proxy_admin(const char *body)
@@ -378,7 +351,7 @@ static void proxy_admin(const char *body)
 
 static void faults_cost_time_not_records(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct seen v;
     struct read_options ro = defaults;
     char stream[128], rule[256];
@@ -404,12 +377,12 @@ static void faults_cost_time_not_records(void **state)
     assert_each_once(&v, 0, 3000);
     seen_free(&v);
     kl_kinesis_delete_stream(s.conn.client, stream, NULL);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 static void resharding_while_data_arrives(void **state)
 {
-    struct session s;
+    struct kl_test_kinesis s;
     struct seen v;
     struct read_options ro = defaults;
     char stream[128], args[1024];
@@ -461,7 +434,7 @@ static void resharding_while_data_arrives(void **state)
     assert_true(v.n_shards >= 6);
     seen_free(&v);
     kl_kinesis_delete_stream(s.conn.client, stream, NULL);
-    kl_kinesis_conn_free(&s.conn);
+    kl_test_kinesis_close(&s);
 }
 
 int main(void)

@@ -90,6 +90,71 @@ const char *kl_test_unique(const char *prefix)
     return name;
 }
 
+static int fixed_resolve(void *impl, struct kl_aws_creds *out, struct kl_err *err)
+{
+    (void)impl;
+    (void)err;
+    out->access_key_id = strdup("AKIDTEST");
+    out->secret_access_key = strdup("secret");
+    assert_non_null(out->access_key_id);
+    assert_non_null(out->secret_access_key);
+    snprintf(out->source, sizeof out->source, "test");
+    return KL_OK;
+}
+
+static void fixed_destroy(void *impl)
+{
+    (void)impl;
+}
+
+static const struct kl_cred_provider_ops fixed_ops = {fixed_resolve, fixed_destroy};
+static struct kl_cred_provider fixed_provider = {&fixed_ops, NULL};
+
+struct kl_cred_provider *kl_test_fixed_creds(void)
+{
+    return &fixed_provider;
+}
+
+void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const char *secret,
+                          const char *session_token)
+{
+    struct kl_kinesis_conn_options o;
+    struct kl_err err;
+    size_t i = 0;
+
+    memset(s, 0, sizeof *s);
+    snprintf(s->url, sizeof s->url, "%s", kl_test_require_env(url_env));
+    snprintf(s->access_key, sizeof s->access_key, "%s", kl_test_unique("AKIDTEST"));
+    snprintf(s->secret, sizeof s->secret, "%s",
+             secret ? secret : kl_test_require_env("KL_TEST_PROXY_SECRET"));
+    s->pairs[i++] = "AWS_ACCESS_KEY_ID";
+    s->pairs[i++] = s->access_key;
+    s->pairs[i++] = "AWS_SECRET_ACCESS_KEY";
+    s->pairs[i++] = s->secret;
+    s->pairs[i++] = "AWS_ENDPOINT_URL_KINESIS";
+    s->pairs[i++] = s->url;
+    s->pairs[i++] = "AWS_REGION";
+    s->pairs[i++] = "eu-west-1";
+    if (session_token != NULL) {
+        snprintf(s->token, sizeof s->token, "%s", session_token);
+        s->pairs[i++] = "AWS_SESSION_TOKEN";
+        s->pairs[i++] = s->token;
+    }
+    s->pairs[i] = NULL;
+    kl_env_table_init(&s->env, s->pairs);
+    memset(&o, 0, sizeof o);
+    o.env = &s->env.env;
+    o.max_attempts = 12;
+    o.timeout_ms = 10000;
+    if (kl_kinesis_conn_init(&s->conn, &o, &err) != KL_OK)
+        fail_msg("Kinesis connection to %s: %s", s->url, err.msg);
+}
+
+void kl_test_kinesis_close(struct kl_test_kinesis *s)
+{
+    kl_kinesis_conn_free(&s->conn);
+}
+
 static int64_t fake_wall_ms(void *impl)
 {
     return ((struct kl_fake_clock *)impl)->wall_ms;

@@ -12,8 +12,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/aws/creds.h"
 #include "core/aws/http.h"
+#include "core/kinesis/conn.h"
 #include "core/util/clock.h"
+#include "core/util/env.h"
 
 /* Reads tests/fixtures/<rel> into a malloc'ed NUL-terminated buffer; fails the test if absent. */
 char *kl_test_read_fixture(const char *rel, size_t *len_out);
@@ -29,6 +32,27 @@ int kl_test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 
 
 /* A name unique to this process and call, for streams and keys: "<prefix>-<pid>-<n>". */
 const char *kl_test_unique(const char *prefix);
+
+/* A credential provider that always answers the same long-term keys
+ * (AKIDTEST / secret). Static; never destroyed. */
+struct kl_cred_provider *kl_test_fixed_creds(void);
+
+/* A Kinesis connection configured the way a user would: AWS_* variables
+ * (through an env table) naming the endpoint in `url_env` (a KL_TEST_* URL),
+ * a fresh access key per session (the proxy scopes faults by key), and the
+ * proxy's secret unless `secret` is given. */
+struct kl_test_kinesis {
+    char url[256];
+    char access_key[160];
+    char secret[128];
+    char token[256];
+    const char *pairs[11];
+    struct kl_env_table env;
+    struct kl_kinesis_conn conn;
+};
+void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const char *secret,
+                          const char *session_token);
+void kl_test_kinesis_close(struct kl_test_kinesis *s);
 
 /* A clock whose time only moves when the test says so; sleeping advances it. */
 struct kl_fake_clock {

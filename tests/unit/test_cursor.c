@@ -12,26 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fixed_resolve(void *impl, struct kl_aws_creds *out, struct kl_err *err)
-{
-    (void)impl;
-    (void)err;
-    out->access_key_id = strdup("AKIDTEST");
-    out->secret_access_key = strdup("secret");
-    return KL_OK;
-}
-
-static void fixed_destroy(void *impl)
-{
-    (void)impl;
-}
-
-static const struct kl_cred_provider_ops fixed_ops = {fixed_resolve, fixed_destroy};
 
 struct fixture {
     struct kl_fake_http http;
     struct kl_fake_clock clock;
-    struct kl_cred_provider creds;
     struct kl_kinesis *k;
     struct kl_chunk chunk;
 };
@@ -45,11 +29,10 @@ static int setup(void **state)
     assert_non_null(f);
     kl_fake_http_init(&f->http);
     kl_fake_clock_init(&f->clock, 1700000000000LL);
-    f->creds.ops = &fixed_ops;
     cfg.endpoint = "http://127.0.0.1:1";
     cfg.region = "us-east-1";
     cfg.http = &f->http.http;
-    cfg.creds = &f->creds;
+    cfg.creds = kl_test_fixed_creds();
     cfg.clock = &f->clock.clock;
     f->k = kl_kinesis_create(&cfg, &err);
     assert_non_null(f->k);

@@ -131,16 +131,16 @@ static const char *lite_json_path(const char *column, const char *p)
 
 static const char *hex_expr(const char *column)
 {
-    static char out[512];
-    snprintf(out, sizeof out, "CASE WHEN %s IS NULL THEN NULL ELSE lower(hex(%s)) END", column,
-             column);
+    static char out[128];
+    snprintf(out, sizeof out, "CASE WHEN %.40s IS NULL THEN NULL ELSE lower(hex(%.40s)) END",
+             column, column);
     return out;
 }
 
 static const char *ts_expr(const char *column)
 {
-    static char out[512];
-    snprintf(out, sizeof out, "%s", column);
+    static char out[128];
+    snprintf(out, sizeof out, "%.120s", column);
     return out;
 }
 

@@ -132,7 +132,7 @@ static const char *lite_json_path(const char *column, const char *p)
 static const char *hex_expr(const char *column)
 {
     static char out[128];
-    snprintf(out, sizeof out, "CASE WHEN %.40s IS NULL THEN NULL ELSE lower(hex(%.40s)) END",
+    snprintf(out, sizeof out, "CASE WHEN %.36s IS NULL THEN NULL ELSE lower(hex(%.36s)) END",
              column, column);
     return out;
 }

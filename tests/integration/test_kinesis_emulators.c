@@ -39,7 +39,7 @@ static void put_with_js_sdk(const struct kl_test_kinesis *s, const char *stream,
     char *out = NULL;
     int rc = kl_test_run(&out,
                          "node '%s/put-records.js' --endpoint '%s' --stream '%s' --count %d "
-                         "--start %d --access-key '%s' --secret-key '%s' --region eu-west-1",
+                         "--start %d --access-key '%s' --secret-key '%s'",
                          kl_test_require_env("KL_TEST_NODE_TOOLS"), s->url, stream, count, start,
                          s->access_key, s->secret);
     if (rc != 0)

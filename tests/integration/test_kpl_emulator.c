@@ -232,7 +232,7 @@ static void kpl_round_trip(const struct target *target, int shards, int count, i
 
     rc = kl_test_run(&out,
                      "node '%s/put-kpl.js' --endpoint '%s' --stream '%s' --count %d --per %d "
-                     "--plain-every %d --decoys %d --access-key '%s' --region eu-west-1",
+                     "--plain-every %d --decoys %d --access-key '%s'",
                      kl_test_require_env("KL_TEST_NODE_TOOLS"), s.url, stream, count, per,
                      plain_every, decoys, s.access_key);
     if (rc != 0)

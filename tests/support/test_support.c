@@ -134,7 +134,7 @@ void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const 
     s->pairs[i++] = "AWS_ENDPOINT_URL_KINESIS";
     s->pairs[i++] = s->url;
     s->pairs[i++] = "AWS_REGION";
-    s->pairs[i++] = "eu-west-1";
+    s->pairs[i++] = "us-east-1"; /* the Node tools' region: kinesis-mock keeps streams per region */
     if (session_token != NULL) {
         snprintf(s->token, sizeof s->token, "%s", session_token);
         s->pairs[i++] = "AWS_SESSION_TOKEN";

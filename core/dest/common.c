@@ -130,7 +130,8 @@ bool kl_dest_in_family_by_name(const struct kl_sql_cat_table *t, const char *roo
 
 int kl_dest_plan_merge_indexes(enum kl_sql_dialect dialect, const struct kl_dest_ds *d,
                                const struct kl_row_batch *batch, struct kl_sql_stmts *out,
-                               struct kl_sql_stmts *names, struct kl_err *err)
+                               struct kl_sql_stmts *names, struct kl_sql_stmts *tables,
+                               struct kl_err *err)
 {
     const struct kl_schema *s = batch->schema;
     struct kl_buf b;
@@ -159,6 +160,8 @@ int kl_dest_plan_merge_indexes(enum kl_sql_dialect dialect, const struct kl_dest
                 rc = kl_sql_stmts_take(out, &b, err);
             if (rc == KL_OK)
                 rc = kl_sql_stmts_add(names, name, err);
+            if (rc == KL_OK && tables != NULL)
+                rc = kl_sql_stmts_add(tables, t->name, err);
         }
     }
     kl_buf_free(&b);

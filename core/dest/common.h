@@ -59,10 +59,13 @@ bool kl_dest_in_family(const struct kl_schema *s, const struct kl_table *t, cons
 bool kl_dest_in_family_by_name(const struct kl_sql_cat_table *t, const char *root);
 
 /* Index DDL merge needs and the database lacks: `_kinesis_msg_id` on the
- * batch's root tables, `_dlt_parent_id` on their children. Names go to `names`. */
+ * batch's root tables, `_dlt_parent_id` on their children. Index names go to
+ * `names`, the indexed tables to `tables` (may be NULL), both in step with
+ * `out`. */
 int kl_dest_plan_merge_indexes(enum kl_sql_dialect dialect, const struct kl_dest_ds *d,
                                const struct kl_row_batch *batch, struct kl_sql_stmts *out,
-                               struct kl_sql_stmts *names, struct kl_err *err);
+                               struct kl_sql_stmts *names, struct kl_sql_stmts *tables,
+                               struct kl_err *err);
 
 /* The batch's tables in schema order (so concurrent writers lock tables in
  * the same order); *out is malloc'ed (NULL for an empty batch). */

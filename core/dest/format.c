@@ -71,6 +71,33 @@ size_t kl_fmt_double(char *out, double d)
         out[len] = '\0';
         return len;
     }
+    /* Few fraction digits (prices, measurements): m / 10^k == d means the
+     * decimal m * 10^-k reads back as d, since both are the double nearest
+     * that rational. Saves printf's exact big-number formatting. */
+    if (fabs(d) < 1e9) {
+        static const double pow10[] = {1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+        for (int k = 0; k < 6; k++) {
+            double x = d * pow10[k];
+            int64_t m = (int64_t)(x < 0 ? x - 0.5 : x + 0.5);
+            if ((double)m / pow10[k] == d) {
+                uint64_t am = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+                uint64_t p = (uint64_t)pow10[k];
+                char *o = out;
+                size_t fl;
+                if (m < 0)
+                    *o++ = '-';
+                o += fmt_u64(o, am / p);
+                *o++ = '.';
+                /* k + 1 fraction digits, zero-padded, trailing zeros kept
+                 * (they cannot occur: a shorter k would have matched). */
+                fl = fmt_u64(o, am % p + p) - 1;
+                memmove(o, o + 1, fl);
+                o += fl;
+                *o = '\0';
+                return (size_t)(o - out);
+            }
+        }
+    }
     n = snprintf(out, KL_FMT_MAX, "%.17g", d);
     return n > 0 ? (size_t)n : 0;
 }

@@ -591,25 +591,99 @@ static int write_checkpoints(struct pg *pg, struct kl_dest_ds *d, const struct k
     return rc;
 }
 
-/* DDL for what the database lacks; the catalog is read again under the lock. */
-static int apply_ddl(struct pg *pg, struct kl_dest_ds *d, const struct kl_schema *s,
-                     struct kl_chunk_result *res, struct kl_err *err)
+/* Whether the database lacks columns of a table it has. */
+static bool lacks_columns(const struct kl_dest_ds *d, const struct kl_table *t)
 {
-    struct kl_sql_stmts ddl;
+    const struct kl_sql_cat_table *ct = kl_sql_catalog_find(&d->cat, t->name);
+    if (ct == NULL)
+        return false; /* created, not altered */
+    for (size_t j = 0; j < t->n_columns; j++)
+        if (kl_sql_cat_table_find(ct, t->columns[j].name) == NULL)
+            return true;
+    return false;
+}
+
+/* Under the dataset lock: reads the catalog again, then brings the database
+ * up to the schema (new tables, columns) and, under merge, creates the
+ * indexes merge needs. Every table lock these statements take is taken
+ * first, in schema order (the order writers lock tables in too), so DDL and
+ * concurrent writers cannot deadlock. */
+static int apply_ddl(struct pg *pg, struct kl_dest_ds *d, const struct kl_schema *s,
+                     const struct kl_row_batch *merge_batch, struct kl_chunk_result *res,
+                     struct kl_sql_stmts *index_names, struct kl_err *err)
+{
+    struct kl_sql_stmts ddl, idx, idx_tables;
     struct kl_sql_ddl_stats st = {0, 0};
     int rc = pg_load_catalog(pg, d, err);
 
     kl_sql_stmts_init(&ddl);
+    kl_sql_stmts_init(&idx);
+    kl_sql_stmts_init(&idx_tables);
     if (rc == KL_OK)
         rc = kl_sql_plan_ddl(KL_SQL_POSTGRES, d->name, s, &d->cat, pg->opt.create_indexes, &ddl,
                              &st, err);
+    if (rc == KL_OK && merge_batch != NULL)
+        rc = kl_dest_plan_merge_indexes(KL_SQL_POSTGRES, d, merge_batch, &idx, index_names,
+                                        &idx_tables, err);
+    for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
+        const struct kl_table *t = &s->tables[j];
+        const char *mode = lacks_columns(d, t)                       ? "ACCESS EXCLUSIVE"
+                           : kl_sql_stmts_has(&idx_tables, t->name) ? "SHARE"
+                                                                     : NULL;
+        /* Tables this transaction creates need no lock. */
+        if (mode == NULL || kl_sql_catalog_find(&d->cat, t->name) == NULL)
+            continue;
+        kl_buf_reset(&pg->sql);
+        rc = kl_buf_append_str(&pg->sql, "LOCK TABLE ", err);
+        if (rc == KL_OK)
+            rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, t->name, err);
+        if (rc == KL_OK)
+            rc = kl_buf_printf(&pg->sql, err, " IN %s MODE", mode);
+        if (rc == KL_OK)
+            rc = pg_query(pg, pg->sql.data, 0, NULL, NULL, "lock for schema change", err);
+    }
     for (size_t i = 0; rc == KL_OK && i < ddl.n; i++)
         rc = pg_query(pg, ddl.items[i], 0, NULL, NULL, "schema change", err);
+    for (size_t i = 0; rc == KL_OK && i < idx.n; i++)
+        rc = pg_query(pg, idx.items[i], 0, NULL, NULL, "merge index", err);
     if (rc == KL_OK) {
         res->tables_created += st.tables_created;
         res->columns_added += st.columns_added;
     }
     kl_sql_stmts_free(&ddl);
+    kl_sql_stmts_free(&idx);
+    kl_sql_stmts_free(&idx_tables);
+    return rc;
+}
+
+/* Merge: ROW EXCLUSIVE on the batch's root families in schema order before
+ * the deletes (which go deepest first), so the lock order matches DDL's. */
+static int lock_families(struct pg *pg, struct kl_dest_ds *d, const struct kl_row_batch *batch,
+                         struct kl_err *err)
+{
+    const struct kl_schema *s = batch->schema;
+    size_t n = 0;
+    int rc;
+
+    kl_buf_reset(&pg->sql);
+    rc = kl_buf_append_str(&pg->sql, "LOCK TABLE ", err);
+    for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
+        bool member = false;
+        for (size_t i = 0; !member && i < batch->n_tables; i++) {
+            const struct kl_table *root = &s->tables[batch->tables[i].table];
+            member = root->parent[0] == '\0' && kl_dest_in_family(s, &s->tables[j], root->name);
+        }
+        if (!member || kl_sql_catalog_find(&d->cat, s->tables[j].name) == NULL)
+            continue;
+        if (n++ > 0)
+            rc = kl_buf_append_str(&pg->sql, ", ", err);
+        if (rc == KL_OK)
+            rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, s->tables[j].name, err);
+    }
+    if (rc == KL_OK && n > 0)
+        rc = kl_buf_append_str(&pg->sql, " IN ROW EXCLUSIVE MODE", err);
+    if (rc == KL_OK && n > 0)
+        rc = pg_query(pg, pg->sql.data, 0, NULL, NULL, "lock for merge", err);
     return rc;
 }
 
@@ -644,14 +718,12 @@ static int truncate_family(struct pg *pg, struct kl_dest_ds *d, const char *load
 
     kl_buf_reset(&pg->sql);
     rc = kl_buf_append_str(&pg->sql, "TRUNCATE ", err);
-    for (size_t i = 0; rc == KL_OK && i < d->cat.n_tables; i++) {
-        const char *name = d->cat.tables[i].name;
-        bool member;
-        if (s != NULL) {
-            member = kl_dest_in_family(s, kl_dest_table_named(s, name), root);
-        } else {
-            member = kl_dest_in_family_by_name(&d->cat.tables[i], root);
-        }
+    /* In schema order when there is a schema (the order writers lock in). */
+    for (size_t i = 0; rc == KL_OK && i < (s != NULL ? s->n_tables : d->cat.n_tables); i++) {
+        const char *name = s != NULL ? s->tables[i].name : d->cat.tables[i].name;
+        const struct kl_sql_cat_table *ct = kl_sql_catalog_find(&d->cat, name);
+        bool member = ct != NULL && (s != NULL ? kl_dest_in_family(s, &s->tables[i], root)
+                                               : kl_dest_in_family_by_name(ct, root));
         if (!member)
             continue;
         if (n++ > 0)
@@ -980,7 +1052,11 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
         strcmp(d->stored_hash, w->schema_hash) != 0)
         need_version = true;
     if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
-        rc = kl_dest_plan_merge_indexes(KL_SQL_POSTGRES, d, batch, &idx_sql, &p.indexes, err);
+        struct kl_sql_stmts probe_names;
+        kl_sql_stmts_init(&probe_names);
+        rc = kl_dest_plan_merge_indexes(KL_SQL_POSTGRES, d, batch, &idx_sql, &probe_names, NULL,
+                                        err);
+        kl_sql_stmts_free(&probe_names);
         if (rc != KL_OK)
             goto cleanup;
     }
@@ -1011,17 +1087,13 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
         if (rc != KL_OK)
             goto cleanup;
     }
-    if (need_ddl) {
-        rc = apply_ddl(pg, d, s, &res, err);
+    if (need_ddl || idx_sql.n > 0) {
+        rc = apply_ddl(pg, d, s, w->disposition == KL_WRITE_MERGE ? batch : NULL, &res,
+                       &p.indexes, err);
         if (rc != KL_OK)
             goto cleanup;
         p.schema_checked = true;
         p.catalog_from_schema = true;
-    }
-    for (size_t i = 0; i < idx_sql.n; i++) {
-        rc = pg_query(pg, idx_sql.items[i], 0, NULL, NULL, "merge index", err);
-        if (rc != KL_OK)
-            goto cleanup;
     }
     STEP(pg, KL_DEST_STEP_DDL, err);
 
@@ -1053,6 +1125,9 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
     STEP(pg, KL_DEST_STEP_REPLACE, err);
 
     if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
+        rc = lock_families(pg, d, batch, err);
+        if (rc != KL_OK)
+            goto cleanup;
         for (size_t i = 0; i < batch->n_tables; i++) {
             if (s->tables[order[i]->table].parent[0] != '\0')
                 continue;

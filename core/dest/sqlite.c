@@ -1075,7 +1075,8 @@ static int lite_write_chunk(void *impl, const char *dataset, const struct kl_chu
         p.catalog_from_schema = true;
     }
     if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
-        rc = kl_dest_plan_merge_indexes(KL_SQL_SQLITE, d, batch, &idx_sql, &p.indexes, err);
+        rc = kl_dest_plan_merge_indexes(KL_SQL_SQLITE, d, batch, &idx_sql, &p.indexes, NULL,
+                                        err);
         for (size_t i = 0; rc == KL_OK && i < idx_sql.n; i++)
             rc = lite_exec(l, idx_sql.items[i], "merge index", err);
         if (rc != KL_OK)

@@ -198,6 +198,27 @@ static void test_double_round_trip(void **state)
     }
     kl_fmt_double(buf, 42.0);
     assert_string_equal(buf, "42");
+    kl_fmt_double(buf, 12.34);
+    assert_string_equal(buf, "12.34");
+    kl_fmt_double(buf, 0.1);
+    assert_string_equal(buf, "0.1");
+    kl_fmt_double(buf, -0.5);
+    assert_string_equal(buf, "-0.5");
+    kl_fmt_double(buf, 0.000001);
+    assert_string_equal(buf, "0.000001");
+    kl_fmt_double(buf, 999999999.25);
+    assert_string_equal(buf, "999999999.25");
+    /* Short decimals of every size read back exactly, and stay short. */
+    for (long v = -200000; v <= 200000; v += 7) {
+        static const double scale[] = {10.0, 100.0, 1000.0, 1e6};
+        for (size_t k = 0; k < 4; k++) {
+            double d = (double)v / scale[k];
+            kl_fmt_double(buf, d);
+            assert_true(strtod(buf, NULL) == d);
+            assert_null(strchr(buf, 'e'));
+            assert_true(strlen(buf) <= 16);
+        }
+    }
     kl_fmt_double(buf, -7.0);
     assert_string_equal(buf, "-7");
     kl_fmt_double(buf, -0.0);

@@ -82,8 +82,8 @@ static size_t make_message(long i, char *buf, size_t cap)
                      "\"User %ld\",\"address\":{\"city\":\"City %ld\",\"zip\":\"%05ld\"}},"
                      "\"amount\":%ld.%02ld,\"currency\":\"EUR\",\"created_at\":"
                      "\"2024-05-01T10:%02ld:%02ld.%03ldZ\",\"tags\":[\"t%ld\",\"t%ld\",\"t%ld\"]}",
-                     i, events[i % 4], i % 50000, i % 50000, i % 997, i % 100000, i % 1000,
-                     i % 100, (i / 60) % 60, i % 60, i % 1000, i % 7, i % 11, i % 13);
+                     i, events[i % 4], i % 50000, i % 50000, i % 997, i % 100000, i % 1000, i % 100,
+                     (i / 60) % 60, i % 60, i % 1000, i % 7, i % 11, i % 13);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -103,7 +103,7 @@ struct worker {
     long messages; /* of this shard */
     long chunk;
     enum kl_write_disposition wd;
-    atomic_long *done;     /* messages written, all workers */
+    atomic_long *done;    /* messages written, all workers */
     atomic_int *finished; /* workers that returned */
     unsigned long long rows;
     unsigned long long n_messages;
@@ -439,7 +439,8 @@ int main(void)
            ours.write_seconds, ours.seconds * SHARDS);
     printf("  plain COPY: %8.2f s  %10.0f rows/s  (the same rows from files)\n", plain.seconds,
            plain.rows / plain.seconds);
-    printf("  ratio to plain COPY: %.2f (goal >= 0.70) %s\n", ratio, ratio >= 0.7 ? "met" : "MISSED");
+    printf("  ratio to plain COPY: %.2f (goal >= 0.70) %s\n", ratio,
+           ratio >= 0.7 ? "met" : "MISSED");
     printf("  peak RSS: %.1f MiB (goal <= 64 MiB) %s\n", (double)peak_kib / 1024,
            peak_kib <= 64 * 1024 ? "met" : "MISSED");
 

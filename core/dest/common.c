@@ -9,23 +9,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kl_dest_ds *kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name,
-                                  struct kl_err *err)
+int kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name, struct kl_dest_ds **out,
+                   struct kl_err *err)
 {
     struct kl_dest_ds *d;
+    int rc = kl_dest_validate_dataset(name, err);
 
-    if (kl_dest_validate_dataset(name, err) != KL_OK)
-        return NULL;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].name, name) == 0)
-            return &l->items[i];
+    if (rc != KL_OK)
+        return rc;
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i].name, name) == 0) {
+            *out = &l->items[i];
+            return KL_OK;
+        }
+    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 4;
         struct kl_dest_ds *items = realloc(l->items, cap * sizeof *items);
-        if (items == NULL) {
-            kl_err_set(err, KL_ERR_NOMEM, "dataset cache");
-            return NULL;
-        }
+        if (items == NULL)
+            return kl_err_set(err, KL_ERR_NOMEM, "dataset cache");
         l->items = items;
         l->cap = cap;
     }
@@ -35,7 +37,8 @@ struct kl_dest_ds *kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name,
     kl_sql_catalog_init(&d->cat);
     kl_sql_stmts_init(&d->indexes);
     kl_sql_stmts_init(&d->truncated);
-    return d;
+    *out = d;
+    return KL_OK;
 }
 
 void kl_dest_ds_list_free(struct kl_dest_ds_list *l)
@@ -183,7 +186,7 @@ int kl_dest_table_order(const struct kl_row_batch *batch, const struct kl_table_
     *out = NULL;
     if (batch == NULL || batch->n_tables == 0)
         return KL_OK;
-    order = malloc(batch->n_tables * sizeof *order);
+    order = malloc(batch->n_tables * sizeof(const struct kl_table_rows *));
     if (order == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "table order");
     for (size_t i = 0; i < batch->n_tables; i++) {
@@ -192,12 +195,12 @@ int kl_dest_table_order(const struct kl_row_batch *batch, const struct kl_table_
             tr->n_columns > batch->schema->tables[tr->table].n_columns) {
             free(order);
             return kl_err_set(err, KL_ERR_INVALID,
-                              "batch table %zu does not match the schema (%zu tables)",
-                              tr->table, batch->schema->n_tables);
+                              "batch table %zu does not match the schema (%zu tables)", tr->table,
+                              batch->schema->n_tables);
         }
         order[i] = tr;
     }
-    qsort(order, batch->n_tables, sizeof *order, cmp_table_rows);
+    qsort(order, batch->n_tables, sizeof(const struct kl_table_rows *), cmp_table_rows);
     *out = order;
     return KL_OK;
 }
@@ -210,8 +213,8 @@ int kl_dest_msg_ids(const struct kl_table *root, const struct kl_table_rows *tr,
     int rc;
 
     if (key < 0)
-        return kl_err_set(err, KL_ERR_INVALID,
-                          "merge: root table %s has no _kinesis_msg_id column", root->name);
+        return kl_err_set(err, KL_ERR_INVALID, "merge: root table %s has no _kinesis_msg_id column",
+                          root->name);
     rc = kl_buf_append(out, json ? "[" : "{", 1, err);
     for (size_t r = 0; rc == KL_OK && r < tr->n_rows; r++) {
         const struct kl_value *v = &tr->cells[r * tr->n_columns + (size_t)key];

@@ -37,9 +37,10 @@ struct kl_dest_ds_list {
     size_t cap;
 };
 
-/* Finds or adds the dataset (validated); NULL with err set on failure. */
-struct kl_dest_ds *kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name,
-                                  struct kl_err *err);
+/* Finds or adds the dataset (its name validated); *out points into the list
+ * until the next call. */
+int kl_dest_ds_get(struct kl_dest_ds_list *l, const char *name, struct kl_dest_ds **out,
+                   struct kl_err *err);
 void kl_dest_ds_list_free(struct kl_dest_ds_list *l);
 /* Forgets what every dataset's cache believes (after a lost connection). */
 void kl_dest_ds_list_invalidate(struct kl_dest_ds_list *l);

@@ -37,8 +37,8 @@ int kl_write_disposition_parse(const char *name, enum kl_write_disposition *out)
 const char *kl_dest_step_name(enum kl_dest_step s)
 {
     static const char *const names[KL_DEST_STEP_COUNT] = {
-        "begin", "checkpoint",   "ddl",          "version", "replace",
-        "merge_delete", "rows", "dead_letters", "commit",
+        "begin",        "checkpoint", "ddl",          "version", "replace",
+        "merge_delete", "rows",       "dead_letters", "commit",
     };
     return (unsigned)s < KL_DEST_STEP_COUNT ? names[s] : "?";
 }
@@ -94,8 +94,8 @@ static int check_name(const char *what, const char *name, struct kl_err *err)
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return kl_err_set(err, KL_ERR_INVALID,
-                              "%s name \"%s\" may hold only a-z, 0-9 and _", what, name);
+            return kl_err_set(err, KL_ERR_INVALID, "%s name \"%s\" may hold only a-z, 0-9 and _",
+                              what, name);
     }
     return KL_OK;
 }
@@ -121,7 +121,7 @@ int kl_dest_validate_table(const char *name, struct kl_err *err)
     if (rc != KL_OK)
         return rc;
     if (strncmp(name, "_dlt", 4) == 0 || strncmp(name, "_kinesis", 8) == 0)
-        return kl_err_set(err, KL_ERR_INVALID,
-                          "table name \"%s\" is reserved for system tables", name);
+        return kl_err_set(err, KL_ERR_INVALID, "table name \"%s\" is reserved for system tables",
+                          name);
     return KL_OK;
 }

@@ -106,8 +106,8 @@ struct kl_chunk_result {
 /* The end of a job: `_dlt_loads`, `_dlt_pipeline_state`, `_kinesis_runs`. */
 struct kl_load_complete {
     const char *load_id;
-    const char *schema_name;   /* dlt schema name (the source name, "kinesis") */
-    const char *schema_hash;   /* the schema version hash; NULL: the newest in `_dlt_version` */
+    const char *schema_name; /* dlt schema name (the source name, "kinesis") */
+    const char *schema_hash; /* the schema version hash; NULL: the newest in `_dlt_version` */
     const char *pipeline_name;
     const char *stream_name;
     /* With replace, the job's root table: truncated now if no chunk did (a job
@@ -119,15 +119,15 @@ struct kl_load_complete {
 
 /* The last step a chunk's transaction finished, for the test crash hook. */
 enum kl_dest_step {
-    KL_DEST_STEP_BEGIN = 0,     /* transaction open */
-    KL_DEST_STEP_CHECKPOINT,    /* checkpoints upserted (fencing checked) */
-    KL_DEST_STEP_DDL,           /* tables/columns created */
-    KL_DEST_STEP_VERSION,       /* `_dlt_version` row inserted */
-    KL_DEST_STEP_REPLACE,       /* replace: tables truncated */
-    KL_DEST_STEP_MERGE_DELETE,  /* merge: re-delivered rows deleted */
-    KL_DEST_STEP_ROWS,          /* one table's rows sent (may repeat) */
-    KL_DEST_STEP_DEAD_LETTERS,  /* dead letters sent */
-    KL_DEST_STEP_COMMIT,        /* committed, before the call returns */
+    KL_DEST_STEP_BEGIN = 0,    /* transaction open */
+    KL_DEST_STEP_CHECKPOINT,   /* checkpoints upserted (fencing checked) */
+    KL_DEST_STEP_DDL,          /* tables/columns created */
+    KL_DEST_STEP_VERSION,      /* `_dlt_version` row inserted */
+    KL_DEST_STEP_REPLACE,      /* replace: tables truncated */
+    KL_DEST_STEP_MERGE_DELETE, /* merge: re-delivered rows deleted */
+    KL_DEST_STEP_ROWS,         /* one table's rows sent (may repeat) */
+    KL_DEST_STEP_DEAD_LETTERS, /* dead letters sent */
+    KL_DEST_STEP_COMMIT,       /* committed, before the call returns */
     KL_DEST_STEP_COUNT
 };
 
@@ -214,9 +214,8 @@ static inline int kl_dest_read_state(struct kl_dest *d, const char *dataset, con
     return d->ops->read_state(d->impl, dataset, pipeline, stream, out, err);
 }
 
-static inline int kl_dest_delete_state(struct kl_dest *d, const char *dataset,
-                                       const char *pipeline, const char *stream,
-                                       struct kl_err *err)
+static inline int kl_dest_delete_state(struct kl_dest *d, const char *dataset, const char *pipeline,
+                                       const char *stream, struct kl_err *err)
 {
     return d->ops->delete_state(d->impl, dataset, pipeline, stream, err);
 }

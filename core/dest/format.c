@@ -23,11 +23,11 @@ static size_t fmt_u64(char *out, uint64_t v)
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         i -= 2;
-        memcpy(tmp + i, DIGITS2 + 2 * r, 2);
+        memcpy(tmp + i, DIGITS2 + 2 * (size_t)r, 2);
     }
     if (v >= 10) {
         i -= 2;
-        memcpy(tmp + i, DIGITS2 + 2 * v, 2);
+        memcpy(tmp + i, DIGITS2 + 2 * (size_t)v, 2);
     } else {
         tmp[--i] = (char)('0' + v);
     }
@@ -157,8 +157,7 @@ int kl_fmt_parse_timestamp(const char *s, int64_t *us)
         digits(&p, 2, &d) || (*p != 'T' && *p != ' '))
         return -1;
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
-        digits(&p, 2, &se))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
         return -1;
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
         return -1;
@@ -180,13 +179,15 @@ int kl_fmt_parse_timestamp(const char *s, int64_t *us)
     }
     if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0 && strcmp(p, "+00") != 0 && *p != '\0')
         return -1;
-    *us = ((kl_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se) * 1000000LL) + frac;
+    *us = ((kl_days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se) *
+           1000000LL) +
+          frac;
     return 0;
 }
 
 static char *put2(char *p, unsigned v)
 {
-    memcpy(p, DIGITS2 + 2 * v, 2);
+    memcpy(p, DIGITS2 + 2 * (size_t)v, 2);
     return p + 2;
 }
 

@@ -50,8 +50,8 @@ struct pending {
 
 static bool sqlstate_retryable(const char *s)
 {
-    static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03",
-                                        "53300", "55P03"};
+    static const char *const codes[] = {"40001", "40P01", "57P01", "57P02",
+                                        "57P03", "53300", "55P03"};
     if (s == NULL)
         return false;
     if (strncmp(s, "08", 2) == 0) /* connection exceptions */
@@ -75,12 +75,12 @@ static int pg_fail(struct pg *pg, const PGresult *res, const char *what, struct 
         msg = pg->conn != NULL ? PQerrorMessage(pg->conn) : "no connection";
     snprintf(text, sizeof text, "%s", msg);
     text[strcspn(text, "\n")] = '\0';
-    if (lost || sqlstate_retryable(state))
-        code = KL_ERR_UNAVAILABLE;
-    else if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0 ||
-                               strcmp(state, "42703") == 0))
-        /* A table, schema or column vanished behind our cache (someone
-         * dropped it): forget the cache; the next try re-creates them. */
+    /* Besides lost connections and the retryable SQLSTATEs: a table, schema
+     * or column that vanished behind our cache (someone dropped it). The
+     * cache is forgotten below, so the next try creates them again. */
+    if (lost || sqlstate_retryable(state) ||
+        (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0 ||
+                           strcmp(state, "42703") == 0)))
         code = KL_ERR_UNAVAILABLE;
     else
         code = KL_ERR_UPSTREAM;
@@ -134,8 +134,8 @@ static void pg_drop(struct pg *pg)
 
 /* Runs a statement with text parameters; *out (when not NULL) receives the
  * result on success, which the caller clears. */
-static int pg_query(struct pg *pg, const char *sql, int n, const char *const *vals,
-                    PGresult **out, const char *what, struct kl_err *err)
+static int pg_query(struct pg *pg, const char *sql, int n, const char *const *vals, PGresult **out,
+                    const char *what, struct kl_err *err)
 {
     PGresult *res;
     ExecStatusType st;
@@ -236,8 +236,7 @@ static int plan_system_tables(const struct kl_dest_ds *d, bool create_indexes,
     for (size_t i = 0; rc == KL_OK && i < n; i++) {
         if (kl_sql_catalog_find(&d->cat, defs[i].name) == NULL) {
             rc = kl_sql_create_table(&b, KL_SQL_POSTGRES, d->name, defs[i].name, defs[i].cols,
-                                     defs[i].n_cols, defs[i].pk, defs[i].n_pk, create_indexes,
-                                     err);
+                                     defs[i].n_cols, defs[i].pk, defs[i].n_pk, create_indexes, err);
             if (rc == KL_OK)
                 rc = kl_sql_stmts_take(out, &b, err);
         } else {
@@ -314,11 +313,11 @@ static int pg_ensure_prepared(struct pg *pg, struct kl_dest_ds *d, struct kl_err
 static int pg_open_dataset(struct pg *pg, const char *dataset, struct kl_dest_ds **out,
                            struct kl_err *err)
 {
-    struct kl_dest_ds *d = kl_dest_ds_get(&pg->ds, dataset, err);
-    int rc;
+    struct kl_dest_ds *d = NULL;
+    int rc = kl_dest_ds_get(&pg->ds, dataset, &d, err);
 
-    if (d == NULL)
-        return err != NULL ? (int)err->code : KL_ERR_INVALID;
+    if (rc != KL_OK)
+        return rc;
     rc = pg_connect(pg, err);
     if (rc == KL_OK)
         rc = pg_ensure_prepared(pg, d, err);
@@ -351,8 +350,8 @@ static int pg_prepare(void *impl, const char *dataset, struct kl_err *err)
     return pg_open_dataset(impl, dataset, &d, err);
 }
 
-static int pg_load_schema(void *impl, const char *dataset, const char *schema_name,
-                          char **json_out, int64_t *version_out, struct kl_err *err)
+static int pg_load_schema(void *impl, const char *dataset, const char *schema_name, char **json_out,
+                          int64_t *version_out, struct kl_err *err)
 {
     struct pg *pg = impl;
     struct kl_dest_ds *d;
@@ -422,15 +421,15 @@ static int pg_read_checkpoints(struct pg *pg, struct kl_dest_ds *d, const char *
                                    : " WHERE pipeline_name = $1 ORDER BY stream_name, shard_id",
                                err);
     if (rc == KL_OK)
-        rc = pg_query(pg, pg->sql.data, stream != NULL ? 2 : 1, vals, &res, "read checkpoints",
-                      err);
+        rc =
+            pg_query(pg, pg->sql.data, stream != NULL ? 2 : 1, vals, &res, "read checkpoints", err);
     if (rc == KL_OK && (n = PQntuples(res)) > 0) {
         cps = calloc((size_t)n, sizeof *cps);
         streams = streams_out != NULL ? calloc((size_t)n, sizeof *streams) : NULL;
         if (cps == NULL || (streams_out != NULL && streams == NULL))
             rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
     }
-    for (int i = 0; rc == KL_OK && i < n; i++) {
+    for (int i = 0; rc == KL_OK && cps != NULL && i < n; i++) {
         if (strlen(PQgetvalue(res, i, 0)) >= KL_DEST_SHARD_ID_MAX ||
             strlen(PQgetvalue(res, i, 1)) >= KL_DEST_SEQ_MAX) {
             rc = kl_err_set(err, KL_ERR_UPSTREAM, "postgres: a stored checkpoint is too long");
@@ -457,8 +456,8 @@ static int pg_read_checkpoints(struct pg *pg, struct kl_dest_ds *d, const char *
     return KL_OK;
 }
 
-static int pg_read_state(void *impl, const char *dataset, const char *pipeline,
-                         const char *stream, struct kl_dest_state *out, struct kl_err *err)
+static int pg_read_state(void *impl, const char *dataset, const char *pipeline, const char *stream,
+                         struct kl_dest_state *out, struct kl_err *err)
 {
     struct pg *pg = impl;
     struct kl_dest_ds *d;
@@ -470,8 +469,8 @@ static int pg_read_state(void *impl, const char *dataset, const char *pipeline,
     if (rc != KL_OK)
         return rc;
     kl_dest_state_init(&st);
-    rc = pg_read_checkpoints(pg, d, pipeline, stream, &st.checkpoints, &st.n_checkpoints, NULL,
-                             err);
+    rc =
+        pg_read_checkpoints(pg, d, pipeline, stream, &st.checkpoints, &st.n_checkpoints, NULL, err);
     kl_buf_reset(&pg->sql);
     if (rc == KL_OK)
         rc = kl_buf_append_str(
@@ -514,8 +513,7 @@ static int pg_delete_state(void *impl, const char *dataset, const char *pipeline
         if (rc == KL_OK)
             rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, tables[i], err);
         if (rc == KL_OK)
-            rc = kl_buf_append_str(&pg->sql, " WHERE pipeline_name = $1 AND stream_name = $2",
-                                   err);
+            rc = kl_buf_append_str(&pg->sql, " WHERE pipeline_name = $1 AND stream_name = $2", err);
         if (rc == KL_OK)
             rc = pg_query(pg, pg->sql.data, 2, vals, NULL, "delete state", err);
     }
@@ -541,12 +539,12 @@ static bool crash_here(struct pg *pg, enum kl_dest_step step, struct kl_err *err
     return true;
 }
 
-#define STEP(pg, s, err)                                                                         \
-    do {                                                                                         \
-        if (crash_here((pg), (s), (err))) {                                                      \
-            rc = KL_ERR_UNAVAILABLE;                                                             \
-            goto cleanup;                                                                        \
-        }                                                                                        \
+#define STEP(pg, s, err)                                                                           \
+    do {                                                                                           \
+        if (crash_here((pg), (s), (err))) {                                                        \
+            rc = KL_ERR_UNAVAILABLE;                                                               \
+            goto cleanup;                                                                          \
+        }                                                                                          \
     } while (0)
 
 static int write_checkpoints(struct pg *pg, struct kl_dest_ds *d, const struct kl_chunk_write *w,
@@ -572,8 +570,13 @@ static int write_checkpoints(struct pg *pg, struct kl_dest_ds *d, const struct k
     for (size_t i = 0; rc == KL_OK && i < w->n_checkpoints; i++) {
         const struct kl_checkpoint *cp = &w->checkpoints[i];
         char sub[24], tok[24];
-        const char *vals[7] = {w->pipeline_name, w->stream_name, cp->shard_id, cp->sequence,
-                               cp->sub_sequence >= 0 ? sub : NULL, tok, w->load_id};
+        const char *vals[7] = {w->pipeline_name,
+                               w->stream_name,
+                               cp->shard_id,
+                               cp->sequence,
+                               cp->sub_sequence >= 0 ? sub : NULL,
+                               tok,
+                               w->load_id};
         PGresult *res = NULL;
 
         if (cp->shard_id[0] == '\0' || cp->sequence[0] == '\0')
@@ -614,7 +617,11 @@ static int apply_ddl(struct pg *pg, struct kl_dest_ds *d, const struct kl_schema
 {
     struct kl_sql_stmts ddl, idx, idx_tables;
     struct kl_sql_ddl_stats st = {0, 0};
-    int rc = pg_load_catalog(pg, d, err);
+    int rc;
+
+    if (s == NULL)
+        return kl_err_set(err, KL_ERR_INTERNAL, "schema change without a schema");
+    rc = pg_load_catalog(pg, d, err);
 
     kl_sql_stmts_init(&ddl);
     kl_sql_stmts_init(&idx);
@@ -627,9 +634,9 @@ static int apply_ddl(struct pg *pg, struct kl_dest_ds *d, const struct kl_schema
                                         &idx_tables, err);
     for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
         const struct kl_table *t = &s->tables[j];
-        const char *mode = lacks_columns(d, t)                       ? "ACCESS EXCLUSIVE"
+        const char *mode = lacks_columns(d, t)                      ? "ACCESS EXCLUSIVE"
                            : kl_sql_stmts_has(&idx_tables, t->name) ? "SHARE"
-                                                                     : NULL;
+                                                                    : NULL;
         /* Tables this transaction creates need no lock. */
         if (mode == NULL || kl_sql_catalog_find(&d->cat, t->name) == NULL)
             continue;
@@ -751,7 +758,9 @@ static int merge_delete(struct pg *pg, struct kl_dest_ds *d, const struct kl_sch
     kl_buf_init(&ids, SQL_MAX);
     rc = kl_dest_msg_ids(root, tr, false, &ids, err);
     for (size_t j = 0; j < s->n_tables; j++) {
-        int dep = kl_dest_in_family(s, &s->tables[j], root->name) ? kl_dest_table_depth(s, &s->tables[j]) : -1;
+        int dep = kl_dest_in_family(s, &s->tables[j], root->name)
+                      ? kl_dest_table_depth(s, &s->tables[j])
+                      : -1;
         if (dep > max_depth)
             max_depth = dep;
     }
@@ -760,15 +769,12 @@ static int merge_delete(struct pg *pg, struct kl_dest_ds *d, const struct kl_sch
             const struct kl_table *t = &s->tables[j];
             const struct kl_table *chain[64];
             const char *vals[1] = {ids.data};
-            int dep;
-
-            if (!kl_dest_in_family(s, t, root->name) || (dep = kl_dest_table_depth(s, t)) != depth)
+            if (!kl_dest_in_family(s, t, root->name) || kl_dest_table_depth(s, t) != depth)
                 continue;
             if (kl_sql_catalog_find(&d->cat, t->name) == NULL)
                 continue; /* not created yet: nothing to delete */
-            if (depth > 0 &&
-                kl_sql_cat_table_find(kl_sql_catalog_find(&d->cat, t->name), "_dlt_parent_id") ==
-                    NULL)
+            if (depth > 0 && kl_sql_cat_table_find(kl_sql_catalog_find(&d->cat, t->name),
+                                                   "_dlt_parent_id") == NULL)
                 continue;
             /* chain[0] = t, chain[depth] = root */
             chain[0] = t;
@@ -785,8 +791,8 @@ static int merge_delete(struct pg *pg, struct kl_dest_ds *d, const struct kl_sch
                     rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, chain[k]->name, err);
             }
             if (rc == KL_OK)
-                rc = kl_buf_append_str(&pg->sql,
-                                       " WHERE \"_kinesis_msg_id\" = ANY($1::varchar[])", err);
+                rc = kl_buf_append_str(&pg->sql, " WHERE \"_kinesis_msg_id\" = ANY($1::varchar[])",
+                                       err);
             for (int k = 1; rc == KL_OK && k <= depth; k++)
                 rc = kl_buf_append_str(&pg->sql, ")", err);
             if (rc == KL_OK)
@@ -908,10 +914,9 @@ cleanup:
 static int copy_dead_letters(struct pg *pg, struct kl_dest_ds *d, const struct kl_chunk_write *w,
                              struct kl_err *err)
 {
-    static const char *const names[] = {"load_id",    "pipeline_name", "stream_name",
-                                        "shard_id",   "sequence",      "sub_sequence",
-                                        "data",       "error",         "arrival_at",
-                                        "inserted_at"};
+    static const char *const names[] = {"load_id",    "pipeline_name", "stream_name", "shard_id",
+                                        "sequence",   "sub_sequence",  "data",        "error",
+                                        "arrival_at", "inserted_at"};
     const struct kl_row_batch *b = w->batch;
     const struct kl_clock *clock = pg->opt.clock != NULL ? pg->opt.clock : kl_clock_system();
     char now[KL_FMT_MAX], num[KL_FMT_MAX];
@@ -983,19 +988,19 @@ static int store_version(struct pg *pg, struct kl_dest_ds *d, const struct kl_ch
     int rc;
 
     snprintf(version, sizeof version, "%lld", (long long)s->version);
-    snprintf(engine, sizeof engine, "%lld",
-             cJSON_IsNumber(ev) ? (long long)ev->valuedouble : 10LL);
+    snprintf(engine, sizeof engine, "%lld", cJSON_IsNumber(ev) ? (long long)ev->valuedouble : 10LL);
     cJSON_Delete(doc);
     kl_buf_reset(&pg->sql);
     rc = kl_buf_append_str(&pg->sql, "INSERT INTO ", err);
     if (rc == KL_OK)
         rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, "_dlt_version", err);
     if (rc == KL_OK)
-        rc = kl_buf_append_str(&pg->sql, " (\"version\", engine_version, inserted_at, schema_name,"
-                                         " version_hash, \"schema\") SELECT $1::bigint,"
-                                         " $2::bigint, now(), $3::varchar, $4::varchar, $5::varchar"
-                                         " WHERE NOT EXISTS"
-                                         " (SELECT 1 FROM ",
+        rc = kl_buf_append_str(&pg->sql,
+                               " (\"version\", engine_version, inserted_at, schema_name,"
+                               " version_hash, \"schema\") SELECT $1::bigint,"
+                               " $2::bigint, now(), $3::varchar, $4::varchar, $5::varchar"
+                               " WHERE NOT EXISTS"
+                               " (SELECT 1 FROM ",
                                err);
     if (rc == KL_OK)
         rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, "_dlt_version", err);
@@ -1040,8 +1045,8 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
         struct kl_sql_ddl_stats st = {0, 0};
         struct kl_err probe;
         kl_sql_stmts_init(&ddl);
-        if (kl_sql_plan_ddl(KL_SQL_POSTGRES, d->name, s, &d->cat, pg->opt.create_indexes, &ddl,
-                            &st, &probe) != KL_OK ||
+        if (kl_sql_plan_ddl(KL_SQL_POSTGRES, d->name, s, &d->cat, pg->opt.create_indexes, &ddl, &st,
+                            &probe) != KL_OK ||
             ddl.n > 0)
             need_ddl = true;
         else
@@ -1088,8 +1093,8 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
             goto cleanup;
     }
     if (need_ddl || idx_sql.n > 0) {
-        rc = apply_ddl(pg, d, s, w->disposition == KL_WRITE_MERGE ? batch : NULL, &res,
-                       &p.indexes, err);
+        rc = apply_ddl(pg, d, s, w->disposition == KL_WRITE_MERGE ? batch : NULL, &res, &p.indexes,
+                       err);
         if (rc != KL_OK)
             goto cleanup;
         p.schema_checked = true;
@@ -1104,7 +1109,6 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
         p.hash_stored = true;
     }
     STEP(pg, KL_DEST_STEP_VERSION, err);
-
 
     if (batch != NULL && w->disposition == KL_WRITE_REPLACE) {
         for (size_t i = 0; i < batch->n_tables; i++) {
@@ -1161,7 +1165,7 @@ static int pg_write_chunk(void *impl, const char *dataset, const struct kl_chunk
     /* Committed: the caches may now believe it. */
     if (p.catalog_from_schema)
         kl_sql_catalog_add_schema(&d->cat, KL_SQL_POSTGRES, s, NULL);
-    if (p.schema_checked) {
+    if (p.schema_checked && s != NULL) {
         d->checked_schema = s;
         d->checked_version = s->version;
     }
@@ -1222,8 +1226,9 @@ static int pg_complete_load(void *impl, const char *dataset, const struct kl_loa
     memset(&doc, 0, sizeof doc);
     if (c->load_id == NULL || c->schema_name == NULL || c->pipeline_name == NULL ||
         c->stream_name == NULL)
-        return kl_err_set(err, KL_ERR_INVALID, "complete_load without load id, schema, pipeline "
-                                               "or stream");
+        return kl_err_set(err, KL_ERR_INVALID,
+                          "complete_load without load id, schema, pipeline "
+                          "or stream");
     rc = pg_open_dataset(pg, dataset, &d, err);
     if (rc != KL_OK)
         return rc;
@@ -1296,15 +1301,15 @@ static int pg_complete_load(void *impl, const char *dataset, const struct kl_loa
     {
         const char *vals[1] = {c->pipeline_name};
         kl_buf_reset(&pg->sql);
-        rc = kl_buf_append_str(&pg->sql, "SELECT stream_name,"
-                                         " floor(extract(epoch from last_run_at) * 1000)::bigint"
-                                         " FROM ",
+        rc = kl_buf_append_str(&pg->sql,
+                               "SELECT stream_name,"
+                               " floor(extract(epoch from last_run_at) * 1000)::bigint"
+                               " FROM ",
                                err);
         if (rc == KL_OK)
             rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, "_kinesis_runs", err);
         if (rc == KL_OK)
-            rc = kl_buf_append_str(&pg->sql, " WHERE pipeline_name = $1 ORDER BY stream_name",
-                                   err);
+            rc = kl_buf_append_str(&pg->sql, " WHERE pipeline_name = $1 ORDER BY stream_name", err);
         if (rc == KL_OK)
             rc = pg_query(pg, pg->sql.data, 1, vals, &res, "read run times", err);
         if (rc != KL_OK)
@@ -1315,7 +1320,7 @@ static int pg_complete_load(void *impl, const char *dataset, const struct kl_loa
             goto cleanup;
         }
         /* Checkpoints come ordered by stream: one entry per stream. */
-        for (size_t i = 0; i < n_cps; i++) {
+        for (size_t i = 0; cp_streams != NULL && i < n_cps; i++) {
             if (n_streams == 0 || strcmp(streams[n_streams - 1].stream_name, cp_streams[i]) != 0) {
                 streams[n_streams].stream_name = cp_streams[i];
                 streams[n_streams].checkpoints = &cps[i];
@@ -1365,8 +1370,8 @@ static int pg_complete_load(void *impl, const char *dataset, const struct kl_loa
     PQclear(res);
     res = NULL;
     {
-        const char *vals[7] = {version, engine, c->pipeline_name, doc.state, doc.version_hash,
-                               c->load_id, doc.row_id};
+        const char *vals[7] = {version,          engine,     c->pipeline_name, doc.state,
+                               doc.version_hash, c->load_id, doc.row_id};
         snprintf(version, sizeof version, "%lld", (long long)state_version);
         snprintf(engine, sizeof engine, "%d", KL_STATE_ENGINE_VERSION);
         kl_buf_reset(&pg->sql);
@@ -1374,11 +1379,12 @@ static int pg_complete_load(void *impl, const char *dataset, const struct kl_loa
         if (rc == KL_OK)
             rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, "_dlt_pipeline_state", err);
         if (rc == KL_OK)
-            rc = kl_buf_append_str(&pg->sql,
-                                   " (\"version\", engine_version, pipeline_name, state, created_at,"
-                                   " version_hash, _dlt_load_id, _dlt_id) VALUES ($1::bigint,"
-                                   " $2::bigint, $3, $4, now(), $5, $6, $7)",
-                                   err);
+            rc =
+                kl_buf_append_str(&pg->sql,
+                                  " (\"version\", engine_version, pipeline_name, state, created_at,"
+                                  " version_hash, _dlt_load_id, _dlt_id) VALUES ($1::bigint,"
+                                  " $2::bigint, $3, $4, now(), $5, $6, $7)",
+                                  err);
         if (rc == KL_OK)
             rc = pg_query(pg, pg->sql.data, 7, vals, NULL, "write pipeline state", err);
         if (rc != KL_OK)

@@ -32,7 +32,7 @@ struct kl_dest_pool *kl_dest_pool_create(struct kl_dest_factory *factory, size_t
         return NULL;
     }
     p = calloc(1, sizeof *p);
-    if (p == NULL || (p->idle = calloc(max, sizeof *p->idle)) == NULL) {
+    if (p == NULL || (p->idle = calloc(max, sizeof(struct kl_dest *))) == NULL) {
         free(p);
         kl_err_set(err, KL_ERR_NOMEM, "destination pool");
         return NULL;
@@ -92,8 +92,7 @@ int kl_dest_pool_acquire(struct kl_dest_pool *p, int64_t timeout_ms, struct kl_d
         int w = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
         if (w == ETIMEDOUT) {
             rc = kl_err_set(err, KL_ERR_UNAVAILABLE,
-                            "no destination connection free within %lld ms",
-                            (long long)timeout_ms);
+                            "no destination connection free within %lld ms", (long long)timeout_ms);
             break;
         }
         if (w != 0) {

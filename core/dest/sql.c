@@ -59,8 +59,7 @@ static int check_table_ident(const char *name, struct kl_err *err)
         return kl_err_set(err, KL_ERR_INVALID, "empty table name");
     n = strnlen(name, KL_IDENT_MAX);
     if (n >= KL_IDENT_MAX)
-        return kl_err_set(err, KL_ERR_INVALID, "table name longer than %d bytes",
-                          KL_IDENT_MAX - 1);
+        return kl_err_set(err, KL_ERR_INVALID, "table name longer than %d bytes", KL_IDENT_MAX - 1);
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
@@ -310,8 +309,7 @@ static int column_def(struct kl_buf *b, enum kl_sql_dialect d, const struct kl_c
 
 int kl_sql_create_table(struct kl_buf *b, enum kl_sql_dialect d, const char *dataset,
                         const char *table, const struct kl_column *cols, size_t n_cols,
-                        const char *const *pk, size_t n_pk, bool create_indexes,
-                        struct kl_err *err)
+                        const char *const *pk, size_t n_pk, bool create_indexes, struct kl_err *err)
 {
     int rc = kl_buf_append_str(b, "CREATE TABLE IF NOT EXISTS ", err);
 
@@ -389,9 +387,8 @@ int kl_sql_plan_ddl(enum kl_sql_dialect d, const char *dataset, const struct kl_
                 rc = kl_buf_append_str(&b, ",", err);
             }
             if (rc == KL_OK)
-                rc = kl_buf_append_str(&b, d == KL_SQL_POSTGRES ? " ADD COLUMN IF NOT EXISTS "
-                                                                : " ADD COLUMN ",
-                                       err);
+                rc = kl_buf_append_str(
+                    &b, d == KL_SQL_POSTGRES ? " ADD COLUMN IF NOT EXISTS " : " ADD COLUMN ", err);
             if (rc == KL_OK)
                 rc = column_def(&b, d, col, false, create_indexes, err);
             if (rc == KL_OK && d == KL_SQL_SQLITE)
@@ -422,7 +419,7 @@ int kl_sql_idset_init(struct kl_sql_idset *s, size_t rows, struct kl_err *err)
     s->cap = 16;
     while (s->cap < 2 * rows)
         s->cap *= 2;
-    s->slots = calloc(s->cap, sizeof *s->slots);
+    s->slots = calloc(s->cap, sizeof(const struct kl_value *));
     if (s->slots == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "id set of %zu rows", rows);
     return KL_OK;
@@ -491,19 +488,24 @@ int kl_sql_create_index(struct kl_buf *b, enum kl_sql_dialect d, const char *dat
 
 /* ---- system tables ---- */
 
-#define COL(n, t, nullable) {n, t, nullable, false, false, false}
+#define COL(n, t, nullable)                                                                        \
+    {                                                                                              \
+        n, t, nullable, false, false, false                                                        \
+    }
 
 /* dlt/common/schema/utils.py version_table() */
 static const struct kl_column VERSION_COLS[] = {
-    COL("version", KL_TYPE_BIGINT, false),    COL("engine_version", KL_TYPE_BIGINT, false),
+    COL("version", KL_TYPE_BIGINT, false),        COL("engine_version", KL_TYPE_BIGINT, false),
     COL("inserted_at", KL_TYPE_TIMESTAMP, false), COL("schema_name", KL_TYPE_TEXT, false),
-    COL("version_hash", KL_TYPE_TEXT, false), COL("schema", KL_TYPE_TEXT, false),
+    COL("version_hash", KL_TYPE_TEXT, false),     COL("schema", KL_TYPE_TEXT, false),
 };
 
 /* loads_table() */
 static const struct kl_column LOADS_COLS[] = {
-    COL("load_id", KL_TYPE_TEXT, false),     COL("schema_name", KL_TYPE_TEXT, true),
-    COL("status", KL_TYPE_BIGINT, false),    COL("inserted_at", KL_TYPE_TIMESTAMP, false),
+    COL("load_id", KL_TYPE_TEXT, false),
+    COL("schema_name", KL_TYPE_TEXT, true),
+    COL("status", KL_TYPE_BIGINT, false),
+    COL("inserted_at", KL_TYPE_TIMESTAMP, false),
     COL("schema_version_hash", KL_TYPE_TEXT, true),
 };
 
@@ -528,17 +530,17 @@ static const struct kl_column CHECKPOINT_COLS[] = {
 static const char *const CHECKPOINT_PK[] = {"pipeline_name", "stream_name", "shard_id"};
 
 static const struct kl_column RUNS_COLS[] = {
-    COL("pipeline_name", KL_TYPE_TEXT, false), COL("stream_name", KL_TYPE_TEXT, false),
+    COL("pipeline_name", KL_TYPE_TEXT, false),    COL("stream_name", KL_TYPE_TEXT, false),
     COL("last_run_at", KL_TYPE_TIMESTAMP, false), COL("load_id", KL_TYPE_TEXT, true),
     COL("updated_at", KL_TYPE_TIMESTAMP, false),
 };
 static const char *const RUNS_PK[] = {"pipeline_name", "stream_name"};
 
 static const struct kl_column DEAD_COLS[] = {
-    COL("load_id", KL_TYPE_TEXT, false),      COL("pipeline_name", KL_TYPE_TEXT, false),
-    COL("stream_name", KL_TYPE_TEXT, false),  COL("shard_id", KL_TYPE_TEXT, false),
-    COL("sequence", KL_TYPE_TEXT, false),     COL("sub_sequence", KL_TYPE_BIGINT, true),
-    COL("data", KL_TYPE_BINARY, true),        COL("error", KL_TYPE_TEXT, false),
+    COL("load_id", KL_TYPE_TEXT, false),        COL("pipeline_name", KL_TYPE_TEXT, false),
+    COL("stream_name", KL_TYPE_TEXT, false),    COL("shard_id", KL_TYPE_TEXT, false),
+    COL("sequence", KL_TYPE_TEXT, false),       COL("sub_sequence", KL_TYPE_BIGINT, true),
+    COL("data", KL_TYPE_BINARY, true),          COL("error", KL_TYPE_TEXT, false),
     COL("arrival_at", KL_TYPE_TIMESTAMP, true), COL("inserted_at", KL_TYPE_TIMESTAMP, false),
 };
 

@@ -104,8 +104,8 @@ static int lite_prepare(struct lite *l, const char *sql, sqlite3_stmt **st, cons
 
 static int bind_text(struct lite *l, sqlite3_stmt *st, int i, const char *v, struct kl_err *err)
 {
-    int src = v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT)
-                        : sqlite3_bind_null(st, i);
+    int src =
+        v != NULL ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
     return src == SQLITE_OK ? KL_OK : lite_fail(l, src, "bind", err);
 }
 
@@ -176,11 +176,10 @@ static int lite_open(struct lite *l, struct kl_err *err)
     if (rc != KL_OK)
         goto fail;
     src = sqlite3_step(st);
-    if (src != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-        rc = src == SQLITE_ROW ? kl_err_set(err, KL_ERR_IO, "sqlite: %s: cannot use WAL mode",
-                                            l->path)
-                               : lite_fail(l, src, "journal mode", err);
+    if (src != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+        rc = src == SQLITE_ROW
+                 ? kl_err_set(err, KL_ERR_IO, "sqlite: %s: cannot use WAL mode", l->path)
+                 : lite_fail(l, src, "journal mode", err);
         goto fail;
     }
     sqlite3_finalize(st);
@@ -215,9 +214,8 @@ static int lite_load_catalog(struct lite *l, struct kl_dest_ds *d, struct kl_err
         "SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p"
         " WHERE m.type = 'table' AND substr(m.name, 1, length(?1) + 1) = ?1 || '.'"
         " ORDER BY m.name, p.cid";
-    static const char *const IDX_SQL =
-        "SELECT name FROM sqlite_master WHERE type = 'index'"
-        " AND substr(name, 1, length(?1) + 1) = ?1 || '.'";
+    static const char *const IDX_SQL = "SELECT name FROM sqlite_master WHERE type = 'index'"
+                                       " AND substr(name, 1, length(?1) + 1) = ?1 || '.'";
     size_t prefix = strlen(d->name) + 1;
     sqlite3_stmt *st = NULL;
     int src, rc;
@@ -269,8 +267,7 @@ static int plan_system_tables(const struct kl_dest_ds *d, bool create_indexes,
     for (size_t i = 0; rc == KL_OK && i < n; i++) {
         if (kl_sql_catalog_find(&d->cat, defs[i].name) == NULL) {
             rc = kl_sql_create_table(&b, KL_SQL_SQLITE, d->name, defs[i].name, defs[i].cols,
-                                     defs[i].n_cols, defs[i].pk, defs[i].n_pk, create_indexes,
-                                     err);
+                                     defs[i].n_cols, defs[i].pk, defs[i].n_pk, create_indexes, err);
             if (rc == KL_OK)
                 rc = kl_sql_stmts_take(out, &b, err);
         } else {
@@ -327,11 +324,11 @@ static int lite_ensure_prepared(struct lite *l, struct kl_dest_ds *d, struct kl_
 static int lite_open_dataset(struct lite *l, const char *dataset, struct kl_dest_ds **out,
                              struct kl_err *err)
 {
-    struct kl_dest_ds *d = kl_dest_ds_get(&l->ds, dataset, err);
-    int rc;
+    struct kl_dest_ds *d = NULL;
+    int rc = kl_dest_ds_get(&l->ds, dataset, &d, err);
 
-    if (d == NULL)
-        return err != NULL ? (int)err->code : KL_ERR_INVALID;
+    if (rc != KL_OK)
+        return rc;
     rc = lite_open(l, err);
     if (rc == KL_OK)
         rc = lite_ensure_prepared(l, d, err);
@@ -392,8 +389,8 @@ static int lite_load_schema(void *impl, const char *dataset, const char *schema_
     if (rc != KL_OK)
         return rc;
     rc = prep_on(l, "SELECT \"schema\", \"version\" FROM", d->name, "_dlt_version",
-                 " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1",
-                 &st, "load schema", err);
+                 " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1", &st,
+                 "load schema", err);
     if (rc == KL_OK)
         rc = bind_text(l, st, 1, schema_name, err);
     if (rc == KL_OK) {
@@ -474,9 +471,8 @@ static int read_stream_rows(struct lite *l, struct kl_dest_ds *d, const char *pi
                 }
                 snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
                 snprintf(r->cp.sequence, sizeof r->cp.sequence, "%s", seq);
-                r->cp.sub_sequence = sqlite3_column_type(st, 3) == SQLITE_NULL
-                                         ? -1
-                                         : sqlite3_column_int64(st, 3);
+                r->cp.sub_sequence =
+                    sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
                 r->cp.fencing_token = sqlite3_column_int64(st, 4);
                 r->cp.updated_ms = iso_ms(sqlite3_column_text(st, 5));
             } else {
@@ -516,7 +512,7 @@ static int lite_read_state(void *impl, const char *dataset, const char *pipeline
         st.checkpoints = calloc(n, sizeof *st.checkpoints);
         if (st.checkpoints == NULL)
             rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
-        for (size_t i = 0; rc == KL_OK && i < n; i++)
+        for (size_t i = 0; rc == KL_OK && st.checkpoints != NULL && i < n; i++)
             st.checkpoints[st.n_checkpoints++] = rows[i].cp;
     }
     if (rc == KL_OK)
@@ -588,12 +584,12 @@ static bool crash_here(struct lite *l, enum kl_dest_step step, struct kl_err *er
     return true;
 }
 
-#define STEP(l, s, err)                                                                          \
-    do {                                                                                         \
-        if (crash_here((l), (s), (err))) {                                                       \
-            rc = KL_ERR_UNAVAILABLE;                                                             \
-            goto cleanup;                                                                        \
-        }                                                                                        \
+#define STEP(l, s, err)                                                                            \
+    do {                                                                                           \
+        if (crash_here((l), (s), (err))) {                                                         \
+            rc = KL_ERR_UNAVAILABLE;                                                               \
+            goto cleanup;                                                                          \
+        }                                                                                          \
     } while (0)
 
 static int write_checkpoints(struct lite *l, struct kl_dest_ds *d, const struct kl_chunk_write *w,
@@ -694,9 +690,10 @@ static int store_version(struct lite *l, struct kl_dest_ds *d, const struct kl_c
     cJSON_Delete(doc);
     now_iso(l, now);
     kl_buf_init(&tail, 4096);
-    rc = kl_buf_append_str(&tail, " (\"version\", engine_version, inserted_at, schema_name,"
-                                  " version_hash, \"schema\") SELECT ?1, ?2, ?3, ?4, ?5, ?6"
-                                  " WHERE NOT EXISTS (SELECT 1 FROM ",
+    rc = kl_buf_append_str(&tail,
+                           " (\"version\", engine_version, inserted_at, schema_name,"
+                           " version_hash, \"schema\") SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+                           " WHERE NOT EXISTS (SELECT 1 FROM ",
                            err);
     if (rc == KL_OK)
         rc = kl_sql_table_ref(&tail, KL_SQL_SQLITE, d->name, "_dlt_version", err);
@@ -972,8 +969,8 @@ static int insert_rows(struct lite *l, struct kl_dest_ds *d, const struct kl_sch
     return rc;
 }
 
-static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d,
-                               const struct kl_chunk_write *w, struct kl_err *err)
+static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d, const struct kl_chunk_write *w,
+                               struct kl_err *err)
 {
     const struct kl_row_batch *b = w->batch;
     sqlite3_stmt *st = NULL;
@@ -981,10 +978,11 @@ static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d,
     int rc;
 
     now_iso(l, now);
-    rc = prep_on(l, "INSERT INTO", d->name, "_kinesis_dead_letters",
-                 " (load_id, pipeline_name, stream_name, shard_id, sequence, sub_sequence, data,"
-                 " error, arrival_at, inserted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                 &st, "dead letters", err);
+    rc =
+        prep_on(l, "INSERT INTO", d->name, "_kinesis_dead_letters",
+                " (load_id, pipeline_name, stream_name, shard_id, sequence, sub_sequence, data,"
+                " error, arrival_at, inserted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                &st, "dead letters", err);
     for (size_t i = 0; rc == KL_OK && i < b->n_dead_letters; i++) {
         const struct kl_dead_letter *dl = &b->dead_letters[i];
         int src;
@@ -1075,8 +1073,7 @@ static int lite_write_chunk(void *impl, const char *dataset, const struct kl_chu
         p.catalog_from_schema = true;
     }
     if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
-        rc = kl_dest_plan_merge_indexes(KL_SQL_SQLITE, d, batch, &idx_sql, &p.indexes, NULL,
-                                        err);
+        rc = kl_dest_plan_merge_indexes(KL_SQL_SQLITE, d, batch, &idx_sql, &p.indexes, NULL, err);
         for (size_t i = 0; rc == KL_OK && i < idx_sql.n; i++)
             rc = lite_exec(l, idx_sql.items[i], "merge index", err);
         if (rc != KL_OK)
@@ -1143,7 +1140,7 @@ static int lite_write_chunk(void *impl, const char *dataset, const struct kl_chu
 
     if (p.catalog_from_schema)
         kl_sql_catalog_add_schema(&d->cat, KL_SQL_SQLITE, s, NULL);
-    if (p.schema_checked) {
+    if (p.schema_checked && s != NULL) {
         d->checked_schema = s;
         d->checked_version = s->version;
     }
@@ -1276,8 +1273,7 @@ static int lite_complete_load(void *impl, const char *dataset, const struct kl_l
         rc = kl_dest_group_streams(rows, n_rows, &streams, &n_streams, &cps, err);
     if (rc == KL_OK)
         rc = prep_on(l, "SELECT coalesce(max(\"version\"), 0) + 1 FROM", d->name,
-                     "_dlt_pipeline_state", " WHERE pipeline_name = ?1", &st, "state version",
-                     err);
+                     "_dlt_pipeline_state", " WHERE pipeline_name = ?1", &st, "state version", err);
     if (rc == KL_OK)
         rc = bind_text(l, st, 1, c->pipeline_name, err);
     if (rc == KL_OK) {

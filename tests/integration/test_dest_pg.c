@@ -119,8 +119,8 @@ static const char *pg_json_path(const char *column, const char *path)
     for (int i = 0; i < n; i++) {
         bool num = steps[i][0] >= '0' && steps[i][0] <= '9';
         len = strlen(out);
-        snprintf(out + len, sizeof out - len, num ? "%s%s" : "%s'%s'",
-                 i == n - 1 ? "->>" : "->", steps[i]);
+        snprintf(out + len, sizeof out - len, num ? "%s%s" : "%s'%s'", i == n - 1 ? "->>" : "->",
+                 steps[i]);
     }
     return out;
 }
@@ -224,20 +224,18 @@ static void test_pg_connection_killed(void **state)
         fail_msg("%s", err.msg);
     ts_init(&x);
     root = ts_root(&x, "events");
-    assert_int_equal(write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 0, 5,
-                                 5, 1, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 1, &err),
+        KL_OK);
     snprintf(sql, sizeof sql,
              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
              " WHERE application_name = '%s'",
              app);
     assert_int_equal(scalar_ll("%s", sql), 1);
-    rc = write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 1,
-                     &err);
+    rc = write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 1, &err);
     assert_int_equal(rc, KL_ERR_UNAVAILABLE);
     assert_non_null(strstr(err.msg, "SQLSTATE"));
-    rc = write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 1,
-                     &err);
+    rc = write_range(d, ds, &x, root, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 1, &err);
     if (rc != KL_OK)
         fail_msg("after reconnecting: %s", err.msg);
     assert_int_equal(count_rows(ds, "events", NULL), 10);

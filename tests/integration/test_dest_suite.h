@@ -640,13 +640,11 @@ static void test_corpus_odd_rows(void **state)
 
     /* The column types are dlt's. */
     {
-        static const char *const names[] = {"txt", "big", "dbl", "flag", "ts",
+        static const char *const names[] = {"txt", "big", "dbl", "flag",   "ts",
                                             "bin", "dec", "doc", "_dlt_id"};
-        static const enum kl_data_type types[] = {KL_TYPE_TEXT,      KL_TYPE_BIGINT,
-                                                  KL_TYPE_DOUBLE,    KL_TYPE_BOOL,
-                                                  KL_TYPE_TIMESTAMP, KL_TYPE_BINARY,
-                                                  KL_TYPE_DECIMAL,   KL_TYPE_JSON,
-                                                  KL_TYPE_TEXT};
+        static const enum kl_data_type types[] = {
+            KL_TYPE_TEXT,   KL_TYPE_BIGINT,  KL_TYPE_DOUBLE, KL_TYPE_BOOL, KL_TYPE_TIMESTAMP,
+            KL_TYPE_BINARY, KL_TYPE_DECIMAL, KL_TYPE_JSON,   KL_TYPE_TEXT};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char *t = BACKEND.column_type(ds, "odd", names[i]);
             assert_non_null(t);
@@ -706,9 +704,8 @@ static void test_new_columns_mid_load(void **state)
     ts_init(&x);
     root = ts_root(&x, "events");
     tags = ts_child(&x, "events__tags", "events");
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 10, 10, 1,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 10, 10, 1, &err), KL_OK);
     old = x;
     old.s.tables = old.t;
     for (size_t i = 0; i < TS_MAX_TABLES; i++)
@@ -745,16 +742,16 @@ static void test_new_columns_mid_load(void **state)
     assert_int_equal(count_rows(ds, "events__late_list", NULL), 10);
 
     /* A batch closed before the column existed (fewer columns) still loads. */
-    assert_int_equal(write_range(d, ds, &old, root, tags, "L", KL_WRITE_APPEND, "s0", 20, 25, 5, 1,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &old, root, tags, "L", KL_WRITE_APPEND, "s0", 20, 25, 5, 1, &err),
+        KL_OK);
     assert_int_equal(count_rows(ds, "events", "late IS NULL"), 15);
     /* A second connection that never saw the DDL writes with the new schema. */
     {
         struct kl_dest *d2 = open_default();
-        assert_int_equal(write_range(d2, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s1", 0, 5, 5,
-                                     1, &err),
-                         KL_OK);
+        assert_int_equal(
+            write_range(d2, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s1", 0, 5, 5, 1, &err),
+            KL_OK);
         kl_dest_destroy(d2);
     }
     assert_int_equal(count_rows(ds, "events", NULL), 30);
@@ -829,12 +826,10 @@ static void test_merge(void **state)
     assert_int_equal(count_rows(ds, "events__tags__sub", "value LIKE 'v3%'"), 4);
 
     /* merge twice with the same chunk: no duplicates. */
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L4", KL_WRITE_MERGE, "s1", 0, 20, 10, 1,
-                                 &err),
-                     KL_OK);
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L4", KL_WRITE_MERGE, "s1", 0, 20, 10, 1,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L4", KL_WRITE_MERGE, "s1", 0, 20, 10, 1, &err), KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L4", KL_WRITE_MERGE, "s1", 0, 20, 10, 1, &err), KL_OK);
     assert_int_equal(count_rows(ds, "events", "_kinesis__shard_id = 's1'"), 20);
     assert_int_equal(count_distinct(ds, "events__tags", "_dlt_id"),
                      count_rows(ds, "events__tags", NULL));
@@ -864,12 +859,11 @@ static void test_append_and_replace(void **state)
     tags = ts_child(&x, "events__tags", "events");
     ts_root(&x, "other"); /* another stream's table in the same dataset */
 
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L1", KL_WRITE_APPEND, "s0", 0, 10, 5, 1,
-                                 &err),
-                     KL_OK);
-    assert_int_equal(write_range(d, ds, &x, 2, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s9", 0, 3,
-                                 3, 1, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L1", KL_WRITE_APPEND, "s0", 0, 10, 5, 1, &err), KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, 2, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s9", 0, 3, 3, 1, &err),
+        KL_OK);
     assert_int_equal(count_rows(ds, "events", NULL), 10);
     assert_int_equal(count_rows(ds, "events__tags", NULL), 20);
 
@@ -895,9 +889,9 @@ static void test_append_and_replace(void **state)
     assert_false(res.truncated);
     tb_free(&b);
     /* A third chunk of L2 on the first connection: no truncation either. */
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L2", KL_WRITE_REPLACE, "s0", 105, 110,
-                                 5, 1, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L2", KL_WRITE_REPLACE, "s0", 105, 110, 5, 1, &err),
+        KL_OK);
     assert_int_equal(count_rows(ds, "events", NULL), 15);
     assert_int_equal(count_rows(ds, "events", "_dlt_load_id = 'L2'"), 15);
     assert_int_equal(count_rows(ds, "events__tags", NULL), 5 + 5 + 10);
@@ -996,13 +990,12 @@ static void test_fencing(void **state)
     ts_init(&x);
     root = ts_root(&x, "events");
     tags = ts_child(&x, "events__tags", "events");
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 5,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 5, &err), KL_OK);
     /* The stalled worker with token 4 wakes up and writes 5..9. */
-    assert_int_equal(write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5,
-                                 4, &err),
-                     KL_ERR_CONFLICT);
+    assert_int_equal(
+        write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 4, &err),
+        KL_ERR_CONFLICT);
     assert_non_null(strstr(err.msg, "fencing"));
     assert_int_equal(count_rows(ds, "events", NULL), 5);
     assert_int_equal(count_rows(ds, "events__tags", NULL), 10);
@@ -1014,21 +1007,19 @@ static void test_fencing(void **state)
     assert_true(st.checkpoints[0].updated_ms > 1600000000000LL);
     kl_dest_state_free(&st);
     /* Same token (the owner itself) and a newer owner pass; the old one stays out. */
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 5,
-                                 &err),
-                     KL_OK);
-    assert_int_equal(write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 10, 15,
-                                 5, 7, &err),
-                     KL_OK);
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 15, 20, 5, 6,
-                                 &err),
-                     KL_ERR_CONFLICT);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 5, &err), KL_OK);
+    assert_int_equal(
+        write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 10, 15, 5, 7, &err),
+        KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 15, 20, 5, 6, &err),
+        KL_ERR_CONFLICT);
     assert_int_equal(count_rows(ds, "events", NULL), 15);
     assert_int_equal(resume_from(d, ds, "s0"), 15);
     /* Another shard has its own token. */
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s1", 0, 5, 5, 1,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s1", 0, 5, 5, 1, &err), KL_OK);
     kl_dest_destroy(d);
     kl_dest_destroy(zombie);
 }
@@ -1133,12 +1124,10 @@ static void test_crash_between_every_step(void **state)
         enum kl_dest_step step;
         int occurrence;
     } points[] = {
-        {KL_DEST_STEP_BEGIN, 2},        {KL_DEST_STEP_CHECKPOINT, 2},
-        {KL_DEST_STEP_DDL, 2},          {KL_DEST_STEP_VERSION, 2},
-        {KL_DEST_STEP_REPLACE, 2},      {KL_DEST_STEP_MERGE_DELETE, 2},
-        {KL_DEST_STEP_ROWS, 3},         {KL_DEST_STEP_ROWS, 4},
-        {KL_DEST_STEP_DEAD_LETTERS, 2}, {KL_DEST_STEP_COMMIT, 2},
-        {KL_DEST_STEP_COMMIT, 4},
+        {KL_DEST_STEP_BEGIN, 2},   {KL_DEST_STEP_CHECKPOINT, 2}, {KL_DEST_STEP_DDL, 2},
+        {KL_DEST_STEP_VERSION, 2}, {KL_DEST_STEP_REPLACE, 2},    {KL_DEST_STEP_MERGE_DELETE, 2},
+        {KL_DEST_STEP_ROWS, 3},    {KL_DEST_STEP_ROWS, 4},       {KL_DEST_STEP_DEAD_LETTERS, 2},
+        {KL_DEST_STEP_COMMIT, 2},  {KL_DEST_STEP_COMMIT, 4},
     };
     (void)state;
     for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
@@ -1210,9 +1199,9 @@ static void test_sigkill_mid_chunk(void **state)
     assert_int_equal(next, 30); /* three chunks committed, the fourth gone */
     assert_int_equal(count_rows(ds, "events", NULL), 30);
     assert_int_equal(count_rows(ds, "events__tags", NULL), 60);
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", next, 100, 10,
-                                 2, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", next, 100, 10, 2, &err),
+        KL_OK);
     assert_int_equal(count_rows(ds, "events", NULL), 100);
     assert_int_equal(count_distinct(ds, "events", "_kinesis_msg_id"), 100);
     assert_int_equal(count_distinct(ds, "events__tags", "_dlt_id"), 200);
@@ -1383,9 +1372,9 @@ static void test_stale_schema(void **state)
     ts_init(&b);
     rb = ts_root(&b, "events");
     ts_col(&b, rb, "x", KL_TYPE_TEXT, true, false);
-    assert_int_equal(write_range(da, ds, &a, ra, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 0, 5,
-                                 5, 1, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(da, ds, &a, ra, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 1, &err),
+        KL_OK);
     if (BACKEND.dialect == KL_SQL_POSTGRES) {
         assert_int_equal(write_range(db, ds, &b, rb, TS_MAX_TABLES, "L", KL_WRITE_APPEND, "s1", 0,
                                      5, 5, 1, &err),
@@ -1426,12 +1415,12 @@ static void test_state_and_complete_load(void **state)
     assert_int_equal(st.n_checkpoints, 0);
     assert_false(st.has_last_run);
 
-    assert_int_equal(write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s1", 0,
-                                 3, 3, 9, &err),
-                     KL_OK);
-    assert_int_equal(write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s0", 0,
-                                 7, 7, 2, &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s1", 0, 3, 3, 9, &err),
+        KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s0", 0, 7, 7, 2, &err),
+        KL_OK);
     /* A KPL sub-record position. */
     {
         struct kl_checkpoint cp;
@@ -1465,9 +1454,9 @@ static void test_state_and_complete_load(void **state)
     assert_int_equal(st.last_run_ms, 1700000000500LL);
 
     assert_int_equal(count_rows(ds, "_dlt_loads", NULL), 1);
-    assert_int_equal(count_rows(ds, "_dlt_loads",
-                                "load_id = 'L1' AND status = 0 AND schema_name = 'kinesis'"),
-                     1);
+    assert_int_equal(
+        count_rows(ds, "_dlt_loads", "load_id = 'L1' AND status = 0 AND schema_name = 'kinesis'"),
+        1);
     assert_int_equal(count_rows(ds, "_dlt_pipeline_state", NULL), 1);
     assert_int_equal(count_rows(ds, "_dlt_pipeline_state",
                                 "version = 1 AND engine_version = 4 AND pipeline_name = "
@@ -1518,9 +1507,8 @@ static void test_dropped_dataset_recovers(void **state)
     ts_init(&x);
     root = ts_root(&x, "events");
     tags = ts_child(&x, "events__tags", "events");
-    assert_int_equal(write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 1,
-                                 &err),
-                     KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 1, &err), KL_OK);
     BACKEND.drop_dataset(ds);
     rc = write_range(d, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 1, &err);
     if (rc != KL_OK) {
@@ -1686,9 +1674,8 @@ static void check_cell(const char *ds, const char *table, const char *col, enum 
             fail_msg("%s.%s of %s: want %.17g, got %s", table, col, id, want->valuedouble, got);
         break;
     case KL_TYPE_BOOL:
-        if (strcmp(got, cJSON_IsTrue(want) ? BACKEND.true_text : (BACKEND.true_text[0] == 't'
-                                                                      ? "f"
-                                                                      : "0")) != 0)
+        if (strcmp(got, cJSON_IsTrue(want) ? BACKEND.true_text
+                                           : (BACKEND.true_text[0] == 't' ? "f" : "0")) != 0)
             fail_msg("%s.%s of %s: bool %s", table, col, id, got);
         break;
     case KL_TYPE_TIMESTAMP: {
@@ -1759,8 +1746,9 @@ static void test_corpus_end_to_end(void **state)
             if (type == NULL)
                 fail_msg("column %s.%s missing", t->string, name);
             assert_string_equal(
-                type, kl_sql_type_tag(BACKEND.dialect,
-                                      type_named(cJSON_GetObjectItem(c, "data_type")->valuestring)));
+                type,
+                kl_sql_type_tag(BACKEND.dialect,
+                                type_named(cJSON_GetObjectItem(c, "data_type")->valuestring)));
             free(type);
             if (strcmp(name, "_dlt_id") == 0)
                 id_col = i;
@@ -1805,22 +1793,21 @@ static void test_corpus_end_to_end(void **state)
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(exp, "row_counts"))
     {
         assert_int_equal(count_rows(ds_merge, t->string, NULL), (long long)t->valuedouble);
-        assert_int_equal(count_distinct(ds_merge, t->string, "_dlt_id"),
-                         (long long)t->valuedouble);
+        assert_int_equal(count_distinct(ds_merge, t->string, "_dlt_id"), (long long)t->valuedouble);
     }
     cJSON_Delete(exp);
     free(text);
     kl_dest_destroy(d);
 }
 
-#define KL_DEST_SUITE_TESTS                                                                      \
-    cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),       \
-        cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),               \
-        cmocka_unit_test(test_append_and_replace), cmocka_unit_test(test_dead_letters),          \
-        cmocka_unit_test(test_fencing), cmocka_unit_test(test_crash_between_every_step),         \
-        cmocka_unit_test(test_sigkill_mid_chunk), cmocka_unit_test(test_concurrent_writers),     \
-        cmocka_unit_test(test_stale_schema), cmocka_unit_test(test_state_and_complete_load),     \
-        cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),            \
+#define KL_DEST_SUITE_TESTS                                                                        \
+    cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),          \
+        cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),                 \
+        cmocka_unit_test(test_append_and_replace), cmocka_unit_test(test_dead_letters),            \
+        cmocka_unit_test(test_fencing), cmocka_unit_test(test_crash_between_every_step),           \
+        cmocka_unit_test(test_sigkill_mid_chunk), cmocka_unit_test(test_concurrent_writers),       \
+        cmocka_unit_test(test_stale_schema), cmocka_unit_test(test_state_and_complete_load),       \
+        cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),              \
         cmocka_unit_test(test_corpus_end_to_end)
 
 #endif

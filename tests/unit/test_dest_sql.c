@@ -68,7 +68,7 @@ static void test_validate_names(void **state)
         {"public", 1, 1},
         {"_dlt_loads", 1, 0},
         {"_kinesis_checkpoints", 1, 0},
-        {"a123456789012345678901234567890123456789012345678901234567890ab", 1, 1}, /* 63 */
+        {"a123456789012345678901234567890123456789012345678901234567890ab", 1, 1},  /* 63 */
         {"a123456789012345678901234567890123456789012345678901234567890abc", 0, 0}, /* 64 */
     };
     (void)state;
@@ -196,8 +196,7 @@ static void test_ddl_new_tables(void **state)
     make_schema(&f);
     kl_sql_catalog_init(&cat);
     kl_sql_stmts_init(&out);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, &st,
-                                     &err),
+    assert_int_equal(kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, &st, &err),
                      KL_OK);
     assert_int_equal(out.n, 2);
     assert_int_equal(st.tables_created, 2);
@@ -214,8 +213,7 @@ static void test_ddl_new_tables(void **state)
 
     /* create_indexes off: no UNIQUE (dlt's create_indexes=False). SQLite types. */
     kl_sql_stmts_init(&out);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, false, &out, NULL,
-                                     &err),
+    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, false, &out, NULL, &err),
                      KL_OK);
     assert_string_equal(out.items[1],
                         "CREATE TABLE IF NOT EXISTS \"kinesis.events__tags\" ("
@@ -254,8 +252,7 @@ static void test_ddl_new_columns(void **state)
     f.tables[1].n_columns = 5;
     f.root_cols[4].nullable = false; /* even a non-nullable new column is added nullable */
     kl_sql_stmts_init(&out);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, &st,
-                                     &err),
+    assert_int_equal(kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, &st, &err),
                      KL_OK);
     assert_int_equal(st.tables_created, 0);
     assert_int_equal(st.columns_added, 4);
@@ -278,8 +275,7 @@ static void test_ddl_new_columns(void **state)
         kl_sql_catalog_add(&cat, "events__tags", f.child_cols[i].name,
                            kl_sql_type_tag(KL_SQL_SQLITE, f.child_cols[i].type), &err);
     kl_sql_stmts_init(&out);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, true, &out, NULL,
-                                     &err),
+    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, true, &out, NULL, &err),
                      KL_OK);
     assert_int_equal(out.n, 1);
     assert_string_equal(out.items[0],
@@ -289,8 +285,7 @@ static void test_ddl_new_columns(void **state)
     /* Everything there: nothing to do. */
     kl_sql_catalog_add_schema(&cat, KL_SQL_SQLITE, &f.s, &err);
     kl_sql_stmts_init(&out);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, true, &out, NULL,
-                                     &err),
+    assert_int_equal(kl_sql_plan_ddl(KL_SQL_SQLITE, "kinesis", &f.s, &cat, true, &out, NULL, &err),
                      KL_OK);
     assert_int_equal(out.n, 0);
     kl_sql_stmts_free(&out);
@@ -311,9 +306,9 @@ static void test_ddl_stale_schema(void **state)
     kl_sql_catalog_init(&cat);
     kl_sql_stmts_init(&out);
     kl_sql_catalog_add(&cat, "events", "amount", "varchar", &err);
-    assert_int_equal(kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, NULL,
-                                     &err),
-                     KL_ERR_EXPIRED);
+    assert_int_equal(
+        kl_sql_plan_ddl(KL_SQL_POSTGRES, "kinesis", &f.s, &cat, true, &out, NULL, &err),
+        KL_ERR_EXPIRED);
     assert_non_null(strstr(err.msg, "events.amount"));
     assert_non_null(strstr(err.msg, "float8"));
     kl_sql_stmts_free(&out);
@@ -331,16 +326,15 @@ static void test_ddl_odd_columns(void **state)
     cols[0] = col("we\"ird name", KL_TYPE_TEXT, true, false);
     cols[1] = col("select", KL_TYPE_BOOL, true, false);
     kl_buf_init(&b, 4096);
-    assert_int_equal(kl_sql_create_table(&b, KL_SQL_POSTGRES, "ds", "t", cols, 2, NULL, 0, true,
-                                         &err),
-                     KL_OK);
+    assert_int_equal(
+        kl_sql_create_table(&b, KL_SQL_POSTGRES, "ds", "t", cols, 2, NULL, 0, true, &err), KL_OK);
     assert_string_equal(b.data, "CREATE TABLE IF NOT EXISTS \"ds\".\"t\" (\"we\"\"ird name\" "
                                 "varchar, \"select\" boolean)");
     kl_buf_reset(&b);
     cols[1] = col("bad\nname", KL_TYPE_BOOL, true, false);
-    assert_int_equal(kl_sql_create_table(&b, KL_SQL_POSTGRES, "ds", "t", cols, 2, NULL, 0, true,
-                                         &err),
-                     KL_ERR_INVALID);
+    assert_int_equal(
+        kl_sql_create_table(&b, KL_SQL_POSTGRES, "ds", "t", cols, 2, NULL, 0, true, &err),
+        KL_ERR_INVALID);
     kl_buf_free(&b);
 }
 
@@ -348,12 +342,12 @@ static void test_ddl_odd_columns(void **state)
 static void test_system_tables(void **state)
 {
     static const char *const expect[][10] = {
-        {"_dlt_version", "version", "engine_version", "inserted_at", "schema_name",
-         "version_hash", "schema", NULL},
+        {"_dlt_version", "version", "engine_version", "inserted_at", "schema_name", "version_hash",
+         "schema", NULL},
         {"_dlt_loads", "load_id", "schema_name", "status", "inserted_at", "schema_version_hash",
          NULL},
-        {"_dlt_pipeline_state", "version", "engine_version", "pipeline_name", "state",
-         "created_at", "version_hash", "_dlt_load_id", "_dlt_id", NULL},
+        {"_dlt_pipeline_state", "version", "engine_version", "pipeline_name", "state", "created_at",
+         "version_hash", "_dlt_load_id", "_dlt_id", NULL},
     };
     size_t n;
     const struct kl_sql_table_def *defs = kl_sql_system_tables(&n);
@@ -401,15 +395,13 @@ static void test_index_and_ids(void **state)
     (void)state;
 
     kl_buf_init(&b, 4096);
-    assert_int_equal(kl_sql_create_index(&b, KL_SQL_POSTGRES, "ds", "events", "_kinesis_msg_id",
-                                         &err),
-                     KL_OK);
+    assert_int_equal(
+        kl_sql_create_index(&b, KL_SQL_POSTGRES, "ds", "events", "_kinesis_msg_id", &err), KL_OK);
     assert_true(strncmp(b.data, "CREATE INDEX IF NOT EXISTS \"kl_", 31) == 0);
     assert_non_null(strstr(b.data, "\" ON \"ds\".\"events\" (\"_kinesis_msg_id\")"));
     kl_buf_reset(&b);
-    assert_int_equal(kl_sql_create_index(&b, KL_SQL_SQLITE, "ds", "events", "_kinesis_msg_id",
-                                         &err),
-                     KL_OK);
+    assert_int_equal(
+        kl_sql_create_index(&b, KL_SQL_SQLITE, "ds", "events", "_kinesis_msg_id", &err), KL_OK);
     assert_true(strncmp(b.data, "CREATE INDEX IF NOT EXISTS \"ds.kl_", 34) == 0);
     kl_buf_reset(&b);
 

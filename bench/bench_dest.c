@@ -255,6 +255,9 @@ static void run_loader(const char *url, const char *ds, long messages, long chun
     for (int s = 0; s < SHARDS; s++)
         if (pthread_join(th[s], NULL) != 0)
             die("pthread_join", strerror(errno));
+    if (next_report <= messages)
+        printf("  %9ld messages  %8.1f s  rss %6.1f MiB  peak %6.1f MiB\n", atomic_load(&done),
+               now_s() - t0, (double)proc_kib("VmRSS:") / 1024, (double)proc_kib("VmHWM:") / 1024);
     for (int s = 0; s < SHARDS; s++) {
         if (wk[s].error[0] != '\0')
             die("worker", wk[s].error);

@@ -127,15 +127,15 @@ static const char *pg_json_path(const char *column, const char *path)
 
 static const char *hex_expr(const char *column)
 {
-    static char out[128];
-    snprintf(out, sizeof out, "encode(%.100s, 'hex')", column);
+    static char out[512]; /* a quoted 63-byte name with every quote doubled fits */
+    snprintf(out, sizeof out, "encode(%.200s, 'hex')", column);
     return out;
 }
 
 static const char *ts_expr(const char *column)
 {
-    static char out[128];
-    snprintf(out, sizeof out, "(extract(epoch from %.70s) * 1000000)::bigint", column);
+    static char out[512];
+    snprintf(out, sizeof out, "(extract(epoch from %.200s) * 1000000)::bigint", column);
     return out;
 }
 

@@ -131,16 +131,16 @@ static const char *lite_json_path(const char *column, const char *p)
 
 static const char *hex_expr(const char *column)
 {
-    static char out[128];
-    snprintf(out, sizeof out, "CASE WHEN %.36s IS NULL THEN NULL ELSE lower(hex(%.36s)) END",
+    static char out[512]; /* a quoted 63-byte name with every quote doubled fits */
+    snprintf(out, sizeof out, "CASE WHEN %.200s IS NULL THEN NULL ELSE lower(hex(%.200s)) END",
              column, column);
     return out;
 }
 
 static const char *ts_expr(const char *column)
 {
-    static char out[128];
-    snprintf(out, sizeof out, "%.120s", column);
+    static char out[512];
+    snprintf(out, sizeof out, "%.200s", column);
     return out;
 }
 

@@ -603,7 +603,7 @@ static void test_corpus_odd_rows(void **state)
     assert_string_equal(v, BACKEND.true_text);
     free(v);
     {
-        char expr[256];
+        char expr[512];
         snprintf(expr, sizeof expr, "%s", BACKEND.ts_expr("ts"));
         v = scalar_text("SELECT %s FROM %s WHERE n = 0", expr, ref(ds, "odd"));
         assert_int_equal(BACKEND.ts_us(v), 1700000000123456LL);
@@ -927,7 +927,7 @@ static void test_dead_letters(void **state)
     struct kl_checkpoint cp;
     struct kl_chunk_write w;
     size_t root;
-    char *v, expr[128];
+    char *v, expr[512];
     (void)state;
 
     snprintf(ds, sizeof ds, "%s", ds0);
@@ -1645,7 +1645,7 @@ static enum kl_data_type type_named(const char *name)
 static void check_cell(const char *ds, const char *table, const char *col, enum kl_data_type t,
                        const char *id, const cJSON *want)
 {
-    char expr[256], qcol[160];
+    char expr[512], qcol[160];
     char *got;
     struct kl_buf b;
     struct kl_err err = {0};

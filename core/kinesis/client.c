@@ -999,7 +999,10 @@ int kl_kinesis_put_records(struct kl_kinesis *k, const char *stream,
         }
         cJSON_ArrayForEach(item, items)
         {
-            size_t e = todo[idx++];
+            size_t e;
+            if (idx >= n_todo)
+                break;
+            e = todo[idx++];
             const char *code = jstr(item, "ErrorCode");
             if (code != NULL) {
                 if (results != NULL)

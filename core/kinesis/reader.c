@@ -310,7 +310,6 @@ static void *fetch_main(void *arg)
 struct kl_reader *kl_reader_create(const struct kl_reader_options *o, struct kl_err *err)
 {
     struct kl_reader *r = calloc(1, sizeof *r);
-    bool locks = false;
 
     if (r == NULL) {
         kl_err_set(err, KL_ERR_NOMEM, "out of memory creating the reader");
@@ -364,7 +363,6 @@ struct kl_reader *kl_reader_create(const struct kl_reader_options *o, struct kl_
         kl_err_set(err, KL_ERR_INTERNAL, "pthread init failed");
         goto fail;
     }
-    locks = true;
     pthread_mutex_lock(&r->lock);
     promote(r);
     pthread_mutex_unlock(&r->lock);
@@ -379,16 +377,13 @@ struct kl_reader *kl_reader_create(const struct kl_reader_options *o, struct kl_
     return r;
 
 fail:
-    if (locks)
-        kl_reader_destroy(r);
-    else {
-        for (size_t i = 0; i < r->n_shards; i++)
-            free(r->shards[i]);
-        free(r->shards);
-        free(r->stored);
-        kl_shard_list_free(&r->list);
-        free(r);
-    }
+    /* the locks and threads do not exist yet: free by hand */
+    for (size_t i = 0; i < r->n_shards; i++)
+        free(r->shards[i]);
+    free(r->shards);
+    free(r->stored);
+    kl_shard_list_free(&r->list);
+    free(r);
     return NULL;
 }
 

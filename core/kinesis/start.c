@@ -146,7 +146,7 @@ int kl_parse_timestamp(const char *text, int64_t *ms_out, struct kl_err *err)
 int kl_parse_initial_position(const char *text, struct kl_initial_position *out,
                               struct kl_err *err)
 {
-    int64_t ms;
+    int64_t ms = 0;
     if (text != NULL && (strcasecmp(text, "trim-horizon") == 0 ||
                          strcasecmp(text, "trim_horizon") == 0)) {
         out->kind = KL_INITIAL_TRIM_HORIZON;

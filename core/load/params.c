@@ -4,7 +4,9 @@
 #include "core/load/params.h"
 #include "core/util/err.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void kl_load_params_defaults(struct kl_load_params *p, const char *stream)
@@ -76,4 +78,111 @@ int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err)
         p->write_disposition != KL_WRITE_REPLACE)
         return kl_err_set(err, KL_ERR_INVALID, "write_disposition: append, merge or replace");
     return KL_OK;
+}
+
+static const char *const disposition_names[] = {"append", "merge", "replace"};
+
+cJSON *kl_load_params_to_json(const struct kl_load_params *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *initial;
+    bool ok;
+
+    if (o == NULL)
+        return NULL;
+    if (p->initial.kind == KL_INITIAL_TRIM_HORIZON)
+        initial = cJSON_CreateNull();
+    else if (p->initial.kind == KL_INITIAL_LATEST)
+        initial = cJSON_CreateNumber(0);
+    else
+        initial = cJSON_CreateString(p->initial_text);
+    ok = initial != NULL && cJSON_AddItemToObject(o, "initial_at_timestamp", initial);
+    if (!ok)
+        cJSON_Delete(initial);
+    ok = ok && cJSON_AddStringToObject(o, "pipeline_name", p->pipeline_name) != NULL &&
+         cJSON_AddStringToObject(o, "dataset_name", p->dataset_name) != NULL &&
+         cJSON_AddStringToObject(o, "table_name", p->table_name) != NULL &&
+         (p->max_messages < 0
+              ? cJSON_AddNullToObject(o, "max_number_of_messages") != NULL
+              : cJSON_AddNumberToObject(o, "max_number_of_messages", (double)p->max_messages) !=
+                    NULL) &&
+         cJSON_AddNumberToObject(o, "milliseconds_behind_latest",
+                                 (double)p->millis_behind_latest) != NULL &&
+         cJSON_AddBoolToObject(o, "parse_json", p->parse_json) != NULL &&
+         cJSON_AddNumberToObject(o, "chunk_size", p->chunk_size) != NULL &&
+         cJSON_AddStringToObject(o, "write_disposition",
+                                 disposition_names[p->write_disposition]) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int copy_str(char *dst, size_t cap, const cJSON *v, const char *field, struct kl_err *err)
+{
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
+        return kl_err_set(err, KL_ERR_INVALID, "stored parameters: bad %s", field);
+    memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
+    return KL_OK;
+}
+
+int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct kl_err *err)
+{
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *v;
+    int rc = KL_OK;
+    char stream[KL_STREAM_NAME_MAX];
+
+    snprintf(stream, sizeof stream, "%s", p->stream);
+    kl_load_params_defaults(p, stream);
+    if (!cJSON_IsObject(o)) {
+        rc = kl_err_set(err, KL_ERR_INVALID, "stored parameters are not a JSON object");
+        goto cleanup;
+    }
+    if ((rc = copy_str(p->pipeline_name, sizeof p->pipeline_name,
+                       cJSON_GetObjectItemCaseSensitive(o, "pipeline_name"), "pipeline_name",
+                       err)) ||
+        (rc = copy_str(p->dataset_name, sizeof p->dataset_name,
+                       cJSON_GetObjectItemCaseSensitive(o, "dataset_name"), "dataset_name",
+                       err)) ||
+        (rc = copy_str(p->table_name, sizeof p->table_name,
+                       cJSON_GetObjectItemCaseSensitive(o, "table_name"), "table_name", err)))
+        goto cleanup;
+    v = cJSON_GetObjectItemCaseSensitive(o, "initial_at_timestamp");
+    if (cJSON_IsNull(v)) {
+        p->initial.kind = KL_INITIAL_TRIM_HORIZON;
+        snprintf(p->initial_text, sizeof p->initial_text, "null");
+    } else if (cJSON_IsNumber(v) && v->valuedouble == 0) {
+        p->initial.kind = KL_INITIAL_LATEST;
+        snprintf(p->initial_text, sizeof p->initial_text, "0");
+    } else if (cJSON_IsString(v)) {
+        snprintf(p->initial_text, sizeof p->initial_text, "%s", v->valuestring);
+        rc = kl_parse_initial_position(v->valuestring, &p->initial, err);
+        if (rc != KL_OK)
+            goto cleanup;
+    } else {
+        rc = kl_err_set(err, KL_ERR_INVALID, "stored parameters: bad initial_at_timestamp");
+        goto cleanup;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(o, "max_number_of_messages");
+    p->max_messages = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+    v = cJSON_GetObjectItemCaseSensitive(o, "milliseconds_behind_latest");
+    if (cJSON_IsNumber(v))
+        p->millis_behind_latest = (int64_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "parse_json");
+    if (cJSON_IsBool(v))
+        p->parse_json = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(o, "chunk_size");
+    if (cJSON_IsNumber(v))
+        p->chunk_size = (int)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "write_disposition");
+    for (size_t i = 0; cJSON_IsString(v) && i < 3; i++)
+        if (strcmp(v->valuestring, disposition_names[i]) == 0)
+            p->write_disposition = (enum kl_write_disposition)i;
+    rc = kl_load_params_validate(p, err);
+
+cleanup:
+    cJSON_Delete(o);
+    return rc;
 }

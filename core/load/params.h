@@ -40,6 +40,14 @@ void kl_load_params_defaults(struct kl_load_params *p, const char *stream);
 /* Checks names and ranges; the message names the first bad field. */
 int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err);
 
+struct cJSON;
+
+/* The parameters as the job document shows them (every default filled in):
+ * a cJSON object the caller deletes, or NULL when out of memory. */
+struct cJSON *kl_load_params_to_json(const struct kl_load_params *p);
+/* Reads what kl_load_params_to_json wrote (a stored job's parameters). */
+int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct kl_err *err);
+
 /* Name rules, for the codecs: pipeline 1..64 of [a-zA-Z0-9_.-]; dataset and
  * table 1..63 of [a-zA-Z0-9_] not starting with a digit. */
 bool kl_pipeline_name_valid(const char *s);

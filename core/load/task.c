@@ -193,20 +193,16 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
         kl_normalizer_reset(r->env->normalizer, false);
         return rc;
     }
-    if (r->hooks->committed != NULL) {
-        rc = r->hooks->committed(r->hooks->ctx, c, &batch, &res, err);
-        if (rc != KL_OK) {
-            kl_normalizer_reset(r->env->normalizer, true);
-            return rc;
-        }
-    }
-    kl_normalizer_reset(r->env->normalizer, true);
     r->result->messages += to - from;
     r->result->chunks++;
     snprintf(r->result->position.sequence, sizeof r->result->position.sequence, "%s",
              c->messages[to - 1].sequence);
     r->result->position.sub_sequence = c->messages[to - 1].sub_sequence;
-    return KL_OK;
+    if (r->hooks->committed != NULL)
+        rc = r->hooks->committed(r->hooks->ctx, &r->result->position, to - from,
+                                 c->millis_behind, &batch, &res, err);
+    kl_normalizer_reset(r->env->normalizer, true);
+    return rc;
 }
 
 /* Loads a fetched chunk, split where the normaliser's chunk cap is hit. */

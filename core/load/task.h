@@ -43,8 +43,11 @@ struct kl_task_hooks {
     int (*reserve)(void *ctx, int want, int *granted, struct kl_err *err);
     /* Gives back what a fetch did not use (may be negative: KPL expansion). */
     void (*settle)(void *ctx, int granted, int used);
-    /* A chunk was committed (rows are in the destination). */
-    int (*committed)(void *ctx, const struct kl_chunk *chunk, const struct kl_row_batch *batch,
+    /* Messages up to `pos` were committed (rows and checkpoint are in the
+     * destination): `messages` of them, as `batch` (rows per table, dead
+     * letters). `millis_behind` is the page's MillisBehindLatest (-1 unknown). */
+    int (*committed)(void *ctx, const struct kl_shard_position *pos, size_t messages,
+                     int64_t millis_behind, const struct kl_row_batch *batch,
                      const struct kl_chunk_result *res, struct kl_err *err);
     /* The job was cancelled: stop at this chunk boundary. */
     bool (*cancelled)(void *ctx);

@@ -1,0 +1,796 @@
+/*
+ * The load engine (see engine.h): worker threads over the store's task
+ * queue. A worker keeps its own destination connection and, per job, its own
+ * normaliser; everything shared goes through the store.
+ */
+#include "core/load/engine.h"
+#include "core/dest/dest.h"
+#include "core/kinesis/lineage.h"
+#include "core/load/task.h"
+#include "core/normalize/naming.h"
+#include "core/normalize/normalizer.h"
+#include "core/normalize/schema.h"
+#include "core/util/clock.h"
+#include "core/util/err.h"
+#include "core/util/log.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PLAN_TASK "@plan"
+#define MAX_WORKERS 256
+#define SCHEMA_NAME "kinesis"
+#define RETRY_DELAY_MS 1000
+
+struct kl_engine {
+    struct kl_engine_config cfg;
+    char owner[KL_STORE_OWNER_MAX];
+    pthread_t threads[MAX_WORKERS];
+    int n_threads;
+    atomic_bool stopping;
+};
+
+/* What a worker keeps between tasks. */
+struct worker {
+    struct kl_engine *e;
+    char owner[KL_STORE_OWNER_MAX];
+    struct kl_dest *dest;
+    /* the job whose normaliser is cached */
+    char job_id[KL_STORE_JOB_ID_SIZE];
+    struct kl_load_params params;
+    char load_id[40];
+    struct kl_normalizer *norm;
+    int64_t schema_written;
+};
+
+/* The job and shard one running task works for: the hooks' context. */
+struct shard_run {
+    struct worker *w;
+    const struct kl_store_task *task;
+    struct kl_store_shard_key key;
+    int64_t token;
+};
+
+static struct kl_store *store_of(const struct worker *w)
+{
+    return w->e->cfg.store;
+}
+
+static const struct kl_clock *clock_of(const struct kl_engine *e)
+{
+    return e->cfg.clock != NULL ? e->cfg.clock : kl_clock_system();
+}
+
+/* ---- the job document ---- */
+
+static cJSON *iso_or_null(int64_t ms)
+{
+    char ts[32];
+    if (ms < 0)
+        return cJSON_CreateNull();
+    kl_format_timestamp(ms, ts);
+    return cJSON_CreateString(ts);
+}
+
+static bool add(cJSON *obj, const char *key, cJSON *v)
+{
+    if (v == NULL)
+        return false;
+    if (!cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    return true;
+}
+
+cJSON *kl_job_document(const struct kl_store_job *j)
+{
+    cJSON *doc = cJSON_CreateObject(), *progress, *shards, *info, *counts, *gaps, *params;
+    bool ok = doc != NULL;
+
+    params = j->parameters ? cJSON_Parse(j->parameters) : NULL;
+    ok = ok && cJSON_AddStringToObject(doc, "id", j->id) != NULL &&
+         cJSON_AddStringToObject(doc, "status", kl_store_job_status_name(j->status)) != NULL &&
+         cJSON_AddStringToObject(doc, "stream", j->stream) != NULL &&
+         add(doc, "parameters", params != NULL ? params : cJSON_CreateObject()) &&
+         add(doc, "created_at", iso_or_null(j->created_ms)) &&
+         add(doc, "started_at", iso_or_null(j->started_ms)) &&
+         add(doc, "finished_at", iso_or_null(j->finished_ms)) &&
+         cJSON_AddBoolToObject(doc, "cancel_requested", j->cancel_requested) != NULL;
+    progress = ok ? cJSON_AddObjectToObject(doc, "progress") : NULL;
+    ok = progress != NULL &&
+         cJSON_AddNumberToObject(progress, "messages", (double)j->messages) != NULL &&
+         cJSON_AddNumberToObject(progress, "tasks_total", (double)j->tasks_total) != NULL &&
+         cJSON_AddNumberToObject(progress, "tasks_done", (double)j->tasks_done) != NULL;
+    shards = ok ? cJSON_AddArrayToObject(progress, "shards") : NULL;
+    gaps = ok ? cJSON_CreateArray() : NULL;
+    for (size_t i = 0; ok && shards != NULL && i < j->n_shards; i++) {
+        const struct kl_store_shard_progress *s = &j->shards[i];
+        cJSON *o = cJSON_CreateObject();
+        ok = o != NULL && cJSON_AddItemToArray(shards, o) &&
+             cJSON_AddStringToObject(o, "shard_id", s->shard_id) != NULL &&
+             add(o, "sequence",
+                 s->sequence[0] ? cJSON_CreateString(s->sequence) : cJSON_CreateNull()) &&
+             add(o, "sub_sequence", s->sequence[0] && s->sub_sequence >= 0
+                                        ? cJSON_CreateNumber((double)s->sub_sequence)
+                                        : cJSON_CreateNull()) &&
+             add(o, "millis_behind_latest", s->millis_behind_latest >= 0
+                                                ? cJSON_CreateNumber((double)s->millis_behind_latest)
+                                                : cJSON_CreateNull()) &&
+             cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
+             cJSON_AddBoolToObject(o, "done", s->done) != NULL;
+        if (ok && s->has_gap) {
+            cJSON *g = cJSON_CreateObject();
+            ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&
+                 cJSON_AddStringToObject(g, "shard_id", s->shard_id) != NULL &&
+                 cJSON_AddStringToObject(g, "from_sequence", s->gap.from_sequence) != NULL &&
+                 add(g, "to_sequence", s->gap.to_sequence[0]
+                                           ? cJSON_CreateString(s->gap.to_sequence)
+                                           : cJSON_CreateNull()) &&
+                 cJSON_AddStringToObject(g, "reason", s->gap.reason) != NULL;
+        }
+    }
+    info = ok ? cJSON_AddObjectToObject(doc, "last_normalize_info") : NULL;
+    counts = info != NULL ? cJSON_AddObjectToObject(info, "row_counts") : NULL;
+    ok = ok && counts != NULL;
+    for (size_t i = 0; ok && i < j->n_tables; i++)
+        ok = cJSON_AddNumberToObject(counts, j->tables[i].table, (double)j->tables[i].rows) != NULL;
+    /* dlt counts the pipeline state row it writes with every load */
+    if (ok && j->status == KL_STORE_JOB_SUCCEEDED)
+        ok = cJSON_AddNumberToObject(counts, "_dlt_pipeline_state", 1) != NULL;
+    ok = ok && cJSON_AddNumberToObject(doc, "dead_letters", (double)j->dead_letters) != NULL &&
+         add(doc, "gaps", gaps);
+    gaps = NULL;
+    if (ok && j->has_error) {
+        cJSON *e = cJSON_AddObjectToObject(doc, "error");
+        ok = e != NULL && cJSON_AddStringToObject(e, "type", j->error_type) != NULL &&
+             cJSON_AddStringToObject(e, "detail", j->error_detail) != NULL &&
+             add(e, "shard_id", j->error_shard[0] ? cJSON_CreateString(j->error_shard)
+                                                  : cJSON_CreateNull());
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(doc, "error") != NULL;
+    }
+    cJSON_Delete(gaps);
+    if (!ok) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* ---- jobs ---- */
+
+int kl_engine_submit(struct kl_engine *e, const struct kl_load_params *p,
+                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE],
+                     bool *existing, struct kl_err *err)
+{
+    struct kl_store_job_new j;
+    cJSON *params = NULL;
+    char *json = NULL;
+    bool created = false;
+    int rc = kl_load_params_validate(p, err);
+
+    if (rc != KL_OK)
+        return rc;
+    params = kl_load_params_to_json(p);
+    json = params != NULL ? cJSON_PrintUnformatted(params) : NULL;
+    if (json == NULL) {
+        rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
+    memset(&j, 0, sizeof j);
+    j.stream = p->stream;
+    j.pipeline_name = p->pipeline_name;
+    j.dataset_name = p->dataset_name;
+    j.parameters_json = json;
+    j.idempotency_key = idempotency_key;
+    rc = kl_store_job_create(e->cfg.store, &j, id_out, existing, err);
+    if (rc != KL_OK || *existing)
+        goto cleanup;
+    rc = kl_store_task_enqueue(e->cfg.store, id_out, PLAN_TASK, NULL, 0, &created, err);
+
+cleanup:
+    free(json);
+    cJSON_Delete(params);
+    return rc;
+}
+
+int kl_engine_wait(struct kl_engine *e, const char *job_id, int64_t timeout_ms,
+                   struct kl_store_job *out, struct kl_err *err)
+{
+    const struct kl_clock *clock = clock_of(e);
+    int64_t deadline = kl_clock_monotonic_ms(clock) + timeout_ms;
+
+    for (;;) {
+        int rc = kl_store_job_get(e->cfg.store, job_id, out, err);
+        if (rc != KL_OK && rc != KL_ERR_UNAVAILABLE)
+            return rc;
+        if (rc == KL_OK && kl_store_job_status_final(out->status))
+            return KL_OK;
+        if (kl_clock_monotonic_ms(clock) > deadline)
+            return kl_err_set(err, KL_ERR_UNAVAILABLE, "job %s is not finished after %lld ms",
+                              job_id, (long long)timeout_ms);
+        kl_clock_sleep_ms(clock, 100);
+    }
+}
+
+static void fail_job(struct worker *w, const char *job_id, const char *shard,
+                     const struct kl_err *why)
+{
+    struct kl_store_job_error e = {kl_err_code_name(why->code), why->msg, shard};
+    struct kl_log_ctx ctx = {job_id, w->params.stream, shard};
+    struct kl_err err;
+
+    KL_ERROR("engine", &ctx, "job failed: %s", why->msg);
+    if (kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_FAILED, &e, NULL, &err) !=
+        KL_OK)
+        KL_WARN("engine", &ctx, "recording the failure: %s", err.msg);
+}
+
+static int ensure_dest(struct worker *w, struct kl_err *err)
+{
+    if (w->dest != NULL)
+        return KL_OK;
+    return kl_dest_factory_open(w->e->cfg.dests, &w->dest, err);
+}
+
+/* The job's parameters and a normaliser with the dataset's stored schema. */
+static int ensure_job(struct worker *w, const struct kl_store_job *job, struct kl_err *err)
+{
+    struct kl_normalizer_options no;
+    struct kl_schema *schema = NULL;
+    char *json = NULL;
+    int64_t version = -1;
+    int rc;
+
+    if (strcmp(w->job_id, job->id) == 0 && w->norm != NULL)
+        return KL_OK;
+    kl_normalizer_destroy(w->norm);
+    w->norm = NULL;
+    w->job_id[0] = '\0';
+    snprintf(w->params.stream, sizeof w->params.stream, "%s", job->stream);
+    rc = kl_load_params_from_json(job->parameters ? job->parameters : "{}", &w->params, err);
+    if (rc != KL_OK)
+        return rc;
+    /* dlt's load id: the job's creation time in seconds with microseconds */
+    snprintf(w->load_id, sizeof w->load_id, "%lld.%06lld", (long long)(job->created_ms / 1000),
+             (long long)(job->created_ms % 1000) * 1000);
+    rc = ensure_dest(w, err);
+    if (rc != KL_OK)
+        return rc;
+    rc = kl_dest_load_schema(w->dest, w->params.dataset_name, SCHEMA_NAME, &json, &version, err);
+    if (rc != KL_OK)
+        return rc;
+    if (json != NULL) {
+        rc = kl_schema_from_json(json, strlen(json), &schema, err);
+        free(json);
+        if (rc != KL_OK)
+            return rc;
+    }
+    memset(&no, 0, sizeof no);
+    no.stream_name = w->params.stream;
+    no.table_name = w->params.table_name[0] ? w->params.table_name : NULL;
+    no.parse_json = w->params.parse_json;
+    no.load_id = w->load_id;
+    no.write_disposition = w->params.write_disposition;
+    w->norm = kl_normalizer_create(&no, schema, err);
+    if (w->norm == NULL)
+        return err != NULL ? (int)err->code : KL_ERR_NOMEM;
+    w->schema_written = schema != NULL ? version : -1;
+    snprintf(w->job_id, sizeof w->job_id, "%s", job->id);
+    return KL_OK;
+}
+
+/* The last task of a job finished: record the load and the next run time. */
+static void finalize(struct worker *w, const char *job_id)
+{
+    struct kl_store_job job;
+    struct kl_load_complete c;
+    struct kl_log_ctx ctx = {job_id, w->params.stream, NULL};
+    char root[KL_NAME_CAP];
+    size_t root_len = 0;
+    struct kl_err err;
+    int rc;
+
+    kl_store_job_init(&job);
+    rc = kl_store_job_get(store_of(w), job_id, &job, &err);
+    if (rc == KL_OK && job.cancel_requested) {
+        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_CANCELLED, NULL, NULL,
+                                     &err);
+        goto cleanup;
+    }
+    if (rc == KL_OK)
+        rc = ensure_job(w, &job, &err);
+    if (rc != KL_OK)
+        goto fail;
+    memset(&c, 0, sizeof c);
+    c.load_id = w->load_id;
+    c.schema_name = SCHEMA_NAME;
+    c.pipeline_name = w->params.pipeline_name;
+    c.stream_name = w->params.stream;
+    c.disposition = w->params.write_disposition;
+    /* dlt: the next run starts new shards at this run's start minus 1 s */
+    c.next_run_ms = (job.started_ms >= 0 ? job.started_ms : job.created_ms) - 1000;
+    if (w->params.write_disposition == KL_WRITE_REPLACE) {
+        const char *name = w->params.table_name[0] ? w->params.table_name : w->params.stream;
+        rc = kl_naming_normalize_path(name, strlen(name), KL_IDENT_MAX - 1, root, &root_len);
+        if (rc != KL_OK) {
+            kl_err_set(&err, (enum kl_err_code)rc, "the root table name of '%s'", name);
+            goto fail;
+        }
+        c.root_table = root;
+    }
+    rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, &err);
+    if (rc == KL_OK)
+        rc = kl_store_run_put(store_of(w), w->params.pipeline_name, w->params.stream,
+                              c.next_run_ms, &err);
+    if (rc == KL_OK)
+        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL,
+                                     &err);
+    if (rc == KL_OK) {
+        KL_INFO("engine", &ctx, "job succeeded: %lld messages, %lld dead letters",
+                (long long)job.messages, (long long)job.dead_letters);
+        goto cleanup;
+    }
+fail:
+    fail_job(w, job_id, NULL, &err);
+cleanup:
+    kl_store_job_free(&job);
+}
+
+/* Acks a task and completes the job when it was the last one. */
+static void finish(struct worker *w, const struct kl_store_task *t)
+{
+    struct kl_store_task_ack ack;
+    struct kl_err err;
+    struct kl_log_ctx ctx = {t->job_id, w->params.stream, t->shard_id};
+
+    if (kl_store_task_ack(store_of(w), t, &ack, &err) != KL_OK) {
+        KL_WARN("engine", &ctx, "ack: %s", err.msg);
+        return;
+    }
+    if (ack.last)
+        finalize(w, t->job_id);
+}
+
+/* A retryable failure: try again later, or fail the job after enough tries. */
+static void retry_or_fail(struct worker *w, const struct kl_store_task *t, const struct kl_err *why)
+{
+    struct kl_log_ctx ctx = {t->job_id, w->params.stream, t->shard_id};
+    struct kl_err err;
+    int attempts = w->e->cfg.task_attempts;
+
+    if (t->attempt + 1 >= attempts) {
+        fail_job(w, t->job_id, t->shard_id, why);
+        finish(w, t);
+        return;
+    }
+    KL_WARN("engine", &ctx, "task attempt %d failed, retrying: %s", t->attempt + 1, why->msg);
+    if (kl_store_task_nack(store_of(w), t, RETRY_DELAY_MS << (t->attempt < 5 ? t->attempt : 5),
+                           &err) != KL_OK)
+        KL_WARN("engine", &ctx, "nack: %s", err.msg);
+}
+
+static char *shard_meta(const struct kl_shard *s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%d|%s|%s", kl_shard_is_closed(s) ? 1 : 0, s->parent_id,
+             s->adjacent_parent_id);
+    return buf;
+}
+
+/* The planning task: queue every shard whose parents are not listed (the
+ * others follow their parents). */
+static void plan(struct worker *w, const struct kl_store_task *t)
+{
+    struct kl_shard_list shards = {0};
+    struct kl_err err;
+    int rc;
+
+    rc = kl_kinesis_list_shards(w->e->cfg.client, w->params.stream, &shards, &err);
+    for (size_t i = 0; rc == KL_OK && i < shards.n; i++) {
+        const struct kl_shard *s = &shards.shards[i];
+        char meta[KL_SHARD_ID_MAX * 2 + 8];
+        bool created;
+        if ((s->parent_id[0] && kl_shard_index(&shards, s->parent_id) >= 0) ||
+            (s->adjacent_parent_id[0] && kl_shard_index(&shards, s->adjacent_parent_id) >= 0))
+            continue;
+        rc = kl_store_task_enqueue(store_of(w), t->job_id, s->id,
+                                   shard_meta(s, meta, sizeof meta), 0, &created, &err);
+    }
+    kl_shard_list_free(&shards);
+    if (rc == KL_OK)
+        finish(w, t);
+    else if (kl_err_retryable((enum kl_err_code)rc))
+        retry_or_fail(w, t, &err);
+    else {
+        fail_job(w, t->job_id, NULL, &err);
+        finish(w, t);
+    }
+}
+
+/* A drained shard: queue each child whose listed parents are all done. */
+static int queue_children(struct worker *w, const struct kl_store_task *t, struct kl_err *err)
+{
+    struct kl_shard_list shards = {0};
+    struct kl_store_job job;
+    int rc;
+
+    kl_store_job_init(&job);
+    rc = kl_kinesis_list_shards(w->e->cfg.client, w->params.stream, &shards, err);
+    if (rc == KL_OK)
+        rc = kl_store_job_get(store_of(w), t->job_id, &job, err);
+    for (size_t i = 0; rc == KL_OK && i < shards.n; i++) {
+        const struct kl_shard *s = &shards.shards[i];
+        const char *parents[2] = {s->parent_id, s->adjacent_parent_id};
+        char meta[KL_SHARD_ID_MAX * 2 + 8];
+        bool mine = false, ready = true, created;
+
+        for (int p = 0; p < 2; p++) {
+            bool done = strcmp(parents[p], t->shard_id) == 0;
+            mine = mine || done;
+            if (parents[p][0] == '\0' || done || kl_shard_index(&shards, parents[p]) < 0)
+                continue;
+            for (size_t k = 0; k < job.n_shards; k++)
+                done = done || (strcmp(job.shards[k].shard_id, parents[p]) == 0 &&
+                                job.shards[k].done);
+            ready = ready && done;
+        }
+        if (mine && ready)
+            rc = kl_store_task_enqueue(store_of(w), t->job_id, s->id,
+                                       shard_meta(s, meta, sizeof meta), 0, &created, err);
+    }
+    kl_store_job_free(&job);
+    kl_shard_list_free(&shards);
+    return rc;
+}
+
+/* ---- task hooks ---- */
+
+static int hook_reserve(void *ctx, int want, int *granted, struct kl_err *err)
+{
+    struct shard_run *r = ctx;
+    struct kl_store_job job;
+    int rc;
+
+    *granted = want;
+    if (r->w->params.max_messages < 0)
+        return KL_OK;
+    kl_store_job_init(&job);
+    rc = kl_store_job_get(store_of(r->w), r->task->job_id, &job, err);
+    if (rc == KL_OK) {
+        int64_t left = r->w->params.max_messages - job.messages;
+        *granted = left <= 0 ? 0 : (left < want ? (int)left : want);
+    }
+    kl_store_job_free(&job);
+    return rc;
+}
+
+static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t messages,
+                          int64_t millis_behind, const struct kl_row_batch *batch,
+                          const struct kl_chunk_result *res, struct kl_err *err)
+{
+    struct shard_run *r = ctx;
+    struct kl_store_table_rows rows[64];
+    struct kl_store_progress p;
+    struct kl_store_checkpoint cp;
+    size_t n = 0;
+    int rc;
+
+    (void)res;
+    for (size_t i = 0; batch != NULL && i < batch->n_tables && n < 64; i++) {
+        snprintf(rows[n].table, sizeof rows[n].table, "%s",
+                 batch->schema->tables[batch->tables[i].table].name);
+        rows[n++].rows = (int64_t)batch->tables[i].n_rows;
+    }
+    memset(&p, 0, sizeof p);
+    p.shard_id = r->task->shard_id;
+    p.sequence = pos->sequence;
+    p.sub_sequence = pos->sub_sequence;
+    p.millis_behind_latest = millis_behind;
+    p.messages = (int64_t)messages;
+    p.dead_letters = batch != NULL ? (int64_t)batch->n_dead_letters : 0;
+    p.tables = rows;
+    p.n_tables = n;
+    rc = kl_store_job_progress(store_of(r->w), r->task->job_id, &p, NULL, err);
+    if (rc != KL_OK)
+        return rc;
+    cp.position = *pos;
+    cp.fencing_token = r->token;
+    return kl_store_checkpoint_put(store_of(r->w), r->key.pipeline, r->key.stream, &cp, NULL,
+                                   err);
+}
+
+static bool hook_cancelled(void *ctx)
+{
+    struct shard_run *r = ctx;
+    enum kl_store_job_status status;
+    bool cancel = false;
+    struct kl_err err;
+
+    if (atomic_load(&r->w->e->stopping))
+        return true;
+    if (kl_store_job_status(store_of(r->w), r->task->job_id, &status, &cancel, &err) != KL_OK)
+        return false; /* the store is away: go on, the commit path will tell */
+    return cancel || kl_store_job_status_final(status);
+}
+
+static int hook_renew(void *ctx, struct kl_err *err)
+{
+    struct shard_run *r = ctx;
+    const struct kl_engine_config *cfg = &r->w->e->cfg;
+    int rc = kl_store_lease_renew(cfg->store, &r->key, r->w->owner, r->token, cfg->shard_lease_ms,
+                                  err);
+    if (rc == KL_OK)
+        rc = kl_store_task_heartbeat(cfg->store, r->task, cfg->task_lease_ms, err);
+    return rc;
+}
+
+/* ---- a shard task ---- */
+
+static void run_shard(struct worker *w, const struct kl_store_task *t)
+{
+    const struct kl_engine_config *cfg = &w->e->cfg;
+    struct kl_dest_state state;
+    struct kl_shard_position resume;
+    struct kl_task_env env;
+    struct kl_task_spec spec;
+    struct kl_task_hooks hooks;
+    struct kl_task_result result;
+    struct kl_store_progress done;
+    struct kl_store_gap gap;
+    struct shard_run r;
+    char parents[2][KL_SHARD_ID_MAX] = {"", ""};
+    bool have_resume = false, from_parent = false, closed = false;
+    int64_t min_token = 0;
+    struct kl_err err;
+    int rc;
+
+    /* meta: "<closed>|<parent>|<adjacent parent>" */
+    closed = t->meta[0] == '1';
+    sscanf(t->meta, "%*d|%128[^|]|%128s", parents[0], parents[1]);
+    kl_dest_state_init(&state);
+    rc = kl_dest_read_state(w->dest, w->params.dataset_name, w->params.pipeline_name,
+                            w->params.stream, &state, &err);
+    if (rc != KL_OK)
+        goto failed;
+    for (size_t i = 0; i < state.n_checkpoints; i++) {
+        const struct kl_checkpoint *c = &state.checkpoints[i];
+        if (strcmp(c->shard_id, t->shard_id) == 0) {
+            snprintf(resume.shard_id, sizeof resume.shard_id, "%s", c->shard_id);
+            snprintf(resume.sequence, sizeof resume.sequence, "%s", c->sequence);
+            resume.sub_sequence = c->sub_sequence;
+            have_resume = true;
+            min_token = c->fencing_token;
+        }
+        from_parent = from_parent || (parents[0][0] && strcmp(c->shard_id, parents[0]) == 0) ||
+                      (parents[1][0] && strcmp(c->shard_id, parents[1]) == 0);
+    }
+
+    r.w = w;
+    r.task = t;
+    r.key.pipeline = w->params.pipeline_name;
+    r.key.stream = w->params.stream;
+    r.key.shard_id = t->shard_id;
+    rc = kl_store_lease_take(cfg->store, &r.key, w->owner, cfg->shard_lease_ms, min_token,
+                             &r.token, &err);
+    if (rc == KL_ERR_CONFLICT) {
+        /* a worker that vanished still holds it: try again after its lease */
+        kl_store_task_nack(cfg->store, t, cfg->shard_lease_ms, NULL);
+        goto cleanup;
+    }
+    if (rc != KL_OK)
+        goto failed;
+
+    memset(&env, 0, sizeof env);
+    env.client = cfg->client;
+    env.dest = w->dest;
+    env.normalizer = w->norm;
+    env.clock = cfg->clock;
+    env.min_call_interval_ms = cfg->min_call_interval_ms;
+    env.max_bytes_per_s = cfg->max_bytes_per_s;
+    env.schema_version_written = &w->schema_written;
+    memset(&spec, 0, sizeof spec);
+    spec.params = &w->params;
+    spec.load_id = w->load_id;
+    spec.shard_id = t->shard_id;
+    spec.shard_closed = closed;
+    spec.resume = have_resume ? &resume : NULL;
+    spec.fencing_token = r.token;
+    kl_choose_start(spec.resume, state.has_last_run ? state.last_run_ms : -1, from_parent,
+                    &w->params.initial, &spec.start);
+    memset(&hooks, 0, sizeof hooks);
+    hooks.ctx = &r;
+    hooks.reserve = hook_reserve;
+    hooks.committed = hook_committed;
+    hooks.cancelled = hook_cancelled;
+    hooks.renew = hook_renew;
+
+    rc = kl_task_run(&env, &spec, &hooks, &result, &err);
+    kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
+    if (rc != KL_OK)
+        goto failed;
+    if (result.end == KL_TASK_CANCELLED && atomic_load(&w->e->stopping)) {
+        /* this replica is stopping, not the job: let another one continue */
+        kl_store_task_nack(cfg->store, t, 0, NULL);
+        goto cleanup;
+    }
+    memset(&done, 0, sizeof done);
+    done.shard_id = t->shard_id;
+    done.millis_behind_latest = result.millis_behind;
+    done.done = true;
+    if (result.has_gap) {
+        snprintf(gap.from_sequence, sizeof gap.from_sequence, "%s", result.gap.from_sequence);
+        snprintf(gap.to_sequence, sizeof gap.to_sequence, "%s", result.gap.to_sequence);
+        snprintf(gap.reason, sizeof gap.reason, "%s", result.gap.reason);
+        done.gap = &gap;
+    }
+    rc = kl_store_job_progress(cfg->store, t->job_id, &done, NULL, &err);
+    /* children are queued before the parent's ack, so the job cannot look finished between */
+    if (rc == KL_OK && result.end == KL_TASK_DRAINED)
+        rc = queue_children(w, t, &err);
+    if (rc != KL_OK)
+        goto failed;
+    finish(w, t);
+    goto cleanup;
+
+failed:
+    if (rc == KL_ERR_CONFLICT) {
+        /* the lease went to a newer owner: its delivery finishes the task */
+        kl_store_task_nack(cfg->store, t, cfg->shard_lease_ms, NULL);
+    } else if (kl_err_retryable((enum kl_err_code)rc) || rc == KL_ERR_EXPIRED) {
+        retry_or_fail(w, t, &err);
+    } else {
+        fail_job(w, t->job_id, t->shard_id, &err);
+        finish(w, t);
+    }
+cleanup:
+    kl_dest_state_free(&state);
+}
+
+/* ---- workers ---- */
+
+static void run_delivery(struct worker *w, const struct kl_store_task *t)
+{
+    struct kl_store_job job;
+    struct kl_err err;
+    int rc;
+
+    kl_store_job_init(&job);
+    rc = kl_store_job_get(store_of(w), t->job_id, &job, &err);
+    if (rc == KL_ERR_NOT_FOUND || (rc == KL_OK && kl_store_job_status_final(job.status))) {
+        finish(w, t); /* nothing left to do for it */
+        goto cleanup;
+    }
+    if (rc != KL_OK) {
+        kl_store_task_nack(store_of(w), t, RETRY_DELAY_MS, NULL);
+        goto cleanup;
+    }
+    if (job.cancel_requested) {
+        finish(w, t);
+        goto cleanup;
+    }
+    rc = ensure_job(w, &job, &err);
+    if (rc == KL_OK)
+        rc = kl_store_job_transition(store_of(w), t->job_id, KL_STORE_JOB_RUNNING, NULL, NULL,
+                                     &err);
+    if (rc != KL_OK) {
+        if (kl_err_retryable((enum kl_err_code)rc))
+            retry_or_fail(w, t, &err);
+        else {
+            fail_job(w, t->job_id, NULL, &err);
+            finish(w, t);
+        }
+        goto cleanup;
+    }
+    if (strcmp(t->shard_id, PLAN_TASK) == 0)
+        plan(w, t);
+    else
+        run_shard(w, t);
+cleanup:
+    kl_store_job_free(&job);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct kl_engine_config *cfg = &w->e->cfg;
+
+    while (!atomic_load(&w->e->stopping)) {
+        struct kl_store_task t;
+        struct kl_err err;
+        bool got = false;
+
+        if (kl_store_task_take(cfg->store, w->owner, cfg->task_lease_ms, cfg->take_timeout_ms,
+                               &t, &got, &err) != KL_OK) {
+            KL_WARN("engine", NULL, "taking a task: %s", err.msg);
+            kl_clock_sleep_ms(clock_of(w->e), 500);
+            continue;
+        }
+        if (got)
+            run_delivery(w, &t);
+    }
+    kl_normalizer_destroy(w->norm);
+    kl_dest_destroy(w->dest);
+    free(w);
+    return NULL;
+}
+
+struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl_err *err)
+{
+    struct kl_engine *e;
+    char host[64] = "host";
+
+    if (cfg->store == NULL || cfg->dests == NULL || cfg->client == NULL) {
+        kl_err_set(err, KL_ERR_INVALID, "the engine needs a store, a destination and a client");
+        return NULL;
+    }
+    e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        kl_err_set(err, KL_ERR_NOMEM, "out of memory creating the engine");
+        return NULL;
+    }
+    e->cfg = *cfg;
+    if (e->cfg.workers <= 0)
+        e->cfg.workers = 4;
+    if (e->cfg.workers > MAX_WORKERS)
+        e->cfg.workers = MAX_WORKERS;
+    if (e->cfg.task_lease_ms <= 0)
+        e->cfg.task_lease_ms = 30000;
+    if (e->cfg.shard_lease_ms <= 0)
+        e->cfg.shard_lease_ms = 30000;
+    if (e->cfg.take_timeout_ms <= 0)
+        e->cfg.take_timeout_ms = 500;
+    if (e->cfg.task_attempts <= 0)
+        e->cfg.task_attempts = 5;
+    if (cfg->owner != NULL) {
+        snprintf(e->owner, sizeof e->owner, "%.100s", cfg->owner);
+    } else {
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(e->owner, sizeof e->owner, "%.63s-%ld", host, (long)getpid());
+    }
+    e->cfg.owner = e->owner;
+    atomic_store(&e->stopping, false);
+    return e;
+}
+
+int kl_engine_start(struct kl_engine *e, struct kl_err *err)
+{
+    for (int i = 0; i < e->cfg.workers; i++) {
+        struct worker *w = calloc(1, sizeof *w);
+        if (w == NULL)
+            return kl_err_set(err, KL_ERR_NOMEM, "out of memory starting worker %d", i);
+        w->e = e;
+        w->schema_written = -1;
+        snprintf(w->owner, sizeof w->owner, "%.100s-w%d", e->owner, i);
+        if (pthread_create(&e->threads[e->n_threads], NULL, worker_main, w) != 0) {
+            free(w);
+            return kl_err_set(err, KL_ERR_INTERNAL, "cannot start worker %d", i);
+        }
+        e->n_threads++;
+    }
+    return KL_OK;
+}
+
+void kl_engine_stop(struct kl_engine *e)
+{
+    if (e == NULL)
+        return;
+    atomic_store(&e->stopping, true);
+    for (int i = 0; i < e->n_threads; i++)
+        pthread_join(e->threads[i], NULL);
+    e->n_threads = 0;
+}
+
+void kl_engine_destroy(struct kl_engine *e)
+{
+    if (e == NULL)
+        return;
+    kl_engine_stop(e);
+    free(e);
+}

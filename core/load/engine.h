@@ -1,0 +1,67 @@
+/*
+ * The load engine: a pool of worker threads that take tasks from the state
+ * store's queue and run them. A job is planned by one "@plan" task (list the
+ * shards, queue the ones whose parents are not listed); each shard task
+ * holds the shard's lease, runs the shard (task.h) and, when a closed shard
+ * is drained, queues its children. The last task to finish completes the
+ * job in the destination (dlt's load and pipeline-state rows, the next run
+ * time). Every replica runs an engine on the same store; the store's queue,
+ * leases and the destination's fenced checkpoints keep data exactly once.
+ * HTTP is elsewhere (api/, server/).
+ */
+#ifndef KL_LOAD_ENGINE_H
+#define KL_LOAD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/load/params.h"
+#include "core/store/store.h"
+
+struct kl_err;
+struct kl_clock;
+struct kl_kinesis;
+struct kl_dest_factory;
+
+struct kl_engine_config {
+    struct kl_store *store;          /* borrowed; thread-safe */
+    struct kl_dest_factory *dests;   /* borrowed; each worker opens its own connection */
+    struct kl_kinesis *client;       /* borrowed; thread-safe */
+    const struct kl_clock *clock;    /* NULL: system */
+    int workers;                     /* worker threads, 1..256; default 4 */
+    const char *owner;               /* this replica's name in leases; default host:pid */
+    int64_t task_lease_ms;           /* a task's in-flight lease; default 30000 */
+    int64_t shard_lease_ms;          /* a shard lease; default 30000 */
+    int64_t take_timeout_ms;         /* how long a worker waits for a task; default 500 */
+    int task_attempts;               /* deliveries of a task before its job fails; default 5 */
+    int64_t min_call_interval_ms;    /* Kinesis pacing per shard (see cursor.h) */
+    int64_t max_bytes_per_s;
+};
+
+struct kl_engine;
+
+struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl_err *err);
+/* Starts the worker threads. */
+int kl_engine_start(struct kl_engine *e, struct kl_err *err);
+/* Stops taking tasks; running tasks stop at their next chunk boundary, give
+ * their shard back (lease released, task requeued for another replica) and
+ * the threads are joined. Safe to call twice. */
+void kl_engine_stop(struct kl_engine *e);
+/* Stops if needed and frees; NULL is a no-op. */
+void kl_engine_destroy(struct kl_engine *e);
+
+/* Creates a job and queues its planning task. KL_ERR_CONFLICT: a job for
+ * the stream and pipeline is active (`id_out` is that job). `*existing`:
+ * the Idempotency-Key named an earlier job (nothing new was queued). */
+int kl_engine_submit(struct kl_engine *e, const struct kl_load_params *p,
+                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE],
+                     bool *existing, struct kl_err *err);
+
+/* Waits until the job is final (or timeout_ms passes: KL_ERR_UNAVAILABLE). */
+int kl_engine_wait(struct kl_engine *e, const char *job_id, int64_t timeout_ms,
+                   struct kl_store_job *out, struct kl_err *err);
+
+/* The job document of openapi.yaml's Job schema (the caller deletes it). */
+struct cJSON *kl_job_document(const struct kl_store_job *j);
+
+#endif

@@ -5,6 +5,7 @@
  * shell. A tool for people; loads go through jobs, not through here.
  */
 #include "server/commands.h"
+#include "server/cli.h"
 #include "core/kinesis/conn.h"
 #include "core/kinesis/reader.h"
 #include "core/normalize/json.h"
@@ -79,21 +80,6 @@ void kl_cmd_read_usage(FILE *out)
             "\n"
             "Exit status: 0 done, 1 a read failed, 2 bad usage. KL_LOG_LEVEL sets the log level\n"
             "(default warn).\n");
-}
-
-static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end = NULL;
-    long long v;
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "kinesis-loader read: %s must be an integer from %lld to %lld, not '%s'\n",
-                flag, (long long)lo, (long long)hi, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 static int add_position(struct kl_shard_position *list, size_t *n, const char *shard,
@@ -183,18 +169,18 @@ static int parse_args(int argc, char **argv, struct read_args *a)
                 return -1;
             }
         } else if (strcmp(arg, "--max") == 0) {
-            if (parse_int(arg, val, 1, INT64_MAX, &a->max) != 0)
+            if (kl_cli_parse_int("read", arg, val, 1, INT64_MAX, &a->max) != 0)
                 return -1;
         } else if (strcmp(arg, "--chunk-size") == 0) {
-            if (parse_int(arg, val, 1, 10000, &v) != 0)
+            if (kl_cli_parse_int("read", arg, val, 1, 10000, &v) != 0)
                 return -1;
             a->chunk_size = (int)v;
         } else if (strcmp(arg, "--concurrency") == 0) {
-            if (parse_int(arg, val, 1, 64, &v) != 0)
+            if (kl_cli_parse_int("read", arg, val, 1, 64, &v) != 0)
                 return -1;
             a->concurrency = (int)v;
         } else if (strcmp(arg, "--milliseconds-behind-latest") == 0) {
-            if (parse_int(arg, val, 0, INT64_MAX, &a->millis_behind) != 0)
+            if (kl_cli_parse_int("read", arg, val, 0, INT64_MAX, &a->millis_behind) != 0)
                 return -1;
         } else {
             fprintf(stderr, "kinesis-loader read: unknown option %s\n", arg);
@@ -454,21 +440,6 @@ static int format_message(const struct kl_message *m, bool raw, struct kl_json_d
     return rc;
 }
 
-static bool is_aws_endpoint(const char *url)
-{
-    const char *host = strstr(url, "://");
-    char h[256];
-    size_t n;
-    host = host ? host + 3 : url;
-    n = strcspn(host, ":/");
-    if (n >= sizeof h)
-        return false;
-    memcpy(h, host, n);
-    h[n] = '\0';
-    return (n > 14 && strcmp(h + n - 14, ".amazonaws.com") == 0) ||
-           (n > 17 && strcmp(h + n - 17, ".amazonaws.com.cn") == 0);
-}
-
 int kl_cmd_read(int argc, char **argv)
 {
     static struct read_args a;
@@ -540,7 +511,7 @@ int kl_cmd_read(int argc, char **argv)
     ro.millis_behind_latest = a.millis_behind;
     ro.concurrency = a.concurrency;
     if (strcmp(a.pacing, "on") == 0 ||
-        (strcmp(a.pacing, "auto") == 0 && is_aws_endpoint(conn.endpoint))) {
+        (strcmp(a.pacing, "auto") == 0 && kl_cli_is_aws_endpoint(conn.endpoint))) {
         ro.min_call_interval_ms = 200;
         ro.max_bytes_per_s = 2 << 20;
     }

@@ -10,5 +10,7 @@
 
 int kl_cmd_read(int argc, char **argv);
 void kl_cmd_read_usage(FILE *out);
+int kl_cmd_load(int argc, char **argv);
+void kl_cmd_load_usage(FILE *out);
 
 #endif

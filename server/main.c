@@ -15,6 +15,7 @@ static void usage(FILE *out)
                  "\n"
                  "Commands:\n"
                  "  read STREAM   print a stream's messages as JSON lines (like kcat for Kafka)\n"
+                 "  load STREAM   run one load job in the foreground and print its job document\n"
                  "\n"
                  "  --help        this text; `kinesis-loader COMMAND --help` for a command\n"
                  "  --version     the version\n"
@@ -41,6 +42,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "read") == 0)
         return kl_cmd_read(argc - 1, argv + 1);
+    if (strcmp(argv[1], "load") == 0)
+        return kl_cmd_load(argc - 1, argv + 1);
     fprintf(stderr, "kinesis-loader: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

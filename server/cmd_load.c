@@ -1,0 +1,281 @@
+/*
+ * `kinesis-loader load STREAM`: runs one load job in the foreground, without
+ * the HTTP server (for cron and Kubernetes Jobs), and prints the same job
+ * document `GET /jobs/{id}` returns. With REDIS_URL it shares the state of
+ * running services (and their active-job rule); without, state is
+ * in-process and the destination's checkpoints carry it between runs.
+ */
+#include "server/cli.h"
+#include "server/commands.h"
+#include "core/dest/pg.h"
+#include "core/dest/sqlite.h"
+#include "core/kinesis/conn.h"
+#include "core/load/engine.h"
+#include "core/store/memory.h"
+#include "core/store/redis.h"
+#include "core/util/err.h"
+#include "core/util/log.h"
+
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SQLITE_PATH "kinesis-loader.db"
+
+static atomic_bool interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&interrupted, true);
+}
+
+void kl_cmd_load_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kinesis-loader load STREAM [options]\n"
+            "\n"
+            "Runs one load job in the foreground and prints its job document (as GET /jobs/{id}\n"
+            "returns it). The options are dlt's kinesis_stream arguments, with its defaults:\n"
+            "\n"
+            "  --pipeline-name NAME           state namespace (default kinesis_pipeline)\n"
+            "  --dataset-name NAME            schema that receives the tables (default kinesis)\n"
+            "  --table-name NAME              root table (default: the stream name, normalised)\n"
+            "  --initial-at-timestamp WHEN    first run only: null (TRIM_HORIZON), 0 (LATEST,\n"
+            "                                 the default), epoch seconds or ISO-8601\n"
+            "  --max-number-of-messages N     budget for the job (may pass by a chunk a worker)\n"
+            "  --milliseconds-behind-latest MS  a shard is done below this (default 1000)\n"
+            "  --no-parse-json                store Data as bytes in column `data`\n"
+            "  --chunk-size N                 GetRecords Limit and unit of commit (default 1000)\n"
+            "  --write-disposition MODE       append (default), merge or replace\n"
+            "  --workers N                    shards loaded in parallel (default 4)\n"
+            "  --timeout S                    give up waiting after S seconds (default: none)\n"
+            "\n"
+            "Destination: DATABASE_URL (PostgreSQL, libpq syntax); without it the SQLite file\n"
+            "KL_SQLITE_PATH (default ./" DEFAULT_SQLITE_PATH "). State: REDIS_URL, shared with\n"
+            "running services; without it, in-process. AWS settings as for `read`.\n"
+            "Ctrl-C cancels the job at the next chunk boundary (what is loaded stays loaded).\n"
+            "Exit status: 0 succeeded, 1 failed, cancelled or refused, 2 bad usage.\n");
+}
+
+static int parse_args(int argc, char **argv, struct kl_load_params *p, int *workers,
+                      int64_t *timeout_s)
+{
+    const char *stream = NULL;
+    int64_t v;
+
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] != '-' && stream == NULL)
+            stream = argv[i];
+    kl_load_params_defaults(p, stream ? stream : "");
+    *workers = 4;
+    *timeout_s = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        struct kl_err err;
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            kl_cmd_load_usage(stdout);
+            exit(0);
+        }
+        if (arg[0] != '-') {
+            if (arg != stream) {
+                fprintf(stderr, "kinesis-loader load: one stream only ('%s' and '%s')\n", stream,
+                        arg);
+                return -1;
+            }
+            continue;
+        }
+        if (strcmp(arg, "--no-parse-json") == 0) {
+            p->parse_json = false;
+            continue;
+        }
+        if (val == NULL) {
+            fprintf(stderr, "kinesis-loader load: %s needs a value\n", arg);
+            return -1;
+        }
+        i++;
+        if (strcmp(arg, "--pipeline-name") == 0) {
+            snprintf(p->pipeline_name, sizeof p->pipeline_name, "%s", val);
+        } else if (strcmp(arg, "--dataset-name") == 0) {
+            snprintf(p->dataset_name, sizeof p->dataset_name, "%s", val);
+        } else if (strcmp(arg, "--table-name") == 0) {
+            snprintf(p->table_name, sizeof p->table_name, "%s", val);
+        } else if (strcmp(arg, "--initial-at-timestamp") == 0) {
+            snprintf(p->initial_text, sizeof p->initial_text, "%s", val);
+            if (strcmp(val, "null") == 0) {
+                p->initial.kind = KL_INITIAL_TRIM_HORIZON;
+            } else if (kl_parse_initial_position(val, &p->initial, &err) != KL_OK) {
+                fprintf(stderr, "kinesis-loader load: --initial-at-timestamp: %s\n", err.msg);
+                return -1;
+            }
+        } else if (strcmp(arg, "--max-number-of-messages") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 1, INT64_MAX, &p->max_messages) != 0)
+                return -1;
+        } else if (strcmp(arg, "--milliseconds-behind-latest") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 0, 604800000, &p->millis_behind_latest) != 0)
+                return -1;
+        } else if (strcmp(arg, "--chunk-size") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 1, 10000, &v) != 0)
+                return -1;
+            p->chunk_size = (int)v;
+        } else if (strcmp(arg, "--write-disposition") == 0) {
+            if (kl_write_disposition_parse(val, &p->write_disposition) != 0) {
+                fprintf(stderr, "kinesis-loader load: --write-disposition is append, merge or "
+                                "replace, not '%s'\n",
+                        val);
+                return -1;
+            }
+        } else if (strcmp(arg, "--workers") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 1, 256, &v) != 0)
+                return -1;
+            *workers = (int)v;
+        } else if (strcmp(arg, "--timeout") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 1, 604800, timeout_s) != 0)
+                return -1;
+        } else {
+            fprintf(stderr, "kinesis-loader load: unknown option %s\n", arg);
+            return -1;
+        }
+    }
+    if (stream == NULL) {
+        fprintf(stderr, "kinesis-loader load: which stream? (kinesis-loader load STREAM)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_job(const struct kl_store_job *job)
+{
+    cJSON *doc = kl_job_document(job);
+    char *text = doc != NULL ? cJSON_Print(doc) : NULL;
+    if (text != NULL)
+        printf("%s\n", text);
+    free(text);
+    cJSON_Delete(doc);
+}
+
+int kl_cmd_load(int argc, char **argv)
+{
+    struct kl_load_params p;
+    struct kl_kinesis_conn conn;
+    struct kl_kinesis_conn_options co;
+    struct kl_store_options so;
+    struct kl_dest_options dopts;
+    struct kl_engine_config ec;
+    struct kl_store *store = NULL;
+    struct kl_dest_factory *dests = NULL;
+    struct kl_engine *engine = NULL;
+    struct kl_store_job job;
+    struct sigaction sa;
+    struct kl_err err;
+    char id[KL_STORE_JOB_ID_SIZE];
+    const char *level = getenv("KL_LOG_LEVEL");
+    const char *db = getenv("DATABASE_URL");
+    const char *redis = getenv("REDIS_URL");
+    const char *sqlite_path = getenv("KL_SQLITE_PATH");
+    bool conn_open = false, existing = false, cancel_sent = false;
+    int64_t timeout_s, waited_ms = 0;
+    int workers, status = 1, rc;
+
+    kl_store_job_init(&job);
+    if (kl_log_set_level_name(level ? level : "warn") != 0) {
+        fprintf(stderr, "kinesis-loader load: KL_LOG_LEVEL is debug, info, warn or error\n");
+        return 2;
+    }
+    if (parse_args(argc, argv, &p, &workers, &timeout_s) != 0) {
+        fprintf(stderr, "(kinesis-loader load --help lists the options)\n");
+        return 2;
+    }
+    if (kl_load_params_validate(&p, &err) != KL_OK) {
+        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+        return 2;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0) {
+        fprintf(stderr, "kinesis-loader load: cannot install signal handlers\n");
+        goto cleanup;
+    }
+
+    memset(&co, 0, sizeof co);
+    if (kl_kinesis_conn_init(&conn, &co, &err) != KL_OK) {
+        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+        goto cleanup;
+    }
+    conn_open = true;
+    kl_store_options_init(&so);
+    store = redis != NULL && redis[0] != '\0' ? kl_store_redis_create(redis, &so, &err)
+                                              : kl_store_memory_create(&so, &err);
+    if (store == NULL) {
+        fprintf(stderr, "kinesis-loader load: state store: %s\n", err.msg);
+        goto cleanup;
+    }
+    kl_dest_options_init(&dopts);
+    dests = db != NULL && db[0] != '\0'
+                ? kl_dest_pg_factory_create(db, &dopts, &err)
+                : kl_dest_sqlite_factory_create(sqlite_path && sqlite_path[0] ? sqlite_path
+                                                                              : DEFAULT_SQLITE_PATH,
+                                                &dopts, &err);
+    if (dests == NULL) {
+        fprintf(stderr, "kinesis-loader load: destination: %s\n", err.msg);
+        goto cleanup;
+    }
+    memset(&ec, 0, sizeof ec);
+    ec.store = store;
+    ec.dests = dests;
+    ec.client = conn.client;
+    ec.workers = workers;
+    if (kl_cli_is_aws_endpoint(conn.endpoint)) {
+        ec.min_call_interval_ms = 200;
+        ec.max_bytes_per_s = 2 << 20;
+    }
+    engine = kl_engine_create(&ec, &err);
+    if (engine == NULL || kl_engine_start(engine, &err) != KL_OK) {
+        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+        goto cleanup;
+    }
+    rc = kl_engine_submit(engine, &p, NULL, id, &existing, &err);
+    if (rc == KL_ERR_CONFLICT) {
+        fprintf(stderr, "kinesis-loader load: job %s of stream %s and pipeline %s is still "
+                        "active\n",
+                id, p.stream, p.pipeline_name);
+        goto cleanup;
+    }
+    if (rc != KL_OK) {
+        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+        goto cleanup;
+    }
+    for (;;) {
+        rc = kl_engine_wait(engine, id, 1000, &job, &err);
+        if (rc == KL_OK)
+            break;
+        if (rc != KL_ERR_UNAVAILABLE) {
+            fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+            goto cleanup;
+        }
+        waited_ms += 1000;
+        if (!cancel_sent && (atomic_load(&interrupted) ||
+                             (timeout_s > 0 && waited_ms >= timeout_s * 1000))) {
+            fprintf(stderr, "kinesis-loader load: cancelling job %s at its next chunk\n", id);
+            kl_store_job_cancel(store, id, NULL, NULL);
+            cancel_sent = true;
+        }
+    }
+    print_job(&job);
+    status = job.status == KL_STORE_JOB_SUCCEEDED ? 0 : 1;
+
+cleanup:
+    kl_engine_destroy(engine);
+    kl_dest_factory_destroy(dests);
+    kl_store_destroy(store);
+    if (conn_open)
+        kl_kinesis_conn_free(&conn);
+    kl_store_job_free(&job);
+    return status;
+}

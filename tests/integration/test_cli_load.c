@@ -1,0 +1,135 @@
+/*
+ * `kinesis-loader load` as a cron job or Kubernetes Job runs it: loads a
+ * stream into PostgreSQL (DATABASE_URL) or SQLite (KL_SQLITE_PATH), prints
+ * the job document, exits 0; a second run loads only what is new; bad
+ * options exit 2 with the option named.
+ */
+#include "tests/support/test_support.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char env_prefix[1024];
+static char stream[96];
+
+static int load_cmd(char **out, const char *dest_env, const char *args)
+{
+    return kl_test_run(out, "%s %s '%s' load '%s' %s", env_prefix, dest_env, KL_BINARY, stream,
+                       args);
+}
+
+static void put(int start, int count)
+{
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node put-records.js --endpoint '%s' --stream '%s' "
+                                 "--start %d --count %d --access-key AKIDLOAD >/dev/null",
+                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                                 kl_test_require_env("KL_TEST_KINESALITE_URL"), stream, start,
+                                 count),
+                     0);
+}
+
+static long long messages_of(const char *out)
+{
+    cJSON *doc = cJSON_Parse(out);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "progress"), "messages");
+    long long v = cJSON_IsNumber(n) ? (long long)n->valuedouble : -1;
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status")),
+                        "succeeded");
+    cJSON_Delete(doc);
+    return v;
+}
+
+static void loads_into(const char *dest_env)
+{
+    char *out = NULL;
+    const char *args = "--initial-at-timestamp null --milliseconds-behind-latest 0 "
+                       "--chunk-size 50 2>/dev/null";
+
+    assert_int_equal(load_cmd(&out, dest_env, args), 0);
+    assert_int_equal(messages_of(out), 200);
+    free(out);
+    put(200, 30);
+    assert_int_equal(load_cmd(&out, dest_env, args), 0);
+    assert_int_equal(messages_of(out), 30);
+    free(out);
+}
+
+static void loads_into_sqlite(void **state)
+{
+    char dest[512];
+    (void)state;
+    snprintf(dest, sizeof dest, "KL_SQLITE_PATH=/tmp/%s.db", stream);
+    loads_into(dest);
+    snprintf(dest, sizeof dest, "/tmp/%s.db", stream);
+    unlink(dest);
+}
+
+static void loads_into_postgres(void **state)
+{
+    char dest[512];
+    (void)state;
+    /* the same stream again: another dataset, so it starts from scratch */
+    snprintf(dest, sizeof dest, "DATABASE_URL='%s'", kl_test_require_env("KL_TEST_PG_URL"));
+    put(230, 1);
+    {
+        char *out = NULL;
+        char args[256];
+        snprintf(args, sizeof args,
+                 "--dataset-name cli_%d --initial-at-timestamp null --milliseconds-behind-latest 0 "
+                 "2>/dev/null",
+                 (int)getpid());
+        assert_int_equal(load_cmd(&out, dest, args), 0);
+        assert_int_equal(messages_of(out), 231);
+        free(out);
+    }
+}
+
+static void bad_options_exit_2(void **state)
+{
+    char *out = NULL;
+    (void)state;
+    assert_int_equal(load_cmd(&out, "", "--chunk-size 0 2>&1"), 2);
+    assert_non_null(strstr(out, "--chunk-size must be an integer from 1 to 10000"));
+    free(out);
+    assert_int_equal(load_cmd(&out, "", "--write-disposition upsert 2>&1"), 2);
+    assert_non_null(strstr(out, "append, merge or replace"));
+    free(out);
+    assert_int_equal(load_cmd(&out, "", "--dataset-name 9lives 2>&1"), 2);
+    assert_non_null(strstr(out, "dataset_name"));
+    free(out);
+    assert_int_equal(load_cmd(&out, "", "--initial-at-timestamp soon 2>&1"), 2);
+    free(out);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(env_prefix, sizeof env_prefix,
+             "AWS_ENDPOINT_URL_KINESIS='%s' AWS_ACCESS_KEY_ID=AKIDLOAD AWS_SECRET_ACCESS_KEY=x "
+             "AWS_REGION=us-east-1",
+             kl_test_require_env("KL_TEST_KINESALITE_URL"));
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-cli-load"));
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
+                                 "--shards 2 --access-key AKIDLOAD >/dev/null",
+                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                                 kl_test_require_env("KL_TEST_KINESALITE_URL"), stream),
+                     0);
+    put(0, 200);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loads_into_sqlite),
+        cmocka_unit_test(loads_into_postgres),
+        cmocka_unit_test(bad_options_exit_2),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -678,6 +678,11 @@ static void run_delivery(struct worker *w, const struct kl_store_task *t)
     if (rc == KL_OK)
         rc = kl_store_job_transition(store_of(w), t->job_id, KL_STORE_JOB_RUNNING, NULL, NULL,
                                      &err);
+    if (rc == KL_ERR_CONFLICT) {
+        /* cancelled (or failed) since we read it: nothing left to do */
+        finish(w, t);
+        goto cleanup;
+    }
     if (rc != KL_OK) {
         if (kl_err_retryable((enum kl_err_code)rc))
             retry_or_fail(w, t, &err);

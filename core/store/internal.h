@@ -1,0 +1,39 @@
+/*
+ * Helpers the store backends share: job ids, position order, bounded
+ * copies and snapshot ordering. Not part of the store's interface; only
+ * the store backends include it.
+ */
+#ifndef KL_STORE_INTERNAL_H
+#define KL_STORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/store/store.h"
+
+struct kl_err;
+struct kl_clock;
+
+/* A new job id for a job created at `now_ms`: 10 characters of time, 16 of
+ * randomness from the OpenSSL generator. */
+int kl_store_new_job_id(int64_t now_ms, char out[KL_STORE_JOB_ID_SIZE], struct kl_err *err);
+
+/* True for a 26-character id of the job id alphabet. */
+bool kl_store_job_id_valid(const char *id);
+
+/* Orders positions: sequence numerically, then sub-sequence (-1, a whole
+ * record, before its sub-records). "" is before everything. */
+int kl_store_pos_cmp(const char *seq_a, int64_t sub_a, const char *seq_b, int64_t sub_b);
+
+/* Copies at most size - 1 bytes and terminates; returns false when `src` did not fit. */
+bool kl_store_copy(char *dst, size_t size, const char *src);
+
+/* Sorts a snapshot's tables and shards by name (backends fill them in any order). */
+void kl_store_job_sort(struct kl_store_job *j);
+void kl_store_state_sort(struct kl_store_state *s);
+
+/* Clamps a count parsed from storage into [0, INT64_MAX]. */
+int64_t kl_store_parse_i64(const char *s, size_t len, int64_t fallback);
+
+#endif

@@ -1,0 +1,500 @@
+/*
+ * The state store: what every replica of the service shares — job records,
+ * the shard task queue, shard leases with fencing tokens, and a cache of the
+ * checkpoints and run times. Backends: Redis (core/store/redis.h) for several
+ * replicas, in-process (core/store/memory.h) for one. Not here: the data
+ * itself or the truth about positions (the destination holds both, see
+ * DESIGN §4), nor how a job is planned or run (core/load).
+ *
+ * Threads: a `struct kl_store` is thread-safe; workers and HTTP handlers
+ * share one. A blocking kl_store_task_take does not hold up other threads.
+ *
+ * Errors, for every call: KL_ERR_UNAVAILABLE is retryable (Redis down,
+ * connection lost, command timed out); every call may be retried with the
+ * same arguments, and all of them are written so that a retry of a call
+ * that did take effect does no harm (see each call). KL_ERR_INVALID: an
+ * argument breaks the limits below. KL_ERR_NOT_FOUND: the job does not
+ * exist (never created, expired, or lost with a flushed Redis).
+ * KL_ERR_CONFLICT: the call lost a race or names something no longer held.
+ *
+ * Names (stream, pipeline, dataset, shard ids, owners) are 1..max bytes of
+ * printable ASCII without ':' , '|' or '/' (AWS and dlt names never contain
+ * them), so they can be parts of keys.
+ */
+#ifndef KL_STORE_STORE_H
+#define KL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kinesis/client.h"
+#include "core/kinesis/start.h"
+
+struct kl_err;
+struct kl_clock;
+
+/* Job ids are 26 characters of lower-case Crockford base32 (0-9, a-z without
+ * i, l, o, u): 48 bits of creation time in ms, then 80 random bits, as a
+ * ULID. They sort by creation time, so lists page by id. */
+#define KL_STORE_JOB_ID_LEN 26
+#define KL_STORE_JOB_ID_SIZE (KL_STORE_JOB_ID_LEN + 1)
+#define KL_STORE_NAME_MAX 128         /* pipeline and dataset, with the NUL */
+#define KL_STORE_TABLE_MAX 128        /* a table name in row counts, with the NUL */
+#define KL_STORE_OWNER_MAX 128        /* a worker's identity, with the NUL */
+#define KL_STORE_IDEMPOTENCY_MAX 256  /* an Idempotency-Key, with the NUL */
+#define KL_STORE_ERROR_MAX 1024       /* a job's error detail (longer is truncated) */
+#define KL_STORE_TASK_META_MAX 1024   /* a task's opaque text, with the NUL */
+#define KL_STORE_PARAMS_MAX 65536     /* a job's parameters JSON */
+#define KL_STORE_PREFIX_MAX 64        /* the key prefix, with the NUL */
+#define KL_STORE_LIST_MAX 500         /* jobs per page */
+#define KL_STORE_SHARDS_MAX 100000    /* shards and tables per job in a snapshot */
+
+/* ---- jobs ---- */
+
+enum kl_store_job_status {
+    KL_STORE_JOB_QUEUED = 0,
+    KL_STORE_JOB_RUNNING,
+    KL_STORE_JOB_SUCCEEDED,
+    KL_STORE_JOB_FAILED,
+    KL_STORE_JOB_CANCELLED,
+};
+
+/* "queued", "running", "succeeded", "failed", "cancelled". */
+const char *kl_store_job_status_name(enum kl_store_job_status s);
+/* Returns 0, or -1 for an unknown name. */
+int kl_store_job_status_parse(const char *name, enum kl_store_job_status *out);
+/* succeeded, failed and cancelled are final: no transition leaves them. */
+bool kl_store_job_status_final(enum kl_store_job_status s);
+
+/* A new job. Strings are copied. */
+struct kl_store_job_new {
+    const char *stream;
+    const char *pipeline_name;
+    const char *dataset_name;
+    const char *parameters_json;  /* a JSON document, stored as given; NULL: "{}" */
+    const char *idempotency_key;  /* NULL or "": none; else 1..255 printable ASCII */
+};
+
+struct kl_store_gap {
+    char from_sequence[KL_SEQ_MAX];
+    char to_sequence[KL_SEQ_MAX]; /* "" when unknown */
+    char reason[192];
+};
+
+/* Rows one table received (a delta in kl_store_job_progress, a total in a snapshot). */
+struct kl_store_table_rows {
+    char table[KL_STORE_TABLE_MAX];
+    int64_t rows;
+};
+
+/* A shard's progress within a job. */
+struct kl_store_shard_progress {
+    char shard_id[KL_SHARD_ID_MAX];
+    char sequence[KL_SEQ_MAX]; /* the highest committed; "" before the first commit */
+    int64_t sub_sequence;      /* KPL sub-record of that sequence, -1 for a whole record */
+    int64_t millis_behind_latest; /* -1 until known */
+    int64_t messages;
+    bool done;
+    bool has_gap;
+    struct kl_store_gap gap;
+};
+
+/* A snapshot of a job: kl_store_job_init before use, kl_store_job_free after. */
+struct kl_store_job {
+    char id[KL_STORE_JOB_ID_SIZE];
+    char stream[KL_STREAM_NAME_MAX];
+    char pipeline_name[KL_STORE_NAME_MAX];
+    char dataset_name[KL_STORE_NAME_MAX];
+    char *parameters; /* malloc'ed JSON text; owned by the snapshot */
+    enum kl_store_job_status status;
+    bool cancel_requested;
+    int64_t created_ms;  /* epoch ms */
+    int64_t started_ms;  /* -1 until running */
+    int64_t finished_ms; /* -1 until final */
+    bool has_error;
+    char error_type[32]; /* kl_err_code_name of the failure, e.g. "unavailable" */
+    char error_detail[KL_STORE_ERROR_MAX];
+    char error_shard[KL_SHARD_ID_MAX]; /* "" when not about one shard */
+    int64_t messages;
+    int64_t dead_letters;
+    int64_t tasks_total;
+    int64_t tasks_done;
+    struct kl_store_table_rows *tables; /* malloc'ed, ordered by table name */
+    size_t n_tables;
+    struct kl_store_shard_progress *shards; /* malloc'ed, ordered by shard id */
+    size_t n_shards;
+};
+
+void kl_store_job_init(struct kl_store_job *j);
+void kl_store_job_free(struct kl_store_job *j);
+
+/* Why a job failed (kl_store_job_transition to failed). */
+struct kl_store_job_error {
+    const char *type;     /* a kl_err_code_name; NULL: "internal" */
+    const char *detail;   /* truncated to KL_STORE_ERROR_MAX - 1 bytes */
+    const char *shard_id; /* NULL when not about one shard */
+};
+
+/* One committed chunk of one shard, reported by the worker that wrote it.
+ * Deltas are added to the job's counters in one atomic step. */
+struct kl_store_progress {
+    const char *shard_id;
+    /* The chunk's checkpoint; NULL for an update without a position (e.g.
+     * registering a shard, or marking it done). With a position, the whole
+     * update is applied only when the position is past the shard's stored
+     * one (sequence numerically, then sub_sequence), so a retried or
+     * re-delivered report is counted once. */
+    const char *sequence;
+    int64_t sub_sequence;
+    int64_t millis_behind_latest; /* < 0: unchanged */
+    int64_t messages;             /* >= 0 */
+    int64_t dead_letters;         /* >= 0 */
+    const struct kl_store_table_rows *tables; /* row deltas per table; may be NULL */
+    size_t n_tables;                          /* at most 1024 */
+    bool done;                                /* sets the shard's done flag (never clears it) */
+    const struct kl_store_gap *gap;           /* NULL: none; else replaces the shard's gap */
+};
+
+struct kl_store_job_filter {
+    const char *stream; /* NULL: any */
+    bool has_status;
+    enum kl_store_job_status status;
+    int limit;          /* 1..KL_STORE_LIST_MAX; 0 means 50 */
+    const char *cursor; /* NULL or "": from the newest; else a page's next_cursor */
+};
+
+/* A page of jobs, newest first: kl_store_job_page_free after use. */
+struct kl_store_job_page {
+    struct kl_store_job *jobs; /* malloc'ed */
+    size_t n_jobs;
+    char next_cursor[KL_STORE_JOB_ID_SIZE]; /* "" on the last page */
+};
+
+void kl_store_job_page_free(struct kl_store_job_page *p);
+
+/* ---- tasks ---- */
+
+/* A delivered task. `delivery` names this delivery: heartbeat, ack and nack
+ * succeed only for the current delivery, so a worker whose task was taken
+ * over learns it (KL_ERR_CONFLICT). */
+struct kl_store_task {
+    char job_id[KL_STORE_JOB_ID_SIZE];
+    char shard_id[KL_SHARD_ID_MAX];
+    int attempt;       /* earlier deliveries that ended without an ack (nack or expiry) */
+    int64_t delivery;  /* 1 for the first delivery, +1 for each one after */
+    char meta[KL_STORE_TASK_META_MAX]; /* the opaque text given to enqueue */
+};
+
+struct kl_store_task_ack {
+    int64_t tasks_total; /* the job's counts right after this ack */
+    int64_t tasks_done;
+    bool last;           /* this ack finished the job's last task: finalise the job */
+};
+
+struct kl_store_queue_stats {
+    int64_t queued;    /* ready to be taken */
+    int64_t in_flight; /* taken, not acked */
+    int64_t delayed;   /* nacked with a delay, not ready yet */
+};
+
+/* ---- leases ---- */
+
+/* Which shard: the lease, its fencing counter and the checkpoint cache are per key. */
+struct kl_store_shard_key {
+    const char *pipeline;
+    const char *stream;
+    const char *shard_id;
+};
+
+struct kl_store_lease {
+    char owner[KL_STORE_OWNER_MAX];
+    int64_t token;
+    int64_t ttl_ms; /* time left */
+};
+
+/* ---- checkpoint and run-time cache ---- */
+
+struct kl_store_checkpoint {
+    struct kl_shard_position position; /* sub_sequence -1: a whole record */
+    int64_t fencing_token;
+};
+
+/* What the cache holds for a pipeline and stream: kl_store_state_init before
+ * use, kl_store_state_free after. */
+struct kl_store_state {
+    /* false: the cache was never filled or was lost (Redis flushed or
+     * restarted): rebuild it from the destination with kl_store_state_fill.
+     * The other fields are then whatever was written since. */
+    bool present;
+    struct kl_store_checkpoint *checkpoints; /* malloc'ed, ordered by shard id */
+    size_t n_checkpoints;
+    bool has_run;
+    int64_t run_ms; /* the run time the next job starts from (epoch ms) */
+};
+
+void kl_store_state_init(struct kl_store_state *s);
+void kl_store_state_free(struct kl_store_state *s);
+
+/* ---- the store ---- */
+
+struct kl_store_options {
+    const char *key_prefix;       /* namespace of every key; default "kl:" (< 64 bytes) */
+    const struct kl_clock *clock; /* job timestamps and ids; in-process: also leases and
+                                     task deadlines. NULL: system. Redis measures TTLs
+                                     and deadlines with its own clock. */
+    int64_t job_retention_ms;     /* finished jobs are kept this long; default 7 days */
+    int64_t idempotency_ttl_ms;   /* an Idempotency-Key maps to its job this long; 24 h */
+    /* Redis only */
+    int64_t connect_timeout_ms;   /* default 2000 */
+    int64_t command_timeout_ms;   /* default 5000 */
+    int pool_max;                 /* connections at most; default 64 */
+    int64_t poll_ms;              /* a blocking take re-checks delayed and expired tasks
+                                     at least this often; default 500 */
+    int64_t backoff_max_ms;       /* reconnect attempts back off up to this; default 2000 */
+};
+
+/* Fills the defaults above. */
+void kl_store_options_init(struct kl_store_options *o);
+
+struct kl_store_ops {
+    const char *(*name)(void *impl);
+    int (*ping)(void *impl, struct kl_err *err);
+
+    int (*job_create)(void *impl, const struct kl_store_job_new *j,
+                      char id_out[KL_STORE_JOB_ID_SIZE], bool *existing, struct kl_err *err);
+    int (*job_get)(void *impl, const char *id, struct kl_store_job *out, struct kl_err *err);
+    int (*job_list)(void *impl, const struct kl_store_job_filter *f,
+                    struct kl_store_job_page *out, struct kl_err *err);
+    int (*job_status)(void *impl, const char *id, enum kl_store_job_status *status,
+                      bool *cancel_requested, struct kl_err *err);
+    int (*job_active)(void *impl, const char *pipeline, const char *stream,
+                      char id_out[KL_STORE_JOB_ID_SIZE], bool *found, struct kl_err *err);
+    int (*job_transition)(void *impl, const char *id, enum kl_store_job_status to,
+                          const struct kl_store_job_error *e, enum kl_store_job_status *now,
+                          struct kl_err *err);
+    int (*job_cancel)(void *impl, const char *id, enum kl_store_job_status *now,
+                      struct kl_err *err);
+    int (*job_progress)(void *impl, const char *id, const struct kl_store_progress *p,
+                        bool *applied, struct kl_err *err);
+
+    int (*task_enqueue)(void *impl, const char *job_id, const char *shard_id, const char *meta,
+                        int64_t delay_ms, bool *created, struct kl_err *err);
+    int (*task_take)(void *impl, const char *owner, int64_t lease_ms, int64_t timeout_ms,
+                     struct kl_store_task *out, bool *got, struct kl_err *err);
+    int (*task_heartbeat)(void *impl, const struct kl_store_task *t, int64_t lease_ms,
+                          struct kl_err *err);
+    int (*task_ack)(void *impl, const struct kl_store_task *t, struct kl_store_task_ack *out,
+                    struct kl_err *err);
+    int (*task_nack)(void *impl, const struct kl_store_task *t, int64_t delay_ms,
+                     struct kl_err *err);
+    int (*task_reap)(void *impl, int64_t *requeued, struct kl_err *err);
+    int (*queue_stats)(void *impl, struct kl_store_queue_stats *out, struct kl_err *err);
+
+    int (*lease_take)(void *impl, const struct kl_store_shard_key *k, const char *owner,
+                      int64_t ttl_ms, int64_t min_token, int64_t *token, struct kl_err *err);
+    int (*lease_renew)(void *impl, const struct kl_store_shard_key *k, const char *owner,
+                       int64_t token, int64_t ttl_ms, struct kl_err *err);
+    int (*lease_release)(void *impl, const struct kl_store_shard_key *k, const char *owner,
+                         int64_t token, struct kl_err *err);
+    int (*lease_get)(void *impl, const struct kl_store_shard_key *k, struct kl_store_lease *out,
+                     struct kl_err *err);
+
+    int (*checkpoint_put)(void *impl, const char *pipeline, const char *stream,
+                          const struct kl_store_checkpoint *cp, bool *applied,
+                          struct kl_err *err);
+    int (*run_put)(void *impl, const char *pipeline, const char *stream, int64_t run_ms,
+                   struct kl_err *err);
+    int (*state_get)(void *impl, const char *pipeline, const char *stream,
+                     struct kl_store_state *out, struct kl_err *err);
+    int (*state_fill)(void *impl, const char *pipeline, const char *stream,
+                      const struct kl_store_state *in, struct kl_err *err);
+    int (*state_delete)(void *impl, const char *pipeline, const char *stream,
+                        struct kl_err *err);
+
+    void (*destroy)(void *impl);
+};
+
+/* The public functions below check their arguments, then call the backend,
+ * whose ops see only valid input. */
+struct kl_store {
+    const struct kl_store_ops *ops;
+    void *impl;
+};
+
+/* Closes connections and frees the store; NULL is a no-op. */
+void kl_store_destroy(struct kl_store *s);
+
+/* "redis" or "memory". */
+const char *kl_store_name(struct kl_store *s);
+
+/* Checks that the store answers (for /readyz). */
+int kl_store_ping(struct kl_store *s, struct kl_err *err);
+
+/* ---- jobs ---- */
+
+/* Creates a queued job, atomically only if no job of the same stream and
+ * pipeline is queued or running. `*existing` tells whether the id is of an
+ * earlier job created with the same Idempotency-Key (kept for
+ * idempotency_ttl_ms; that job is returned whatever its state, and no new
+ * job is made). KL_ERR_CONFLICT: another job is active; `id_out` is then
+ * that job's id (the one out-parameter written on failure). KL_ERR_INVALID:
+ * bad names, parameters not JSON, or larger than KL_STORE_PARAMS_MAX.
+ * A retry after KL_ERR_UNAVAILABLE may meet the job this call did create as
+ * the active job: pass an Idempotency-Key to make creation retry-safe. */
+int kl_store_job_create(struct kl_store *s, const struct kl_store_job_new *j,
+                        char id_out[KL_STORE_JOB_ID_SIZE], bool *existing, struct kl_err *err);
+
+/* Reads a job. `out` must be initialised; it is replaced (freed first) on success. */
+int kl_store_job_get(struct kl_store *s, const char *id, struct kl_store_job *out,
+                     struct kl_err *err);
+
+/* Lists jobs newest first. A page may hold fewer than `limit` jobs while
+ * next_cursor is set (a filtered scan stops after a bounded amount of work);
+ * follow next_cursor until it is "". KL_ERR_INVALID for a malformed cursor. */
+int kl_store_job_list(struct kl_store *s, const struct kl_store_job_filter *f,
+                      struct kl_store_job_page *out, struct kl_err *err);
+
+/* The cheap poll a worker does between chunks. */
+int kl_store_job_status(struct kl_store *s, const char *id, enum kl_store_job_status *status,
+                        bool *cancel_requested, struct kl_err *err);
+
+/* The queued or running job of a stream and pipeline, if any. */
+int kl_store_job_active(struct kl_store *s, const char *pipeline, const char *stream,
+                        char id_out[KL_STORE_JOB_ID_SIZE], bool *found, struct kl_err *err);
+
+/* Moves a job to `to`: queued -> running | failed | cancelled; running ->
+ * succeeded | failed | cancelled. A move to the status the job already has
+ * is a no-op and succeeds (many workers start the same job; a retry). Any
+ * other move is KL_ERR_CONFLICT and `*now` (may be NULL) is the job's status;
+ * on success `*now` is `to`. Entering running records started_ms; a final
+ * status records finished_ms, frees the stream and pipeline for a new job,
+ * and starts the retention clock. `e` (may be NULL) is recorded with failed. */
+int kl_store_job_transition(struct kl_store *s, const char *id, enum kl_store_job_status to,
+                            const struct kl_store_job_error *e, enum kl_store_job_status *now,
+                            struct kl_err *err);
+
+/* Cancels a job: a queued job becomes cancelled at once; a running one gets
+ * cancel_requested (workers stop at their next chunk and then move it to
+ * cancelled); a cancelled one is left alone. KL_ERR_CONFLICT for a job that
+ * succeeded or failed. `*now` (may be NULL) is the status afterwards. */
+int kl_store_job_cancel(struct kl_store *s, const char *id, enum kl_store_job_status *now,
+                        struct kl_err *err);
+
+/* Adds a committed chunk's counts and position to the job, atomically.
+ * `*applied` (may be NULL) is false when the position was not past the
+ * stored one, so nothing was counted (a duplicate). */
+int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_store_progress *p,
+                          bool *applied, struct kl_err *err);
+
+/* ---- the task queue ----
+ * One queue for all jobs, first in first out. A task is one shard of one
+ * job: enqueueing a shard the job already has is a no-op (`*created`
+ * false), so retries and the two parents of a merged shard enqueue it once.
+ * A task is never lost: a taken task is in flight until acked or nacked; if
+ * its worker stops heartbeating, the next take by any replica (or
+ * kl_store_task_reap) puts it back in front of the queue after its lease.
+ * So a task may be delivered twice; the shard lease and the destination's
+ * fenced checkpoint keep the data exactly once. */
+
+/* Queues a task of a queued or running job and counts it in tasks_total.
+ * `meta` (may be NULL) is opaque text handed back with the task. With
+ * delay_ms > 0 the task becomes ready later. KL_ERR_NOT_FOUND: no such
+ * job; KL_ERR_CONFLICT: the job is final. */
+int kl_store_task_enqueue(struct kl_store *s, const char *job_id, const char *shard_id,
+                          const char *meta, int64_t delay_ms, bool *created, struct kl_err *err);
+
+/* Takes the oldest ready task, waiting up to timeout_ms (0: do not wait).
+ * The task is in flight for lease_ms; extend it with heartbeats. `*got` is
+ * false when nothing came in time. `owner` names the worker (for operators). */
+int kl_store_task_take(struct kl_store *s, const char *owner, int64_t lease_ms,
+                       int64_t timeout_ms, struct kl_store_task *out, bool *got,
+                       struct kl_err *err);
+
+/* Extends the in-flight lease of this delivery to lease_ms from now.
+ * KL_ERR_CONFLICT: the task was taken over (or acked): stop working on it. */
+int kl_store_task_heartbeat(struct kl_store *s, const struct kl_store_task *t, int64_t lease_ms,
+                            struct kl_err *err);
+
+/* Finishes the task and counts it in the job's tasks_done. Queue the
+ * children of a shard BEFORE acking the parent, so the job cannot look
+ * finished in between. Exactly one ack of a job sees `last`. Repeating the
+ * ack of the same delivery returns the first answer. KL_ERR_CONFLICT: this
+ * delivery is no longer the task's (it was taken over): do not finalise. */
+int kl_store_task_ack(struct kl_store *s, const struct kl_store_task *t,
+                      struct kl_store_task_ack *out, struct kl_err *err);
+
+/* Gives the task back with attempt + 1: ready again at once, or after
+ * delay_ms. KL_ERR_CONFLICT as for ack. */
+int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
+                       struct kl_err *err);
+
+/* Requeues in-flight tasks whose lease has expired and readies delayed
+ * tasks that are due; take does this too. `*requeued` (may be NULL) counts
+ * the expired ones. */
+int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err);
+
+int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out,
+                         struct kl_err *err);
+
+/* ---- shard leases ----
+ * One owner per shard at a time. The fencing token rises with every new
+ * owner; it is written with each checkpoint so a stalled former owner's
+ * write is refused by the destination. */
+
+/* Takes the lease for ttl_ms and returns its token. The token is above
+ * `min_token` (pass the highest token the destination's checkpoint holds, so
+ * tokens keep rising even after Redis lost its counters; 0 when none). The
+ * same owner taking its own live lease again extends it and keeps the token.
+ * KL_ERR_CONFLICT: another owner holds a live lease. */
+int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k,
+                        const char *owner, int64_t ttl_ms, int64_t min_token, int64_t *token,
+                        struct kl_err *err);
+
+/* Extends the lease to ttl_ms from now, only if (owner, token) still holds
+ * it — or it lapsed and nobody took it since (the token is still the
+ * newest, so re-establishing it is safe). KL_ERR_CONFLICT otherwise: the
+ * lease is lost; stop writing. */
+int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k,
+                         const char *owner, int64_t token, int64_t ttl_ms, struct kl_err *err);
+
+/* Gives the lease up. KL_OK when it is released or was not held by anyone;
+ * KL_ERR_CONFLICT when another owner or token holds it (left untouched). */
+int kl_store_lease_release(struct kl_store *s, const struct kl_store_shard_key *k,
+                           const char *owner, int64_t token, struct kl_err *err);
+
+/* The live lease; KL_ERR_NOT_FOUND when none. */
+int kl_store_lease_get(struct kl_store *s, const struct kl_store_shard_key *k,
+                       struct kl_store_lease *out, struct kl_err *err);
+
+/* ---- checkpoint and run-time cache ----
+ * A copy of the destination's checkpoints for fast reads; the destination
+ * is the truth. Writes only move forward: a checkpoint carrying an older
+ * fencing token than the cached one is ignored; otherwise the position
+ * becomes the larger of the two (numeric sequence, then sub_sequence) and
+ * the token the newer. The run time only grows. */
+
+/* `*applied` (may be NULL) is false when nothing changed. */
+int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char *stream,
+                            const struct kl_store_checkpoint *cp, bool *applied,
+                            struct kl_err *err);
+
+int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream,
+                     int64_t run_ms, struct kl_err *err);
+
+/* Reads the cache. `out` must be initialised; it is replaced on success.
+ * When out->present is false, rebuild from the destination. */
+int kl_store_state_get(struct kl_store *s, const char *pipeline, const char *stream,
+                       struct kl_store_state *out, struct kl_err *err);
+
+/* Merges what the destination holds (forward only, as above) and marks the
+ * cache present. `in->present` is ignored. */
+int kl_store_state_fill(struct kl_store *s, const char *pipeline, const char *stream,
+                        const struct kl_store_state *in, struct kl_err *err);
+
+/* Forgets the cached checkpoints and run time (DELETE /streams/{s}/state).
+ * Lease fencing counters are kept: tokens never go down. */
+int kl_store_state_delete(struct kl_store *s, const char *pipeline, const char *stream,
+                          struct kl_err *err);
+
+#endif

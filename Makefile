@@ -1,7 +1,8 @@
 # kinesis-loader: a thin wrapper over CMake and scripts/. The real work is in
 # CMakeLists.txt and scripts/*.sh, which can be run directly too.
 #
-#   make run      install what is missing, build, run build/kinesis-loader $(ARGS)
+#   make run      install what is missing, build, run the service on the embedded
+#                 default (scripts/run.sh; ARGS="read s" runs another command)
 #   make test     install, build build/ and build-asan/, start the local
 #                 services, run every test, stop the services (scripts/test.sh)
 #   make build    configure and build build/ (-Werror when CI=true)
@@ -18,10 +19,8 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 WERROR := $(if $(filter true 1 yes,$(CI)),ON,OFF)
 
-# `make run` passes ARGS to the binary. For now the binary only knows --help
-# and --version; the `serve` command arrives with the service, and then ARGS
-# will default to `serve`.
-ARGS ?= --help
+# `make run ARGS="..."` runs that command of the binary instead of the service.
+ARGS ?=
 
 # C sources under the project's own folders (not node_modules or builds).
 C_SOURCES = $(shell find core api server tests bench \
@@ -43,9 +42,7 @@ test:
 	scripts/test.sh
 
 run:
-	scripts/install-deps.sh
-	$(MAKE) --no-print-directory build
-	./$(BUILD_DIR)/kinesis-loader $(ARGS)
+	scripts/run.sh $(ARGS)
 
 bench:
 	scripts/bench.sh

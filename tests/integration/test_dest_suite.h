@@ -1490,6 +1490,218 @@ static void test_state_and_complete_load(void **state)
     kl_dest_destroy(d);
 }
 
+/* The steps of one chunk's transaction, in order, as the crash hook sees them. */
+struct step_log {
+    char text[256];
+};
+
+static bool log_hook(void *ctx, enum kl_dest_step step)
+{
+    struct step_log *l = ctx;
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s%s", n > 0 ? " " : "", kl_dest_step_name(step));
+    return false;
+}
+
+/* Writes messages [from, to) of shard s0 as one chunk (with a dead letter
+ * when `dead`) and checks the steps it went through. */
+static struct kl_chunk_result logged_chunk(struct kl_dest *d, struct step_log *log, const char *ds,
+                                           const struct ts *x, size_t root, size_t tags,
+                                           const char *load_id, enum kl_write_disposition disp,
+                                           long from, long to, bool dead, const char *want)
+{
+    struct tb b;
+    struct kl_checkpoint cp;
+    struct kl_chunk_write w;
+    struct kl_chunk_result res;
+    struct kl_err err = {0};
+    char json[64], hash[32];
+
+    tb_init(&b, x);
+    for (long i = from; i < to; i++)
+        add_msg(&b, root, tags, TS_MAX_TABLES, load_id, "s0", i, 2, "v");
+    if (dead)
+        add_dead_letter(&b, "s0", to - 1, "bad");
+    checkpoint_of(&cp, "s0", to - 1, 1);
+    w = chunk_of(load_id, disp, from < to ? &b : NULL, &cp);
+    snprintf(json, sizeof json, "{\"version\":%lld}", (long long)x->s.version);
+    snprintf(hash, sizeof hash, "h%lld", (long long)x->s.version);
+    w.schema_json = json;
+    w.schema_hash = hash;
+    memset(&res, 0xff, sizeof res);
+    log->text[0] = '\0';
+    if (kl_dest_write_chunk(d, ds, &w, &res, &err) != KL_OK)
+        fail_msg("write_chunk: %s", err.msg);
+    tb_free(&b);
+    assert_string_equal(log->text, want);
+    return res;
+}
+
+/* Every chunk reports the same steps in the same order, whatever it had to
+ * do in them; the result counts what this call did. */
+static void test_step_order(void **state)
+{
+    static const char *const with_rows = "begin checkpoint ddl version replace merge_delete rows "
+                                         "rows dead_letters commit";
+    static const char *const no_rows = "begin checkpoint ddl version replace merge_delete "
+                                       "dead_letters commit";
+    const char *ds0 = unique_dataset("steps");
+    char ds[64];
+    struct ts x;
+    struct step_log log = {""};
+    struct kl_dest_options o;
+    struct kl_dest *d;
+    struct kl_chunk_result r;
+    size_t root, tags;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    kl_dest_options_init(&o);
+    o.crash_after = log_hook;
+    o.crash_ctx = &log;
+    d = BACKEND.open(&o);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    tags = ts_child(&x, "events__tags", "events");
+
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L1", KL_WRITE_APPEND, 0, 3, true, with_rows);
+    assert_int_equal(r.rows, 3 + 6);
+    assert_int_equal(r.dead_letters, 1);
+    assert_int_equal(r.tables_created, 2);
+    assert_int_equal(r.columns_added, 0);
+    assert_false(r.truncated);
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L1", KL_WRITE_APPEND, 3, 5, false, with_rows);
+    assert_int_equal(r.rows, 2 + 4);
+    assert_int_equal(r.dead_letters, 0);
+    assert_int_equal(r.tables_created, 0);
+    ts_col(&x, root, "extra", KL_TYPE_BIGINT, true, false);
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L1", KL_WRITE_APPEND, 5, 6, false, with_rows);
+    assert_int_equal(r.tables_created, 0);
+    assert_int_equal(r.columns_added, 1);
+
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L2", KL_WRITE_REPLACE, 6, 8, false, with_rows);
+    assert_true(r.truncated);
+    assert_int_equal(r.rows, 2 + 4);
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L2", KL_WRITE_REPLACE, 8, 9, true, with_rows);
+    assert_false(r.truncated);
+    assert_int_equal(count_rows(ds, "events", NULL), 3);
+
+    /* Merge: messages 7 and 8 again, and a new one. */
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L3", KL_WRITE_MERGE, 7, 10, false, with_rows);
+    assert_int_equal(r.rows, 3 + 6);
+    assert_int_equal(count_rows(ds, "events", NULL), 4);
+    assert_int_equal(count_rows(ds, "events__tags", NULL), 8);
+
+    /* A checkpoint-only chunk. */
+    r = logged_chunk(d, &log, ds, &x, root, tags, "L3", KL_WRITE_APPEND, 10, 10, false, no_rows);
+    assert_int_equal(r.rows, 0);
+    assert_int_equal(r.dead_letters, 0);
+    assert_int_equal(resume_from(d, ds, "s0"), 10);
+    kl_dest_destroy(d);
+}
+
+/* The newest `_dlt_pipeline_state` row's state, decoded (malloc'ed JSON). */
+static char *stored_state(const char *ds)
+{
+    char *b64 = scalar_text("SELECT state FROM %s ORDER BY version DESC LIMIT 1",
+                            ref(ds, "_dlt_pipeline_state"));
+    unsigned char *z;
+    char *json;
+    size_t zlen = 0, pos = 2, len = 0;
+    bool final = false;
+
+    assert_non_null(b64);
+    z = malloc(kl_base64_decoded_max(strlen(b64)));
+    assert_non_null(z);
+    assert_int_equal(kl_base64_decode(b64, strlen(b64), z, &zlen), 0);
+    json = malloc(zlen + 1);
+    assert_non_null(json);
+    while (!final) { /* zlib stored blocks: a header byte, LEN, NLEN, the bytes */
+        size_t k = (size_t)z[pos + 1] | ((size_t)z[pos + 2] << 8);
+        final = (z[pos] & 1) != 0;
+        memcpy(json + len, z + pos + 5, k);
+        len += k;
+        pos += 5 + k;
+    }
+    json[len] = '\0';
+    free(z);
+    free(b64);
+    return json;
+}
+
+/* The state document lists every stream of the pipeline with its shards
+ * and run time. Postgres lists them as read (streams with checkpoints,
+ * then streams with only a run time); SQLite sorts them by name. */
+static void test_state_document(void **state)
+{
+    const char *ds0 = unique_dataset("statedoc");
+    char ds[64];
+    struct ts x;
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct kl_load_complete c;
+    size_t root;
+    char *json;
+    cJSON *doc, *res, *kin;
+    const char *first;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    assert_int_equal(
+        write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s1", 0, 3, 3, 1, &err),
+        KL_OK);
+    assert_int_equal(
+        write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s0", 0, 2, 2, 1, &err),
+        KL_OK);
+    memset(&c, 0, sizeof c);
+    c.load_id = "L1";
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = "a_stream"; /* a run time only, and a name before "stream" */
+    c.disposition = KL_WRITE_APPEND;
+    c.next_run_ms = 1700000000500LL;
+    if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+
+    json = stored_state(ds);
+    doc = cJSON_Parse(json);
+    assert_non_null(doc);
+    assert_string_equal(cJSON_GetObjectItem(doc, "pipeline_name")->valuestring, "kinesis_pipeline");
+    assert_string_equal(cJSON_GetObjectItem(doc, "dataset_name")->valuestring, ds);
+    assert_int_equal(cJSON_GetObjectItem(doc, "_state_version")->valueint, 1);
+    res = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "sources"), "kinesis"),
+                              "resources");
+    assert_int_equal(cJSON_GetArraySize(res), 2);
+    first = strcmp(BACKEND.name, "postgres") == 0 ? "stream" : "a_stream";
+    assert_string_equal(cJSON_GetArrayItem(res, 0)->string, first);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(res, "a_stream"), "initial_at_timestamp")
+            ->valuestring,
+        "2023-11-14T22:13:20.500000+00:00");
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "stream"), "initial_at_timestamp"));
+    kin = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "stream"), "incremental"),
+                            "_kinesis"),
+        "last_value");
+    assert_int_equal(cJSON_GetArraySize(kin), 2);
+    assert_string_equal(cJSON_GetArrayItem(kin, 0)->string, "s0");
+    assert_string_equal(cJSON_GetObjectItem(kin, "s0")->valuestring, "100001");
+    assert_string_equal(cJSON_GetObjectItem(kin, "s1")->valuestring, "100002");
+    assert_int_equal(
+        cJSON_GetArraySize(cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(res, "a_stream"), "incremental"), "_kinesis")),
+        3);
+    cJSON_Delete(doc);
+    free(json);
+
+    /* The load row names the newest stored schema hash when none is given. */
+    assert_int_equal(count_rows(ds, "_dlt_loads", "load_id = 'L1' AND schema_version_hash IS NULL"),
+                     1);
+    kl_dest_destroy(d);
+}
+
 /* Someone drops the dataset behind a connection's back: one retryable
  * failure, then the next call creates everything again. */
 static void test_dropped_dataset_recovers(void **state)
@@ -1808,6 +2020,7 @@ static void test_corpus_end_to_end(void **state)
         cmocka_unit_test(test_sigkill_mid_chunk), cmocka_unit_test(test_concurrent_writers),       \
         cmocka_unit_test(test_stale_schema), cmocka_unit_test(test_state_and_complete_load),       \
         cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),              \
-        cmocka_unit_test(test_corpus_end_to_end)
+        cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
+        cmocka_unit_test(test_state_document)
 
 #endif

@@ -1,0 +1,480 @@
+/*
+ * The handlers of handlers.h. Each: check what the client sent (400 with the
+ * field named), call one facade operation, answer the document it returns or
+ * the problem for its error code (problem.c). Documents from the facade are
+ * owned here once returned and freed after serialising.
+ */
+#include "api/handlers.h"
+#include "api/load_codec.h"
+#include "api/openapi_doc.h"
+#include "api/problem.h"
+#include "api/service.h"
+#include "core/util/buf.h"
+#include "core/util/err.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define STREAM_RULE "must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.', '-'"
+#define JOB_ID_RULE "must be 26 characters of a-z and 0-9"
+#define METRICS_MAX ((size_t)16 << 20)
+#define LIST_LIMIT_DEFAULT 50
+#define LIST_LIMIT_MAX 500
+#define CURSOR_MAX 256
+
+static const char healthz_body[] = "{\"status\":\"ok\"}\n";
+static const char metrics_type[] = "text/plain; version=0.0.4; charset=utf-8";
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool kl_api_media_type_is_json(const char *ct)
+{
+    static const char json[] = "application/json";
+    const char *p;
+
+    if (ct == NULL)
+        return false;
+    while (is_space(*ct))
+        ct++;
+    if (strncasecmp(ct, json, sizeof json - 1) != 0)
+        return false;
+    p = ct + sizeof json - 1;
+    while (is_space(*p))
+        p++;
+    while (*p == ';') {
+        const char *name, *value;
+        size_t name_len, value_len;
+        p++;
+        while (is_space(*p))
+            p++;
+        name = p;
+        while (*p != '\0' && *p != '=' && *p != ';' && !is_space(*p))
+            p++;
+        name_len = (size_t)(p - name);
+        while (is_space(*p))
+            p++;
+        if (*p != '=')
+            return false;
+        p++;
+        while (is_space(*p))
+            p++;
+        if (*p == '"')
+            p++;
+        value = p;
+        while (*p != '\0' && *p != ';' && *p != '"' && !is_space(*p))
+            p++;
+        value_len = (size_t)(p - value);
+        if (*p == '"')
+            p++;
+        while (is_space(*p))
+            p++;
+        if (name_len == 7 && strncasecmp(name, "charset", 7) == 0 &&
+            !((value_len == 5 && strncasecmp(value, "utf-8", 5) == 0) ||
+              (value_len == 4 && strncasecmp(value, "utf8", 4) == 0)))
+            return false;
+    }
+    return *p == '\0';
+}
+
+bool kl_api_idempotency_key_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] > 0x7e || n >= 255)
+            return false;
+    }
+    return n >= 1;
+}
+
+/* Answers a document from the facade and frees it. */
+static void answer_doc(struct kl_api_resp *resp, int status, cJSON *doc, const char *what)
+{
+    if (doc == NULL) {
+        char why[128];
+        snprintf(why, sizeof why, "the service returned no %s document", what);
+        kl_api_resp_internal(resp, why);
+        return;
+    }
+    kl_api_resp_json(resp, status, doc);
+    cJSON_Delete(doc);
+}
+
+/* The facade failed: its code decides the problem; a document it left (the
+ * active job of a conflict) goes along and is freed. */
+static void answer_err(struct kl_api_resp *resp, const struct kl_api_req *req, int rc,
+                       struct kl_err *err, cJSON *job)
+{
+    if ((int)err->code != rc) {
+        /* an implementation that returned a code without filling `err` */
+        err->code = (enum kl_err_code)rc;
+        err->msg[0] = '\0';
+    }
+    kl_problem_from_err(resp, req, err, job);
+    cJSON_Delete(job);
+}
+
+static void invalid_field(struct kl_api_resp *resp, const struct kl_api_req *req,
+                          const char *field, const char *message)
+{
+    struct kl_field_errors fe;
+    kl_field_errors_init(&fe);
+    kl_field_errors_add(&fe, field, "%s", message);
+    kl_problem_invalid(resp, req, NULL, &fe);
+}
+
+static const char *param(const struct kl_api_req *req, size_t i)
+{
+    return i < req->n_params && req->params[i] != NULL ? req->params[i] : "";
+}
+
+void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                        struct kl_api_resp *resp)
+{
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    struct kl_err err = {KL_OK, ""};
+    char detail[160];
+    char location[64];
+    const char *key = kl_api_req_header(req, "Idempotency-Key");
+    const cJSON *id;
+    cJSON *job = NULL;
+    bool existing = false;
+    int rc;
+
+    if (req->body_len > 0 && !kl_api_media_type_is_json(kl_api_req_header(req, "Content-Type"))) {
+        kl_problem_respond(resp, req, kl_problem_for_kind(KL_PROBLEM_UNSUPPORTED_MEDIA_TYPE),
+                           "the request body must be application/json", NULL, NULL);
+        return;
+    }
+    rc = kl_load_request_parse(param(req, 0), req->body, req->body_len, &p, &fe, detail,
+                               sizeof detail);
+    if (key != NULL && !kl_api_idempotency_key_valid(key))
+        kl_field_errors_add(&fe, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
+    if (rc != KL_OK || fe.n > 0) {
+        kl_problem_invalid(resp, req, detail[0] != '\0' ? detail : NULL, &fe);
+        return;
+    }
+    rc = ctx->svc->ops->create_load(ctx->svc->impl, &p, key, &job, &existing, &err);
+    if (rc != KL_OK) {
+        answer_err(resp, req, rc, &err, job);
+        return;
+    }
+    id = cJSON_GetObjectItemCaseSensitive(job, "id");
+    if (!cJSON_IsString(id) || !kl_api_job_id_valid(id->valuestring)) {
+        cJSON_Delete(job);
+        kl_api_resp_internal(resp, "the service returned a job without a valid id");
+        return;
+    }
+    snprintf(location, sizeof location, "/jobs/%s", id->valuestring);
+    answer_doc(resp, existing ? 200 : 202, job, "job");
+    if (resp->status == 200 || resp->status == 202)
+        (void)kl_api_resp_header(resp, "Location", location);
+}
+
+void kl_api_get_job(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                    struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    cJSON *job = NULL;
+    int rc;
+
+    if (!kl_api_job_id_valid(param(req, 0))) {
+        invalid_field(resp, req, "id", JOB_ID_RULE);
+        return;
+    }
+    rc = ctx->svc->ops->get_job(ctx->svc->impl, param(req, 0), &job, &err);
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, job);
+    else
+        answer_doc(resp, 200, job, "job");
+}
+
+void kl_api_cancel_job(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                       struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    cJSON *job = NULL;
+    int rc;
+
+    if (!kl_api_job_id_valid(param(req, 0))) {
+        invalid_field(resp, req, "id", JOB_ID_RULE);
+        return;
+    }
+    rc = ctx->svc->ops->cancel_job(ctx->svc->impl, param(req, 0), &job, &err);
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, job);
+    else
+        answer_doc(resp, 202, job, "job");
+}
+
+static bool status_valid(const char *s)
+{
+    static const char *const statuses[] = {"queued", "running", "succeeded", "failed",
+                                           "cancelled"};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        if (strcmp(s, statuses[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A decimal integer in [min, max] without sign, spaces or leading zeros. */
+static bool parse_bounded_int(const char *s, long min, long max, long *out)
+{
+    long v = 0;
+    size_t n = 0;
+
+    if (s[0] == '0' && s[1] != '\0')
+        return false;
+    for (; s[n] != '\0'; n++) {
+        if (s[n] < '0' || s[n] > '9' || n >= 9)
+            return false;
+        v = v * 10 + (s[n] - '0');
+    }
+    if (n == 0 || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool cursor_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] > 0x7e || n >= CURSOR_MAX)
+            return false;
+    }
+    return n >= 1;
+}
+
+void kl_api_list_jobs(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                      struct kl_api_resp *resp)
+{
+    struct kl_field_errors fe;
+    struct kl_err err = {KL_OK, ""};
+    const char *stream = kl_api_req_query(req, "stream");
+    const char *status = kl_api_req_query(req, "status");
+    const char *limit_s = kl_api_req_query(req, "limit");
+    const char *cursor = kl_api_req_query(req, "cursor");
+    long limit = LIST_LIMIT_DEFAULT;
+    cJSON *page = NULL;
+    int rc;
+
+    kl_field_errors_init(&fe);
+    if (stream != NULL && !kl_stream_name_valid(stream))
+        kl_field_errors_add(&fe, "stream", STREAM_RULE);
+    if (status != NULL && !status_valid(status))
+        kl_field_errors_add(&fe, "status",
+                            "must be queued, running, succeeded, failed or cancelled");
+    if (limit_s != NULL && !parse_bounded_int(limit_s, 1, LIST_LIMIT_MAX, &limit))
+        kl_field_errors_add(&fe, "limit", "must be an integer from 1 to %d", LIST_LIMIT_MAX);
+    if (cursor != NULL && !cursor_valid(cursor))
+        kl_field_errors_add(&fe, "cursor", "must be the next_cursor of a previous page");
+    if (fe.n > 0) {
+        kl_problem_invalid(resp, req, NULL, &fe);
+        return;
+    }
+    rc = ctx->svc->ops->list_jobs(ctx->svc->impl, stream, status, (int)limit, cursor, &page,
+                                  &err);
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, page);
+    else
+        answer_doc(resp, 200, page, "job list");
+}
+
+void kl_api_list_streams(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                         struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    cJSON *doc = NULL;
+    int rc = ctx->svc->ops->list_streams(ctx->svc->impl, &doc, &err);
+
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, doc);
+    else
+        answer_doc(resp, 200, doc, "stream list");
+}
+
+void kl_api_get_stream(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                       struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    cJSON *doc = NULL;
+    int rc;
+
+    if (!kl_stream_name_valid(param(req, 0))) {
+        invalid_field(resp, req, "stream", STREAM_RULE);
+        return;
+    }
+    rc = ctx->svc->ops->get_stream(ctx->svc->impl, param(req, 0), &doc, &err);
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, doc);
+    else
+        answer_doc(resp, 200, doc, "stream");
+}
+
+/* The stream of the path and the pipeline/dataset of the query, with defaults. */
+static bool state_args(const struct kl_api_req *req, struct kl_api_resp *resp,
+                       const char **pipeline, const char **dataset)
+{
+    struct kl_field_errors fe;
+
+    *pipeline = kl_api_req_query(req, "pipeline_name");
+    *dataset = kl_api_req_query(req, "dataset_name");
+    kl_field_errors_init(&fe);
+    if (!kl_stream_name_valid(param(req, 0)))
+        kl_field_errors_add(&fe, "stream", STREAM_RULE);
+    if (*pipeline == NULL)
+        *pipeline = "kinesis_pipeline";
+    else if (!kl_pipeline_name_valid(*pipeline))
+        kl_field_errors_add(&fe, "pipeline_name",
+                            "must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'");
+    if (*dataset == NULL)
+        *dataset = "kinesis";
+    else if (!kl_sql_name_valid(*dataset))
+        kl_field_errors_add(&fe, "dataset_name",
+                            "must be 1 to 63 characters of a-z, A-Z, 0-9, '_', not starting "
+                            "with a digit");
+    if (fe.n > 0) {
+        kl_problem_invalid(resp, req, NULL, &fe);
+        return false;
+    }
+    return true;
+}
+
+void kl_api_get_state(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                      struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    const char *pipeline, *dataset;
+    cJSON *doc = NULL;
+    int rc;
+
+    if (!state_args(req, resp, &pipeline, &dataset))
+        return;
+    rc = ctx->svc->ops->get_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &doc, &err);
+    if (rc != KL_OK)
+        answer_err(resp, req, rc, &err, doc);
+    else
+        answer_doc(resp, 200, doc, "stream state");
+}
+
+void kl_api_delete_state(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                         struct kl_api_resp *resp)
+{
+    struct kl_err err = {KL_OK, ""};
+    const char *pipeline, *dataset;
+    int rc;
+
+    if (!state_args(req, resp, &pipeline, &dataset))
+        return;
+    rc = ctx->svc->ops->delete_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &err);
+    if (rc != KL_OK) {
+        answer_err(resp, req, rc, &err, NULL);
+        return;
+    }
+    kl_api_resp_free(resp);
+    resp->status = 204;
+    resp->content_type = NULL;
+}
+
+void kl_api_healthz(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                    struct kl_api_resp *resp)
+{
+    (void)ctx;
+    (void)req;
+    kl_api_resp_static(resp, 200, "application/json", healthz_body, sizeof healthz_body - 1);
+}
+
+/* The Readiness document while shutting down. */
+static cJSON *stopping_doc(void)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *checks, *shutdown;
+    int ok = doc != NULL && cJSON_AddStringToObject(doc, "status", "not_ready") != NULL;
+
+    ok = ok && (checks = cJSON_AddObjectToObject(doc, "checks")) != NULL;
+    ok = ok && (shutdown = cJSON_AddObjectToObject(checks, "shutdown")) != NULL;
+    ok = ok && cJSON_AddBoolToObject(shutdown, "ok", false) != NULL;
+    ok = ok && cJSON_AddStringToObject(shutdown, "detail", "the service is shutting down") != NULL;
+    if (!ok) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+void kl_api_readyz(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                   struct kl_api_resp *resp)
+{
+    cJSON *doc = NULL;
+    bool ready;
+
+    (void)req;
+    if (ctx->stopping != NULL && atomic_load(ctx->stopping)) {
+        answer_doc(resp, 503, stopping_doc(), "readiness");
+        return;
+    }
+    ready = ctx->svc->ops->readiness(ctx->svc->impl, &doc);
+    answer_doc(resp, ready ? 200 : 503, doc, "readiness");
+}
+
+void kl_api_metrics(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                    struct kl_api_resp *resp)
+{
+    struct kl_buf out;
+    struct kl_err err = {KL_OK, ""};
+    size_t engine_end;
+    bool engine_ok;
+    int rc = KL_OK;
+    char *body;
+    size_t len;
+
+    (void)req;
+    kl_buf_init(&out, METRICS_MAX);
+    /* Engine metrics that fail are dropped, not the scrape: the HTTP and
+     * process metrics matter most exactly when the engine is in trouble. */
+    engine_ok = ctx->svc->ops->metrics(ctx->svc->impl, &out, &err) == KL_OK;
+    if (!engine_ok) {
+        snprintf(resp->error, sizeof resp->error, "engine metrics: %s: %.200s",
+                 kl_err_code_name(err.code), err.msg);
+        kl_buf_reset(&out);
+    }
+    engine_end = out.len;
+    if (engine_end > 0 && out.data[engine_end - 1] != '\n')
+        rc = kl_buf_append_str(&out, "\n", &err);
+    if (rc == KL_OK)
+        rc = kl_buf_printf(&out, &err,
+                           "# HELP kl_engine_metrics_ok Whether the engine's metrics could be "
+                           "collected for this scrape.\n"
+                           "# TYPE kl_engine_metrics_ok gauge\n"
+                           "kl_engine_metrics_ok %d\n",
+                           engine_ok ? 1 : 0);
+    if (rc == KL_OK && ctx->server_metrics != NULL)
+        rc = ctx->server_metrics(ctx->server_metrics_arg, &out, &err);
+    if (rc != KL_OK) {
+        kl_buf_free(&out);
+        kl_problem_from_err(resp, req, &err, NULL);
+        return;
+    }
+    body = kl_buf_steal(&out, &len);
+    if (body == NULL) {
+        kl_api_resp_internal(resp, "out of memory");
+        return;
+    }
+    kl_api_resp_take(resp, 200, metrics_type, body, len);
+}
+
+void kl_api_openapi(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
+                    struct kl_api_resp *resp)
+{
+    (void)ctx;
+    (void)req;
+    kl_api_resp_static(resp, 200, "application/yaml", (const char *)kl_openapi_yaml,
+                       kl_openapi_yaml_len);
+}

@@ -1,0 +1,367 @@
+/*
+ * LoadRequest JSON -> struct kl_load_params. One row per field in
+ * load_fields[]; each parser checks the JSON type and the range openapi.yaml
+ * gives and reports into the field errors instead of stopping, so a client
+ * learns every mistake at once.
+ */
+#include "api/load_codec.h"
+#include "api/problem.h"
+#include "core/util/err.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_RULE "1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'"
+#define SQL_NAME_RULE "1 to 63 characters of a-z, A-Z, 0-9, '_', not starting with a digit"
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsNull(v))
+        return "null";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsArray(v))
+        return "an array";
+    return "an object";
+}
+
+void kl_json_number_text(double d, char *out, size_t cap)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, d);
+        if (strtod(out, NULL) == d)
+            return;
+    }
+}
+
+/* An integer in [min, max]; JSON Schema's idea of an integer (1.0 and 1e3 are). */
+static int get_int(const cJSON *v, const char *name, long long min, long long max,
+                   long long *out, struct kl_field_errors *fe)
+{
+    char text[32];
+    double d;
+
+    if (!cJSON_IsNumber(v)) {
+        kl_field_errors_add(fe, name, "must be an integer from %lld to %lld, not %s", min, max,
+                            type_name(v));
+        return KL_ERR_INVALID;
+    }
+    d = v->valuedouble;
+    kl_json_number_text(d, text, sizeof text);
+    if (!isfinite(d) || d != floor(d)) {
+        kl_field_errors_add(fe, name, "must be an integer, not %s", text);
+        return KL_ERR_INVALID;
+    }
+    if (d < (double)min || d > (double)max) {
+        kl_field_errors_add(fe, name, "must be from %lld to %lld, not %s", min, max, text);
+        return KL_ERR_INVALID;
+    }
+    *out = (long long)d;
+    return KL_OK;
+}
+
+/* A string no longer than cap - 1 bytes, copied into `dst`. */
+static int get_string(const cJSON *v, const char *name, const char *rule, char *dst, size_t cap,
+                      struct kl_field_errors *fe)
+{
+    size_t len;
+
+    if (!cJSON_IsString(v) || v->valuestring == NULL) {
+        kl_field_errors_add(fe, name, "must be a string of %s, not %s", rule, type_name(v));
+        return KL_ERR_INVALID;
+    }
+    len = strlen(v->valuestring);
+    if (len >= cap) {
+        kl_field_errors_add(fe, name, "must be %s (got %zu characters)", rule, len);
+        return KL_ERR_INVALID;
+    }
+    memcpy(dst, v->valuestring, len + 1);
+    return KL_OK;
+}
+
+static void parse_pipeline_name(const cJSON *v, const char *name, struct kl_load_params *p,
+                                struct kl_field_errors *fe)
+{
+    char s[KL_PIPELINE_NAME_MAX];
+    if (get_string(v, name, NAME_RULE, s, sizeof s, fe) != KL_OK)
+        return;
+    if (!kl_pipeline_name_valid(s)) {
+        kl_field_errors_add(fe, name, "must be %s", NAME_RULE);
+        return;
+    }
+    memcpy(p->pipeline_name, s, sizeof s);
+}
+
+static void parse_sql_name(const cJSON *v, const char *name, char *dst,
+                           struct kl_field_errors *fe)
+{
+    char s[KL_IDENT_MAX];
+    if (get_string(v, name, SQL_NAME_RULE, s, sizeof s, fe) != KL_OK)
+        return;
+    if (!kl_sql_name_valid(s)) {
+        kl_field_errors_add(fe, name, "must be %s", SQL_NAME_RULE);
+        return;
+    }
+    memcpy(dst, s, sizeof s);
+}
+
+static void parse_dataset_name(const cJSON *v, const char *name, struct kl_load_params *p,
+                               struct kl_field_errors *fe)
+{
+    parse_sql_name(v, name, p->dataset_name, fe);
+}
+
+static void parse_table_name(const cJSON *v, const char *name, struct kl_load_params *p,
+                             struct kl_field_errors *fe)
+{
+    parse_sql_name(v, name, p->table_name, fe);
+}
+
+/* dlt: null -> TRIM_HORIZON, 0 -> LATEST, else AT_TIMESTAMP (epoch s or ISO-8601). */
+static void parse_initial(const cJSON *v, const char *name, struct kl_load_params *p,
+                          struct kl_field_errors *fe)
+{
+    struct kl_err err;
+    int64_t ms;
+
+    if (cJSON_IsNull(v)) {
+        p->initial.kind = KL_INITIAL_TRIM_HORIZON;
+        p->initial.at_ms = 0;
+        snprintf(p->initial_text, sizeof p->initial_text, "null");
+    } else if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (!isfinite(d) || d < 0 || d > KL_EPOCH_S_MAX) {
+            kl_field_errors_add(fe, name,
+                                "must be null, 0 or epoch seconds from 0 to %.0f (9999-12-31)",
+                                KL_EPOCH_S_MAX);
+            return;
+        }
+        if (d == 0) {
+            p->initial.kind = KL_INITIAL_LATEST;
+            p->initial.at_ms = 0;
+            snprintf(p->initial_text, sizeof p->initial_text, "0");
+        } else {
+            p->initial.kind = KL_INITIAL_AT_TIMESTAMP;
+            p->initial.at_ms = (int64_t)llround(d * 1000.0);
+            kl_json_number_text(d, p->initial_text, sizeof p->initial_text);
+        }
+    } else if (cJSON_IsString(v) && v->valuestring != NULL) {
+        size_t len = strlen(v->valuestring);
+        if (len == 0 || len >= sizeof p->initial_text) {
+            kl_field_errors_add(fe, name, "must be a timestamp of 1 to %zu characters",
+                                sizeof p->initial_text - 1);
+            return;
+        }
+        if (kl_parse_timestamp(v->valuestring, &ms, &err) != KL_OK) {
+            kl_field_errors_add(fe, name,
+                                "must be epoch seconds or an ISO-8601 timestamp such as "
+                                "2024-05-01T12:00:00Z");
+            return;
+        }
+        p->initial.kind = KL_INITIAL_AT_TIMESTAMP;
+        p->initial.at_ms = ms;
+        memcpy(p->initial_text, v->valuestring, len + 1);
+    } else {
+        kl_field_errors_add(fe, name,
+                            "must be null, a number of epoch seconds or an ISO-8601 string, "
+                            "not %s",
+                            type_name(v));
+    }
+}
+
+static void parse_max_messages(const cJSON *v, const char *name, struct kl_load_params *p,
+                               struct kl_field_errors *fe)
+{
+    long long n;
+
+    if (cJSON_IsNull(v)) {
+        p->max_messages = -1;
+        return;
+    }
+    if (get_int(v, name, 1, KL_JSON_MAX_SAFE_INT, &n, fe) == KL_OK)
+        p->max_messages = n;
+}
+
+static void parse_millis_behind(const cJSON *v, const char *name, struct kl_load_params *p,
+                                struct kl_field_errors *fe)
+{
+    long long n;
+    if (get_int(v, name, 0, 604800000, &n, fe) == KL_OK)
+        p->millis_behind_latest = n;
+}
+
+static void parse_parse_json(const cJSON *v, const char *name, struct kl_load_params *p,
+                             struct kl_field_errors *fe)
+{
+    if (!cJSON_IsBool(v)) {
+        kl_field_errors_add(fe, name, "must be true or false, not %s", type_name(v));
+        return;
+    }
+    p->parse_json = cJSON_IsTrue(v);
+}
+
+static void parse_chunk_size(const cJSON *v, const char *name, struct kl_load_params *p,
+                             struct kl_field_errors *fe)
+{
+    long long n;
+    if (get_int(v, name, 1, 10000, &n, fe) == KL_OK)
+        p->chunk_size = (int)n;
+}
+
+static void parse_write_disposition(const cJSON *v, const char *name, struct kl_load_params *p,
+                                    struct kl_field_errors *fe)
+{
+    static const struct {
+        const char *name;
+        enum kl_write_disposition value;
+    } names[] = {{"append", KL_WRITE_APPEND}, {"merge", KL_WRITE_MERGE}, {"replace", KL_WRITE_REPLACE}};
+
+    if (cJSON_IsString(v) && v->valuestring != NULL) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            if (strcmp(v->valuestring, names[i].name) == 0) {
+                p->write_disposition = names[i].value;
+                return;
+            }
+        }
+    }
+    kl_field_errors_add(fe, name, "must be \"append\", \"merge\" or \"replace\"");
+}
+
+static const struct load_field {
+    const char *name;
+    void (*parse)(const cJSON *v, const char *name, struct kl_load_params *p,
+                  struct kl_field_errors *fe);
+} load_fields[] = {
+    {"pipeline_name", parse_pipeline_name},
+    {"dataset_name", parse_dataset_name},
+    {"table_name", parse_table_name},
+    {"initial_at_timestamp", parse_initial},
+    {"max_number_of_messages", parse_max_messages},
+    {"milliseconds_behind_latest", parse_millis_behind},
+    {"parse_json", parse_parse_json},
+    {"chunk_size", parse_chunk_size},
+    {"write_disposition", parse_write_disposition},
+};
+
+#define N_LOAD_FIELDS (sizeof load_fields / sizeof load_fields[0])
+
+static const struct load_field *find_field(const char *name)
+{
+    for (size_t i = 0; i < N_LOAD_FIELDS; i++) {
+        if (strcmp(load_fields[i].name, name) == 0)
+            return &load_fields[i];
+    }
+    return NULL;
+}
+
+static bool contains_escaped_nul(const char *body, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (body[i] == '\\' && body[i + 1] == 'u' && body[i + 2] == '0' && body[i + 3] == '0' &&
+            body[i + 4] == '0' && body[i + 5] == '0')
+            return true;
+    }
+    return false;
+}
+
+/* kl_load_params_validate names the field before a ':'; keep that as the field. */
+static void add_validate_error(struct kl_field_errors *fe, const char *msg)
+{
+    char field[64];
+    const char *colon = strchr(msg, ':');
+    size_t n = colon != NULL ? (size_t)(colon - msg) : 0;
+
+    if (n == 0 || n >= sizeof field) {
+        kl_field_errors_add(fe, "(body)", "%s", msg);
+        return;
+    }
+    memcpy(field, msg, n);
+    field[n] = '\0';
+    kl_field_errors_add(fe, field, "%s", colon + 1 + (colon[1] == ' '));
+}
+
+int kl_load_request_parse(const char *stream, const char *body, size_t len,
+                          struct kl_load_params *out, struct kl_field_errors *fe, char *detail,
+                          size_t detail_cap)
+{
+    struct kl_load_params p;
+    struct kl_err err;
+    cJSON *doc = NULL;
+    const char *end = NULL;
+    bool seen[N_LOAD_FIELDS] = {false};
+    int rc = KL_ERR_INVALID;
+
+    kl_field_errors_init(fe);
+    if (detail_cap > 0)
+        detail[0] = '\0';
+    if (!kl_stream_name_valid(stream)) {
+        kl_field_errors_add(fe, "stream", "must be 1 to 128 characters of a-z, A-Z, 0-9, '_', "
+                                          "'.', '-'");
+        goto cleanup;
+    }
+    kl_load_params_defaults(&p, stream);
+    if (len > 0) {
+        /* cJSON turns \u0000 into a NUL inside the string, which would cut a
+         * name short without anyone noticing: refuse it outright. */
+        if (contains_escaped_nul(body, len)) {
+            snprintf(detail, detail_cap, "strings in the body must not contain \\u0000");
+            goto cleanup;
+        }
+        /* Trailing bytes are checked here: cJSON's own check wants a NUL
+         * inside `len`, which would also hide bytes after an embedded NUL. */
+        doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+        if (doc != NULL && end != NULL && end >= body && end <= body + len) {
+            while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+                end++;
+            if (end != body + len) {
+                cJSON_Delete(doc);
+                doc = NULL;
+            }
+        }
+        if (doc == NULL) {
+            size_t at = end != NULL && end >= body && end <= body + len ? (size_t)(end - body) : 0;
+            snprintf(detail, detail_cap, "the body is not valid JSON (error near byte %zu)", at);
+            goto cleanup;
+        }
+        if (!cJSON_IsObject(doc)) {
+            snprintf(detail, detail_cap, "the body must be a JSON object, not %s",
+                     type_name(doc));
+            goto cleanup;
+        }
+        for (const cJSON *it = doc->child; it != NULL; it = it->next) {
+            const struct load_field *f = find_field(it->string != NULL ? it->string : "");
+            if (f == NULL) {
+                kl_field_errors_add(fe, it->string != NULL ? it->string : "",
+                                    "unknown field (LoadRequest has pipeline_name, "
+                                    "dataset_name, table_name, initial_at_timestamp, "
+                                    "max_number_of_messages, milliseconds_behind_latest, "
+                                    "parse_json, chunk_size, write_disposition)");
+                continue;
+            }
+            if (seen[f - load_fields]) {
+                kl_field_errors_add(fe, f->name, "is given more than once");
+                continue;
+            }
+            seen[f - load_fields] = true;
+            f->parse(it, f->name, &p, fe);
+        }
+    }
+    if (fe->n > 0 || fe->dropped > 0)
+        goto cleanup;
+    if (kl_load_params_validate(&p, &err) != KL_OK) {
+        add_validate_error(fe, err.msg);
+        goto cleanup;
+    }
+    *out = p;
+    rc = KL_OK;
+cleanup:
+    cJSON_Delete(doc);
+    return rc;
+}

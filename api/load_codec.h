@@ -1,0 +1,34 @@
+/*
+ * The JSON codec of a load request (openapi.yaml's LoadRequest) into
+ * struct kl_load_params: every field type-checked and range-checked, unknown
+ * and repeated fields refused, one error per offending field. Not the job
+ * document: the engine shapes that.
+ */
+#ifndef KL_API_LOAD_CODEC_H
+#define KL_API_LOAD_CODEC_H
+
+#include <stddef.h>
+
+#include "core/load/params.h"
+
+struct kl_field_errors;
+
+/* The largest JSON integer that is exact as a double (2^53 - 1). */
+#define KL_JSON_MAX_SAFE_INT 9007199254740991LL
+/* initial_at_timestamp as epoch seconds: at most 9999-12-31T23:59:59Z. */
+#define KL_EPOCH_S_MAX 253402300799.0
+
+/* Parses the body of POST /streams/{stream}/loads for `stream` (the path's,
+ * validated here too). `len` 0 takes every default. On KL_OK `*out` holds the
+ * parameters; on KL_ERR_INVALID `fe` names each bad field, or, when the body
+ * is not a JSON object at all, `detail` says why (and `fe` is empty).
+ * `*out` is written only on KL_OK. */
+int kl_load_request_parse(const char *stream, const char *body, size_t len,
+                          struct kl_load_params *out, struct kl_field_errors *fe, char *detail,
+                          size_t detail_cap);
+
+/* The shortest decimal text of `d` that reads back as the same double
+ * ("1700000000.25", "0.1"). `out` holds at least 32 bytes. */
+void kl_json_number_text(double d, char *out, size_t cap);
+
+#endif

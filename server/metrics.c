@@ -1,0 +1,263 @@
+/*
+ * Rendering and counting of metrics.h. Process figures come from /proc and
+ * getrusage at scrape time; nothing is sampled in the background.
+ */
+#include "server/metrics.h"
+#include "core/util/buf.h"
+#include "core/util/err.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static const double bucket_bounds[KL_HTTP_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+static const int counted_codes[KL_HTTP_CODES] = {
+    200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 409, 413, 415, 500, 502, 503,
+};
+
+/* When the process started: /proc/self/stat's starttime after boot, plus btime. */
+static double process_start_time(void)
+{
+    char buf[1024];
+    const char *p;
+    unsigned long long start_ticks = 0, btime = 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/self/stat", "re");
+    size_t n;
+    int field;
+
+    if (f == NULL)
+        return (double)time(NULL);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after the command name, which may hold spaces: start after the last ')' */
+    p = strrchr(buf, ')');
+    for (field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p + 1, "%llu", &start_ticks) != 1 || hz <= 0)
+        return (double)time(NULL);
+    f = fopen("/proc/stat", "re");
+    if (f == NULL)
+        return (double)time(NULL);
+    while (fgets(buf, sizeof buf, f) != NULL) {
+        if (sscanf(buf, "btime %llu", &btime) == 1)
+            break;
+    }
+    fclose(f);
+    if (btime == 0)
+        return (double)time(NULL);
+    return (double)btime + (double)start_ticks / (double)hz;
+}
+
+int kl_http_metrics_init(struct kl_http_metrics *m, const struct kl_api_route *routes, size_t n,
+                         struct kl_err *err)
+{
+    m->routes = routes;
+    m->n_routes = n;
+    m->stats = calloc(n + 1, sizeof *m->stats);
+    if (m->stats == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory for HTTP metrics");
+    for (size_t i = 0; i <= n; i++) {
+        for (size_t b = 0; b <= KL_HTTP_BUCKETS; b++)
+            atomic_init(&m->stats[i].buckets[b], 0);
+        atomic_init(&m->stats[i].sum_us, 0);
+        for (size_t c = 0; c <= KL_HTTP_CODES; c++)
+            atomic_init(&m->stats[i].codes[c], 0);
+    }
+    atomic_init(&m->in_flight, 0);
+    m->start_time_s = process_start_time();
+    return KL_OK;
+}
+
+void kl_http_metrics_free(struct kl_http_metrics *m)
+{
+    free(m->stats);
+    m->stats = NULL;
+}
+
+void kl_http_metrics_observe(struct kl_http_metrics *m, size_t route_index, int status,
+                             uint64_t duration_us)
+{
+    struct kl_http_route_stats *s;
+    double seconds = (double)duration_us / 1e6;
+    size_t b = 0, c = 0;
+
+    if (route_index > m->n_routes)
+        route_index = m->n_routes;
+    s = &m->stats[route_index];
+    while (b < KL_HTTP_BUCKETS && seconds > bucket_bounds[b])
+        b++;
+    while (c < KL_HTTP_CODES && counted_codes[c] != status)
+        c++;
+    atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->sum_us, duration_us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->codes[c], 1, memory_order_relaxed);
+}
+
+static void route_labels(const struct kl_http_metrics *m, size_t i, const char **route,
+                         const char **method)
+{
+    if (i < m->n_routes) {
+        *route = m->routes[i].pattern;
+        *method = m->routes[i].method;
+    } else {
+        *route = "unmatched";
+        *method = "any";
+    }
+}
+
+static int render_http(struct kl_http_metrics *m, struct kl_buf *out, struct kl_err *err)
+{
+    int rc = kl_buf_append_str(out,
+                               "# HELP kl_http_requests_total HTTP requests answered, by route "
+                               "and status code.\n"
+                               "# TYPE kl_http_requests_total counter\n",
+                               err);
+    for (size_t i = 0; rc == KL_OK && i <= m->n_routes; i++) {
+        const char *route, *method;
+        route_labels(m, i, &route, &method);
+        for (size_t c = 0; rc == KL_OK && c <= KL_HTTP_CODES; c++) {
+            uint64_t v = atomic_load_explicit(&m->stats[i].codes[c], memory_order_relaxed);
+            char code[8];
+            if (v == 0)
+                continue;
+            if (c < KL_HTTP_CODES)
+                snprintf(code, sizeof code, "%d", counted_codes[c]);
+            else
+                snprintf(code, sizeof code, "other");
+            rc = kl_buf_printf(out, err,
+                               "kl_http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} "
+                               "%llu\n",
+                               route, method, code, (unsigned long long)v);
+        }
+    }
+    if (rc == KL_OK)
+        rc = kl_buf_append_str(out,
+                               "# HELP kl_http_request_duration_seconds Time from the request "
+                               "line to the response, by route.\n"
+                               "# TYPE kl_http_request_duration_seconds histogram\n",
+                               err);
+    for (size_t i = 0; rc == KL_OK && i <= m->n_routes; i++) {
+        const char *route, *method;
+        uint64_t cumulative = 0;
+        route_labels(m, i, &route, &method);
+        for (size_t b = 0; rc == KL_OK && b <= KL_HTTP_BUCKETS; b++) {
+            char le[16];
+            cumulative += atomic_load_explicit(&m->stats[i].buckets[b], memory_order_relaxed);
+            if (b < KL_HTTP_BUCKETS)
+                snprintf(le, sizeof le, "%g", bucket_bounds[b]);
+            else
+                snprintf(le, sizeof le, "+Inf");
+            rc = kl_buf_printf(out, err,
+                               "kl_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                               "le=\"%s\"} %llu\n",
+                               route, method, le, (unsigned long long)cumulative);
+        }
+        if (rc == KL_OK)
+            rc = kl_buf_printf(
+                out, err,
+                "kl_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n"
+                "kl_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
+                route, method,
+                (double)atomic_load_explicit(&m->stats[i].sum_us, memory_order_relaxed) / 1e6,
+                route, method, (unsigned long long)cumulative);
+    }
+    if (rc == KL_OK)
+        rc = kl_buf_printf(out, err,
+                           "# HELP kl_http_requests_in_flight HTTP requests being answered.\n"
+                           "# TYPE kl_http_requests_in_flight gauge\n"
+                           "kl_http_requests_in_flight %lld\n",
+                           (long long)atomic_load(&m->in_flight));
+    return rc;
+}
+
+static long count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n - 1; /* the directory stream's own descriptor */
+}
+
+static int render_process(const struct kl_http_metrics *m, struct kl_buf *out,
+                          struct kl_err *err)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    unsigned long long vm_pages = 0, rss_pages = 0;
+    long page = sysconf(_SC_PAGESIZE), fds;
+    FILE *f;
+    int rc = KL_OK;
+
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        rc = kl_buf_printf(out, err,
+                           "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+                           "# TYPE process_cpu_seconds_total counter\n"
+                           "process_cpu_seconds_total %.6f\n",
+                           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    f = fopen("/proc/self/statm", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &vm_pages, &rss_pages) != 2)
+            vm_pages = rss_pages = 0;
+        fclose(f);
+    }
+    if (rc == KL_OK && page > 0 && vm_pages > 0)
+        rc = kl_buf_printf(out, err,
+                           "# HELP process_resident_memory_bytes Resident memory size.\n"
+                           "# TYPE process_resident_memory_bytes gauge\n"
+                           "process_resident_memory_bytes %llu\n"
+                           "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+                           "# TYPE process_virtual_memory_bytes gauge\n"
+                           "process_virtual_memory_bytes %llu\n",
+                           rss_pages * (unsigned long long)page,
+                           vm_pages * (unsigned long long)page);
+    fds = count_open_fds();
+    if (rc == KL_OK && fds >= 0)
+        rc = kl_buf_printf(out, err,
+                           "# HELP process_open_fds Open file descriptors.\n"
+                           "# TYPE process_open_fds gauge\n"
+                           "process_open_fds %ld\n",
+                           fds);
+    if (rc == KL_OK && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        rc = kl_buf_printf(out, err,
+                           "# HELP process_max_fds Limit of open file descriptors.\n"
+                           "# TYPE process_max_fds gauge\n"
+                           "process_max_fds %llu\n",
+                           (unsigned long long)rl.rlim_cur);
+    if (rc == KL_OK)
+        rc = kl_buf_printf(out, err,
+                           "# HELP process_start_time_seconds Start time of the process since "
+                           "the Unix epoch.\n"
+                           "# TYPE process_start_time_seconds gauge\n"
+                           "process_start_time_seconds %.2f\n"
+                           "# HELP kl_build_info The running version.\n"
+                           "# TYPE kl_build_info gauge\n"
+                           "kl_build_info{version=\"%s\"} 1\n",
+                           m->start_time_s, KL_VERSION);
+    return rc;
+}
+
+int kl_http_metrics_render(struct kl_http_metrics *m, struct kl_buf *out, struct kl_err *err)
+{
+    int rc = render_http(m, out, err);
+    if (rc == KL_OK)
+        rc = render_process(m, out, err);
+    return rc;
+}

@@ -1,0 +1,645 @@
+/*
+ * The REST handlers without HTTP: requests built by hand, routed by the real
+ * route table, answered against the fake service. Covers the error table
+ * (api/problem.c) and, per endpoint, the statuses, headers and problem
+ * bodies a client sees.
+ */
+#include "tests/support/fake_service.h"
+#include "tests/support/test_support.h"
+#include "api/api.h"
+#include "api/handlers.h"
+#include "api/openapi_doc.h"
+#include "api/problem.h"
+#include "api/routes.h"
+#include "server/router.h"
+#include "core/util/buf.h"
+#include "core/util/err.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct reply {
+    struct kl_api_resp resp;
+    cJSON *json;
+};
+
+static const char *lookup_header(void *arg, const char *name)
+{
+    const char *const *pairs = arg;
+    for (; pairs != NULL && pairs[0] != NULL; pairs += 2) {
+        if (strcasecmp(pairs[0], name) == 0)
+            return pairs[1];
+    }
+    return NULL;
+}
+
+static int extra_metrics(void *arg, struct kl_buf *out, struct kl_err *err)
+{
+    (void)arg;
+    return kl_buf_append_str(out, "kl_test_server_metric 1\n", err);
+}
+
+static atomic_bool stopping;
+
+static struct kl_api_ctx make_ctx(struct kl_fake_service *f)
+{
+    struct kl_api_ctx ctx = {&f->svc, extra_metrics, NULL, &stopping};
+    return ctx;
+}
+
+/* Routes and answers `method target` ("path?query", query not decoded). */
+static void call(struct kl_fake_service *f, const char *method, const char *target,
+                 const char *const *headers, const char *body, struct reply *out)
+{
+    struct kl_api_ctx ctx = make_ctx(f);
+    struct kl_router_match m;
+    struct kl_api_req req;
+    static char path[1024], query[1024];
+    const char *q = strchr(target, '?');
+
+    memset(&req, 0, sizeof req);
+    snprintf(path, sizeof path, "%.*s", (int)(q != NULL ? q - target : (long)strlen(target)),
+             target);
+    query[0] = '\0';
+    if (q != NULL)
+        snprintf(query, sizeof query, "%s", q + 1);
+    for (char *kv = query[0] != '\0' ? query : NULL, *next; kv != NULL; kv = next) {
+        char *eq;
+        next = strchr(kv, '&');
+        if (next != NULL)
+            *next++ = '\0';
+        if (req.n_query == KL_API_MAX_QUERY) {
+            req.query_overflow = true;
+            break;
+        }
+        eq = strchr(kv, '=');
+        if (eq != NULL)
+            *eq = '\0';
+        req.query[req.n_query].key = kv;
+        req.query[req.n_query].value = eq != NULL ? eq + 1 : "";
+        req.n_query++;
+    }
+    if (kl_router_match(kl_api_routes, kl_api_route_count, method, path, &m) != KL_ROUTER_MATCHED)
+        fail_msg("%s %s is not routed", method, path);
+    req.method = method;
+    req.path = path;
+    req.request_id = "req-1";
+    for (size_t i = 0; i < m.n_params; i++)
+        req.params[i] = m.params[i];
+    req.n_params = m.n_params;
+    req.body = body;
+    req.body_len = body != NULL ? strlen(body) : 0;
+    req.header = lookup_header;
+    req.header_arg = (void *)headers;
+    kl_api_resp_init(&out->resp);
+    kl_api_dispatch(&ctx, m.route, &req, &out->resp);
+    out->json = NULL;
+    if (out->resp.content_type != NULL && strstr(out->resp.content_type, "json") != NULL) {
+        const char *text = out->resp.body != NULL ? out->resp.body : out->resp.static_body;
+        out->json = cJSON_ParseWithLength(text, out->resp.body_len);
+        assert_non_null(out->json);
+    }
+}
+
+static void done(struct reply *r)
+{
+    cJSON_Delete(r->json);
+    kl_api_resp_free(&r->resp);
+}
+
+static const char *resp_header(const struct reply *r, const char *name)
+{
+    for (size_t i = 0; i < r->resp.n_headers; i++) {
+        if (strcasecmp(r->resp.headers[i].name, name) == 0)
+            return r->resp.headers[i].value;
+    }
+    return NULL;
+}
+
+static const char *str(const cJSON *doc, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The reply is a problem of `status` and `type`, naming `field` when given. */
+static void expect_problem(const struct reply *r, int status, const char *type, const char *field)
+{
+    const cJSON *errors;
+    bool named = false;
+
+    if (r->resp.status != status)
+        fail_msg("status %d, expected %d (%.*s)", r->resp.status, status, (int)r->resp.body_len,
+                 r->resp.body != NULL ? r->resp.body : "");
+    assert_string_equal(r->resp.content_type, "application/problem+json");
+    assert_string_equal(str(r->json, "type"), type);
+    assert_int_equal(cJSON_GetObjectItem(r->json, "status")->valueint, status);
+    assert_non_null(str(r->json, "title"));
+    assert_string_equal(str(r->json, "request_id"), "req-1");
+    assert_non_null(str(r->json, "instance"));
+    if (field == NULL)
+        return;
+    errors = cJSON_GetObjectItem(r->json, "errors");
+    for (const cJSON *e = errors != NULL ? errors->child : NULL; e != NULL; e = e->next)
+        named |= strcmp(str(e, "field"), field) == 0 && str(e, "message") != NULL;
+    if (!named)
+        fail_msg("no errors[] entry for '%s': %.*s", field, (int)r->resp.body_len, r->resp.body);
+}
+
+/* ---- the error table ---- */
+
+static void every_error_code_maps_to_a_problem(void **state)
+{
+    static const struct {
+        enum kl_err_code code;
+        int status;
+        const char *type;
+    } want[] = {
+        {KL_ERR_INVALID, 400, "/problems/invalid-request"},
+        {KL_ERR_NOT_FOUND, 404, "/problems/not-found"},
+        {KL_ERR_CONFLICT, 409, "/problems/conflict"},
+        {KL_ERR_AUTH, 502, "/problems/upstream"},
+        {KL_ERR_UNAVAILABLE, 503, "/problems/unavailable"},
+        {KL_ERR_EXPIRED, 503, "/problems/unavailable"},
+        {KL_ERR_LIMIT, 413, "/problems/payload-too-large"},
+        {KL_ERR_UPSTREAM, 502, "/problems/upstream"},
+        {KL_ERR_NOMEM, 500, "/problems/internal"},
+        {KL_ERR_IO, 500, "/problems/internal"},
+        {KL_ERR_CANCELLED, 503, "/problems/unavailable"},
+        {KL_ERR_INTERNAL, 500, "/problems/internal"},
+        {KL_OK, 500, "/problems/internal"},
+        {(enum kl_err_code)999, 500, "/problems/internal"},
+    };
+    static const char *const types[] = {
+        "/problems/invalid-request", "/problems/unauthorized", "/problems/not-found",
+        "/problems/conflict", "/problems/payload-too-large", "/problems/unsupported-media-type",
+        "/problems/method-not-allowed", "/problems/upstream", "/problems/unavailable",
+        "/problems/internal"};
+    size_t n;
+    const struct kl_problem_def *table = kl_problem_table(&n);
+    (void)state;
+
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const struct kl_problem_def *d = kl_problem_for_code(want[i].code);
+        assert_int_equal(d->status, want[i].status);
+        assert_string_equal(d->type, want[i].type);
+        assert_true((d->retry_after_s > 0) == (d->status == 503));
+    }
+    /* every row's type is one openapi.yaml lists; every kind has a row */
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            listed |= strcmp(table[i].type, types[t]) == 0;
+        assert_true(listed);
+        assert_true(table[i].title[0] != '\0');
+    }
+    assert_int_equal(kl_problem_for_kind(KL_PROBLEM_UNAUTHORIZED)->status, 401);
+    assert_int_equal(kl_problem_for_kind(KL_PROBLEM_METHOD_NOT_ALLOWED)->status, 405);
+    assert_int_equal(kl_problem_for_kind(KL_PROBLEM_UNSUPPORTED_MEDIA_TYPE)->status, 415);
+    assert_int_equal(kl_problem_for_kind(KL_PROBLEM_TOO_LARGE)->status, 413);
+    assert_int_equal(kl_problem_for_kind(KL_PROBLEM_NOT_FOUND)->status, 404);
+}
+
+/* ---- loads ---- */
+
+static void a_load_is_accepted_with_its_location(void **state)
+{
+    static const char *const json[] = {"Content-Type", "application/json; charset=utf-8", NULL};
+    struct kl_fake_service f;
+    struct reply r;
+    char location[64];
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "POST", "/streams/orders/loads", json,
+         "{\"chunk_size\":50,\"initial_at_timestamp\":null}", &r);
+    assert_int_equal(r.resp.status, 202);
+    assert_string_equal(r.resp.content_type, "application/json");
+    snprintf(location, sizeof location, "/jobs/%s", str(r.json, "id"));
+    assert_string_equal(resp_header(&r, "Location"), location);
+    assert_string_equal(str(r.json, "status"), "queued");
+    assert_string_equal(str(r.json, "stream"), "orders");
+    assert_true(f.have_last);
+    assert_int_equal(f.last_params.chunk_size, 50);
+    assert_int_equal(f.last_params.initial.kind, KL_INITIAL_TRIM_HORIZON);
+    assert_string_equal(f.last_key, "");
+    done(&r);
+    /* a second job for the same stream and pipeline: 409 with the active job */
+    call(&f, "POST", "/streams/orders/loads", NULL, NULL, &r);
+    expect_problem(&r, 409, "/problems/conflict", NULL);
+    assert_non_null(str(cJSON_GetObjectItem(r.json, "job"), "id"));
+    assert_string_equal(str(cJSON_GetObjectItem(r.json, "job"), "status"), "queued");
+    assert_non_null(strstr(str(r.json, "detail"), "is queued"));
+    done(&r);
+    /* another pipeline is another job */
+    call(&f, "POST", "/streams/orders/loads", json, "{\"pipeline_name\":\"p2\"}", &r);
+    assert_int_equal(r.resp.status, 202);
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+static void idempotency_keys_answer_the_same_job(void **state)
+{
+    static const char *const keyed[] = {"Content-Type", "application/json", "Idempotency-Key",
+                                        "order-2024-05-01 #1", NULL};
+    static const char *const bad_key[] = {"Idempotency-Key", "caf\xc3\xa9", NULL};
+    struct kl_fake_service f;
+    struct reply r;
+    char id[32];
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "POST", "/streams/orders/loads", keyed, "{}", &r);
+    assert_int_equal(r.resp.status, 202);
+    snprintf(id, sizeof id, "%s", str(r.json, "id"));
+    assert_string_equal(f.last_key, "order-2024-05-01 #1");
+    done(&r);
+    call(&f, "POST", "/streams/orders/loads", keyed, "{}", &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "id"), id);
+    assert_non_null(resp_header(&r, "Location"));
+    done(&r);
+    call(&f, "POST", "/streams/orders/loads", bad_key, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "Idempotency-Key");
+    done(&r);
+    {
+        char long_key[300];
+        const char *headers[] = {"Idempotency-Key", long_key, NULL};
+        memset(long_key, 'k', 256);
+        long_key[256] = '\0';
+        call(&f, "POST", "/streams/orders/loads", headers, NULL, &r);
+        expect_problem(&r, 400, "/problems/invalid-request", "Idempotency-Key");
+        done(&r);
+        long_key[255] = '\0';
+        call(&f, "POST", "/streams/orders/loads", headers, NULL, &r);
+        assert_int_equal(r.resp.status, 409); /* valid key, but orders has an active job */
+        done(&r);
+    }
+    kl_fake_service_free(&f);
+}
+
+static void load_bodies_must_be_json(void **state)
+{
+    static const char *const cases[] = {"text/plain", "application/x-www-form-urlencoded",
+                                        "application/json; charset=latin1", "application/jsonx",
+                                        "application/json;", NULL};
+    static const char *const ok[] = {"application/json", "Application/JSON",
+                                     "application/json ; charset=\"UTF-8\"",
+                                     "application/json;charset=utf8"};
+    struct kl_fake_service f;
+    struct reply r;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *headers[] = {"Content-Type", cases[i], NULL};
+        call(&f, "POST", "/streams/orders/loads", cases[i] != NULL ? headers : NULL, "{}", &r);
+        expect_problem(&r, 415, "/problems/unsupported-media-type", NULL);
+        done(&r);
+    }
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        assert_true(kl_api_media_type_is_json(ok[i]));
+    assert_int_equal(f.calls, 0);
+    /* no body, no content type needed: the defaults */
+    call(&f, "POST", "/streams/orders/loads", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 202);
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+static void invalid_loads_get_400_with_the_fields(void **state)
+{
+    static const char *const json[] = {"Content-Type", "application/json", NULL};
+    struct kl_fake_service f;
+    struct reply r;
+    const cJSON *errors;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "POST", "/streams/orders/loads", json, "{\"chunk_size\":0,\"colour\":\"red\"}", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "chunk_size");
+    expect_problem(&r, 400, "/problems/invalid-request", "colour");
+    errors = cJSON_GetObjectItem(r.json, "errors");
+    assert_int_equal(cJSON_GetArraySize(errors), 2);
+    assert_string_equal(str(r.json, "detail"), "2 invalid fields");
+    done(&r);
+    call(&f, "POST", "/streams/orders/loads", json, "{\"chunk_size\":", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", NULL);
+    assert_non_null(strstr(str(r.json, "detail"), "not valid JSON"));
+    assert_null(cJSON_GetObjectItem(r.json, "errors"));
+    done(&r);
+    call(&f, "POST", "/streams/bad%20name/loads", json, "{}", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "stream");
+    assert_string_equal(str(r.json, "instance"), "/streams/bad%20name/loads");
+    done(&r);
+    assert_int_equal(f.calls, 0); /* nothing invalid reached the service */
+    kl_fake_service_free(&f);
+}
+
+static void engine_errors_map_through_the_table(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    f.fail_code = KL_ERR_UNAVAILABLE;
+    snprintf(f.fail_msg, sizeof f.fail_msg, "Redis: connection refused");
+    call(&f, "POST", "/streams/orders/loads", NULL, NULL, &r);
+    expect_problem(&r, 503, "/problems/unavailable", NULL);
+    assert_string_equal(resp_header(&r, "Retry-After"), "5");
+    assert_string_equal(str(r.json, "detail"), "Redis: connection refused");
+    assert_non_null(strstr(r.resp.error, "unavailable: Redis"));
+    done(&r);
+    f.fail_code = KL_ERR_AUTH;
+    snprintf(f.fail_msg, sizeof f.fail_msg, "UnrecognizedClientException");
+    call(&f, "GET", "/streams", NULL, NULL, &r);
+    expect_problem(&r, 502, "/problems/upstream", NULL);
+    done(&r);
+    f.fail_code = KL_ERR_INTERNAL;
+    snprintf(f.fail_msg, sizeof f.fail_msg, "invariant broken at engine.c:42");
+    call(&f, "GET", "/jobs/00000000000000000000000001", NULL, NULL, &r);
+    expect_problem(&r, 500, "/problems/internal", NULL);
+    /* internals go to the log, not to the client */
+    assert_null(strstr(str(r.json, "detail"), "engine.c"));
+    assert_non_null(strstr(str(r.json, "detail"), "req-1"));
+    assert_non_null(strstr(r.resp.error, "engine.c:42"));
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+/* ---- jobs ---- */
+
+static void jobs_by_id(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    char path[64];
+    const char *id;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_SUCCEEDED);
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    call(&f, "GET", path, NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "id"), id);
+    assert_string_equal(str(r.json, "status"), "succeeded");
+    done(&r);
+    call(&f, "GET", "/jobs/zzzzzzzzzzzzzzzzzzzzzzzzzz", NULL, NULL, &r);
+    expect_problem(&r, 404, "/problems/not-found", NULL);
+    done(&r);
+    {
+        static const char *const bad[] = {"/jobs/short", "/jobs/ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                                          "/jobs/0000000000000000000000000-",
+                                          "/jobs/000000000000000000000000001"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            call(&f, "GET", bad[i], NULL, NULL, &r);
+            expect_problem(&r, 400, "/problems/invalid-request", "id");
+            done(&r);
+        }
+    }
+    kl_fake_service_free(&f);
+}
+
+static void cancelling(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    char path[64];
+    const char *queued, *running, *succeeded;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    queued = kl_fake_service_add(&f, "a", KL_STORE_JOB_QUEUED);
+    running = kl_fake_service_add(&f, "b", KL_STORE_JOB_RUNNING);
+    succeeded = kl_fake_service_add(&f, "c", KL_STORE_JOB_SUCCEEDED);
+    snprintf(path, sizeof path, "/jobs/%s/cancel", queued);
+    call(&f, "POST", path, NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 202);
+    assert_string_equal(str(r.json, "status"), "cancelled");
+    done(&r);
+    call(&f, "POST", path, NULL, NULL, &r); /* cancelling a cancelled job is fine */
+    assert_int_equal(r.resp.status, 202);
+    done(&r);
+    snprintf(path, sizeof path, "/jobs/%s/cancel", running);
+    call(&f, "POST", path, NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 202);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r.json, "cancel_requested")));
+    done(&r);
+    snprintf(path, sizeof path, "/jobs/%s/cancel", succeeded);
+    call(&f, "POST", path, NULL, NULL, &r);
+    expect_problem(&r, 409, "/problems/conflict", NULL);
+    assert_string_equal(str(cJSON_GetObjectItem(r.json, "job"), "id"), succeeded);
+    done(&r);
+    call(&f, "POST", "/jobs/nope/cancel", NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "id");
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+static void listing_jobs(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    const char *next;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    for (int i = 0; i < 5; i++)
+        kl_fake_service_add(&f, i % 2 ? "a" : "b", KL_STORE_JOB_SUCCEEDED);
+    call(&f, "GET", "/jobs", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "jobs")), 5);
+    assert_int_equal(f.last_limit, 50);
+    done(&r);
+    call(&f, "GET", "/jobs?stream=b&status=succeeded&limit=2", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "jobs")), 2);
+    next = str(r.json, "next_cursor");
+    assert_non_null(next);
+    {
+        char target[128];
+        snprintf(target, sizeof target, "/jobs?stream=b&limit=2&cursor=%s", next);
+        done(&r);
+        call(&f, "GET", target, NULL, NULL, &r);
+        assert_int_equal(r.resp.status, 200);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "jobs")), 1);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "next_cursor")));
+        done(&r);
+    }
+    {
+        static const struct {
+            const char *target;
+            const char *field;
+        } bad[] = {
+            {"/jobs?limit=0", "limit"},       {"/jobs?limit=501", "limit"},
+            {"/jobs?limit=ten", "limit"},     {"/jobs?limit=", "limit"},
+            {"/jobs?limit=010", "limit"},     {"/jobs?limit=-1", "limit"},
+            {"/jobs?status=done", "status"},  {"/jobs?stream=a/b", "stream"},
+            {"/jobs?stream=", "stream"},      {"/jobs?cursor=", "cursor"},
+            {"/jobs?cursor=a b", "cursor"}, {"/jobs?statuss=queued", "statuss"},
+            {"/jobs?limit=1&limit=2", "limit"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            call(&f, "GET", bad[i].target, NULL, NULL, &r);
+            expect_problem(&r, 400, "/problems/invalid-request", bad[i].field);
+            done(&r);
+        }
+    }
+    call(&f, "GET", "/jobs?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17",
+         NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", NULL);
+    assert_string_equal(str(r.json, "detail"), "too many query parameters");
+    done(&r);
+    call(&f, "GET", "/jobs/00000000000000000000000001?verbose=1", NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "verbose");
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+/* ---- streams and state ---- */
+
+static void streams(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "GET", "/streams", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "streams")), 2);
+    done(&r);
+    call(&f, "GET", "/streams/orders", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "name"), "orders");
+    done(&r);
+    call(&f, "GET", "/streams/missing", NULL, NULL, &r);
+    expect_problem(&r, 404, "/problems/not-found", NULL);
+    assert_non_null(strstr(str(r.json, "detail"), "not found"));
+    done(&r);
+    call(&f, "GET", "/streams/bad!name", NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "stream");
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+static void stream_state(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "GET", "/streams/orders/state", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(f.last_pipeline, "kinesis_pipeline");
+    assert_string_equal(f.last_dataset, "kinesis");
+    done(&r);
+    call(&f, "GET", "/streams/orders/state?pipeline_name=p.1&dataset_name=raw", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "pipeline_name"), "p.1");
+    assert_string_equal(f.last_dataset, "raw");
+    done(&r);
+    call(&f, "DELETE", "/streams/orders/state", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 204);
+    assert_null(r.resp.content_type);
+    assert_int_equal(r.resp.body_len, 0);
+    done(&r);
+    kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
+    call(&f, "DELETE", "/streams/orders/state", NULL, NULL, &r);
+    expect_problem(&r, 409, "/problems/conflict", NULL);
+    done(&r);
+    call(&f, "DELETE", "/streams/orders/state?pipeline_name=a%20b&dataset_name=9x", NULL, NULL,
+         &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "pipeline_name");
+    expect_problem(&r, 400, "/problems/invalid-request", "dataset_name");
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+/* ---- operations ---- */
+
+static void health_readiness_metrics_openapi(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    char *file = NULL;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    call(&f, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "ok");
+    done(&r);
+    call(&f, "GET", "/readyz", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "ready");
+    done(&r);
+    f.ready = false;
+    call(&f, "GET", "/readyz", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 503);
+    assert_string_equal(r.resp.content_type, "application/json");
+    assert_string_equal(str(r.json, "status"), "not_ready");
+    done(&r);
+    f.ready = true;
+    atomic_store(&stopping, true);
+    call(&f, "GET", "/readyz", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 503);
+    assert_false(cJSON_IsTrue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "checks"), "shutdown"),
+                            "ok")));
+    done(&r);
+    atomic_store(&stopping, false);
+
+    kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
+    call(&f, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(r.resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_non_null(strstr(r.resp.body, "kl_jobs{status=\"running\"} 1\n"));
+    assert_non_null(strstr(r.resp.body, "kl_engine_metrics_ok 1\n"));
+    assert_non_null(strstr(r.resp.body, "kl_test_server_metric 1\n"));
+    done(&r);
+    f.metrics_fail = true;
+    call(&f, "GET", "/metrics", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_null(strstr(r.resp.body, "kl_jobs"));
+    assert_non_null(strstr(r.resp.body, "kl_engine_metrics_ok 0\n"));
+    assert_non_null(strstr(r.resp.body, "kl_test_server_metric 1\n"));
+    assert_non_null(strstr(r.resp.error, "store unreachable"));
+    done(&r);
+
+    call(&f, "GET", "/openapi.yaml", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(r.resp.content_type, "application/yaml");
+    assert_int_equal(kl_test_run(&file, "cat %s/openapi.yaml", KL_SOURCE_DIR), 0);
+    assert_int_equal(r.resp.body_len, strlen(file));
+    assert_memory_equal(r.resp.static_body, file, r.resp.body_len);
+    assert_int_equal(kl_openapi_yaml_len, strlen(file));
+    free(file);
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_error_code_maps_to_a_problem),
+        cmocka_unit_test(a_load_is_accepted_with_its_location),
+        cmocka_unit_test(idempotency_keys_answer_the_same_job),
+        cmocka_unit_test(load_bodies_must_be_json),
+        cmocka_unit_test(invalid_loads_get_400_with_the_fields),
+        cmocka_unit_test(engine_errors_map_through_the_table),
+        cmocka_unit_test(jobs_by_id),
+        cmocka_unit_test(cancelling),
+        cmocka_unit_test(listing_jobs),
+        cmocka_unit_test(streams),
+        cmocka_unit_test(stream_state),
+        cmocka_unit_test(health_readiness_metrics_openapi),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,337 @@
+/*
+ * The LoadRequest codec (api/load_codec.c), table-driven: bodies that parse
+ * (and what they parse to) and every kind of malformed body, each with the
+ * field it must name.
+ */
+#include "tests/support/test_support.h"
+#include "api/load_codec.h"
+#include "api/problem.h"
+#include "core/util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse(const char *stream, const char *body, struct kl_load_params *p,
+                 struct kl_field_errors *fe, char *detail, size_t cap)
+{
+    return kl_load_request_parse(stream, body, body != NULL ? strlen(body) : 0, p, fe, detail, cap);
+}
+
+static void empty_bodies_take_dlts_defaults(void **state)
+{
+    static const char *const bodies[] = {NULL, "{}", " { } \n", "\t{}\r\n"};
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        memset(&p, 0x55, sizeof p);
+        assert_int_equal(parse("orders", bodies[i], &p, &fe, detail, sizeof detail), KL_OK);
+        assert_string_equal(p.stream, "orders");
+        assert_string_equal(p.pipeline_name, "kinesis_pipeline");
+        assert_string_equal(p.dataset_name, "kinesis");
+        assert_string_equal(p.table_name, "");
+        assert_int_equal(p.initial.kind, KL_INITIAL_LATEST);
+        assert_string_equal(p.initial_text, "0");
+        assert_int_equal(p.max_messages, -1);
+        assert_int_equal(p.millis_behind_latest, 1000);
+        assert_true(p.parse_json);
+        assert_int_equal(p.chunk_size, 1000);
+        assert_int_equal(p.write_disposition, KL_WRITE_APPEND);
+        assert_int_equal(fe.n, 0);
+    }
+}
+
+static void every_field_parses(void **state)
+{
+    static const char body[] =
+        "{\"pipeline_name\":\"orders.pipe-1\",\"dataset_name\":\"raw_2\",\"table_name\":\"Orders\","
+        "\"initial_at_timestamp\":\"2024-05-01T12:00:00Z\",\"max_number_of_messages\":1000000,"
+        "\"milliseconds_behind_latest\":0,\"parse_json\":false,\"chunk_size\":10000,"
+        "\"write_disposition\":\"merge\"}";
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    assert_int_equal(parse("orders", body, &p, &fe, detail, sizeof detail), KL_OK);
+    assert_string_equal(p.pipeline_name, "orders.pipe-1");
+    assert_string_equal(p.dataset_name, "raw_2");
+    assert_string_equal(p.table_name, "Orders");
+    assert_int_equal(p.initial.kind, KL_INITIAL_AT_TIMESTAMP);
+    assert_int_equal(p.initial.at_ms, 1714564800000LL);
+    assert_string_equal(p.initial_text, "2024-05-01T12:00:00Z");
+    assert_int_equal(p.max_messages, 1000000);
+    assert_int_equal(p.millis_behind_latest, 0);
+    assert_false(p.parse_json);
+    assert_int_equal(p.chunk_size, 10000);
+    assert_int_equal(p.write_disposition, KL_WRITE_MERGE);
+}
+
+static void initial_at_timestamp_follows_dlt(void **state)
+{
+    static const struct {
+        const char *body;
+        enum kl_initial_kind kind;
+        long long ms;
+        const char *text;
+    } cases[] = {
+        {"{\"initial_at_timestamp\":null}", KL_INITIAL_TRIM_HORIZON, 0, "null"},
+        {"{\"initial_at_timestamp\":0}", KL_INITIAL_LATEST, 0, "0"},
+        {"{\"initial_at_timestamp\":0.0}", KL_INITIAL_LATEST, 0, "0"},
+        {"{\"initial_at_timestamp\":1700000000}", KL_INITIAL_AT_TIMESTAMP, 1700000000000LL,
+         "1700000000"},
+        {"{\"initial_at_timestamp\":1700000000.25}", KL_INITIAL_AT_TIMESTAMP, 1700000000250LL,
+         "1700000000.25"},
+        {"{\"initial_at_timestamp\":1.7e9}", KL_INITIAL_AT_TIMESTAMP, 1700000000000LL,
+         "1700000000"},
+        {"{\"initial_at_timestamp\":\"1700000000\"}", KL_INITIAL_AT_TIMESTAMP, 1700000000000LL,
+         "1700000000"},
+        {"{\"initial_at_timestamp\":\"2024-05-01\"}", KL_INITIAL_AT_TIMESTAMP, 1714521600000LL,
+         "2024-05-01"},
+        {"{\"initial_at_timestamp\":\"2024-05-01T14:00:00.5+02:00\"}", KL_INITIAL_AT_TIMESTAMP,
+         1714564800500LL, "2024-05-01T14:00:00.5+02:00"},
+    };
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (parse("s", cases[i].body, &p, &fe, detail, sizeof detail) != KL_OK)
+            fail_msg("%s: %s %s", cases[i].body, fe.n ? fe.e[0].message : "", detail);
+        assert_int_equal(p.initial.kind, cases[i].kind);
+        if (cases[i].kind == KL_INITIAL_AT_TIMESTAMP)
+            assert_int_equal(p.initial.at_ms, cases[i].ms);
+        assert_string_equal(p.initial_text, cases[i].text);
+    }
+}
+
+/* One malformed request: the body, and the field (or detail) it must name. */
+struct bad_case {
+    const char *stream;
+    const char *body;
+    const char *field;  /* NULL: a whole-body problem, named in detail */
+    const char *needle; /* in the field's message, or in detail */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* not JSON, or not an object */
+    {"s", "{", NULL, "not valid JSON"},
+    {"s", "{\"chunk_size\":1,}", NULL, "not valid JSON"},
+    {"s", "{} {}", NULL, "not valid JSON"},
+    {"s", "{}x", NULL, "not valid JSON"},
+    {"s", "nul", NULL, "not valid JSON"},
+    {"s", "{\"a\":\"\\ud800", NULL, "not valid JSON"},
+    {"s", "[]", NULL, "must be a JSON object, not an array"},
+    {"s", "null", NULL, "must be a JSON object, not null"},
+    {"s", "\"{}\"", NULL, "must be a JSON object, not a string"},
+    {"s", "42", NULL, "must be a JSON object, not a number"},
+    /* a number of 73 digits */
+    {"s",
+     "{\"chunk_size\":1000000000000000000000000000000000000000000000000000000000000000000000000}",
+     "chunk_size", "from 1 to 10000"},
+    /* unknown and repeated fields */
+    {"s", "{\"chunksize\":10}", "chunksize", "unknown field"},
+    {"s", "{\"Chunk_Size\":10}", "Chunk_Size", "unknown field"},
+    {"s", "{\"\":1}", "", "unknown field"},
+    {"s", "{\"chunk_size\":10,\"chunk_size\":20}", "chunk_size", "more than once"},
+    /* wrong types */
+    {"s", "{\"chunk_size\":\"10\"}", "chunk_size", "not a string"},
+    {"s", "{\"chunk_size\":true}", "chunk_size", "not a boolean"},
+    {"s", "{\"chunk_size\":null}", "chunk_size", "not null"},
+    {"s", "{\"chunk_size\":[1]}", "chunk_size", "not an array"},
+    {"s", "{\"chunk_size\":{}}", "chunk_size", "not an object"},
+    {"s", "{\"chunk_size\":10.5}", "chunk_size", "must be an integer, not 10.5"},
+    {"s", "{\"parse_json\":\"true\"}", "parse_json", "true or false"},
+    {"s", "{\"parse_json\":1}", "parse_json", "true or false"},
+    {"s", "{\"pipeline_name\":5}", "pipeline_name", "not a number"},
+    {"s", "{\"dataset_name\":null}", "dataset_name", "not null"},
+    {"s", "{\"table_name\":[]}", "table_name", "not an array"},
+    {"s", "{\"write_disposition\":1}", "write_disposition", "append"},
+    {"s", "{\"initial_at_timestamp\":true}", "initial_at_timestamp", "not a boolean"},
+    {"s", "{\"initial_at_timestamp\":{}}", "initial_at_timestamp", "not an object"},
+    {"s", "{\"max_number_of_messages\":\"5\"}", "max_number_of_messages", "not a string"},
+    {"s", "{\"milliseconds_behind_latest\":false}", "milliseconds_behind_latest", "boolean"},
+    /* ranges */
+    {"s", "{\"chunk_size\":0}", "chunk_size", "from 1 to 10000, not 0"},
+    {"s", "{\"chunk_size\":10001}", "chunk_size", "from 1 to 10000, not 10001"},
+    {"s", "{\"chunk_size\":-1}", "chunk_size", "from 1 to 10000"},
+    {"s", "{\"chunk_size\":1e300}", "chunk_size", "from 1 to 10000"},
+    {"s", "{\"chunk_size\":1e999}", "chunk_size", "must be an integer"},
+    {"s", "{\"max_number_of_messages\":0}", "max_number_of_messages", "from 1 to"},
+    {"s", "{\"max_number_of_messages\":-5}", "max_number_of_messages", "from 1 to"},
+    {"s", "{\"max_number_of_messages\":9007199254740992}", "max_number_of_messages",
+     "from 1 to 9007199254740991"},
+    {"s", "{\"max_number_of_messages\":99999999999999999999}", "max_number_of_messages",
+     "from 1 to"},
+    {"s", "{\"milliseconds_behind_latest\":-1}", "milliseconds_behind_latest",
+     "from 0 to 604800000"},
+    {"s", "{\"milliseconds_behind_latest\":604800001}", "milliseconds_behind_latest",
+     "from 0 to 604800000"},
+    {"s", "{\"initial_at_timestamp\":-1}", "initial_at_timestamp", "epoch seconds"},
+    {"s", "{\"initial_at_timestamp\":1e20}", "initial_at_timestamp", "epoch seconds"},
+    {"s", "{\"write_disposition\":\"upsert\"}", "write_disposition", "\"merge\""},
+    {"s", "{\"write_disposition\":\"APPEND\"}", "write_disposition", "\"append\""},
+    /* names */
+    {"s", "{\"pipeline_name\":\"\"}", "pipeline_name", "1 to 64 characters"},
+    {"s", "{\"pipeline_name\":\"a b\"}", "pipeline_name", "1 to 64 characters"},
+    {"s", "{\"pipeline_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+     "pipeline_name", "got 65 characters"},
+    {"s", "{\"pipeline_name\":\"p\\u0000x\"}", NULL, "must not contain \\u0000"},
+    {"s", "{\"dataset_name\":\"1raw\"}", "dataset_name", "not starting with a digit"},
+    {"s", "{\"dataset_name\":\"raw-data\"}", "dataset_name", "1 to 63 characters"},
+    {"s", "{\"dataset_name\":\"r\\u00e9sum\\u00e9\"}", "dataset_name", "1 to 63 characters"},
+    {"s", "{\"table_name\":\"\"}", "table_name", "1 to 63 characters"},
+    {"s", "{\"table_name\":\"t;drop table x\"}", "table_name", "1 to 63 characters"},
+    {"s", "{\"table_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+     "table_name", "got 64 characters"},
+    /* timestamps */
+    {"s", "{\"initial_at_timestamp\":\"yesterday\"}", "initial_at_timestamp", "ISO-8601"},
+    {"s", "{\"initial_at_timestamp\":\"2024-13-01\"}", "initial_at_timestamp", "ISO-8601"},
+    {"s", "{\"initial_at_timestamp\":\"2023-02-29T00:00:00Z\"}", "initial_at_timestamp",
+     "ISO-8601"},
+    {"s", "{\"initial_at_timestamp\":\"\"}", "initial_at_timestamp", "1 to 63 characters"},
+    {"s", "{\"initial_at_timestamp\":\"-5\"}", "initial_at_timestamp", "ISO-8601"},
+    {"s",
+     "{\"initial_at_timestamp\":\"2024-05-01T00:00:00Zxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+     "initial_at_timestamp", "1 to 63 characters"},
+    /* the stream of the path */
+    {"", "{}", "stream", "1 to 128 characters"},
+    {"a/b", "{}", "stream", "1 to 128 characters"},
+    {"str eam", "{}", "stream", "1 to 128 characters"},
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+     "{}", "stream", "1 to 128 characters"},
+};
+
+static void malformed_requests_name_the_field(void **state)
+{
+    (void)state;
+
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *c = &bad_cases[i];
+        struct kl_load_params p;
+        struct kl_field_errors fe;
+        char detail[160];
+        int rc;
+
+        memset(&p, 0x5a, sizeof p);
+        rc = parse(c->stream, c->body, &p, &fe, detail, sizeof detail);
+        if (rc != KL_ERR_INVALID)
+            fail_msg("case %zu %s: accepted", i, c->body);
+        if (c->field == NULL) {
+            if (fe.n != 0 || strstr(detail, c->needle) == NULL)
+                fail_msg("case %zu %s: detail '%s', %zu field errors", i, c->body, detail, fe.n);
+        } else {
+            const struct kl_field_error *e = kl_field_errors_find(&fe, c->field);
+            if (e == NULL)
+                fail_msg("case %zu %s: no error for '%s' (%zu errors, first '%s': %s)", i, c->body,
+                         c->field, fe.n, fe.n ? fe.e[0].field : "", fe.n ? fe.e[0].message : "");
+            if (strstr(e->message, c->needle) == NULL)
+                fail_msg("case %zu %s: '%s' lacks '%s'", i, c->body, e->message, c->needle);
+        }
+    }
+}
+
+static void every_bad_field_is_reported_at_once(void **state)
+{
+    static const char body[] = "{\"chunk_size\":0,\"parse_json\":\"no\",\"extra\":1,"
+                               "\"write_disposition\":\"x\",\"pipeline_name\":\"ok\"}";
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    assert_int_equal(parse("s", body, &p, &fe, detail, sizeof detail), KL_ERR_INVALID);
+    assert_int_equal(fe.n, 4);
+    assert_string_equal(fe.e[0].field, "chunk_size");
+    assert_string_equal(fe.e[1].field, "parse_json");
+    assert_string_equal(fe.e[2].field, "extra");
+    assert_string_equal(fe.e[3].field, "write_disposition");
+}
+
+static void unknown_field_names_are_cut_and_made_printable(void **state)
+{
+    char body[512];
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    snprintf(body, sizeof body, "{\"%s\":1,\"a\\u0001\\n\":2}",
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_int_equal(parse("s", body, &p, &fe, detail, sizeof detail), KL_ERR_INVALID);
+    assert_int_equal(fe.n, 2);
+    assert_int_equal(strlen(fe.e[0].field), sizeof fe.e[0].field - 1);
+    assert_string_equal(fe.e[1].field, "a??");
+}
+
+static void many_errors_are_bounded(void **state)
+{
+    char body[4096];
+    size_t pos = 0;
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    body[pos++] = '{';
+    for (int i = 0; i < 40; i++)
+        pos += (size_t)snprintf(body + pos, sizeof body - pos, "%s\"f%d\":%d", i ? "," : "", i, i);
+    body[pos++] = '}';
+    body[pos] = '\0';
+    assert_int_equal(parse("s", body, &p, &fe, detail, sizeof detail), KL_ERR_INVALID);
+    assert_int_equal(fe.n, KL_FIELD_ERRORS_MAX);
+    assert_int_equal(fe.dropped, 40 - KL_FIELD_ERRORS_MAX);
+}
+
+static void bodies_are_read_by_length_not_by_nul(void **state)
+{
+    static const char body[] = "{}\0{\"x\":1}";
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    /* an embedded NUL is not the end of the body */
+    assert_int_equal(kl_load_request_parse("s", body, sizeof body - 1, &p, &fe, detail,
+                                           sizeof detail),
+                     KL_ERR_INVALID);
+    /* and the body need not be NUL-terminated */
+    assert_int_equal(kl_load_request_parse("s", "{}xyz", 2, &p, &fe, detail, sizeof detail), KL_OK);
+}
+
+static void number_text_is_the_shortest_round_trip(void **state)
+{
+    static const struct {
+        double d;
+        const char *text;
+    } cases[] = {{1700000000.25, "1700000000.25"}, {0.1, "0.1"}, {1e21, "1e+21"},
+                 {1700000000.123, "1700000000.123"}, {3, "3"}};
+    char out[32];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kl_json_number_text(cases[i].d, out, sizeof out);
+        assert_string_equal(out, cases[i].text);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(empty_bodies_take_dlts_defaults),
+        cmocka_unit_test(every_field_parses),
+        cmocka_unit_test(initial_at_timestamp_follows_dlt),
+        cmocka_unit_test(malformed_requests_name_the_field),
+        cmocka_unit_test(every_bad_field_is_reported_at_once),
+        cmocka_unit_test(unknown_field_names_are_cut_and_made_printable),
+        cmocka_unit_test(many_errors_are_bounded),
+        cmocka_unit_test(bodies_are_read_by_length_not_by_nul),
+        cmocka_unit_test(number_text_is_the_shortest_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -615,13 +615,14 @@ struct kl_httpd *kl_httpd_start(const struct kl_httpd_opts *o, struct kl_err *er
     /* clang-format off */
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)o->threads,
+        /* 0: the one internal thread, without a pool */
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(o->threads > 1 ? o->threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)o->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->idle_timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
         MHD_OPTION_END);
     /* clang-format on */
     if (h->daemon == NULL) {

@@ -14,9 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The table outlives the config, as kl_config_load asks (the log reads it). */
+static struct kl_env_table t;
+
 static int load(struct kl_config *cfg, const char *const *pairs, struct kl_err *err)
 {
-    struct kl_env_table t;
     kl_env_table_init(&t, pairs);
     return kl_config_load(cfg, &t.env, err);
 }

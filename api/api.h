@@ -16,11 +16,11 @@ struct kl_buf;
 struct kl_err;
 struct kl_service;
 
-#define KL_API_MAX_PARAMS 3         /* path parameters of the longest pattern */
-#define KL_API_MAX_QUERY 16         /* query arguments kept; more is a 400 */
-#define KL_API_MAX_RESP_HEADERS 6   /* headers a handler may add */
-#define KL_API_REQUEST_ID_MAX 129   /* 1..128 characters */
-#define KL_API_JOB_ID_LEN 26        /* ^[a-z0-9]{26}$ */
+#define KL_API_MAX_PARAMS 3       /* path parameters of the longest pattern */
+#define KL_API_MAX_QUERY 16       /* query arguments kept; more is a 400 */
+#define KL_API_MAX_RESP_HEADERS 6 /* headers a handler may add */
+#define KL_API_REQUEST_ID_MAX 129 /* 1..128 characters */
+#define KL_API_JOB_ID_LEN 26      /* ^[a-z0-9]{26}$ */
 #define KL_API_RETRY_AFTER_S_DEFAULT 5
 
 struct kl_api_kv {

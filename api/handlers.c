@@ -118,8 +118,8 @@ static void answer_err(struct kl_api_resp *resp, const struct kl_api_req *req, i
     cJSON_Delete(job);
 }
 
-static void invalid_field(struct kl_api_resp *resp, const struct kl_api_req *req,
-                          const char *field, const char *message)
+static void invalid_field(struct kl_api_resp *resp, const struct kl_api_req *req, const char *field,
+                          const char *message)
 {
     struct kl_field_errors fe;
     kl_field_errors_init(&fe);
@@ -214,8 +214,7 @@ void kl_api_cancel_job(const struct kl_api_ctx *ctx, const struct kl_api_req *re
 
 static bool status_valid(const char *s)
 {
-    static const char *const statuses[] = {"queued", "running", "succeeded", "failed",
-                                           "cancelled"};
+    static const char *const statuses[] = {"queued", "running", "succeeded", "failed", "cancelled"};
     for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
         if (strcmp(s, statuses[i]) == 0)
             return true;
@@ -279,8 +278,7 @@ void kl_api_list_jobs(const struct kl_api_ctx *ctx, const struct kl_api_req *req
         kl_problem_invalid(resp, req, NULL, &fe);
         return;
     }
-    rc = ctx->svc->ops->list_jobs(ctx->svc->impl, stream, status, (int)limit, cursor, &page,
-                                  &err);
+    rc = ctx->svc->ops->list_jobs(ctx->svc->impl, stream, status, (int)limit, cursor, &page, &err);
     if (rc != KL_OK)
         answer_err(resp, req, rc, &err, page);
     else

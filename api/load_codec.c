@@ -42,8 +42,8 @@ void kl_json_number_text(double d, char *out, size_t cap)
 }
 
 /* An integer in [min, max]; JSON Schema's idea of an integer (1.0 and 1e3 are). */
-static int get_int(const cJSON *v, const char *name, long long min, long long max,
-                   long long *out, struct kl_field_errors *fe)
+static int get_int(const cJSON *v, const char *name, long long min, long long max, long long *out,
+                   struct kl_field_errors *fe)
 {
     char text[32];
     double d;
@@ -99,8 +99,7 @@ static void parse_pipeline_name(const cJSON *v, const char *name, struct kl_load
     memcpy(p->pipeline_name, s, sizeof s);
 }
 
-static void parse_sql_name(const cJSON *v, const char *name, char *dst,
-                           struct kl_field_errors *fe)
+static void parse_sql_name(const cJSON *v, const char *name, char *dst, struct kl_field_errors *fe)
 {
     char s[KL_IDENT_MAX];
     if (get_string(v, name, SQL_NAME_RULE, s, sizeof s, fe) != KL_OK)
@@ -221,7 +220,8 @@ static void parse_write_disposition(const cJSON *v, const char *name, struct kl_
     static const struct {
         const char *name;
         enum kl_write_disposition value;
-    } names[] = {{"append", KL_WRITE_APPEND}, {"merge", KL_WRITE_MERGE}, {"replace", KL_WRITE_REPLACE}};
+    } names[] = {
+        {"append", KL_WRITE_APPEND}, {"merge", KL_WRITE_MERGE}, {"replace", KL_WRITE_REPLACE}};
 
     if (cJSON_IsString(v) && v->valuestring != NULL) {
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -302,8 +302,9 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
     if (detail_cap > 0)
         detail[0] = '\0';
     if (!kl_stream_name_valid(stream)) {
-        kl_field_errors_add(fe, "stream", "must be 1 to 128 characters of a-z, A-Z, 0-9, '_', "
-                                          "'.', '-'");
+        kl_field_errors_add(fe, "stream",
+                            "must be 1 to 128 characters of a-z, A-Z, 0-9, '_', "
+                            "'.', '-'");
         goto cleanup;
     }
     kl_load_params_defaults(&p, stream);
@@ -318,7 +319,8 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
          * inside `len`, which would also hide bytes after an embedded NUL. */
         doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
         if (doc != NULL && end != NULL && end >= body && end <= body + len) {
-            while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            while (end < body + len &&
+                   (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
                 end++;
             if (end != body + len) {
                 cJSON_Delete(doc);
@@ -331,8 +333,7 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
             goto cleanup;
         }
         if (!cJSON_IsObject(doc)) {
-            snprintf(detail, detail_cap, "the body must be a JSON object, not %s",
-                     type_name(doc));
+            snprintf(detail, detail_cap, "the body must be a JSON object, not %s", type_name(doc));
             goto cleanup;
         }
         for (const cJSON *it = doc->child; it != NULL; it = it->next) {

@@ -198,13 +198,13 @@ void kl_problem_from_err(struct kl_api_resp *resp, const struct kl_api_req *req,
         memcpy(resp->error, logged, sizeof resp->error);
 }
 
-void kl_problem_invalid(struct kl_api_resp *resp, const struct kl_api_req *req,
-                        const char *detail, const struct kl_field_errors *fe)
+void kl_problem_invalid(struct kl_api_resp *resp, const struct kl_api_req *req, const char *detail,
+                        const struct kl_field_errors *fe)
 {
-    char summary[sizeof fe->e[0].field + sizeof fe->e[0].message + 4];
+    char summary[320]; /* a field (63) and its message (191) */
     size_t n = fe != NULL ? fe->n + fe->dropped : 0;
 
-    if (detail == NULL && n == 1) {
+    if (detail == NULL && fe != NULL && n == 1) {
         snprintf(summary, sizeof summary, "%s: %s", fe->e[0].field, fe->e[0].message);
         detail = summary;
     } else if (detail == NULL) {

@@ -82,7 +82,7 @@ void kl_problem_from_err(struct kl_api_resp *resp, const struct kl_api_req *req,
                          const struct kl_err *err, const struct cJSON *job);
 
 /* An invalid request: detail "<n> invalid field(s)" or `detail` when given. */
-void kl_problem_invalid(struct kl_api_resp *resp, const struct kl_api_req *req,
-                        const char *detail, const struct kl_field_errors *fe);
+void kl_problem_invalid(struct kl_api_resp *resp, const struct kl_api_req *req, const char *detail,
+                        const struct kl_field_errors *fe);
 
 #endif

@@ -33,8 +33,7 @@ int kl_api_resp_header(struct kl_api_resp *r, const char *name, const char *valu
     struct kl_api_header *h;
     size_t nl = strlen(name), vl = strlen(value);
 
-    if (r->n_headers >= KL_API_MAX_RESP_HEADERS || nl >= sizeof h->name ||
-        vl >= sizeof h->value)
+    if (r->n_headers >= KL_API_MAX_RESP_HEADERS || nl >= sizeof h->name || vl >= sizeof h->value)
         return KL_ERR_LIMIT;
     h = &r->headers[r->n_headers++];
     memcpy(h->name, name, nl + 1);
@@ -64,8 +63,7 @@ void kl_api_resp_take(struct kl_api_resp *r, int status, const char *content_typ
 
 void kl_api_resp_internal(struct kl_api_resp *r, const char *why)
 {
-    kl_api_resp_static(r, 500, "application/problem+json", internal_body,
-                       sizeof internal_body - 1);
+    kl_api_resp_static(r, 500, "application/problem+json", internal_body, sizeof internal_body - 1);
     if (why != NULL && r->error[0] == '\0')
         snprintf(r->error, sizeof r->error, "%s", why);
 }

@@ -29,89 +29,90 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const pacing_modes[] = {"auto", "on", "off", NULL};
 
 /* clang-format off */
+/* name, default, min, max, choices, type, flags, field, doc */
 static const struct kl_config_var vars[] = {
-    {"KL_LISTEN", KL_CONFIG_LISTEN, "0.0.0.0:8080", 0, 0, NULL, 0, FIELD(listen),
+    {"KL_LISTEN", "0.0.0.0:8080", 0, 0, NULL, KL_CONFIG_LISTEN, 0, FIELD(listen),
      "Where the HTTP server listens: HOST:PORT, [IPv6]:PORT, or :PORT for every interface. "
      "Port 0 takes a free port (the port is logged)."},
-    {"KL_API_TOKEN", KL_CONFIG_TOKEN, NULL, 1, KL_CONFIG_TOKEN_MAX, NULL, KL_CONFIG_SECRET,
+    {"KL_API_TOKEN", NULL, 1, KL_CONFIG_TOKEN_MAX, NULL, KL_CONFIG_TOKEN, KL_CONFIG_SECRET,
      FIELD(api_token),
      "Bearer token every request must carry (Authorization: Bearer TOKEN), except /healthz, "
      "/readyz, /metrics and /openapi.yaml. Visible ASCII without spaces. Unset: no "
      "authentication."},
-    {"KL_API_TOKEN_FILE", KL_CONFIG_PATH, NULL, 0, 0, NULL, 0, FIELD(api_token_file),
+    {"KL_API_TOKEN_FILE", NULL, 0, 0, NULL, KL_CONFIG_PATH, 0, FIELD(api_token_file),
      "A file holding the token (whitespace around it is trimmed), such as a mounted "
      "Kubernetes secret. Not together with KL_API_TOKEN."},
-    {"KL_WORKERS", KL_CONFIG_INT, "4", 1, 256, NULL, 0, FIELD(workers),
+    {"KL_WORKERS", "4", 1, 256, NULL, KL_CONFIG_INT, 0, FIELD(workers),
      "Worker threads of this process that run shard tasks (one shard each at a time)."},
-    {"KL_READ_CONCURRENCY", KL_CONFIG_INT, "4", 1, 64, NULL, 0, FIELD(read_concurrency),
+    {"KL_READ_CONCURRENCY", "4", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(read_concurrency),
      "Shards of one job this process reads at the same time (at most KL_WORKERS), so one "
      "wide stream does not take every worker."},
-    {"KL_HTTP_THREADS", KL_CONFIG_INT, "4", 1, 64, NULL, 0, FIELD(http_threads),
+    {"KL_HTTP_THREADS", "4", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(http_threads),
      "Threads of the HTTP server's pool."},
-    {"KL_HTTP_MAX_CONNECTIONS", KL_CONFIG_INT, "1024", 1, 65536, NULL, 0,
+    {"KL_HTTP_MAX_CONNECTIONS", "1024", 1, 65536, NULL, KL_CONFIG_INT, 0,
      FIELD(http_max_connections),
      "Open HTTP connections at most; more are refused until some close."},
-    {"KL_HTTP_IDLE_TIMEOUT_S", KL_CONFIG_INT, "60", 1, 3600, NULL, 0, FIELD(http_idle_timeout_s),
+    {"KL_HTTP_IDLE_TIMEOUT_S", "60", 1, 3600, NULL, KL_CONFIG_INT, 0, FIELD(http_idle_timeout_s),
      "Seconds an idle HTTP connection is kept open."},
-    {"KL_MAX_BODY", KL_CONFIG_SIZE, "1MiB", 1 * KIB, 64 * MIB, NULL, 0, FIELD(max_body),
+    {"KL_MAX_BODY", "1MiB", 1 * KIB, 64 * MIB, NULL, KL_CONFIG_SIZE, 0, FIELD(max_body),
      "Largest request body; larger ones are answered 413 without being read. Bytes, or with "
      "a KiB, MiB or GiB suffix."},
-    {"KL_SHUTDOWN_GRACE_S", KL_CONFIG_INT, "25", 0, 3600, NULL, 0, FIELD(shutdown_grace_s),
+    {"KL_SHUTDOWN_GRACE_S", "25", 0, 3600, NULL, KL_CONFIG_INT, 0, FIELD(shutdown_grace_s),
      "On SIGTERM or SIGINT the service stops taking requests and tasks, and gives in-flight "
      "requests and running chunks this long to finish. Keep it below Kubernetes' "
      "terminationGracePeriodSeconds (30 by default)."},
-    {"KL_LOG_LEVEL", KL_CONFIG_ENUM, "info", 0, 0, log_levels, 0, FIELD(log_level),
+    {"KL_LOG_LEVEL", "info", 0, 0, log_levels, KL_CONFIG_ENUM, 0, FIELD(log_level),
      "Least severe level logged (JSON lines on stderr)."},
-    {"DATABASE_URL", KL_CONFIG_PG_URL, NULL, 0, 0, NULL, KL_CONFIG_REDACT, FIELD(database_url),
+    {"DATABASE_URL", NULL, 0, 0, NULL, KL_CONFIG_PG_URL, KL_CONFIG_REDACT, FIELD(database_url),
      "The PostgreSQL destination as a libpq connection string "
      "(postgresql://user:password@host:5432/db?sslmode=require, or key=value pairs). Unset: the "
      "SQLite file of KL_SQLITE_PATH. Logged with the password hidden."},
-    {"KL_SQLITE_PATH", KL_CONFIG_PATH, "./kinesis-loader.db", 0, 0, NULL, 0, FIELD(sqlite_path),
+    {"KL_SQLITE_PATH", "./kinesis-loader.db", 0, 0, NULL, KL_CONFIG_PATH, 0, FIELD(sqlite_path),
      "The embedded SQLite destination, used when DATABASE_URL is unset."},
-    {"REDIS_URL", KL_CONFIG_REDIS_URL, NULL, 0, 0, NULL, KL_CONFIG_REDACT, FIELD(redis_url),
+    {"REDIS_URL", NULL, 0, 0, NULL, KL_CONFIG_REDIS_URL, KL_CONFIG_REDACT, FIELD(redis_url),
      "Shared state (jobs, task queue, shard leases) for several replicas: "
      "redis://[user:password@]host[:port][/db] or unix:///path/to/socket (no TLS). Unset: "
      "state in this process, durable through the destination's checkpoints. Logged with the "
      "password hidden."},
-    {"KL_JOB_RETENTION_HOURS", KL_CONFIG_INT, "168", 1, 8760, NULL, 0, FIELD(job_retention_hours),
+    {"KL_JOB_RETENTION_HOURS", "168", 1, 8760, NULL, KL_CONFIG_INT, 0, FIELD(job_retention_hours),
      "Finished jobs are kept, and answer GET /jobs/{id}, this many hours."},
-    {"KL_LEASE_TTL_S", KL_CONFIG_INT, "30", 5, 600, NULL, 0, FIELD(lease_ttl_s),
+    {"KL_LEASE_TTL_S", "30", 5, 600, NULL, KL_CONFIG_INT, 0, FIELD(lease_ttl_s),
      "Lifetime of a shard lease, renewed while a worker reads: a task whose worker died is "
      "taken over after this long."},
-    {"KL_KINESIS_PACING", KL_CONFIG_ENUM, "auto", 0, 0, pacing_modes, 0, FIELD(kinesis_pacing),
+    {"KL_KINESIS_PACING", "auto", 0, 0, pacing_modes, KL_CONFIG_ENUM, 0, FIELD(kinesis_pacing),
      "on: keep each shard to Kinesis' 5 GetRecords calls/s and 2 MiB/s; off: read as fast as "
      "answered; auto: on for AWS endpoints, off for others (emulators)."},
     /* Read by core/aws and core/kinesis themselves; listed so --help is complete. */
-    {"AWS_REGION", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_REGION", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The AWS region (else AWS_DEFAULT_REGION, else the profile's region)."},
-    {"AWS_DEFAULT_REGION", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_DEFAULT_REGION", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The region when AWS_REGION is unset."},
-    {"AWS_ACCESS_KEY_ID", KL_CONFIG_DOC, NULL, 0, 0, NULL, KL_CONFIG_SECRET, NO_FIELD,
+    {"AWS_ACCESS_KEY_ID", NULL, 0, 0, NULL, KL_CONFIG_DOC, KL_CONFIG_SECRET, NO_FIELD,
      "Static credentials, with AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN."},
-    {"AWS_SECRET_ACCESS_KEY", KL_CONFIG_DOC, NULL, 0, 0, NULL, KL_CONFIG_SECRET, NO_FIELD,
+    {"AWS_SECRET_ACCESS_KEY", NULL, 0, 0, NULL, KL_CONFIG_DOC, KL_CONFIG_SECRET, NO_FIELD,
      "The secret of AWS_ACCESS_KEY_ID."},
-    {"AWS_SESSION_TOKEN", KL_CONFIG_DOC, NULL, 0, 0, NULL, KL_CONFIG_SECRET, NO_FIELD,
+    {"AWS_SESSION_TOKEN", NULL, 0, 0, NULL, KL_CONFIG_DOC, KL_CONFIG_SECRET, NO_FIELD,
      "The session token of temporary credentials."},
-    {"AWS_PROFILE", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_PROFILE", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The profile of the shared config and credentials files."},
-    {"AWS_CONFIG_FILE", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_CONFIG_FILE", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The shared config file (default ~/.aws/config)."},
-    {"AWS_SHARED_CREDENTIALS_FILE", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_SHARED_CREDENTIALS_FILE", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The shared credentials file (default ~/.aws/credentials)."},
-    {"AWS_ENDPOINT_URL_KINESIS", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_ENDPOINT_URL_KINESIS", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The Kinesis endpoint (an emulator, a VPC endpoint); else AWS_ENDPOINT_URL, else AWS."},
-    {"AWS_ENDPOINT_URL", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_ENDPOINT_URL", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The endpoint of every AWS service without a service-specific one."},
-    {"AWS_ROLE_ARN", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_ROLE_ARN", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "With AWS_WEB_IDENTITY_TOKEN_FILE: the role assumed with a web identity (EKS IRSA)."},
-    {"AWS_WEB_IDENTITY_TOKEN_FILE", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_WEB_IDENTITY_TOKEN_FILE", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The web identity token file for AWS_ROLE_ARN."},
-    {"AWS_ROLE_SESSION_NAME", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_ROLE_SESSION_NAME", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The session name when assuming AWS_ROLE_ARN."},
-    {"AWS_CONTAINER_CREDENTIALS_FULL_URI", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_CONTAINER_CREDENTIALS_FULL_URI", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "Container credentials endpoint (EKS Pod Identity, ECS); also "
      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)."},
-    {"AWS_EC2_METADATA_DISABLED", KL_CONFIG_DOC, NULL, 0, 0, NULL, 0, NO_FIELD,
+    {"AWS_EC2_METADATA_DISABLED", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "true: never ask the EC2 instance metadata service (IMDSv2) for credentials."},
 };
 /* clang-format on */
@@ -316,8 +317,7 @@ static void describe_rule(const struct kl_config_var *v, char *out, size_t cap)
     case KL_CONFIG_ENUM: {
         size_t pos = (size_t)snprintf(out, cap, "one of");
         for (const char *const *c = v->choices; *c != NULL && pos < cap; c++)
-            pos += (size_t)snprintf(out + pos, cap - pos, "%s %s", c == v->choices ? "" : ",",
-                                    *c);
+            pos += (size_t)snprintf(out + pos, cap - pos, "%s %s", c == v->choices ? "" : ",", *c);
         break;
     }
     case KL_CONFIG_LISTEN:
@@ -327,8 +327,7 @@ static void describe_rule(const struct kl_config_var *v, char *out, size_t cap)
         snprintf(out, cap, "a file path of at most %zu characters", v->size - 1);
         break;
     case KL_CONFIG_TOKEN:
-        snprintf(out, cap, "%lld to %lld visible ASCII characters without spaces", v->min,
-                 v->max);
+        snprintf(out, cap, "%lld to %lld visible ASCII characters without spaces", v->min, v->max);
         break;
     case KL_CONFIG_PG_URL:
         snprintf(out, cap,
@@ -423,8 +422,8 @@ static int read_token_file(struct kl_config *cfg, struct kl_err *err)
     int rc = KL_ERR_INVALID;
 
     if (f == NULL)
-        return kl_err_set(err, KL_ERR_INVALID, "KL_API_TOKEN_FILE=%.200s: cannot be read: %s",
-                          path, strerror(errno));
+        return kl_err_set(err, KL_ERR_INVALID, "KL_API_TOKEN_FILE=%.200s: cannot be read: %s", path,
+                          strerror(errno));
     n = fread(buf, 1, sizeof buf - 1, f);
     if (ferror(f)) {
         kl_err_set(err, KL_ERR_INVALID, "KL_API_TOKEN_FILE=%.200s: cannot be read: %s", path,
@@ -608,8 +607,7 @@ size_t kl_config_json(const struct kl_config *cfg, char *out, size_t cap)
             cJSON_Delete(item);
     }
     OPENSSL_cleanse(buf, sizeof buf);
-    if (!ok || !cJSON_PrintPreallocated(doc, out, (int)(cap > INT32_MAX ? INT32_MAX : cap),
-                                        false))
+    if (!ok || !cJSON_PrintPreallocated(doc, out, (int)(cap > INT32_MAX ? INT32_MAX : cap), false))
         snprintf(out, cap, "{}");
     cJSON_Delete(doc);
     return strlen(out);

@@ -32,10 +32,10 @@ enum kl_config_type {
 
 struct kl_config_var {
     const char *name;
-    enum kl_config_type type;
-    const char *def; /* NULL: unset unless given */
-    long long min, max; /* INT and SIZE: bounds; TOKEN: length bounds */
+    const char *def;            /* NULL: unset unless given */
+    long long min, max;         /* INT and SIZE: bounds; TOKEN: length bounds */
     const char *const *choices; /* ENUM: NULL-terminated */
+    enum kl_config_type type;
     unsigned flags;
     size_t offset, size; /* the value's place in struct kl_config (size 0 for DOC) */
     const char *doc;
@@ -46,8 +46,8 @@ struct kl_config_var {
 
 struct kl_config {
     char listen[272];
-    char listen_host[256]; /* without brackets; "" = every interface */
-    int listen_port;       /* 0..65535; 0 = any free port */
+    char listen_host[256];                   /* without brackets; "" = every interface */
+    int listen_port;                         /* 0..65535; 0 = any free port */
     char api_token[KL_CONFIG_TOKEN_MAX + 1]; /* "" = no authentication; wiped by _free */
     char api_token_file[KL_CONFIG_PATH_MAX];
     int workers;
@@ -64,7 +64,8 @@ struct kl_config {
     int job_retention_hours;
     int lease_ttl_s;
     char kinesis_pacing[8]; /* "auto", "on", "off" */
-    const struct kl_env *env; /* where it was read from (borrowed), for the AWS entries of the log */
+    const struct kl_env
+        *env; /* where it was read from (borrowed), for the AWS entries of the log */
 };
 
 /* The table, for --help and tests. */

@@ -86,8 +86,7 @@ static int64_t elapsed_us(const struct timespec *since)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 +
-           (now.tv_nsec - since->tv_nsec) / 1000;
+    return (int64_t)(now.tv_sec - since->tv_sec) * 1000000 + (now.tv_nsec - since->tv_nsec) / 1000;
 }
 
 static int sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
@@ -147,10 +146,9 @@ static enum MHD_Result queue(struct request *rq, struct MHD_Connection *conn,
         if (r != NULL)
             resp->body = NULL; /* libmicrohttpd frees it now */
     } else {
-        r = MHD_create_response_from_buffer(resp->body_len,
-                                            (void *)(resp->static_body != NULL ? resp->static_body
-                                                                               : ""),
-                                            MHD_RESPMEM_PERSISTENT);
+        r = MHD_create_response_from_buffer(
+            resp->body_len, (void *)(resp->static_body != NULL ? resp->static_body : ""),
+            MHD_RESPMEM_PERSISTENT);
     }
     if (r == NULL) {
         copy_cut(rq->error, sizeof rq->error, "out of memory creating a response");
@@ -384,9 +382,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct kl_httpd *h = cls;
     struct request *rq = *con_cls;
@@ -440,8 +437,8 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
         (void)inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
                         (socklen_t)cap);
     else if (sa->sa_family == AF_INET6)
-        (void)inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                        out, (socklen_t)cap);
+        (void)inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                        (socklen_t)cap);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -536,8 +533,7 @@ static int open_listener(const struct kl_httpd_opts *o, MHD_socket *out, struct 
         return kl_err_set(err, KL_ERR_INVALID, "KL_LISTEN: cannot resolve '%s': %s",
                           host != NULL ? host : "*", gai_strerror(gai));
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
         if (fd < 0) {
             last_errno = errno;
             continue;

@@ -17,13 +17,13 @@ struct kl_err;
 struct kl_service;
 
 struct kl_httpd_opts {
-    const char *host;    /* numeric address or name; NULL or "": every interface */
-    int port;            /* 0: a free port (kl_httpd_port tells which) */
-    int threads;         /* pool size, >= 1 */
-    int max_connections; /* >= 1 */
-    int idle_timeout_s;  /* >= 1 */
-    size_t max_body;     /* larger request bodies are answered 413 */
-    const char *api_token; /* NULL or "": no authentication; copied as a digest */
+    const char *host;       /* numeric address or name; NULL or "": every interface */
+    int port;               /* 0: a free port (kl_httpd_port tells which) */
+    int threads;            /* pool size, >= 1 */
+    int max_connections;    /* >= 1 */
+    int idle_timeout_s;     /* >= 1 */
+    size_t max_body;        /* larger request bodies are answered 413 */
+    const char *api_token;  /* NULL or "": no authentication; copied as a digest */
     struct kl_service *svc; /* borrowed; must outlive the server */
     FILE *log;              /* access and error lines; NULL: stderr */
 };

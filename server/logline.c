@@ -28,10 +28,12 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
             out[pos++] = '\\';
             out[pos++] = 'n';
         } else if (c < 0x20 || c == 0x7f) {
-            memcpy(out + pos, "\\u00", 4);
-            out[pos + 4] = hex[c >> 4];
-            out[pos + 5] = hex[c & 15];
-            pos += 6;
+            out[pos++] = '\\';
+            out[pos++] = 'u';
+            out[pos++] = '0';
+            out[pos++] = '0';
+            out[pos++] = hex[c >> 4];
+            out[pos++] = hex[c & 15];
         } else {
             out[pos++] = (char)c;
         }

@@ -195,8 +195,7 @@ static long count_open_fds(void)
     return n - 1; /* the directory stream's own descriptor */
 }
 
-static int render_process(const struct kl_http_metrics *m, struct kl_buf *out,
-                          struct kl_err *err)
+static int render_process(const struct kl_http_metrics *m, struct kl_buf *out, struct kl_err *err)
 {
     struct rusage ru;
     struct rlimit rl;

@@ -63,8 +63,8 @@ static void allow_add(char *allow, size_t cap, const char *method)
     if (len + n + 3 > cap)
         return;
     if (len > 0) {
-        memcpy(allow + len, ", ", 2);
-        len += 2;
+        allow[len++] = ',';
+        allow[len++] = ' ';
     }
     memcpy(allow + len, method, n + 1);
 }

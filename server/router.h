@@ -20,8 +20,8 @@ enum kl_router_result {
 };
 
 struct kl_router_match {
-    const struct kl_api_route *route; /* when MATCHED */
-    size_t index;                     /* of `route` in the table */
+    const struct kl_api_route *route;      /* when MATCHED */
+    size_t index;                          /* of `route` in the table */
     const char *params[KL_API_MAX_PARAMS]; /* point into `scratch` */
     size_t n_params;
     char allow[64]; /* when METHOD_NOT_ALLOWED: "GET, HEAD, DELETE" */

@@ -73,9 +73,8 @@ int kl_serve(const struct kl_config *cfg, struct kl_service *svc,
              strchr(cfg->listen_host, ':') ? "]" : "", kl_httpd_port(h));
     log_event(log, KL_LOG_INFO, "listening", "address", address, "port", kl_httpd_port(h));
     if (cfg->api_token[0] == '\0')
-        log_event(log, KL_LOG_WARN,
-                  "no KL_API_TOKEN or KL_API_TOKEN_FILE: every endpoint is open", NULL, NULL,
-                  NULL, 0);
+        log_event(log, KL_LOG_WARN, "no KL_API_TOKEN or KL_API_TOKEN_FILE: every endpoint is open",
+                  NULL, NULL, NULL, 0);
     if (hooks != NULL && hooks->on_listening != NULL)
         hooks->on_listening(hooks->arg, kl_httpd_port(h));
 
@@ -89,13 +88,13 @@ int kl_serve(const struct kl_config *cfg, struct kl_service *svc,
         hooks->drain(hooks->arg, deadline - now_ms() > 0 ? deadline - now_ms() : 0);
     drained = kl_httpd_drain(h, deadline - now_ms() > 0 ? deadline - now_ms() : 0);
     if (!drained) {
-        log_event(log, KL_LOG_ERROR, "requests still running at the end of the grace period",
-                  NULL, NULL, "in_flight", kl_httpd_in_flight(h));
+        log_event(log, KL_LOG_ERROR, "requests still running at the end of the grace period", NULL,
+                  NULL, "in_flight", kl_httpd_in_flight(h));
         /* Stopping the daemon would wait for them: leave it to the exit. */
         h = NULL;
-        rc = kl_err_set(err, KL_ERR_CANCELLED,
-                        "requests still running after KL_SHUTDOWN_GRACE_S=%d",
-                        cfg->shutdown_grace_s);
+        rc =
+            kl_err_set(err, KL_ERR_CANCELLED, "requests still running after KL_SHUTDOWN_GRACE_S=%d",
+                       cfg->shutdown_grace_s);
         goto cleanup;
     }
     log_event(log, KL_LOG_INFO, "stopped", NULL, NULL, NULL, 0);
@@ -123,6 +122,8 @@ void kl_serve_usage(FILE *out)
 static void log_error(const char *msg, const char *detail)
 {
     struct kl_logline line;
+    if (KL_LOG_ERROR < kl_log_threshold)
+        return;
     kl_logline_begin(&line, KL_LOG_ERROR, "serve", msg);
     kl_logline_str(&line, "error", detail);
     kl_logline_emit(&line, NULL);
@@ -147,8 +148,9 @@ int kl_serve_command(int argc, char **argv, const struct kl_serve_engine *engine
     }
     if (kl_config_load(&cfg, kl_env_system(), &err) != KL_OK) {
         log_error("invalid configuration", err.msg);
-        fprintf(stderr, "kinesis-loader serve: %s\n(kinesis-loader serve --help lists the "
-                        "settings)\n",
+        fprintf(stderr,
+                "kinesis-loader serve: %s\n(kinesis-loader serve --help lists the "
+                "settings)\n",
                 err.msg);
         return 2;
     }

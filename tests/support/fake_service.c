@@ -138,8 +138,8 @@ static int create_load(void *impl, const struct kl_load_params *p, const char *k
     j = active_for(f, p->stream, p->pipeline_name);
     if (j != NULL) {
         *job = job_doc(j);
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s for stream %s and pipeline %s is %s",
-                        j->id, p->stream, p->pipeline_name, kl_store_job_status_name(j->status));
+        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s for stream %s and pipeline %s is %s", j->id,
+                        p->stream, p->pipeline_name, kl_store_job_status_name(j->status));
         goto out;
     }
     j = add_locked(f, p, key, KL_STORE_JOB_QUEUED);
@@ -268,15 +268,16 @@ static int get_stream(void *impl, const char *stream, cJSON **doc, struct kl_err
     if (strcmp(stream, "orders") != 0 && strcmp(stream, "clicks") != 0)
         return kl_err_set(err, KL_ERR_NOT_FOUND, "Stream %s under account 000000000000 not found.",
                           stream);
-    snprintf(text, sizeof text,
-             "{\"name\":\"%s\",\"arn\":\"arn:aws:kinesis:us-east-1:000000000000:stream/%s\","
-             "\"status\":\"ACTIVE\",\"retention_period_hours\":24,\"open_shard_count\":1,"
-             "\"shards\":[{\"shard_id\":\"shardId-000000000000\",\"parent_shard_id\":null,"
-             "\"adjacent_parent_shard_id\":null,\"starting_hash_key\":\"0\","
-             "\"ending_hash_key\":\"340282366920938463463374607431768211455\","
-             "\"starting_sequence_number\":\"49543463076548007577105092703039560359975228518395012686\","
-             "\"ending_sequence_number\":null,\"closed\":false}]}",
-             stream, stream);
+    snprintf(
+        text, sizeof text,
+        "{\"name\":\"%s\",\"arn\":\"arn:aws:kinesis:us-east-1:000000000000:stream/%s\","
+        "\"status\":\"ACTIVE\",\"retention_period_hours\":24,\"open_shard_count\":1,"
+        "\"shards\":[{\"shard_id\":\"shardId-000000000000\",\"parent_shard_id\":null,"
+        "\"adjacent_parent_shard_id\":null,\"starting_hash_key\":\"0\","
+        "\"ending_hash_key\":\"340282366920938463463374607431768211455\","
+        "\"starting_sequence_number\":\"49543463076548007577105092703039560359975228518395012686\","
+        "\"ending_sequence_number\":null,\"closed\":false}]}",
+        stream, stream);
     *doc = cJSON_Parse(text);
     return KL_OK;
 }

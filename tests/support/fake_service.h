@@ -34,11 +34,11 @@ struct kl_fake_service {
     size_t n_jobs;
     unsigned next_id;
     /* scripted (set before the requests, or under the lock) */
-    int fail_code;      /* != KL_OK: every operation but readiness and metrics fails */
+    int fail_code; /* != KL_OK: every operation but readiness and metrics fails */
     char fail_msg[128];
     bool metrics_fail;
-    bool ready;         /* default true */
-    long delay_ms;      /* every operation sleeps first */
+    bool ready;    /* default true */
+    long delay_ms; /* every operation sleeps first */
     /* observed */
     unsigned calls;
     bool have_last;

@@ -174,10 +174,11 @@ static void every_error_code_maps_to_a_problem(void **state)
         {(enum kl_err_code)999, 500, "/problems/internal"},
     };
     static const char *const types[] = {
-        "/problems/invalid-request", "/problems/unauthorized", "/problems/not-found",
-        "/problems/conflict", "/problems/payload-too-large", "/problems/unsupported-media-type",
-        "/problems/method-not-allowed", "/problems/upstream", "/problems/unavailable",
-        "/problems/internal"};
+        "/problems/invalid-request",    "/problems/unauthorized",
+        "/problems/not-found",          "/problems/conflict",
+        "/problems/payload-too-large",  "/problems/unsupported-media-type",
+        "/problems/method-not-allowed", "/problems/upstream",
+        "/problems/unavailable",        "/problems/internal"};
     size_t n;
     const struct kl_problem_def *table = kl_problem_table(&n);
     (void)state;
@@ -283,9 +284,12 @@ static void idempotency_keys_answer_the_same_job(void **state)
 
 static void load_bodies_must_be_json(void **state)
 {
-    static const char *const cases[] = {"text/plain", "application/x-www-form-urlencoded",
-                                        "application/json; charset=latin1", "application/jsonx",
-                                        "application/json;", NULL};
+    static const char *const cases[] = {"text/plain",
+                                        "application/x-www-form-urlencoded",
+                                        "application/json; charset=latin1",
+                                        "application/jsonx",
+                                        "application/json;",
+                                        NULL};
     static const char *const ok[] = {"application/json", "Application/JSON",
                                      "application/json ; charset=\"UTF-8\"",
                                      "application/json;charset=utf8"};
@@ -476,12 +480,12 @@ static void listing_jobs(void **state)
             const char *target;
             const char *field;
         } bad[] = {
-            {"/jobs?limit=0", "limit"},       {"/jobs?limit=501", "limit"},
-            {"/jobs?limit=ten", "limit"},     {"/jobs?limit=", "limit"},
-            {"/jobs?limit=010", "limit"},     {"/jobs?limit=-1", "limit"},
-            {"/jobs?status=done", "status"},  {"/jobs?stream=a/b", "stream"},
-            {"/jobs?stream=", "stream"},      {"/jobs?cursor=", "cursor"},
-            {"/jobs?cursor=a b", "cursor"}, {"/jobs?statuss=queued", "statuss"},
+            {"/jobs?limit=0", "limit"},         {"/jobs?limit=501", "limit"},
+            {"/jobs?limit=ten", "limit"},       {"/jobs?limit=", "limit"},
+            {"/jobs?limit=010", "limit"},       {"/jobs?limit=-1", "limit"},
+            {"/jobs?status=done", "status"},    {"/jobs?stream=a/b", "stream"},
+            {"/jobs?stream=", "stream"},        {"/jobs?cursor=", "cursor"},
+            {"/jobs?cursor=a b", "cursor"},     {"/jobs?statuss=queued", "statuss"},
             {"/jobs?limit=1&limit=2", "limit"},
         };
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -490,8 +494,9 @@ static void listing_jobs(void **state)
             done(&r);
         }
     }
-    call(&f, "GET", "/jobs?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17",
-         NULL, NULL, &r);
+    call(&f, "GET",
+         "/jobs?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17", NULL,
+         NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request", NULL);
     assert_string_equal(str(r.json, "detail"), "too many query parameters");
     done(&r);
@@ -554,8 +559,7 @@ static void stream_state(void **state)
     call(&f, "DELETE", "/streams/orders/state", NULL, NULL, &r);
     expect_problem(&r, 409, "/problems/conflict", NULL);
     done(&r);
-    call(&f, "DELETE", "/streams/orders/state?pipeline_name=a%20b&dataset_name=9x", NULL, NULL,
-         &r);
+    call(&f, "DELETE", "/streams/orders/state?pipeline_name=a%20b&dataset_name=9x", NULL, NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request", "pipeline_name");
     expect_problem(&r, 400, "/problems/invalid-request", "dataset_name");
     done(&r);
@@ -590,9 +594,8 @@ static void health_readiness_metrics_openapi(void **state)
     atomic_store(&stopping, true);
     call(&f, "GET", "/readyz", NULL, NULL, &r);
     assert_int_equal(r.resp.status, 503);
-    assert_false(cJSON_IsTrue(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "checks"), "shutdown"),
-                            "ok")));
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "checks"), "shutdown"), "ok")));
     done(&r);
     atomic_store(&stopping, false);
 

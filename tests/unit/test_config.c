@@ -72,11 +72,25 @@ static void every_default_satisfies_its_own_rule(void **state)
 
 static void values_are_parsed_by_type(void **state)
 {
-    static const char *const pairs[] = {
-        "KL_LISTEN", "[::1]:0", "KL_WORKERS", "256", "KL_MAX_BODY", "2MiB", "KL_LOG_LEVEL",
-        "DEBUG", "KL_KINESIS_PACING", "off", "KL_HTTP_THREADS", "1", "KL_SHUTDOWN_GRACE_S", "0",
-        "REDIS_URL", "redis://:pw@localhost:6380/2", "DATABASE_URL",
-        "postgresql://kl:secret@db:5432/kl?sslmode=require", NULL};
+    static const char *const pairs[] = {"KL_LISTEN",
+                                        "[::1]:0",
+                                        "KL_WORKERS",
+                                        "256",
+                                        "KL_MAX_BODY",
+                                        "2MiB",
+                                        "KL_LOG_LEVEL",
+                                        "DEBUG",
+                                        "KL_KINESIS_PACING",
+                                        "off",
+                                        "KL_HTTP_THREADS",
+                                        "1",
+                                        "KL_SHUTDOWN_GRACE_S",
+                                        "0",
+                                        "REDIS_URL",
+                                        "redis://:pw@localhost:6380/2",
+                                        "DATABASE_URL",
+                                        "postgresql://kl:secret@db:5432/kl?sslmode=require",
+                                        NULL};
     struct kl_config cfg;
     struct kl_err err = {0};
     (void)state;
@@ -105,12 +119,13 @@ static void listen_forms(void **state)
         const char *host;
         int port;
     } ok[] = {
-        {"0.0.0.0:8080", "0.0.0.0", 8080}, {":9000", "", 9000},
-        {"localhost:1", "localhost", 1},   {"[::]:65535", "::", 65535},
+        {"0.0.0.0:8080", "0.0.0.0", 8080},         {":9000", "", 9000},
+        {"localhost:1", "localhost", 1},           {"[::]:65535", "::", 65535},
         {"[fe80::1%eth0]:80", "fe80::1%eth0", 80},
     };
-    static const char *const bad[] = {"8080", "0.0.0.0:", "0.0.0.0:65536", "::1:80", "[::1]80",
-                                      "host name:80", "a:b", "[]:80", "0.0.0.0:-1"};
+    static const char *const bad[] = {"8080",   "0.0.0.0:", "0.0.0.0:65536",
+                                      "::1:80", "[::1]80",  "host name:80",
+                                      "a:b",    "[]:80",    "0.0.0.0:-1"};
     (void)state;
 
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -181,10 +196,8 @@ static void secrets_never_appear_in_error_messages(void **state)
         const char *name;
         const char *value;
     } cases[] = {
-        {"KL_API_TOKEN", "has space-s3cr3t"},
-        {"DATABASE_URL", "mysql://u:s3cr3t@h/db"},
-        {"REDIS_URL", "http://u:s3cr3t@h"},
-        {"REDIS_URL", "rediss://u:s3cr3t@h:6379"},
+        {"KL_API_TOKEN", "has space-s3cr3t"},      {"DATABASE_URL", "mysql://u:s3cr3t@h/db"},
+        {"REDIS_URL", "http://u:s3cr3t@h"},        {"REDIS_URL", "rediss://u:s3cr3t@h:6379"},
         {"REDIS_URL", "redis://u:s3cr3t@h:99999"},
     };
     (void)state;
@@ -351,10 +364,17 @@ static void token_sources(void **state)
 
 static void the_log_line_redacts_secrets(void **state)
 {
-    static const char *const pairs[] = {
-        "KL_API_TOKEN", "s3cr3t-token", "DATABASE_URL", "postgresql://kl:s3cr3t@db/kl",
-        "REDIS_URL", "redis://:s3cr3t@cache:6379", "AWS_SECRET_ACCESS_KEY", "s3cr3t-aws",
-        "AWS_REGION", "eu-west-1", NULL};
+    static const char *const pairs[] = {"KL_API_TOKEN",
+                                        "s3cr3t-token",
+                                        "DATABASE_URL",
+                                        "postgresql://kl:s3cr3t@db/kl",
+                                        "REDIS_URL",
+                                        "redis://:s3cr3t@cache:6379",
+                                        "AWS_SECRET_ACCESS_KEY",
+                                        "s3cr3t-aws",
+                                        "AWS_REGION",
+                                        "eu-west-1",
+                                        NULL};
     struct kl_config cfg;
     struct kl_err err = {0};
     char *text = NULL;

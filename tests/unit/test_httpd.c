@@ -188,8 +188,8 @@ static CURLcode send_req(const struct request *q, struct reply *r)
     return rc;
 }
 
-static void http(const char *method, const char *url, const char *const *headers,
-                 const char *body, struct reply *r)
+static void http(const char *method, const char *url, const char *const *headers, const char *body,
+                 struct reply *r)
 {
     struct request q = {method, url, headers, body, body != NULL ? strlen(body) : 0, false, NULL};
     CURLcode rc = send_req(&q, r);
@@ -237,8 +237,8 @@ static void record(const char *method, const char *url, const struct reply *r)
 {
     cJSON *e, *h;
     const char *path = strstr(url, "://");
-    static const char *const names[] = {"Content-Type", "Location", "Retry-After",
-                                        "WWW-Authenticate", "Allow", "X-Request-Id"};
+    static const char *const names[] = {"Content-Type",     "Location", "Retry-After",
+                                        "WWW-Authenticate", "Allow",    "X-Request-Id"};
 
     if (exchanges == NULL)
         exchanges = cJSON_CreateArray();
@@ -309,8 +309,7 @@ static void a_load_from_start_to_finish(void **state)
 
     start(&s, NULL);
     snprintf(url, sizeof url, "%s/streams/orders/loads", s.base);
-    http("POST", url, json, "{\"max_number_of_messages\":100,\"write_disposition\":\"merge\"}",
-         &r);
+    http("POST", url, json, "{\"max_number_of_messages\":100,\"write_disposition\":\"merge\"}", &r);
     assert_int_equal(r.status, 202);
     assert_string_equal(hdr(&r, "Content-Type"), "application/json");
     snprintf(id, sizeof id, "%s", str(r.json, "id"));
@@ -324,8 +323,8 @@ static void a_load_from_start_to_finish(void **state)
     http("GET", url, NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(str(r.json, "id"), id);
-    assert_string_equal(
-        str(cJSON_GetObjectItem(r.json, "parameters"), "write_disposition"), "merge");
+    assert_string_equal(str(cJSON_GetObjectItem(r.json, "parameters"), "write_disposition"),
+                        "merge");
     done(&r);
 
     snprintf(url, sizeof url, "%s/streams/orders/loads", s.base);
@@ -363,8 +362,8 @@ static void a_load_from_start_to_finish(void **state)
     snprintf(url, sizeof url, "%s/jobs?status=finished", s.base);
     http("GET", url, NULL, NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request");
-    assert_string_equal(
-        str(cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "errors"), 0), "field"), "status");
+    assert_string_equal(str(cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "errors"), 0), "field"),
+                        "status");
     done(&r);
 
     snprintf(url, sizeof url, "%s/jobs/%s", s.base, "0123456789abcdefghijklmnop");
@@ -600,8 +599,8 @@ static void metrics_are_prometheus_text(void **state)
                              "(-?[0-9]+(\\.[0-9]+)?(e[+-]?[0-9]+)?|[+-]Inf|NaN)$",
                              REG_EXTENDED | REG_NOSUB),
                      0);
-    assert_int_equal(regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED | REG_NOSUB),
-                     0);
+    assert_int_equal(
+        regcomp(&help, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED | REG_NOSUB), 0);
     assert_int_equal(regcomp(&type, "^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram)$",
                              REG_EXTENDED | REG_NOSUB),
                      0);
@@ -641,10 +640,10 @@ static void metrics_are_prometheus_text(void **state)
     done(&r);
     http("GET", url, NULL, NULL, &r);
     assert_non_null(strstr(r.body, "kl_jobs{status=\"running\"} 1\n"));
-    assert_non_null(
-        strstr(r.body, "kl_http_requests_total{route=\"/healthz\",method=\"GET\",code=\"200\"} 5\n"));
-    assert_non_null(
-        strstr(r.body, "kl_http_requests_total{route=\"unmatched\",method=\"any\",code=\"404\"} 1\n"));
+    assert_non_null(strstr(
+        r.body, "kl_http_requests_total{route=\"/healthz\",method=\"GET\",code=\"200\"} 5\n"));
+    assert_non_null(strstr(
+        r.body, "kl_http_requests_total{route=\"unmatched\",method=\"any\",code=\"404\"} 1\n"));
     assert_non_null(strstr(r.body, "\nprocess_resident_memory_bytes "));
     assert_non_null(strstr(r.body, "\nprocess_cpu_seconds_total "));
     assert_non_null(strstr(r.body, "\nprocess_open_fds "));
@@ -679,7 +678,8 @@ static void one_access_log_line_per_request(void **state)
         while (found == NULL && fgets(line, sizeof line, s.log) != NULL) {
             cJSON *j = cJSON_Parse(line);
             assert_non_null(j);
-            if (str(j, "request_id") != NULL && strcmp(str(j, "request_id"), "log-line-check-1") == 0)
+            if (str(j, "request_id") != NULL &&
+                strcmp(str(j, "request_id"), "log-line-check-1") == 0)
                 found = j;
             else
                 cJSON_Delete(j);
@@ -843,8 +843,8 @@ static void *slow_thread(void *arg)
 
 static void serve_stops_on_sigterm_after_in_flight_requests(void **state)
 {
-    static const char *const env[] = {"KL_LISTEN", "127.0.0.1:0", "KL_SHUTDOWN_GRACE_S", "5",
-                                      "KL_HTTP_THREADS", "2", NULL};
+    static const char *const env[] = {
+        "KL_LISTEN", "127.0.0.1:0", "KL_SHUTDOWN_GRACE_S", "5", "KL_HTTP_THREADS", "2", NULL};
     struct kl_env_table t;
     struct kl_err err = {0};
     struct serve_run *run = calloc(1, sizeof *run);

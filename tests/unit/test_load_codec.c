@@ -178,7 +178,8 @@ static const struct bad_case bad_cases[] = {
     /* names */
     {"s", "{\"pipeline_name\":\"\"}", "pipeline_name", "1 to 64 characters"},
     {"s", "{\"pipeline_name\":\"a b\"}", "pipeline_name", "1 to 64 characters"},
-    {"s", "{\"pipeline_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+    {"s",
+     "{\"pipeline_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
      "pipeline_name", "got 65 characters"},
     {"s", "{\"pipeline_name\":\"p\\u0000x\"}", NULL, "must not contain \\u0000"},
     {"s", "{\"dataset_name\":\"1raw\"}", "dataset_name", "not starting with a digit"},
@@ -196,13 +197,15 @@ static const struct bad_case bad_cases[] = {
     {"s", "{\"initial_at_timestamp\":\"\"}", "initial_at_timestamp", "1 to 63 characters"},
     {"s", "{\"initial_at_timestamp\":\"-5\"}", "initial_at_timestamp", "ISO-8601"},
     {"s",
-     "{\"initial_at_timestamp\":\"2024-05-01T00:00:00Zxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+     "{\"initial_at_timestamp\":\"2024-05-01T00:00:"
+     "00Zxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
      "initial_at_timestamp", "1 to 63 characters"},
     /* the stream of the path */
     {"", "{}", "stream", "1 to 128 characters"},
     {"a/b", "{}", "stream", "1 to 128 characters"},
     {"str eam", "{}", "stream", "1 to 128 characters"},
-    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
      "{}", "stream", "1 to 128 characters"},
 };
@@ -297,9 +300,9 @@ static void bodies_are_read_by_length_not_by_nul(void **state)
     (void)state;
 
     /* an embedded NUL is not the end of the body */
-    assert_int_equal(kl_load_request_parse("s", body, sizeof body - 1, &p, &fe, detail,
-                                           sizeof detail),
-                     KL_ERR_INVALID);
+    assert_int_equal(
+        kl_load_request_parse("s", body, sizeof body - 1, &p, &fe, detail, sizeof detail),
+        KL_ERR_INVALID);
     /* and the body need not be NUL-terminated */
     assert_int_equal(kl_load_request_parse("s", "{}xyz", 2, &p, &fe, detail, sizeof detail), KL_OK);
 }
@@ -309,8 +312,11 @@ static void number_text_is_the_shortest_round_trip(void **state)
     static const struct {
         double d;
         const char *text;
-    } cases[] = {{1700000000.25, "1700000000.25"}, {0.1, "0.1"}, {1e21, "1e+21"},
-                 {1700000000.123, "1700000000.123"}, {3, "3"}};
+    } cases[] = {{1700000000.25, "1700000000.25"},
+                 {0.1, "0.1"},
+                 {1e21, "1e+21"},
+                 {1700000000.123, "1700000000.123"},
+                 {3, "3"}};
     char out[32];
     (void)state;
 

@@ -59,8 +59,9 @@ static void parameters_come_from_their_segments(void **state)
 static void unknown_paths_are_not_found(void **state)
 {
     static const char *const paths[] = {
-        "/", "", "/jobs/", "/jobs//cancel", "/streams/x/loads/y", "/streams//loads", "/healthz/",
-        "/HEALTHZ", "/job", "/jobs/a/b", "/streams/x/state/", "//jobs", "jobs",
+        "/",         "",         "/jobs/", "/jobs//cancel", "/streams/x/loads/y", "/streams//loads",
+        "/healthz/", "/HEALTHZ", "/job",   "/jobs/a/b",     "/streams/x/state/",  "//jobs",
+        "jobs",
     };
     struct kl_router_match m;
     (void)state;

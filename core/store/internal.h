@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/store/store.h"
+#include "core/util/err.h"
 
 struct kl_err;
 struct kl_clock;
@@ -32,6 +33,10 @@ bool kl_store_copy(char *dst, size_t size, const char *src);
 /* Sorts a snapshot's tables and shards by name (backends fill them in any order). */
 void kl_store_job_sort(struct kl_store_job *j);
 void kl_store_state_sort(struct kl_store_state *s);
+
+/* Sets `err` and yields `code`, as an expression the static analyzer can
+ * see is not KL_OK (it does not look into err.c). */
+#define KL_STORE_FAIL(err, code, ...) (kl_err_set((err), (code), __VA_ARGS__), (int)(code))
 
 /* Clamps a count parsed from storage into [0, INT64_MAX]. */
 int64_t kl_store_parse_i64(const char *s, size_t len, int64_t fallback);

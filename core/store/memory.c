@@ -85,7 +85,7 @@ struct memory {
 static int lock(struct memory *m, struct kl_err *err)
 {
     if (pthread_mutex_lock(&m->mu) != 0)
-        return kl_err_set(err, KL_ERR_INTERNAL, "memory store: mutex lock failed");
+        return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "memory store: mutex lock failed");
     return KL_OK;
 }
 
@@ -116,7 +116,7 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem, struct kl_err *e
     c = *cap != 0 ? *cap * 2 : 8;
     p = realloc(*arr, c * elem);
     if (p == NULL)
-        return kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+        return KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
     *arr = p;
     *cap = c;
     return KL_OK;
@@ -181,7 +181,7 @@ static int copy_job(const struct kl_store_job *src, struct kl_store_job *dst, st
         j.shards = malloc(src->n_shards * sizeof *j.shards);
     if (j.parameters == NULL || (src->n_tables > 0 && j.tables == NULL) ||
         (src->n_shards > 0 && j.shards == NULL)) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
         goto cleanup;
     }
     if (src->n_tables > 0)
@@ -248,25 +248,26 @@ static int impl_job_create(void *impl, const struct kl_store_job_new *n,
     act = active_job(m, n->pipeline_name, n->stream);
     if (act != NULL) {
         memcpy(id_out, act->s.id, KL_STORE_JOB_ID_SIZE);
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is %s",
-                        act->s.id, n->stream, n->pipeline_name,
-                        kl_store_job_status_name(act->s.status));
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is %s",
+                           act->s.id, n->stream, n->pipeline_name,
+                           kl_store_job_status_name(act->s.status));
         goto cleanup;
     }
-    if ((rc = grow((void **)&m->jobs, &m->cap_jobs, m->n_jobs, sizeof *m->jobs, err)) != KL_OK)
+    if ((rc = grow((void **)&m->jobs, &m->cap_jobs, m->n_jobs, sizeof(struct mjob *), err)) !=
+        KL_OK)
         goto cleanup;
     if (has_key &&
         (rc = grow((void **)&m->idem, &m->cap_idem, m->n_idem, sizeof *m->idem, err)) != KL_OK)
         goto cleanup;
     j = calloc(1, sizeof *j);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
         goto cleanup;
     }
     kl_store_job_init(&j->s);
     j->s.parameters = strdup(n->parameters_json != NULL ? n->parameters_json : "{}");
     if (j->s.parameters == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
         goto cleanup;
     }
     j->s.created_ms = wall(m);
@@ -303,7 +304,7 @@ static int impl_job_get(void *impl, const char *id, struct kl_store_job *out, st
     purge(m);
     j = find_job(m, id);
     if (j == NULL)
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         rc = copy_job(&j->s, out, err);
     unlock(m);
@@ -325,10 +326,10 @@ static int impl_job_list(void *impl, const struct kl_store_job_filter *f,
     if ((rc = lock(m, err)) != KL_OK)
         return rc;
     purge(m);
-    qsort(m->jobs, m->n_jobs, sizeof *m->jobs, cmp_job_desc);
+    qsort(m->jobs, m->n_jobs, sizeof(struct mjob *), cmp_job_desc);
     page.jobs = calloc((size_t)f->limit, sizeof *page.jobs);
     if (page.jobs == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
         goto cleanup;
     }
     for (size_t i = 0; i < m->n_jobs; i++) {
@@ -370,7 +371,7 @@ static int impl_job_status(void *impl, const char *id, enum kl_store_job_status 
     purge(m);
     j = find_job(m, id);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     } else {
         *status = j->s.status;
         *cancel_requested = j->s.cancel_requested;
@@ -442,15 +443,14 @@ static int impl_job_transition(void *impl, const char *id, enum kl_store_job_sta
     purge(m);
     j = find_job(m, id);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
         goto cleanup;
     }
     if (j->s.status != to) {
         if (!transition_allowed(j->s.status, to)) {
             *now = j->s.status;
-            rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s is %s: it cannot become %s", id,
-                            kl_store_job_status_name(j->s.status),
-                            kl_store_job_status_name(to));
+            rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s is %s: it cannot become %s", id,
+                               kl_store_job_status_name(j->s.status), kl_store_job_status_name(to));
             goto cleanup;
         }
         apply_transition(m, j, to, e);
@@ -473,7 +473,7 @@ static int impl_job_cancel(void *impl, const char *id, enum kl_store_job_status 
     purge(m);
     j = find_job(m, id);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
         goto cleanup;
     }
     switch (j->s.status) {
@@ -488,8 +488,8 @@ static int impl_job_cancel(void *impl, const char *id, enum kl_store_job_status 
         break;
     default:
         *now = j->s.status;
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s already %s", id,
-                        kl_store_job_status_name(j->s.status));
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s already %s", id,
+                           kl_store_job_status_name(j->s.status));
         goto cleanup;
     }
     *now = j->s.status;
@@ -498,8 +498,8 @@ cleanup:
     return rc;
 }
 
-static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *shard_id,
-                                                  bool create, struct kl_err *err, int *rc)
+static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *shard_id, bool create,
+                                                  struct kl_err *err, int *rc)
 {
     struct kl_store_shard_progress *sp;
     for (size_t i = 0; i < j->s.n_shards; i++) {
@@ -509,8 +509,8 @@ static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *sh
     if (!create)
         return NULL;
     if (j->s.n_shards >= KL_STORE_SHARDS_MAX) {
-        *rc = kl_err_set(err, KL_ERR_LIMIT, "job %s has %d shards already", j->s.id,
-                         KL_STORE_SHARDS_MAX);
+        *rc = KL_STORE_FAIL(err, KL_ERR_LIMIT, "job %s has %d shards already", j->s.id,
+                            KL_STORE_SHARDS_MAX);
         return NULL;
     }
     if ((*rc = grow((void **)&j->s.shards, &j->cap_shards, j->s.n_shards, sizeof *j->s.shards,
@@ -535,7 +535,7 @@ static int add_rows(struct mjob *j, const struct kl_store_table_rows *t, struct 
         }
     }
     if (j->s.n_tables >= KL_STORE_SHARDS_MAX)
-        return kl_err_set(err, KL_ERR_LIMIT, "job %s has too many tables", j->s.id);
+        return KL_STORE_FAIL(err, KL_ERR_LIMIT, "job %s has too many tables", j->s.id);
     if ((rc = grow((void **)&j->s.tables, &j->cap_tables, j->s.n_tables, sizeof *j->s.tables,
                    err)) != KL_OK)
         return rc;
@@ -557,7 +557,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
         return rc;
     j = find_job(m, id);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
         goto cleanup;
     }
     /* Make room for every new table first, so the update below cannot fail half way. */
@@ -615,9 +615,8 @@ static struct mtask *find_task(struct mjob *j, const char *shard_id)
     return NULL;
 }
 
-static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_id,
-                             const char *meta, int64_t delay_ms, bool *created,
-                             struct kl_err *err)
+static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_id, const char *meta,
+                             int64_t delay_ms, bool *created, struct kl_err *err)
 {
     struct memory *m = impl;
     struct mtask *t;
@@ -628,20 +627,19 @@ static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_i
         return rc;
     j = find_job(m, job_id);
     if (j == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
         goto cleanup;
     }
     if (kl_store_job_status_final(j->s.status)) {
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s is %s: no new tasks", job_id,
-                        kl_store_job_status_name(j->s.status));
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s is %s: no new tasks", job_id,
+                           kl_store_job_status_name(j->s.status));
         goto cleanup;
     }
     if (find_task(j, shard_id) != NULL) {
         *created = false;
         goto cleanup;
     }
-    if ((rc = grow((void **)&j->tasks, &j->cap_tasks, j->n_tasks, sizeof *j->tasks, err)) !=
-        KL_OK)
+    if ((rc = grow((void **)&j->tasks, &j->cap_tasks, j->n_tasks, sizeof *j->tasks, err)) != KL_OK)
         goto cleanup;
     t = &j->tasks[j->n_tasks++];
     memset(t, 0, sizeof *t);
@@ -761,7 +759,7 @@ static int impl_task_take(void *impl, const char *owner, int64_t lease_ms, int64
         }
         w = pthread_cond_timedwait(&m->cv, &m->mu, &ts);
         if (w != 0 && w != ETIMEDOUT) {
-            rc = kl_err_set(err, KL_ERR_INTERNAL, "memory store: wait failed (%d)", w);
+            rc = KL_STORE_FAIL(err, KL_ERR_INTERNAL, "memory store: wait failed (%d)", w);
             break;
         }
     }
@@ -783,9 +781,9 @@ static struct mtask *held(struct memory *m, const struct kl_store_task *t, struc
 
 static int lost(struct kl_err *err, const struct kl_store_task *t)
 {
-    return kl_err_set(err, KL_ERR_CONFLICT,
-                      "task %s/%s delivery %lld is no longer held (taken over or finished)",
-                      t->job_id, t->shard_id, (long long)t->delivery);
+    return KL_STORE_FAIL(err, KL_ERR_CONFLICT,
+                         "task %s/%s delivery %lld is no longer held (taken over or finished)",
+                         t->job_id, t->shard_id, (long long)t->delivery);
 }
 
 static int impl_task_heartbeat(void *impl, const struct kl_store_task *t, int64_t lease_ms,
@@ -909,8 +907,8 @@ static int impl_queue_stats(void *impl, struct kl_store_queue_stats *out, struct
 
 /* ---- leases ---- */
 
-static struct mlease *find_lease(struct memory *m, const struct kl_store_shard_key *k,
-                                 bool create, struct kl_err *err, int *rc)
+static struct mlease *find_lease(struct memory *m, const struct kl_store_shard_key *k, bool create,
+                                 struct kl_err *err, int *rc)
 {
     char key[KEY_MAX];
     struct mlease *l;
@@ -949,8 +947,8 @@ static int impl_lease_take(void *impl, const struct kl_store_shard_key *k, const
         goto cleanup;
     if (live(m, l)) {
         if (strcmp(l->owner, owner) != 0) {
-            rc = kl_err_set(err, KL_ERR_CONFLICT, "shard %s is leased by %s for %lld ms more",
-                            k->shard_id, l->owner, (long long)(l->expires_ms - mono(m)));
+            rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "shard %s is leased by %s for %lld ms more",
+                               k->shard_id, l->owner, (long long)(l->expires_ms - mono(m)));
             goto cleanup;
         }
     } else {
@@ -981,8 +979,8 @@ static int impl_lease_renew(void *impl, const struct kl_store_shard_key *k, cons
     if (ours && (live(m, l) || l->fence == token))
         l->expires_ms = mono(m) + ttl_ms;
     else
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "lease of shard %s with token %lld is lost",
-                        k->shard_id, (long long)token);
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "lease of shard %s with token %lld is lost",
+                           k->shard_id, (long long)token);
     unlock(m);
     return rc;
 }
@@ -1001,8 +999,8 @@ static int impl_lease_release(void *impl, const struct kl_store_shard_key *k, co
         if (l->token == token && strcmp(l->owner, owner) == 0)
             l->owner[0] = '\0';
         else
-            rc = kl_err_set(err, KL_ERR_CONFLICT, "shard %s is leased by %s (token %lld)",
-                            k->shard_id, l->owner, (long long)l->token);
+            rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "shard %s is leased by %s (token %lld)",
+                               k->shard_id, l->owner, (long long)l->token);
     }
     unlock(m);
     return rc;
@@ -1019,7 +1017,7 @@ static int impl_lease_get(void *impl, const struct kl_store_shard_key *k,
         return rc;
     l = find_lease(m, k, false, err, &rc);
     if (l == NULL || !live(m, l)) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
     } else {
         kl_store_copy(out->owner, sizeof out->owner, l->owner);
         out->token = l->token;
@@ -1053,8 +1051,8 @@ static struct mstate *find_state(struct memory *m, const char *pipeline, const c
 }
 
 /* The forward-only merge of one checkpoint (lock held). */
-static int merge_checkpoint(struct mstate *st, const struct kl_store_checkpoint *cp,
-                            bool *applied, struct kl_err *err)
+static int merge_checkpoint(struct mstate *st, const struct kl_store_checkpoint *cp, bool *applied,
+                            struct kl_err *err)
 {
     struct kl_store_checkpoint *c = NULL;
     int rc;
@@ -1066,7 +1064,7 @@ static int merge_checkpoint(struct mstate *st, const struct kl_store_checkpoint 
     }
     if (c == NULL) {
         if (st->s.n_checkpoints >= KL_STORE_SHARDS_MAX)
-            return kl_err_set(err, KL_ERR_LIMIT, "too many cached checkpoints");
+            return KL_STORE_FAIL(err, KL_ERR_LIMIT, "too many cached checkpoints");
         if ((rc = grow((void **)&st->s.checkpoints, &st->cap, st->s.n_checkpoints,
                        sizeof *st->s.checkpoints, err)) != KL_OK)
             return rc;
@@ -1142,7 +1140,7 @@ static int impl_state_get(void *impl, const char *pipeline, const char *stream,
             copy.checkpoints = malloc(st->s.n_checkpoints * sizeof *copy.checkpoints);
             if (copy.checkpoints == NULL) {
                 copy.n_checkpoints = 0;
-                rc = kl_err_set(err, KL_ERR_NOMEM, "memory store: out of memory");
+                rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
                 goto cleanup;
             }
             memcpy(copy.checkpoints, st->s.checkpoints,

@@ -25,8 +25,8 @@
 #include <time.h>
 
 #define BACKOFF_MIN_MS 100
-#define LIST_SCAN_CAP 2000  /* index entries one list call looks at, at most */
-#define FILL_BATCH 1000     /* checkpoints per state_fill script call */
+#define LIST_SCAN_CAP 2000 /* index entries one list call looks at, at most */
+#define FILL_BATCH 1000    /* checkpoints per state_fill script call */
 #define HASH_PAIRS_MAX ((size_t)16 * KL_STORE_SHARDS_MAX)
 #define KEY_BUF (KL_STORE_PREFIX_MAX + 32 + KL_STORE_NAME_MAX + KL_STREAM_NAME_MAX)
 
@@ -83,18 +83,18 @@ static void pool_unlock(struct rstore *r)
 
 static int map_error_reply(const char *what, const char *msg, struct kl_err *err)
 {
-    static const char *const retryable[] = {"LOADING", "BUSY",  "MASTERDOWN", "TRYAGAIN",
-                                            "READONLY", "OOM", "CLUSTERDOWN"};
+    static const char *const retryable[] = {"LOADING",  "BUSY", "MASTERDOWN", "TRYAGAIN",
+                                            "READONLY", "OOM",  "CLUSTERDOWN"};
     static const char *const auth[] = {"NOAUTH", "WRONGPASS", "NOPERM"};
     for (size_t i = 0; i < sizeof retryable / sizeof retryable[0]; i++) {
         if (strncmp(msg, retryable[i], strlen(retryable[i])) == 0)
-            return kl_err_set(err, KL_ERR_UNAVAILABLE, "redis %s: %.200s", what, msg);
+            return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: %.200s", what, msg);
     }
     for (size_t i = 0; i < sizeof auth / sizeof auth[0]; i++) {
         if (strncmp(msg, auth[i], strlen(auth[i])) == 0)
-            return kl_err_set(err, KL_ERR_AUTH, "redis %s: %.200s", what, msg);
+            return KL_STORE_FAIL(err, KL_ERR_AUTH, "redis %s: %.200s", what, msg);
     }
-    return kl_err_set(err, KL_ERR_INTERNAL, "redis %s: %.200s", what, msg);
+    return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis %s: %.200s", what, msg);
 }
 
 /* Sends a set-up command on a fresh connection; the reply must not be an error. */
@@ -104,10 +104,10 @@ static int setup_command(redisContext *c, int argc, const char **argv, const siz
     redisReply *reply = redisCommandArgv(c, argc, argv, lens);
     int rc = KL_OK;
     if (reply == NULL)
-        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "redis %s: %s", what, c->errstr);
+        rc = KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: %s", what, c->errstr);
     else if (reply->type == REDIS_REPLY_ERROR && strcmp(what, "AUTH") == 0)
         /* Redis's answers never repeat the password. */
-        rc = kl_err_set(err, KL_ERR_AUTH, "redis AUTH refused: %.200s", reply->str);
+        rc = KL_STORE_FAIL(err, KL_ERR_AUTH, "redis AUTH refused: %.200s", reply->str);
     else if (reply->type == REDIS_REPLY_ERROR)
         rc = map_error_reply(what, reply->str, err);
     freeReplyObject(reply);
@@ -121,17 +121,17 @@ static int connect_one(struct rstore *r, redisContext **out, struct kl_err *err)
 
     c = redisConnectWithTimeout(r->url.host, r->url.port, tv_of(r->connect_timeout_ms));
     if (c == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
         goto cleanup;
     }
     if (c->err != 0) {
-        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "redis %s: %s", r->where, c->errstr);
+        rc = KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: %s", r->where, c->errstr);
         goto cleanup;
     }
     if (redisSetTimeout(c, tv_of(r->command_timeout_ms)) != REDIS_OK ||
         redisEnableKeepAlive(c) != REDIS_OK) {
-        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "redis %s: socket options: %s", r->where,
-                        c->errstr);
+        rc = KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: socket options: %s", r->where,
+                           c->errstr);
         goto cleanup;
     }
     if (r->url.password != NULL) {
@@ -186,17 +186,17 @@ static int borrow(struct rstore *r, redisContext **out, bool *reused, struct kl_
             if (now < r->retry_at) {
                 int64_t wait = r->retry_at - now;
                 pool_unlock(r);
-                return kl_err_set(err, KL_ERR_UNAVAILABLE,
-                                  "redis %s is unreachable (next attempt in %lld ms)", r->where,
-                                  (long long)wait);
+                return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE,
+                                     "redis %s is unreachable (next attempt in %lld ms)", r->where,
+                                     (long long)wait);
             }
             r->n_open++;
             break;
         }
         if (now >= give_up) {
             pool_unlock(r);
-            return kl_err_set(err, KL_ERR_UNAVAILABLE,
-                              "redis: all %d connections are busy", r->pool_max);
+            return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis: all %d connections are busy",
+                                 r->pool_max);
         }
         {
             struct timespec ts;
@@ -283,7 +283,7 @@ static int args_init(struct args *a, size_t cap, struct kl_err *err)
     a->len = calloc(cap, sizeof *a->len);
     a->num = calloc(cap, sizeof *a->num);
     if (a->v == NULL || a->len == NULL || a->num == NULL)
-        return kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+        return KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
     return KL_OK;
 }
 
@@ -334,7 +334,7 @@ static int command(struct rstore *r, const struct args *a, int64_t block_ms, red
         if (block_ms > 0 &&
             redisSetTimeout(c, tv_of(block_ms + r->command_timeout_ms)) != REDIS_OK) {
             give_back(r, c, true);
-            return kl_err_set(err, KL_ERR_UNAVAILABLE, "redis: cannot set a timeout");
+            return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis: cannot set a timeout");
         }
         reply = redisCommandArgv(c, (int)a->n, a->v, a->len);
         if (reply == NULL) {
@@ -343,8 +343,8 @@ static int command(struct rstore *r, const struct args *a, int64_t block_ms, red
             give_back(r, c, true);
             if (reused && attempt == 0)
                 continue;
-            return kl_err_set(err, KL_ERR_UNAVAILABLE, "redis %s: %s", r->where,
-                              why[0] != '\0' ? why : "connection lost");
+            return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: %s", r->where,
+                                 why[0] != '\0' ? why : "connection lost");
         }
         if (block_ms > 0 && redisSetTimeout(c, tv_of(r->command_timeout_ms)) != REDIS_OK) {
             give_back(r, c, true);
@@ -369,6 +369,12 @@ static int script_args(struct rstore *r, struct args *a, size_t n_argv, struct k
     return KL_OK;
 }
 
+static bool is_noscript(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+           strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
 /* Runs a script; on KL_OK `*out` is its (non-error) reply. */
 static int script(struct rstore *r, enum kl_redis_script id, struct args *a, redisReply **out,
                   struct kl_err *err)
@@ -381,7 +387,7 @@ static int script(struct rstore *r, enum kl_redis_script id, struct args *a, red
     a->v[1] = r->sha[id];
     a->len[1] = 40;
     rc = command(r, a, 0, &reply, err);
-    if (rc == KL_OK && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+    if (rc == KL_OK && is_noscript(reply)) {
         /* Redis does not know the script yet (first use, or it restarted): send it whole. */
         freeReplyObject(reply);
         reply = NULL;
@@ -391,13 +397,22 @@ static int script(struct rstore *r, enum kl_redis_script id, struct args *a, red
         a->len[1] = strlen(kl_redis_script_source[id]);
         rc = command(r, a, 0, &reply, err);
     }
-    if (rc == KL_OK && reply->type == REDIS_REPLY_ERROR) {
-        rc = map_error_reply(kl_redis_script_name[id], reply->str, err);
-        freeReplyObject(reply);
-        reply = NULL;
+    if (rc != KL_OK)
+        goto cleanup;
+    if (reply == NULL) {
+        rc = KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis %s: no reply", kl_redis_script_name[id]);
+        goto cleanup;
     }
-    if (rc == KL_OK)
-        *out = reply;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        rc = map_error_reply(kl_redis_script_name[id], reply->str, err);
+        if (rc == KL_OK) /* cannot happen; spelled out for the static analyzer */
+            rc = KL_ERR_INTERNAL;
+        goto cleanup;
+    }
+    *out = reply;
+    reply = NULL;
+cleanup:
+    freeReplyObject(reply);
     return rc;
 }
 
@@ -406,6 +421,8 @@ static int script(struct rstore *r, enum kl_redis_script id, struct args *a, red
 static const char *el_str(const redisReply *r, size_t i, size_t *len)
 {
     const redisReply *e;
+    if (len != NULL)
+        *len = 0;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || i >= r->elements)
         return NULL;
     e = r->element[i];
@@ -447,7 +464,7 @@ static bool copy_n(char *dst, size_t size, const char *s, size_t n)
 
 static int bad_reply(const char *what, struct kl_err *err)
 {
-    return kl_err_set(err, KL_ERR_INTERNAL, "redis %s: unexpected reply", what);
+    return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis %s: unexpected reply", what);
 }
 
 /* One "<key>|<name>" field of a hash, for grouping by key. */
@@ -472,8 +489,7 @@ static int cmp_field(const void *a, const void *b)
 
 /* Splits an HGETALL reply's "<key>|<name>" fields, sorted by key; fields
  * without '|' are left out. `*out` is malloc'ed. */
-static int group_fields(const redisReply *h, struct field **out, size_t *n_out,
-                        struct kl_err *err)
+static int group_fields(const redisReply *h, struct field **out, size_t *n_out, struct kl_err *err)
 {
     struct field *f = NULL;
     size_t n = 0;
@@ -481,12 +497,12 @@ static int group_fields(const redisReply *h, struct field **out, size_t *n_out,
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
         return bad_reply("hash", err);
     if (h->elements / 2 > HASH_PAIRS_MAX)
-        return kl_err_set(err, KL_ERR_LIMIT, "redis: a hash of %zu fields is too large",
-                          h->elements / 2);
+        return KL_STORE_FAIL(err, KL_ERR_LIMIT, "redis: a hash of %zu fields is too large",
+                             h->elements / 2);
     if (h->elements > 0) {
         f = malloc(h->elements / 2 * sizeof *f);
         if (f == NULL)
-            return kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+            return KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
     }
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         size_t kl, vl;
@@ -542,7 +558,7 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
     if (groups > 0) {
         j->shards = calloc(groups, sizeof *j->shards);
         if (j->shards == NULL) {
-            rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+            rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
             goto cleanup;
         }
     }
@@ -569,14 +585,13 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
         else if (name_is(&f[i], "done"))
             s->done = f[i].val_len == 1 && f[i].val[0] == '1';
         else if (name_is(&f[i], "gfrom"))
-            s->has_gap = copy_n(s->gap.from_sequence, sizeof s->gap.from_sequence, f[i].val,
-                                f[i].val_len);
+            s->has_gap =
+                copy_n(s->gap.from_sequence, sizeof s->gap.from_sequence, f[i].val, f[i].val_len);
         else if (name_is(&f[i], "gto"))
             copy_n(s->gap.to_sequence, sizeof s->gap.to_sequence, f[i].val, f[i].val_len);
         else if (name_is(&f[i], "greason"))
             copy_n(s->gap.reason, sizeof s->gap.reason, f[i].val,
-                   f[i].val_len < sizeof s->gap.reason ? f[i].val_len
-                                                        : sizeof s->gap.reason - 1);
+                   f[i].val_len < sizeof s->gap.reason ? f[i].val_len : sizeof s->gap.reason - 1);
     }
 cleanup:
     free(f);
@@ -588,12 +603,12 @@ static int parse_tables(const redisReply *h, struct kl_store_job *j, struct kl_e
     if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
         return bad_reply("rows", err);
     if (h->elements / 2 > KL_STORE_SHARDS_MAX)
-        return kl_err_set(err, KL_ERR_LIMIT, "redis: too many tables in a job");
+        return KL_STORE_FAIL(err, KL_ERR_LIMIT, "redis: too many tables in a job");
     if (h->elements == 0)
         return KL_OK;
     j->tables = calloc(h->elements / 2, sizeof *j->tables);
     if (j->tables == NULL)
-        return kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+        return KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         size_t n;
         const char *t = el_str(h, i, &n);
@@ -638,9 +653,10 @@ static int parse_job(const redisReply *trio, struct kl_store_job *out, struct kl
         } else if (strcmp(name, "dataset") == 0) {
             copy_n(j.dataset_name, sizeof j.dataset_name, v, vn);
         } else if (strcmp(name, "params") == 0) {
+            free(j.parameters);
             j.parameters = malloc(vn + 1);
             if (j.parameters == NULL) {
-                rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+                rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
                 goto cleanup;
             }
             memcpy(j.parameters, v, vn);
@@ -681,7 +697,7 @@ static int parse_job(const redisReply *trio, struct kl_store_job *out, struct kl
         goto cleanup;
     }
     if (j.parameters == NULL && (j.parameters = strdup("{}")) == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+        rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
         goto cleanup;
     }
     if ((rc = parse_tables(trio->element[1], &j, err)) != KL_OK ||
@@ -766,9 +782,9 @@ static int impl_job_create(void *impl, const struct kl_store_job_new *n,
     if (el_is(reply, 0, "conflict")) {
         size_t sl;
         const char *st = el_str(reply, 2, &sl);
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is %.*s",
-                        id_out, n->stream, n->pipeline_name, st != NULL ? (int)sl : 6,
-                        st != NULL ? st : "active");
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is %.*s",
+                           id_out, n->stream, n->pipeline_name, st != NULL ? (int)sl : 6,
+                           st != NULL ? st : "active");
         goto cleanup;
     }
     *existing = el_is(reply, 0, "existing");
@@ -791,7 +807,7 @@ static int impl_job_get(void *impl, const char *id, struct kl_store_job *out, st
     if ((rc = script(r, KL_RS_JOB_GET, &a, &reply, err)) != KL_OK)
         goto cleanup;
     if (reply->type == REDIS_REPLY_NIL)
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         rc = parse_job(reply, out, err);
 cleanup:
@@ -829,7 +845,7 @@ static int impl_job_list(void *impl, const struct kl_store_job_filter *f,
     if (reply->elements > 1) {
         page.jobs = calloc(reply->elements - 1, sizeof *page.jobs);
         if (page.jobs == NULL) {
-            rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+            rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
             goto cleanup;
         }
     }
@@ -875,7 +891,7 @@ static int impl_job_status(void *impl, const char *id, enum kl_store_job_status 
     }
     v = el_str(reply, 0, &len);
     if (v == NULL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
         goto cleanup;
     }
     if (!copy_n(st, sizeof st, v, len) || kl_store_job_status_parse(st, status) != 0) {
@@ -950,7 +966,7 @@ static int transition(struct rstore *r, const char *id, const char *to,
     if ((rc = script(r, KL_RS_JOB_TRANSITION, &a, &reply, err)) != KL_OK)
         goto cleanup;
     if (el_is(reply, 0, "missing")) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
         goto cleanup;
     }
     v = el_str(reply, 1, &len);
@@ -962,10 +978,10 @@ static int transition(struct rstore *r, const char *id, const char *to,
     *now = status;
     if (el_is(reply, 0, "conflict")) {
         if (to != NULL)
-            rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s is %s: it cannot become %s", id, st,
-                            to);
+            rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s is %s: it cannot become %s", id, st,
+                               to);
         else
-            rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s already %s", id, st);
+            rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s already %s", id, st);
     }
 cleanup:
     freeReplyObject(reply);
@@ -1022,7 +1038,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     if (reply->type != REDIS_REPLY_INTEGER)
         rc = bad_reply("job_progress", err);
     else if (reply->integer < 0)
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         *applied = reply->integer == 1;
 cleanup:
@@ -1033,9 +1049,8 @@ cleanup:
 
 /* ---- tasks ---- */
 
-static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_id,
-                             const char *meta, int64_t delay_ms, bool *created,
-                             struct kl_err *err)
+static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_id, const char *meta,
+                             int64_t delay_ms, bool *created, struct kl_err *err)
 {
     struct rstore *r = impl;
     redisReply *reply = NULL;
@@ -1053,9 +1068,9 @@ static int impl_task_enqueue(void *impl, const char *job_id, const char *shard_i
     if (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS)
         rc = bad_reply("task_enqueue", err);
     else if (strcmp(reply->str, "missing") == 0)
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
     else if (strcmp(reply->str, "final") == 0)
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s is finished: no new tasks", job_id);
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "job %s is finished: no new tasks", job_id);
     else
         *created = strcmp(reply->str, "created") == 0;
 cleanup:
@@ -1151,7 +1166,8 @@ static int impl_task_take(void *impl, const char *owner, int64_t lease_ms, int64
     for (;;) {
         int64_t left;
         bool taken = false;
-        rc = take_once(r, owner, lease_ms, true, out, &taken, NULL, err);
+        int64_t none = 0;
+        rc = take_once(r, owner, lease_ms, true, out, &taken, &none, err);
         if (rc != KL_OK || taken) {
             *got = taken;
             return rc;
@@ -1185,9 +1201,9 @@ static int task_call(struct rstore *r, enum kl_redis_script id, const struct kl_
     if (reply->type != REDIS_REPLY_INTEGER)
         rc = bad_reply(kl_redis_script_name[id], err);
     else if (reply->integer != 1)
-        rc = kl_err_set(err, KL_ERR_CONFLICT,
-                        "task %s/%s delivery %lld is no longer held (taken over or finished)",
-                        t->job_id, t->shard_id, (long long)t->delivery);
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT,
+                           "task %s/%s delivery %lld is no longer held (taken over or finished)",
+                           t->job_id, t->shard_id, (long long)t->delivery);
 cleanup:
     freeReplyObject(reply);
     args_free(&a);
@@ -1222,9 +1238,9 @@ static int impl_task_ack(void *impl, const struct kl_store_task *t, struct kl_st
     if ((rc = script(r, KL_RS_TASK_ACK, &a, &reply, err)) != KL_OK)
         goto cleanup;
     if (reply->type == REDIS_REPLY_NIL) {
-        rc = kl_err_set(err, KL_ERR_CONFLICT,
-                        "task %s/%s delivery %lld is no longer held (taken over or lost)",
-                        t->job_id, t->shard_id, (long long)t->delivery);
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT,
+                           "task %s/%s delivery %lld is no longer held (taken over or lost)",
+                           t->job_id, t->shard_id, (long long)t->delivery);
         goto cleanup;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
@@ -1242,7 +1258,9 @@ cleanup:
 
 static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
 {
-    return take_once(impl, "reaper", 1, false, NULL, NULL, requeued, err);
+    struct kl_store_task unused;
+    bool got = false;
+    return take_once(impl, "reaper", 1, false, &unused, &got, requeued, err);
 }
 
 static int impl_queue_stats(void *impl, struct kl_store_queue_stats *out, struct kl_err *err)
@@ -1302,9 +1320,9 @@ static int impl_lease_take(void *impl, const struct kl_store_shard_key *k, const
     if (el_is(reply, 0, "held")) {
         size_t n;
         const char *who = el_str(reply, 1, &n);
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "shard %s is leased by %.*s for %lld ms more",
-                        k->shard_id, who != NULL ? (int)(n > 128 ? 128 : n) : 1,
-                        who != NULL ? who : "?", (long long)el_i64(reply, 2, 0));
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "shard %s is leased by %.*s for %lld ms more",
+                           k->shard_id, who != NULL ? (int)(n > 128 ? 128 : n) : 1,
+                           who != NULL ? who : "?", (long long)el_i64(reply, 2, 0));
         goto cleanup;
     }
     t = el_i64(reply, 1, -1);
@@ -1337,8 +1355,8 @@ static int impl_lease_renew(void *impl, const struct kl_store_shard_key *k, cons
     if (reply->type != REDIS_REPLY_INTEGER)
         rc = bad_reply("lease_renew", err);
     else if (reply->integer != 1)
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "lease of shard %s with token %lld is lost",
-                        k->shard_id, (long long)token);
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "lease of shard %s with token %lld is lost",
+                           k->shard_id, (long long)token);
 cleanup:
     freeReplyObject(reply);
     args_free(&a);
@@ -1362,9 +1380,9 @@ static int impl_lease_release(void *impl, const struct kl_store_shard_key *k, co
     if (reply->type == REDIS_REPLY_ARRAY) {
         size_t n;
         const char *holder = el_str(reply, 0, &n);
-        rc = kl_err_set(err, KL_ERR_CONFLICT, "shard %s is leased by %.*s (token owner)",
-                        k->shard_id, holder != NULL ? (int)(n > 160 ? 160 : n) : 1,
-                        holder != NULL ? holder : "?");
+        rc = KL_STORE_FAIL(err, KL_ERR_CONFLICT, "shard %s is leased by %.*s (token owner)",
+                           k->shard_id, holder != NULL ? (int)(n > 160 ? 160 : n) : 1,
+                           holder != NULL ? holder : "?");
     } else if (reply->type != REDIS_REPLY_INTEGER) {
         rc = bad_reply("lease_release", err);
     }
@@ -1390,7 +1408,7 @@ static int impl_lease_get(void *impl, const struct kl_store_shard_key *k,
     if ((rc = script(r, KL_RS_LEASE_GET, &a, &reply, err)) != KL_OK)
         goto cleanup;
     if (reply->type == REDIS_REPLY_NIL) {
-        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
         goto cleanup;
     }
     v = el_str(reply, 0, &n);
@@ -1417,9 +1435,13 @@ static int merge(struct rstore *r, const char *pipeline, const char *stream, boo
                  bool *changed, struct kl_err *err)
 {
     redisReply *reply = NULL;
-    struct args a;
+    struct args a = {0};
     int rc;
 
+    if (n > 0 && cps == NULL) {
+        rc = KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis state_merge: no checkpoints");
+        goto cleanup;
+    }
     if ((rc = script_args(r, &a, 4 + 4 * n, err)) != KL_OK)
         goto cleanup;
     arg_str(&a, pipeline);
@@ -1527,7 +1549,7 @@ static int impl_state_get(void *impl, const char *pipeline, const char *stream,
     if (groups > 0) {
         s.checkpoints = calloc(groups, sizeof *s.checkpoints);
         if (s.checkpoints == NULL) {
-            rc = kl_err_set(err, KL_ERR_NOMEM, "redis: out of memory");
+            rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
             goto cleanup;
         }
     }
@@ -1622,9 +1644,9 @@ static int sha1_hex(const char *text, char out[41], struct kl_err *err)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
-        return kl_err_set(err, KL_ERR_INTERNAL, "redis: SHA-1 of a script failed");
+        return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis: SHA-1 of a script failed");
     for (unsigned int i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+        snprintf(out + (size_t)2 * i, 3, "%02x", md[i]);
     return KL_OK;
 }
 
@@ -1632,13 +1654,13 @@ static int ignore_sigpipe(struct kl_err *err)
 {
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) != 0)
-        return kl_err_set(err, KL_ERR_INTERNAL, "redis: cannot read the SIGPIPE disposition");
+        return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis: cannot read the SIGPIPE disposition");
     if (sa.sa_handler != SIG_DFL || (sa.sa_flags & SA_SIGINFO) != 0)
         return KL_OK;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     if (sigemptyset(&sa.sa_mask) != 0 || sigaction(SIGPIPE, &sa, NULL) != 0)
-        return kl_err_set(err, KL_ERR_INTERNAL, "redis: cannot ignore SIGPIPE");
+        return KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis: cannot ignore SIGPIPE");
     return KL_OK;
 }
 
@@ -1657,10 +1679,11 @@ struct kl_store *kl_store_redis_create(const char *url, const struct kl_store_op
     }
     if (o->key_prefix == NULL || o->key_prefix[0] == '\0' ||
         strlen(o->key_prefix) >= KL_STORE_PREFIX_MAX || o->job_retention_ms <= 0 ||
-        o->idempotency_ttl_ms <= 0 || o->connect_timeout_ms <= 0 ||
-        o->command_timeout_ms <= 0 || o->pool_max < 1 || o->pool_max > 4096 ||
-        o->poll_ms <= 0 || o->backoff_max_ms < BACKOFF_MIN_MS) {
-        kl_err_set(err, KL_ERR_INVALID, "redis store: invalid options (prefix 1..%d bytes, "
+        o->idempotency_ttl_ms <= 0 || o->connect_timeout_ms <= 0 || o->command_timeout_ms <= 0 ||
+        o->pool_max < 1 || o->pool_max > 4096 || o->poll_ms <= 0 ||
+        o->backoff_max_ms < BACKOFF_MIN_MS) {
+        kl_err_set(err, KL_ERR_INVALID,
+                   "redis store: invalid options (prefix 1..%d bytes, "
                    "positive timeouts, pool 1..4096, backoff >= %d ms)",
                    KL_STORE_PREFIX_MAX - 1, BACKOFF_MIN_MS);
         goto fail;
@@ -1680,7 +1703,7 @@ struct kl_store *kl_store_redis_create(const char *url, const struct kl_store_op
         if (sha1_hex(kl_redis_script_source[i], r->sha[i], err) != KL_OK)
             goto fail;
     }
-    r->idle = calloc((size_t)o->pool_max, sizeof *r->idle);
+    r->idle = calloc((size_t)o->pool_max, sizeof(redisContext *));
     if (r->idle == NULL) {
         kl_err_set(err, KL_ERR_NOMEM, "redis store: out of memory");
         goto fail;

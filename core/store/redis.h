@@ -39,8 +39,8 @@ struct kl_redis_url {
     char *password; /* malloc'ed, NULL when none; wiped by kl_redis_url_free */
 };
 
-/* Fills `out` (overwritten, not freed first). KL_ERR_INVALID for anything else (rediss://, query strings, a user
- * without a password, ...); the message never repeats the password. */
+/* Fills `out` (overwritten, not freed first). KL_ERR_INVALID for anything else (rediss://, query
+ * strings, a user without a password, ...); the message never repeats the password. */
 int kl_redis_url_parse(const char *url, struct kl_redis_url *out, struct kl_err *err);
 void kl_redis_url_free(struct kl_redis_url *u);
 /* "redis://user:***@host:port/db": safe to log. */

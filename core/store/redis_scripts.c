@@ -34,72 +34,72 @@
 
 /* Helpers every script starts with. Sequence numbers compare numerically:
  * leading zeros dropped, longer is larger, then digit by digit. */
-#define PRELUDE                                                                                  \
-    "local P = ARGV[1]\n"                                                                        \
-    "local function jk(id) return P .. 'job:' .. id end\n"                                      \
-    "local function now_ms()\n"                                                                  \
-    "  local t = redis.call('TIME')\n"                                                           \
-    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                      \
-    "end\n"                                                                                      \
-    "local function seq_cmp(a, b)\n"                                                             \
-    "  a = (string.gsub(a, '^0+(%d)', '%1'))\n"                                                  \
-    "  b = (string.gsub(b, '^0+(%d)', '%1'))\n"                                                  \
-    "  if #a ~= #b then return #a < #b and -1 or 1 end\n"                                        \
-    "  for i = 1, #a do\n"                                                                       \
-    "    local x, y = string.byte(a, i), string.byte(b, i)\n"                                    \
-    "    if x ~= y then return x < y and -1 or 1 end\n"                                          \
-    "  end\n"                                                                                    \
-    "  return 0\n"                                                                               \
-    "end\n"                                                                                      \
-    "local function pos_cmp(sa, ua, sb, ub)\n"                                                   \
-    "  if sa == '' or sb == '' then\n"                                                           \
-    "    return (sa ~= '' and 1 or 0) - (sb ~= '' and 1 or 0)\n"                                 \
-    "  end\n"                                                                                    \
-    "  local c = seq_cmp(sa, sb)\n"                                                              \
-    "  if c ~= 0 then return c end\n"                                                            \
-    "  ua, ub = tonumber(ua), tonumber(ub)\n"                                                    \
-    "  if ua == ub then return 0 end\n"                                                          \
-    "  return ua < ub and -1 or 1\n"                                                             \
-    "end\n"                                                                                      \
-    "local function prune(idx)\n"                                                                \
-    "  for _, j in ipairs(redis.call('ZRANGE', idx, 0, 7)) do\n"                                 \
-    "    if redis.call('EXISTS', jk(j)) == 0 then redis.call('ZREM', idx, j) end\n"              \
-    "  end\n"                                                                                    \
-    "end\n"                                                                                      \
-    "local function wake()\n"                                                                    \
-    "  redis.call('LPUSH', P .. 'q:wake', '1')\n"                                                \
-    "  redis.call('LTRIM', P .. 'q:wake', 0, 63)\n"                                              \
+#define PRELUDE                                                                                    \
+    "local P = ARGV[1]\n"                                                                          \
+    "local function jk(id) return P .. 'job:' .. id end\n"                                         \
+    "local function now_ms()\n"                                                                    \
+    "  local t = redis.call('TIME')\n"                                                             \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                         \
+    "end\n"                                                                                        \
+    "local function seq_cmp(a, b)\n"                                                               \
+    "  a = (string.gsub(a, '^0+(%d)', '%1'))\n"                                                    \
+    "  b = (string.gsub(b, '^0+(%d)', '%1'))\n"                                                    \
+    "  if #a ~= #b then return #a < #b and -1 or 1 end\n"                                          \
+    "  for i = 1, #a do\n"                                                                         \
+    "    local x, y = string.byte(a, i), string.byte(b, i)\n"                                      \
+    "    if x ~= y then return x < y and -1 or 1 end\n"                                            \
+    "  end\n"                                                                                      \
+    "  return 0\n"                                                                                 \
+    "end\n"                                                                                        \
+    "local function pos_cmp(sa, ua, sb, ub)\n"                                                     \
+    "  if sa == '' or sb == '' then\n"                                                             \
+    "    return (sa ~= '' and 1 or 0) - (sb ~= '' and 1 or 0)\n"                                   \
+    "  end\n"                                                                                      \
+    "  local c = seq_cmp(sa, sb)\n"                                                                \
+    "  if c ~= 0 then return c end\n"                                                              \
+    "  ua, ub = tonumber(ua), tonumber(ub)\n"                                                      \
+    "  if ua == ub then return 0 end\n"                                                            \
+    "  return ua < ub and -1 or 1\n"                                                               \
+    "end\n"                                                                                        \
+    "local function prune(idx)\n"                                                                  \
+    "  for _, j in ipairs(redis.call('ZRANGE', idx, 0, 7)) do\n"                                   \
+    "    if redis.call('EXISTS', jk(j)) == 0 then redis.call('ZREM', idx, j) end\n"                \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local function wake()\n"                                                                      \
+    "  redis.call('LPUSH', P .. 'q:wake', '1')\n"                                                  \
+    "  redis.call('LTRIM', P .. 'q:wake', 0, 63)\n"                                                \
     "end\n"
 
 /* ARGV: P id stream pipeline dataset params now idem_key idem_ttl
  * -> {'created', id} | {'existing', id} | {'conflict', id, status} */
-static const char job_create[] = PRELUDE
-    "local id, stream, pipeline, idem = ARGV[2], ARGV[3], ARGV[4], ARGV[8]\n"
-    "local k = jk(id)\n"
-    /* a retry of a create that did happen */
-    "if redis.call('EXISTS', k) == 1 then return {'created', id} end\n"
-    "if idem ~= '' then\n"
-    "  local prev = redis.call('GET', P .. 'idem:' .. idem)\n"
-    "  if prev and redis.call('EXISTS', jk(prev)) == 1 then return {'existing', prev} end\n"
-    "end\n"
-    "local ak = P .. 'active:' .. pipeline .. ':' .. stream\n"
-    "local act = redis.call('GET', ak)\n"
-    "if act then\n"
-    "  local st = redis.call('HGET', jk(act), 'status')\n"
-    "  if st == 'queued' or st == 'running' then return {'conflict', act, st} end\n"
-    "end\n"
-    "redis.call('HSET', k, 'id', id, 'stream', stream, 'pipeline', pipeline,\n"
-    "  'dataset', ARGV[5], 'params', ARGV[6], 'status', 'queued', 'cancel', '0',\n"
-    "  'created', ARGV[7], 'messages', '0', 'dead_letters', '0',\n"
-    "  'tasks_total', '0', 'tasks_done', '0')\n"
-    "redis.call('SET', ak, id)\n"
-    "redis.call('ZADD', P .. 'jobs', 0, id)\n"
-    "redis.call('ZADD', P .. 'jobs:stream:' .. stream, 0, id)\n"
-    "redis.call('ZADD', P .. 'jobs:status:queued', 0, id)\n"
-    "if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id, 'PX', ARGV[9]) end\n"
-    "prune(P .. 'jobs')\n"
-    "prune(P .. 'jobs:stream:' .. stream)\n"
-    "return {'created', id}\n";
+static const char job_create[] =
+    PRELUDE "local id, stream, pipeline, idem = ARGV[2], ARGV[3], ARGV[4], ARGV[8]\n"
+            "local k = jk(id)\n"
+            /* a retry of a create that did happen */
+            "if redis.call('EXISTS', k) == 1 then return {'created', id} end\n"
+            "if idem ~= '' then\n"
+            "  local prev = redis.call('GET', P .. 'idem:' .. idem)\n"
+            "  if prev and redis.call('EXISTS', jk(prev)) == 1 then return {'existing', prev} end\n"
+            "end\n"
+            "local ak = P .. 'active:' .. pipeline .. ':' .. stream\n"
+            "local act = redis.call('GET', ak)\n"
+            "if act then\n"
+            "  local st = redis.call('HGET', jk(act), 'status')\n"
+            "  if st == 'queued' or st == 'running' then return {'conflict', act, st} end\n"
+            "end\n"
+            "redis.call('HSET', k, 'id', id, 'stream', stream, 'pipeline', pipeline,\n"
+            "  'dataset', ARGV[5], 'params', ARGV[6], 'status', 'queued', 'cancel', '0',\n"
+            "  'created', ARGV[7], 'messages', '0', 'dead_letters', '0',\n"
+            "  'tasks_total', '0', 'tasks_done', '0')\n"
+            "redis.call('SET', ak, id)\n"
+            "redis.call('ZADD', P .. 'jobs', 0, id)\n"
+            "redis.call('ZADD', P .. 'jobs:stream:' .. stream, 0, id)\n"
+            "redis.call('ZADD', P .. 'jobs:status:queued', 0, id)\n"
+            "if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id, 'PX', ARGV[9]) end\n"
+            "prune(P .. 'jobs')\n"
+            "prune(P .. 'jobs:stream:' .. stream)\n"
+            "return {'created', id}\n";
 
 /* ARGV: P id -> nil | {job hash, rows hash, shards hash} */
 static const char job_get[] = PRELUDE
@@ -110,45 +110,45 @@ static const char job_get[] = PRELUDE
 
 /* ARGV: P stream status cursor limit scan_cap
  * -> {next_cursor, {hash, rows, shards}, ...} newest first */
-static const char job_list[] = PRELUDE
-    "local stream, status, cursor = ARGV[2], ARGV[3], ARGV[4]\n"
-    "local limit, cap = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local idx = P .. 'jobs'\n"
-    "if stream ~= '' then idx = P .. 'jobs:stream:' .. stream\n"
-    "elseif status ~= '' then idx = P .. 'jobs:status:' .. status end\n"
-    "local max = cursor == '' and '+' or '(' .. cursor\n"
-    "local ids, scanned, last, exhausted = {}, 0, nil, false\n"
-    "while #ids <= limit and scanned < cap do\n"
-    "  local batch = redis.call('ZREVRANGEBYLEX', idx, max, '-', 'LIMIT', 0, 64)\n"
-    "  if #batch == 0 then exhausted = true break end\n"
-    "  for _, j in ipairs(batch) do\n"
-    "    scanned = scanned + 1\n"
-    "    last = j\n"
-    "    local st = redis.call('HGET', jk(j), 'status')\n"
-    "    if not st then redis.call('ZREM', idx, j)\n"
-    "    elseif status == '' or st == status then ids[#ids + 1] = j end\n"
-    "    if #ids > limit or scanned >= cap then break end\n"
-    "  end\n"
-    "  max = '(' .. last\n"
-    "end\n"
-    "local nxt = ''\n"
-    "if #ids > limit then ids[#ids] = nil nxt = ids[#ids]\n"
-    "elseif not exhausted and last then nxt = last end\n"
-    "local out = {nxt}\n"
-    "for _, j in ipairs(ids) do\n"
-    "  local k = jk(j)\n"
-    "  out[#out + 1] = {redis.call('HGETALL', k), redis.call('HGETALL', k .. ':rows'),\n"
-    "                   redis.call('HGETALL', k .. ':shards')}\n"
-    "end\n"
-    "return out\n";
+static const char job_list[] =
+    PRELUDE "local stream, status, cursor = ARGV[2], ARGV[3], ARGV[4]\n"
+            "local limit, cap = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+            "local idx = P .. 'jobs'\n"
+            "if stream ~= '' then idx = P .. 'jobs:stream:' .. stream\n"
+            "elseif status ~= '' then idx = P .. 'jobs:status:' .. status end\n"
+            "local max = cursor == '' and '+' or '(' .. cursor\n"
+            "local ids, scanned, last, exhausted = {}, 0, nil, false\n"
+            "while #ids <= limit and scanned < cap do\n"
+            "  local batch = redis.call('ZREVRANGEBYLEX', idx, max, '-', 'LIMIT', 0, 64)\n"
+            "  if #batch == 0 then exhausted = true break end\n"
+            "  for _, j in ipairs(batch) do\n"
+            "    scanned = scanned + 1\n"
+            "    last = j\n"
+            "    local st = redis.call('HGET', jk(j), 'status')\n"
+            "    if not st then redis.call('ZREM', idx, j)\n"
+            "    elseif status == '' or st == status then ids[#ids + 1] = j end\n"
+            "    if #ids > limit or scanned >= cap then break end\n"
+            "  end\n"
+            "  max = '(' .. last\n"
+            "end\n"
+            "local nxt = ''\n"
+            "if #ids > limit then ids[#ids] = nil nxt = ids[#ids]\n"
+            "elseif not exhausted and last then nxt = last end\n"
+            "local out = {nxt}\n"
+            "for _, j in ipairs(ids) do\n"
+            "  local k = jk(j)\n"
+            "  out[#out + 1] = {redis.call('HGETALL', k), redis.call('HGETALL', k .. ':rows'),\n"
+            "                   redis.call('HGETALL', k .. ':shards')}\n"
+            "end\n"
+            "return out\n";
 
 /* ARGV: P pipeline stream -> nil | id */
-static const char job_active[] = PRELUDE
-    "local act = redis.call('GET', P .. 'active:' .. ARGV[2] .. ':' .. ARGV[3])\n"
-    "if not act then return false end\n"
-    "local st = redis.call('HGET', jk(act), 'status')\n"
-    "if st == 'queued' or st == 'running' then return act end\n"
-    "return false\n";
+static const char job_active[] =
+    PRELUDE "local act = redis.call('GET', P .. 'active:' .. ARGV[2] .. ':' .. ARGV[3])\n"
+            "if not act then return false end\n"
+            "local st = redis.call('HGET', jk(act), 'status')\n"
+            "if st == 'queued' or st == 'running' then return act end\n"
+            "return false\n";
 
 /* ARGV: P id to now retention_ms err_type err_detail err_shard; to may be 'cancel'
  * -> {'ok', status} | {'conflict', status} | {'missing'} */
@@ -219,27 +219,27 @@ static const char job_progress[] = PRELUDE
     "return apply and 1 or 0\n";
 
 /* ARGV: P job_id shard meta delay_ms -> 'created' | 'exists' | 'missing' | 'final' */
-static const char task_enqueue[] = PRELUDE
-    "local jid, sh = ARGV[2], ARGV[3]\n"
-    "local k = jk(jid)\n"
-    "local st = redis.call('HGET', k, 'status')\n"
-    "if not st then return 'missing' end\n"
-    "if st ~= 'queued' and st ~= 'running' then return 'final' end\n"
-    "local tk = k .. ':tasks'\n"
-    "if redis.call('HEXISTS', tk, sh .. '|st') == 1 then return 'exists' end\n"
-    "local tid = jid .. '/' .. sh\n"
-    "local delay = tonumber(ARGV[5])\n"
-    "redis.call('HSET', tk, sh .. '|att', '0', sh .. '|dlv', '0', sh .. '|meta', ARGV[4])\n"
-    "redis.call('HINCRBY', k, 'tasks_total', 1)\n"
-    "if delay > 0 then\n"
-    "  redis.call('HSET', tk, sh .. '|st', 'd')\n"
-    "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"
-    "else\n"
-    "  redis.call('HSET', tk, sh .. '|st', 'q')\n"
-    "  redis.call('LPUSH', P .. 'q', tid)\n"
-    "  wake()\n"
-    "end\n"
-    "return 'created'\n";
+static const char task_enqueue[] =
+    PRELUDE "local jid, sh = ARGV[2], ARGV[3]\n"
+            "local k = jk(jid)\n"
+            "local st = redis.call('HGET', k, 'status')\n"
+            "if not st then return 'missing' end\n"
+            "if st ~= 'queued' and st ~= 'running' then return 'final' end\n"
+            "local tk = k .. ':tasks'\n"
+            "if redis.call('HEXISTS', tk, sh .. '|st') == 1 then return 'exists' end\n"
+            "local tid = jid .. '/' .. sh\n"
+            "local delay = tonumber(ARGV[5])\n"
+            "redis.call('HSET', tk, sh .. '|att', '0', sh .. '|dlv', '0', sh .. '|meta', ARGV[4])\n"
+            "redis.call('HINCRBY', k, 'tasks_total', 1)\n"
+            "if delay > 0 then\n"
+            "  redis.call('HSET', tk, sh .. '|st', 'd')\n"
+            "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"
+            "else\n"
+            "  redis.call('HSET', tk, sh .. '|st', 'q')\n"
+            "  redis.call('LPUSH', P .. 'q', tid)\n"
+            "  wake()\n"
+            "end\n"
+            "return 'created'\n";
 
 /* ARGV: P owner lease_ms pop. Readies due delayed tasks, puts expired
  * in-flight tasks back at the front (attempt + 1), then, with pop = 1,
@@ -300,7 +300,8 @@ static const char task_ack[] = PRELUDE
     "local k, sh = jk(ARGV[2]), ARGV[3]\n"
     "local tk = k .. ':tasks'\n"
     "if redis.call('EXISTS', k) == 0 then return false end\n"
-    "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv', sh .. '|adone', sh .. '|atotal')\n"
+    "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv', sh .. '|adone', sh .. "
+    "'|atotal')\n"
     "if v[2] ~= ARGV[4] then return false end\n"
     "if v[1] == 'a' then return {v[3], v[4]} end\n"
     "if v[1] ~= 'f' then return false end\n"
@@ -311,65 +312,65 @@ static const char task_ack[] = PRELUDE
     "return {tostring(done), total}\n";
 
 /* ARGV: P job_id shard delivery delay_ms -> 1 | 0 (not held) */
-static const char task_nack[] = PRELUDE
-    "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"
-    "local tid = ARGV[2] .. '/' .. sh\n"
-    "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv')\n"
-    "if v[1] ~= 'f' or v[2] ~= ARGV[4] then return 0 end\n"
-    "redis.call('ZREM', P .. 'q:inflight', tid)\n"
-    "redis.call('HINCRBY', tk, sh .. '|att', 1)\n"
-    "local delay = tonumber(ARGV[5])\n"
-    "if delay > 0 then\n"
-    "  redis.call('HSET', tk, sh .. '|st', 'd')\n"
-    "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"
-    "else\n"
-    "  redis.call('HSET', tk, sh .. '|st', 'q')\n"
-    "  redis.call('LPUSH', P .. 'q', tid)\n"
-    "  wake()\n"
-    "end\n"
-    "return 1\n";
+static const char task_nack[] =
+    PRELUDE "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"
+            "local tid = ARGV[2] .. '/' .. sh\n"
+            "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv')\n"
+            "if v[1] ~= 'f' or v[2] ~= ARGV[4] then return 0 end\n"
+            "redis.call('ZREM', P .. 'q:inflight', tid)\n"
+            "redis.call('HINCRBY', tk, sh .. '|att', 1)\n"
+            "local delay = tonumber(ARGV[5])\n"
+            "if delay > 0 then\n"
+            "  redis.call('HSET', tk, sh .. '|st', 'd')\n"
+            "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"
+            "else\n"
+            "  redis.call('HSET', tk, sh .. '|st', 'q')\n"
+            "  redis.call('LPUSH', P .. 'q', tid)\n"
+            "  wake()\n"
+            "end\n"
+            "return 1\n";
 
 /* ARGV: P -> {queued, in_flight, delayed} */
-static const char queue_stats[] = PRELUDE
-    "return {redis.call('LLEN', P .. 'q'), redis.call('ZCARD', P .. 'q:inflight'),\n"
-    "        redis.call('ZCARD', P .. 'q:delayed')}\n";
+static const char queue_stats[] =
+    PRELUDE "return {redis.call('LLEN', P .. 'q'), redis.call('ZCARD', P .. 'q:inflight'),\n"
+            "        redis.call('ZCARD', P .. 'q:delayed')}\n";
 
-#define LEASE_KEYS                                                                               \
-    "local base = ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4]\n"                                 \
+#define LEASE_KEYS                                                                                 \
+    "local base = ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4]\n"                                   \
     "local lk, fk = P .. 'lease:' .. base, P .. 'fence:' .. base\n"
 
 /* ARGV: P pipeline stream shard owner ttl_ms min_token
  * -> {'ok', token} | {'held', owner, pttl} */
-static const char lease_take[] = PRELUDE LEASE_KEYS
-    "local cur = redis.call('GET', lk)\n"
-    "if cur then\n"
-    "  local sp = string.find(cur, ' ', 1, true)\n"
-    "  local own = string.sub(cur, sp + 1)\n"
-    "  if own ~= ARGV[5] then return {'held', own, redis.call('PTTL', lk)} end\n"
-    "  redis.call('PEXPIRE', lk, ARGV[6])\n"
-    "  return {'ok', string.sub(cur, 1, sp - 1)}\n"
-    "end\n"
-    "local t = redis.call('INCR', fk)\n"
-    "local floor = tonumber(ARGV[7])\n"
-    "if t <= floor then\n"
-    "  t = floor + 1\n"
-    "  redis.call('SET', fk, string.format('%d', t))\n"
-    "end\n"
-    "local tok = string.format('%d', t)\n"
-    "redis.call('SET', lk, tok .. ' ' .. ARGV[5], 'PX', ARGV[6])\n"
-    "return {'ok', tok}\n";
+static const char lease_take[] =
+    PRELUDE LEASE_KEYS "local cur = redis.call('GET', lk)\n"
+                       "if cur then\n"
+                       "  local sp = string.find(cur, ' ', 1, true)\n"
+                       "  local own = string.sub(cur, sp + 1)\n"
+                       "  if own ~= ARGV[5] then return {'held', own, redis.call('PTTL', lk)} end\n"
+                       "  redis.call('PEXPIRE', lk, ARGV[6])\n"
+                       "  return {'ok', string.sub(cur, 1, sp - 1)}\n"
+                       "end\n"
+                       "local t = redis.call('INCR', fk)\n"
+                       "local floor = tonumber(ARGV[7])\n"
+                       "if t <= floor then\n"
+                       "  t = floor + 1\n"
+                       "  redis.call('SET', fk, string.format('%d', t))\n"
+                       "end\n"
+                       "local tok = string.format('%d', t)\n"
+                       "redis.call('SET', lk, tok .. ' ' .. ARGV[5], 'PX', ARGV[6])\n"
+                       "return {'ok', tok}\n";
 
 /* ARGV: P pipeline stream shard owner token ttl_ms -> 1 | 0 (lost) */
-static const char lease_renew[] = PRELUDE LEASE_KEYS
-    "local want = ARGV[6] .. ' ' .. ARGV[5]\n"
-    "local cur = redis.call('GET', lk)\n"
-    "if cur == want then redis.call('PEXPIRE', lk, ARGV[7]) return 1 end\n"
-    /* lapsed, and nobody took a newer token since */
-    "if not cur and redis.call('GET', fk) == ARGV[6] then\n"
-    "  redis.call('SET', lk, want, 'PX', ARGV[7])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
+static const char lease_renew[] =
+    PRELUDE LEASE_KEYS "local want = ARGV[6] .. ' ' .. ARGV[5]\n"
+                       "local cur = redis.call('GET', lk)\n"
+                       "if cur == want then redis.call('PEXPIRE', lk, ARGV[7]) return 1 end\n"
+                       /* lapsed, and nobody took a newer token since */
+                       "if not cur and redis.call('GET', fk) == ARGV[6] then\n"
+                       "  redis.call('SET', lk, want, 'PX', ARGV[7])\n"
+                       "  return 1\n"
+                       "end\n"
+                       "return 0\n";
 
 /* ARGV: P pipeline stream shard owner token -> 1 | {owner-and-token of the holder} */
 static const char lease_release[] = PRELUDE LEASE_KEYS
@@ -379,61 +380,76 @@ static const char lease_release[] = PRELUDE LEASE_KEYS
     "return {cur}\n";
 
 /* ARGV: P pipeline stream shard -> nil | {"<token> <owner>", pttl} */
-static const char lease_get[] = PRELUDE LEASE_KEYS
-    "local cur = redis.call('GET', lk)\n"
-    "if not cur then return false end\n"
-    "return {cur, redis.call('PTTL', lk)}\n";
+static const char lease_get[] = PRELUDE LEASE_KEYS "local cur = redis.call('GET', lk)\n"
+                                                   "if not cur then return false end\n"
+                                                   "return {cur, redis.call('PTTL', lk)}\n";
 
 /* ARGV: P pipeline stream mark_present run_ms [shard seq sub token]...
  * Merges checkpoints forward only; -> 1 when something changed, else 0. */
-static const char state_merge[] = PRELUDE
-    "local hk = P .. 'state:' .. ARGV[2] .. ':' .. ARGV[3]\n"
-    "local changed = 0\n"
-    "for i = 6, #ARGV, 4 do\n"
-    "  local sh, seq, sub, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
-    "  local v = redis.call('HMGET', hk, sh .. '|seq', sh .. '|sub', sh .. '|tok')\n"
-    "  local ctok = v[3] and tonumber(v[3])\n"
-    "  if not ctok or tok >= ctok then\n"
-    "    if not v[1] or pos_cmp(seq, sub, v[1], v[2] or '-1') > 0 then\n"
-    "      redis.call('HSET', hk, sh .. '|seq', seq, sh .. '|sub', sub)\n"
-    "      changed = 1\n"
-    "    end\n"
-    "    if not ctok or tok > ctok then\n"
-    "      redis.call('HSET', hk, sh .. '|tok', ARGV[i + 3])\n"
-    "      changed = 1\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[5] ~= '' then\n"
-    "  local r = redis.call('HGET', hk, '_run')\n"
-    "  if not r or tonumber(ARGV[5]) > tonumber(r) then\n"
-    "    redis.call('HSET', hk, '_run', ARGV[5])\n"
-    "    changed = 1\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[4] == '1' then redis.call('HSET', hk, '_present', '1') end\n"
-    "return changed\n";
+static const char state_merge[] =
+    PRELUDE "local hk = P .. 'state:' .. ARGV[2] .. ':' .. ARGV[3]\n"
+            "local changed = 0\n"
+            "for i = 6, #ARGV, 4 do\n"
+            "  local sh, seq, sub, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
+            "  local v = redis.call('HMGET', hk, sh .. '|seq', sh .. '|sub', sh .. '|tok')\n"
+            "  local ctok = v[3] and tonumber(v[3])\n"
+            "  if not ctok or tok >= ctok then\n"
+            "    if not v[1] or pos_cmp(seq, sub, v[1], v[2] or '-1') > 0 then\n"
+            "      redis.call('HSET', hk, sh .. '|seq', seq, sh .. '|sub', sub)\n"
+            "      changed = 1\n"
+            "    end\n"
+            "    if not ctok or tok > ctok then\n"
+            "      redis.call('HSET', hk, sh .. '|tok', ARGV[i + 3])\n"
+            "      changed = 1\n"
+            "    end\n"
+            "  end\n"
+            "end\n"
+            "if ARGV[5] ~= '' then\n"
+            "  local r = redis.call('HGET', hk, '_run')\n"
+            "  if not r or tonumber(ARGV[5]) > tonumber(r) then\n"
+            "    redis.call('HSET', hk, '_run', ARGV[5])\n"
+            "    changed = 1\n"
+            "  end\n"
+            "end\n"
+            "if ARGV[4] == '1' then redis.call('HSET', hk, '_present', '1') end\n"
+            "return changed\n";
 
 const char *const kl_redis_script_source[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = job_create,         [KL_RS_JOB_GET] = job_get,
-    [KL_RS_JOB_LIST] = job_list,             [KL_RS_JOB_ACTIVE] = job_active,
-    [KL_RS_JOB_TRANSITION] = job_transition, [KL_RS_JOB_PROGRESS] = job_progress,
-    [KL_RS_TASK_ENQUEUE] = task_enqueue,     [KL_RS_TASK_TAKE] = task_take,
-    [KL_RS_TASK_HEARTBEAT] = task_heartbeat, [KL_RS_TASK_ACK] = task_ack,
-    [KL_RS_TASK_NACK] = task_nack,           [KL_RS_QUEUE_STATS] = queue_stats,
-    [KL_RS_LEASE_TAKE] = lease_take,         [KL_RS_LEASE_RENEW] = lease_renew,
-    [KL_RS_LEASE_RELEASE] = lease_release,   [KL_RS_LEASE_GET] = lease_get,
+    [KL_RS_JOB_CREATE] = job_create,
+    [KL_RS_JOB_GET] = job_get,
+    [KL_RS_JOB_LIST] = job_list,
+    [KL_RS_JOB_ACTIVE] = job_active,
+    [KL_RS_JOB_TRANSITION] = job_transition,
+    [KL_RS_JOB_PROGRESS] = job_progress,
+    [KL_RS_TASK_ENQUEUE] = task_enqueue,
+    [KL_RS_TASK_TAKE] = task_take,
+    [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
+    [KL_RS_TASK_ACK] = task_ack,
+    [KL_RS_TASK_NACK] = task_nack,
+    [KL_RS_QUEUE_STATS] = queue_stats,
+    [KL_RS_LEASE_TAKE] = lease_take,
+    [KL_RS_LEASE_RENEW] = lease_renew,
+    [KL_RS_LEASE_RELEASE] = lease_release,
+    [KL_RS_LEASE_GET] = lease_get,
     [KL_RS_STATE_MERGE] = state_merge,
 };
 
 const char *const kl_redis_script_name[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = "job_create",         [KL_RS_JOB_GET] = "job_get",
-    [KL_RS_JOB_LIST] = "job_list",             [KL_RS_JOB_ACTIVE] = "job_active",
-    [KL_RS_JOB_TRANSITION] = "job_transition", [KL_RS_JOB_PROGRESS] = "job_progress",
-    [KL_RS_TASK_ENQUEUE] = "task_enqueue",     [KL_RS_TASK_TAKE] = "task_take",
-    [KL_RS_TASK_HEARTBEAT] = "task_heartbeat", [KL_RS_TASK_ACK] = "task_ack",
-    [KL_RS_TASK_NACK] = "task_nack",           [KL_RS_QUEUE_STATS] = "queue_stats",
-    [KL_RS_LEASE_TAKE] = "lease_take",         [KL_RS_LEASE_RENEW] = "lease_renew",
-    [KL_RS_LEASE_RELEASE] = "lease_release",   [KL_RS_LEASE_GET] = "lease_get",
+    [KL_RS_JOB_CREATE] = "job_create",
+    [KL_RS_JOB_GET] = "job_get",
+    [KL_RS_JOB_LIST] = "job_list",
+    [KL_RS_JOB_ACTIVE] = "job_active",
+    [KL_RS_JOB_TRANSITION] = "job_transition",
+    [KL_RS_JOB_PROGRESS] = "job_progress",
+    [KL_RS_TASK_ENQUEUE] = "task_enqueue",
+    [KL_RS_TASK_TAKE] = "task_take",
+    [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
+    [KL_RS_TASK_ACK] = "task_ack",
+    [KL_RS_TASK_NACK] = "task_nack",
+    [KL_RS_QUEUE_STATS] = "queue_stats",
+    [KL_RS_LEASE_TAKE] = "lease_take",
+    [KL_RS_LEASE_RENEW] = "lease_renew",
+    [KL_RS_LEASE_RELEASE] = "lease_release",
+    [KL_RS_LEASE_GET] = "lease_get",
     [KL_RS_STATE_MERGE] = "state_merge",
 };

@@ -79,16 +79,16 @@ int kl_redis_url_parse(const char *url, struct kl_redis_url *out, struct kl_err 
     memset(&u, 0, sizeof u);
     u.port = 6379;
     if (url == NULL || strncasecmp(url, scheme, sizeof scheme - 1) != 0) {
-        rc = kl_err_set(err, KL_ERR_INVALID,
-                        strncasecmp(url != NULL ? url : "", "rediss://", 9) == 0
-                            ? "REDIS_URL: TLS (rediss://) is not supported"
-                            : "REDIS_URL must start with redis://");
+        rc = KL_STORE_FAIL(err, KL_ERR_INVALID,
+                           strncasecmp(url != NULL ? url : "", "rediss://", 9) == 0
+                               ? "REDIS_URL: TLS (rediss://) is not supported"
+                               : "REDIS_URL must start with redis://");
         goto cleanup;
     }
     p = url + sizeof scheme - 1;
     auth_end = p + strcspn(p, "/?#");
     if (*auth_end == '?' || *auth_end == '#') {
-        rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: query strings are not supported");
+        rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: query strings are not supported");
         goto cleanup;
     }
     /* credentials end at the last '@' before the path */
@@ -100,23 +100,23 @@ int kl_redis_url_parse(const char *url, struct kl_redis_url *out, struct kl_err 
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon == NULL) {
-            rc = kl_err_set(err, KL_ERR_INVALID,
-                            "REDIS_URL: credentials need a password (user:password@ or "
-                            ":password@)");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID,
+                               "REDIS_URL: credentials need a password (user:password@ or "
+                               ":password@)");
             goto cleanup;
         }
         if (!decode(p, (size_t)(colon - p), u.user, sizeof u.user)) {
-            rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: bad user name");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: bad user name");
             goto cleanup;
         }
         pass_cap = (size_t)(at - colon);
         pass = malloc(pass_cap);
         if (pass == NULL) {
-            rc = kl_err_set(err, KL_ERR_NOMEM, "REDIS_URL: out of memory");
+            rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "REDIS_URL: out of memory");
             goto cleanup;
         }
         if (!decode(colon + 1, (size_t)(at - colon - 1), pass, pass_cap) || pass[0] == '\0') {
-            rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: bad or empty password");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: bad or empty password");
             goto cleanup;
         }
         p = at + 1;
@@ -125,13 +125,13 @@ int kl_redis_url_parse(const char *url, struct kl_redis_url *out, struct kl_err 
     if (*host == '[') {
         const char *close = memchr(host, ']', (size_t)(auth_end - host));
         if (close == NULL) {
-            rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: unclosed [ in the host");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: unclosed [ in the host");
             goto cleanup;
         }
         host_end = close + 1;
         if (host_end < auth_end) {
             if (*host_end != ':') {
-                rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: bad host");
+                rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: bad host");
                 goto cleanup;
             }
             port = host_end + 1;
@@ -146,25 +146,26 @@ int kl_redis_url_parse(const char *url, struct kl_redis_url *out, struct kl_err 
             host_end = auth_end;
     }
     if (host_end == host || (size_t)(host_end - host) >= sizeof u.host) {
-        rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: missing or too long host");
+        rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: missing or too long host");
         goto cleanup;
     }
     memcpy(u.host, host, (size_t)(host_end - host));
     for (const char *c = u.host; *c != '\0'; c++) {
         if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == '@') {
-            rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: bad character in the host");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: bad character in the host");
             goto cleanup;
         }
     }
     if (port != NULL && parse_port(port, (size_t)(auth_end - port), &u.port) != 0) {
-        rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: port must be 1..65535");
+        rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: port must be 1..65535");
         goto cleanup;
     }
     if (*auth_end == '/' && auth_end[1] != '\0') {
         const char *d = auth_end + 1;
         int64_t db = kl_store_parse_i64(d, strlen(d), -1);
         if (db < 0 || db > 100000 || d[0] == '-') {
-            rc = kl_err_set(err, KL_ERR_INVALID, "REDIS_URL: the path must be a database number");
+            rc =
+                KL_STORE_FAIL(err, KL_ERR_INVALID, "REDIS_URL: the path must be a database number");
             goto cleanup;
         }
         u.db = (int)db;

@@ -18,8 +18,7 @@
 #define MAX_TTL_MS (7 * DAY_MS) /* leases, task leases, delays, timeouts */
 #define MAX_PROGRESS_TABLES 1024
 
-static const char *const status_names[] = {"queued", "running", "succeeded", "failed",
-                                           "cancelled"};
+static const char *const status_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
 
 const char *kl_store_job_status_name(enum kl_store_job_status s)
 {
@@ -118,7 +117,10 @@ void kl_store_state_sort(struct kl_store_state *s)
 
 bool kl_store_copy(char *dst, size_t size, const char *src)
 {
-    size_t n = src != NULL ? strlen(src) : 0;
+    size_t n;
+    if (src == NULL)
+        src = "";
+    n = strlen(src);
     bool fits = n < size;
     if (!fits)
         n = size - 1;
@@ -164,7 +166,7 @@ int kl_store_new_job_id(int64_t now_ms, char out[KL_STORE_JOB_ID_SIZE], struct k
     int rc = KL_OK;
 
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        rc = kl_err_set(err, KL_ERR_INTERNAL, "job id: the random generator failed");
+        rc = KL_STORE_FAIL(err, KL_ERR_INTERNAL, "job id: the random generator failed");
         goto cleanup;
     }
     /* 10 characters of time (50 bits, the top 2 are zero), 16 of randomness (80 bits). */
@@ -261,7 +263,7 @@ static bool text_ok(const char *s, size_t max)
 
 static int bad(struct kl_err *err, const char *what)
 {
-    return kl_err_set(err, KL_ERR_INVALID, "store: invalid %s", what);
+    return KL_STORE_FAIL(err, KL_ERR_INVALID, "store: invalid %s", what);
 }
 
 static int check_names(const char *pipeline, const char *stream, struct kl_err *err)
@@ -291,8 +293,8 @@ static bool ms_ok(int64_t ms, bool zero_ok)
 
 static int check_task(const struct kl_store_task *t, struct kl_err *err)
 {
-    if (t == NULL || !kl_store_job_id_valid(t->job_id) ||
-        !name_ok(t->shard_id, KL_SHARD_ID_MAX) || t->delivery < 1)
+    if (t == NULL || !kl_store_job_id_valid(t->job_id) || !name_ok(t->shard_id, KL_SHARD_ID_MAX) ||
+        t->delivery < 1)
         return bad(err, "task");
     return KL_OK;
 }
@@ -363,13 +365,13 @@ int kl_store_job_create(struct kl_store *s, const struct kl_store_job_new *j,
     if (j->parameters_json != NULL) {
         size_t n = strnlen(j->parameters_json, KL_STORE_PARAMS_MAX + 1);
         if (n > KL_STORE_PARAMS_MAX) {
-            rc = kl_err_set(err, KL_ERR_INVALID, "store: job parameters exceed %d bytes",
-                            KL_STORE_PARAMS_MAX);
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "store: job parameters exceed %d bytes",
+                               KL_STORE_PARAMS_MAX);
             goto cleanup;
         }
         doc = cJSON_ParseWithLength(j->parameters_json, n);
         if (doc == NULL) {
-            rc = kl_err_set(err, KL_ERR_INVALID, "store: job parameters are not JSON");
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID, "store: job parameters are not JSON");
             goto cleanup;
         }
     }
@@ -382,9 +384,9 @@ int kl_store_job_create(struct kl_store *s, const struct kl_store_job_new *j,
                 break;
         }
         if (key[n] != '\0') {
-            rc = kl_err_set(err, KL_ERR_INVALID,
-                            "store: Idempotency-Key must be 1..%d printable ASCII characters",
-                            KL_STORE_IDEMPOTENCY_MAX - 1);
+            rc = KL_STORE_FAIL(err, KL_ERR_INVALID,
+                               "store: Idempotency-Key must be 1..%d printable ASCII characters",
+                               KL_STORE_IDEMPOTENCY_MAX - 1);
             goto cleanup;
         }
     }
@@ -400,7 +402,7 @@ int kl_store_job_get(struct kl_store *s, const char *id, struct kl_store_job *ou
     if (out == NULL)
         return bad(err, "snapshot");
     if (!kl_store_job_id_valid(id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     return s->ops->job_get(s->impl, id, out, err);
 }
 
@@ -434,7 +436,7 @@ int kl_store_job_status(struct kl_store *s, const char *id, enum kl_store_job_st
     if (status == NULL || cancel_requested == NULL)
         return bad(err, "out-parameter");
     if (!kl_store_job_id_valid(id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     return s->ops->job_status(s->impl, id, status, cancel_requested, err);
 }
 
@@ -455,12 +457,12 @@ int kl_store_job_transition(struct kl_store *s, const char *id, enum kl_store_jo
 {
     enum kl_store_job_status ignored;
     if (!kl_store_job_id_valid(id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     if ((unsigned)to > KL_STORE_JOB_CANCELLED)
         return bad(err, "status");
-    if (e != NULL && ((e->type != NULL && !name_ok(e->type, 32)) ||
-                      (e->shard_id != NULL && e->shard_id[0] != '\0' &&
-                       !name_ok(e->shard_id, KL_SHARD_ID_MAX))))
+    if (e != NULL &&
+        ((e->type != NULL && !name_ok(e->type, 32)) ||
+         (e->shard_id != NULL && e->shard_id[0] != '\0' && !name_ok(e->shard_id, KL_SHARD_ID_MAX))))
         return bad(err, "job error");
     return s->ops->job_transition(s->impl, id, to, e, now != NULL ? now : &ignored, err);
 }
@@ -470,7 +472,7 @@ int kl_store_job_cancel(struct kl_store *s, const char *id, enum kl_store_job_st
 {
     enum kl_store_job_status ignored;
     if (!kl_store_job_id_valid(id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     return s->ops->job_cancel(s->impl, id, now != NULL ? now : &ignored, err);
 }
 
@@ -479,7 +481,7 @@ int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_st
 {
     bool ignored;
     if (!kl_store_job_id_valid(id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     if (p == NULL || !name_ok(p->shard_id, KL_SHARD_ID_MAX))
         return bad(err, "progress shard id");
     if (p->sequence != NULL && (!seq_ok(p->sequence) || p->sub_sequence < -1))
@@ -492,10 +494,9 @@ int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_st
         if (!name_ok(p->tables[i].table, KL_STORE_TABLE_MAX) || p->tables[i].rows < 0)
             return bad(err, "progress table");
     }
-    if (p->gap != NULL &&
-        (!seq_ok(p->gap->from_sequence) ||
-         (p->gap->to_sequence[0] != '\0' && !seq_ok(p->gap->to_sequence)) ||
-         !text_ok(p->gap->reason, sizeof p->gap->reason)))
+    if (p->gap != NULL && (!seq_ok(p->gap->from_sequence) ||
+                           (p->gap->to_sequence[0] != '\0' && !seq_ok(p->gap->to_sequence)) ||
+                           !text_ok(p->gap->reason, sizeof p->gap->reason)))
         return bad(err, "progress gap");
     return s->ops->job_progress(s->impl, id, p, applied != NULL ? applied : &ignored, err);
 }
@@ -507,7 +508,7 @@ int kl_store_task_enqueue(struct kl_store *s, const char *job_id, const char *sh
 {
     bool ignored;
     if (!kl_store_job_id_valid(job_id))
-        return kl_err_set(err, KL_ERR_NOT_FOUND, "no such job");
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
     if (!name_ok(shard_id, KL_SHARD_ID_MAX))
         return bad(err, "shard id");
     if (!text_ok(meta, KL_STORE_TASK_META_MAX))
@@ -518,9 +519,8 @@ int kl_store_task_enqueue(struct kl_store *s, const char *job_id, const char *sh
                                 created != NULL ? created : &ignored, err);
 }
 
-int kl_store_task_take(struct kl_store *s, const char *owner, int64_t lease_ms,
-                       int64_t timeout_ms, struct kl_store_task *out, bool *got,
-                       struct kl_err *err)
+int kl_store_task_take(struct kl_store *s, const char *owner, int64_t lease_ms, int64_t timeout_ms,
+                       struct kl_store_task *out, bool *got, struct kl_err *err)
 {
     if (!owner_ok(owner))
         return bad(err, "owner");
@@ -569,8 +569,7 @@ int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err
     return s->ops->task_reap(s->impl, requeued != NULL ? requeued : &ignored, err);
 }
 
-int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out,
-                         struct kl_err *err)
+int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out, struct kl_err *err)
 {
     if (out == NULL)
         return bad(err, "out-parameter");
@@ -579,9 +578,8 @@ int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out,
 
 /* ---- leases ---- */
 
-int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k,
-                        const char *owner, int64_t ttl_ms, int64_t min_token, int64_t *token,
-                        struct kl_err *err)
+int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k, const char *owner,
+                        int64_t ttl_ms, int64_t min_token, int64_t *token, struct kl_err *err)
 {
     int rc = check_shard_key(k, err);
     if (rc != KL_OK)
@@ -593,8 +591,8 @@ int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k,
     return s->ops->lease_take(s->impl, k, owner, ttl_ms, min_token, token, err);
 }
 
-int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k,
-                         const char *owner, int64_t token, int64_t ttl_ms, struct kl_err *err)
+int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k, const char *owner,
+                         int64_t token, int64_t ttl_ms, struct kl_err *err)
 {
     int rc = check_shard_key(k, err);
     if (rc != KL_OK)
@@ -631,8 +629,7 @@ int kl_store_lease_get(struct kl_store *s, const struct kl_store_shard_key *k,
 /* ---- cache ---- */
 
 int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char *stream,
-                            const struct kl_store_checkpoint *cp, bool *applied,
-                            struct kl_err *err)
+                            const struct kl_store_checkpoint *cp, bool *applied, struct kl_err *err)
 {
     bool ignored;
     int rc = check_names(pipeline, stream, err);
@@ -642,8 +639,8 @@ int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char
                                   applied != NULL ? applied : &ignored, err);
 }
 
-int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream,
-                     int64_t run_ms, struct kl_err *err)
+int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream, int64_t run_ms,
+                     struct kl_err *err)
 {
     int rc = check_names(pipeline, stream, err);
     if (rc != KL_OK)

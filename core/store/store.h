@@ -18,7 +18,7 @@
  * KL_ERR_CONFLICT: the call lost a race or names something no longer held.
  *
  * Names (stream, pipeline, dataset, shard ids, owners) are 1..max bytes of
- * printable ASCII without ':' , '|' or '/' (AWS and dlt names never contain
+ * printable ASCII without ':', '|' or '/' (AWS and dlt names never contain
  * them), so they can be parts of keys.
  */
 #ifndef KL_STORE_STORE_H
@@ -39,16 +39,16 @@ struct kl_clock;
  * ULID. They sort by creation time, so lists page by id. */
 #define KL_STORE_JOB_ID_LEN 26
 #define KL_STORE_JOB_ID_SIZE (KL_STORE_JOB_ID_LEN + 1)
-#define KL_STORE_NAME_MAX 128         /* pipeline and dataset, with the NUL */
-#define KL_STORE_TABLE_MAX 128        /* a table name in row counts, with the NUL */
-#define KL_STORE_OWNER_MAX 128        /* a worker's identity, with the NUL */
-#define KL_STORE_IDEMPOTENCY_MAX 256  /* an Idempotency-Key, with the NUL */
-#define KL_STORE_ERROR_MAX 1024       /* a job's error detail (longer is truncated) */
-#define KL_STORE_TASK_META_MAX 1024   /* a task's opaque text, with the NUL */
-#define KL_STORE_PARAMS_MAX 65536     /* a job's parameters JSON */
-#define KL_STORE_PREFIX_MAX 64        /* the key prefix, with the NUL */
-#define KL_STORE_LIST_MAX 500         /* jobs per page */
-#define KL_STORE_SHARDS_MAX 100000    /* shards and tables per job in a snapshot */
+#define KL_STORE_NAME_MAX 128        /* pipeline and dataset, with the NUL */
+#define KL_STORE_TABLE_MAX 128       /* a table name in row counts, with the NUL */
+#define KL_STORE_OWNER_MAX 128       /* a worker's identity, with the NUL */
+#define KL_STORE_IDEMPOTENCY_MAX 256 /* an Idempotency-Key, with the NUL */
+#define KL_STORE_ERROR_MAX 1024      /* a job's error detail (longer is truncated) */
+#define KL_STORE_TASK_META_MAX 1024  /* a task's opaque text, with the NUL */
+#define KL_STORE_PARAMS_MAX 65536    /* a job's parameters JSON */
+#define KL_STORE_PREFIX_MAX 64       /* the key prefix, with the NUL */
+#define KL_STORE_LIST_MAX 500        /* jobs per page */
+#define KL_STORE_SHARDS_MAX 100000   /* shards and tables per job in a snapshot */
 
 /* ---- jobs ---- */
 
@@ -72,8 +72,8 @@ struct kl_store_job_new {
     const char *stream;
     const char *pipeline_name;
     const char *dataset_name;
-    const char *parameters_json;  /* a JSON document, stored as given; NULL: "{}" */
-    const char *idempotency_key;  /* NULL or "": none; else 1..255 printable ASCII */
+    const char *parameters_json; /* a JSON document, stored as given; NULL: "{}" */
+    const char *idempotency_key; /* NULL or "": none; else 1..255 printable ASCII */
 };
 
 struct kl_store_gap {
@@ -91,8 +91,8 @@ struct kl_store_table_rows {
 /* A shard's progress within a job. */
 struct kl_store_shard_progress {
     char shard_id[KL_SHARD_ID_MAX];
-    char sequence[KL_SEQ_MAX]; /* the highest committed; "" before the first commit */
-    int64_t sub_sequence;      /* KPL sub-record of that sequence, -1 for a whole record */
+    char sequence[KL_SEQ_MAX];    /* the highest committed; "" before the first commit */
+    int64_t sub_sequence;         /* KPL sub-record of that sequence, -1 for a whole record */
     int64_t millis_behind_latest; /* -1 until known */
     int64_t messages;
     bool done;
@@ -147,9 +147,9 @@ struct kl_store_progress {
      * re-delivered report is counted once. */
     const char *sequence;
     int64_t sub_sequence;
-    int64_t millis_behind_latest; /* < 0: unchanged */
-    int64_t messages;             /* >= 0 */
-    int64_t dead_letters;         /* >= 0 */
+    int64_t millis_behind_latest;             /* < 0: unchanged */
+    int64_t messages;                         /* >= 0 */
+    int64_t dead_letters;                     /* >= 0 */
     const struct kl_store_table_rows *tables; /* row deltas per table; may be NULL */
     size_t n_tables;                          /* at most 1024 */
     bool done;                                /* sets the shard's done flag (never clears it) */
@@ -181,15 +181,15 @@ void kl_store_job_page_free(struct kl_store_job_page *p);
 struct kl_store_task {
     char job_id[KL_STORE_JOB_ID_SIZE];
     char shard_id[KL_SHARD_ID_MAX];
-    int attempt;       /* earlier deliveries that ended without an ack (nack or expiry) */
-    int64_t delivery;  /* 1 for the first delivery, +1 for each one after */
+    int attempt;      /* earlier deliveries that ended without an ack (nack or expiry) */
+    int64_t delivery; /* 1 for the first delivery, +1 for each one after */
     char meta[KL_STORE_TASK_META_MAX]; /* the opaque text given to enqueue */
 };
 
 struct kl_store_task_ack {
     int64_t tasks_total; /* the job's counts right after this ack */
     int64_t tasks_done;
-    bool last;           /* this ack finished the job's last task: finalise the job */
+    bool last; /* this ack finished the job's last task: finalise the job */
 };
 
 struct kl_store_queue_stats {
@@ -246,12 +246,12 @@ struct kl_store_options {
     int64_t job_retention_ms;     /* finished jobs are kept this long; default 7 days */
     int64_t idempotency_ttl_ms;   /* an Idempotency-Key maps to its job this long; 24 h */
     /* Redis only */
-    int64_t connect_timeout_ms;   /* default 2000 */
-    int64_t command_timeout_ms;   /* default 5000 */
-    int pool_max;                 /* connections at most; default 64 */
-    int64_t poll_ms;              /* a blocking take re-checks delayed and expired tasks
-                                     at least this often; default 500 */
-    int64_t backoff_max_ms;       /* reconnect attempts back off up to this; default 2000 */
+    int64_t connect_timeout_ms; /* default 2000 */
+    int64_t command_timeout_ms; /* default 5000 */
+    int pool_max;               /* connections at most; default 64 */
+    int64_t poll_ms;            /* a blocking take re-checks delayed and expired tasks
+                                   at least this often; default 500 */
+    int64_t backoff_max_ms;     /* reconnect attempts back off up to this; default 2000 */
 };
 
 /* Fills the defaults above. */
@@ -264,8 +264,8 @@ struct kl_store_ops {
     int (*job_create)(void *impl, const struct kl_store_job_new *j,
                       char id_out[KL_STORE_JOB_ID_SIZE], bool *existing, struct kl_err *err);
     int (*job_get)(void *impl, const char *id, struct kl_store_job *out, struct kl_err *err);
-    int (*job_list)(void *impl, const struct kl_store_job_filter *f,
-                    struct kl_store_job_page *out, struct kl_err *err);
+    int (*job_list)(void *impl, const struct kl_store_job_filter *f, struct kl_store_job_page *out,
+                    struct kl_err *err);
     int (*job_status)(void *impl, const char *id, enum kl_store_job_status *status,
                       bool *cancel_requested, struct kl_err *err);
     int (*job_active)(void *impl, const char *pipeline, const char *stream,
@@ -301,16 +301,14 @@ struct kl_store_ops {
                      struct kl_err *err);
 
     int (*checkpoint_put)(void *impl, const char *pipeline, const char *stream,
-                          const struct kl_store_checkpoint *cp, bool *applied,
-                          struct kl_err *err);
+                          const struct kl_store_checkpoint *cp, bool *applied, struct kl_err *err);
     int (*run_put)(void *impl, const char *pipeline, const char *stream, int64_t run_ms,
                    struct kl_err *err);
     int (*state_get)(void *impl, const char *pipeline, const char *stream,
                      struct kl_store_state *out, struct kl_err *err);
     int (*state_fill)(void *impl, const char *pipeline, const char *stream,
                       const struct kl_store_state *in, struct kl_err *err);
-    int (*state_delete)(void *impl, const char *pipeline, const char *stream,
-                        struct kl_err *err);
+    int (*state_delete)(void *impl, const char *pipeline, const char *stream, struct kl_err *err);
 
     void (*destroy)(void *impl);
 };
@@ -407,9 +405,8 @@ int kl_store_task_enqueue(struct kl_store *s, const char *job_id, const char *sh
 /* Takes the oldest ready task, waiting up to timeout_ms (0: do not wait).
  * The task is in flight for lease_ms; extend it with heartbeats. `*got` is
  * false when nothing came in time. `owner` names the worker (for operators). */
-int kl_store_task_take(struct kl_store *s, const char *owner, int64_t lease_ms,
-                       int64_t timeout_ms, struct kl_store_task *out, bool *got,
-                       struct kl_err *err);
+int kl_store_task_take(struct kl_store *s, const char *owner, int64_t lease_ms, int64_t timeout_ms,
+                       struct kl_store_task *out, bool *got, struct kl_err *err);
 
 /* Extends the in-flight lease of this delivery to lease_ms from now.
  * KL_ERR_CONFLICT: the task was taken over (or acked): stop working on it. */
@@ -434,8 +431,7 @@ int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_
  * the expired ones. */
 int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err);
 
-int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out,
-                         struct kl_err *err);
+int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out, struct kl_err *err);
 
 /* ---- shard leases ----
  * One owner per shard at a time. The fencing token rises with every new
@@ -447,16 +443,15 @@ int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out,
  * tokens keep rising even after Redis lost its counters; 0 when none). The
  * same owner taking its own live lease again extends it and keeps the token.
  * KL_ERR_CONFLICT: another owner holds a live lease. */
-int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k,
-                        const char *owner, int64_t ttl_ms, int64_t min_token, int64_t *token,
-                        struct kl_err *err);
+int kl_store_lease_take(struct kl_store *s, const struct kl_store_shard_key *k, const char *owner,
+                        int64_t ttl_ms, int64_t min_token, int64_t *token, struct kl_err *err);
 
 /* Extends the lease to ttl_ms from now, only if (owner, token) still holds
  * it — or it lapsed and nobody took it since (the token is still the
  * newest, so re-establishing it is safe). KL_ERR_CONFLICT otherwise: the
  * lease is lost; stop writing. */
-int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k,
-                         const char *owner, int64_t token, int64_t ttl_ms, struct kl_err *err);
+int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k, const char *owner,
+                         int64_t token, int64_t ttl_ms, struct kl_err *err);
 
 /* Gives the lease up. KL_OK when it is released or was not held by anyone;
  * KL_ERR_CONFLICT when another owner or token holds it (left untouched). */
@@ -479,8 +474,8 @@ int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char
                             const struct kl_store_checkpoint *cp, bool *applied,
                             struct kl_err *err);
 
-int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream,
-                     int64_t run_ms, struct kl_err *err);
+int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream, int64_t run_ms,
+                     struct kl_err *err);
 
 /* Reads the cache. `out` must be initialised; it is replaced on success.
  * When out->present is false, rebuild from the destination. */

@@ -73,8 +73,12 @@ static long long delete_keys(const char *pattern)
     long long n = 0;
     do {
         redisReply *r = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            redisFree(c);
             fail_msg("SCAN failed");
+            return n;
+        }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {
             redisReply *d = redisCommand(c, "DEL %b", r->element[1]->element[i]->str,
@@ -420,8 +424,7 @@ static void *bench_renew(void *arg)
     return NULL;
 }
 
-static double run_bench(struct kl_store *s, const char *id, void *(*fn)(void *), int threads,
-                        int n)
+static double run_bench(struct kl_store *s, const char *id, void *(*fn)(void *), int threads, int n)
 {
     struct bench b[16];
     pthread_t th[16];

@@ -40,6 +40,8 @@ static struct kl_store *open_with(int64_t retention_ms, int64_t idem_ttl_ms)
         o.job_retention_ms = retention_ms;
     if (idem_ttl_ms > 0)
         o.idempotency_ttl_ms = idem_ttl_ms;
+    /* the store copies its options */
+    // cppcheck-suppress returnDanglingLifetime
     return BACKEND.open(&o);
 }
 
@@ -48,24 +50,24 @@ static struct kl_store *open_store(void)
     return open_with(0, 0);
 }
 
-#define ASSERT_RC(call, want)                                                                    \
-    do {                                                                                         \
-        int rc_ = (call);                                                                        \
-        if (rc_ != (int)(want))                                                                  \
-            fail_msg("%s: got %s, want %s", #call, kl_err_code_name((enum kl_err_code)rc_),      \
-                     kl_err_code_name((enum kl_err_code)(want)));                                \
+#define ASSERT_RC(call, want)                                                                      \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != (int)(want))                                                                    \
+            fail_msg("%s: got %s, want %s", #call, kl_err_code_name((enum kl_err_code)rc_),        \
+                     kl_err_code_name((enum kl_err_code)(want)));                                  \
     } while (0)
 
 /* Calls that must succeed; the error message is shown when they do not. */
-#define MUST(call)                                                                               \
-    do {                                                                                         \
-        int rc_ = (call);                                                                        \
-        if (rc_ != KL_OK)                                                                        \
-            fail_msg("%s: %s: %s", #call, kl_err_code_name((enum kl_err_code)rc_), err.msg);     \
+#define MUST(call)                                                                                 \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != KL_OK)                                                                          \
+            fail_msg("%s: %s: %s", #call, kl_err_code_name((enum kl_err_code)rc_), err.msg);       \
     } while (0)
 
-static void new_job(struct kl_store *s, const char *stream, const char *pipeline,
-                    const char *key, char id[JOB_ID_BUF])
+static void new_job(struct kl_store *s, const char *stream, const char *pipeline, const char *key,
+                    char id[JOB_ID_BUF])
 {
     struct kl_err err = {0};
     struct kl_store_job_new j = {stream, pipeline, "kinesis", "{\"chunk_size\":1000}", key};
@@ -513,8 +515,7 @@ static void test_job_retention(void **state)
 
 /* ---- tasks ---- */
 
-static void take(struct kl_store *s, const char *owner, int64_t lease_ms,
-                 struct kl_store_task *t)
+static void take(struct kl_store *s, const char *owner, int64_t lease_ms, struct kl_store_task *t)
 {
     struct kl_err err = {0};
     bool got = false;
@@ -669,8 +670,8 @@ static void test_queue_expiry_takeover(void **state)
     MUST(kl_store_task_enqueue(s, id, "shard-1", NULL, 0, NULL, &err));
     MUST(kl_store_task_enqueue(s, id, "shard-2", NULL, 0, NULL, &err));
     MUST(kl_store_task_enqueue(s, id, "shard-3", NULL, 0, NULL, &err));
-    take(s, "dying", lease, &dead);   /* shard-1: its worker stops heartbeating */
-    take(s, "alive", lease, &alive);  /* shard-2: heartbeats */
+    take(s, "dying", lease, &dead);  /* shard-1: its worker stops heartbeating */
+    take(s, "alive", lease, &alive); /* shard-2: heartbeats */
     BACKEND.advance(lease / 2);
     MUST(kl_store_task_heartbeat(s, &alive, lease * 4, &err));
     BACKEND.advance(lease);
@@ -790,14 +791,13 @@ static const struct {
     const char *want_seq;
     int64_t want_sub, want_token;
 } cp_steps[] = {
-    {"200", -1, 1, true, "200", -1, 1},
-    {"199", -1, 1, false, "200", -1, 1},      /* behind */
-    {"200", -1, 1, false, "200", -1, 1},      /* the same */
-    {"1000", -1, 1, true, "1000", -1, 1},     /* numerically ahead though "1000" < "200" as text */
-    {"1000", 3, 1, true, "1000", 3, 1},       /* a later KPL sub-record */
-    {"1000", 2, 1, false, "1000", 3, 1},      /* an earlier one */
-    {"5000", -1, 0, false, "1000", 3, 1},     /* an older token is ignored, however far ahead */
-    {"999", -1, 2, true, "1000", 3, 2},       /* a newer token behind: token kept, position not */
+    {"200", -1, 1, true, "200", -1, 1},         {"199", -1, 1, false, "200", -1, 1}, /* behind */
+    {"200", -1, 1, false, "200", -1, 1},                                             /* the same */
+    {"1000", -1, 1, true, "1000", -1, 1}, /* numerically ahead though "1000" < "200" as text */
+    {"1000", 3, 1, true, "1000", 3, 1},   /* a later KPL sub-record */
+    {"1000", 2, 1, false, "1000", 3, 1},  /* an earlier one */
+    {"5000", -1, 0, false, "1000", 3, 1}, /* an older token is ignored, however far ahead */
+    {"999", -1, 2, true, "1000", 3, 2},   /* a newer token behind: token kept, position not */
     {"0001001", -1, 2, true, "0001001", -1, 2}, /* leading zeros compare numerically */
     {"99", -1, 7, true, "0001001", -1, 7},
 };
@@ -1127,15 +1127,15 @@ static void test_invalid_arguments(void **state)
     kl_store_destroy(s);
 }
 
-#define STORE_SUITE_TESTS                                                                        \
-    cmocka_unit_test(test_job_create_get), cmocka_unit_test(test_job_conflict),                  \
-        cmocka_unit_test(test_job_idempotency), cmocka_unit_test(test_job_transitions),          \
-        cmocka_unit_test(test_job_cancel), cmocka_unit_test(test_job_progress),                  \
-        cmocka_unit_test(test_job_list), cmocka_unit_test(test_job_retention),                   \
-        cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),          \
-        cmocka_unit_test(test_queue_expiry_takeover), cmocka_unit_test(test_queue_take_timeout), \
-        cmocka_unit_test(test_lease_fencing), cmocka_unit_test(test_checkpoint_forward_only),    \
-        cmocka_unit_test(test_state_fill_missing), cmocka_unit_test(test_concurrent_workers),    \
+#define STORE_SUITE_TESTS                                                                          \
+    cmocka_unit_test(test_job_create_get), cmocka_unit_test(test_job_conflict),                    \
+        cmocka_unit_test(test_job_idempotency), cmocka_unit_test(test_job_transitions),            \
+        cmocka_unit_test(test_job_cancel), cmocka_unit_test(test_job_progress),                    \
+        cmocka_unit_test(test_job_list), cmocka_unit_test(test_job_retention),                     \
+        cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),            \
+        cmocka_unit_test(test_queue_expiry_takeover), cmocka_unit_test(test_queue_take_timeout),   \
+        cmocka_unit_test(test_lease_fencing), cmocka_unit_test(test_checkpoint_forward_only),      \
+        cmocka_unit_test(test_state_fill_missing), cmocka_unit_test(test_concurrent_workers),      \
         cmocka_unit_test(test_queue_wakeup), cmocka_unit_test(test_invalid_arguments)
 
 #endif

@@ -52,8 +52,10 @@ static const struct {
     const char *id;
     bool valid;
 } id_cases[] = {
-    {"01hx5m3k7q8r9s0t1v2w3x4y5z", true},  {"01HX5M3K7Q8R9S0T1V2W3X4Y5Z", false},
-    {"01hx5m3k7q8r9s0t1v2w3x4y5", false},  {"01hx5m3k7q8r9s0t1v2w3x4y5zz", false},
+    {"01hx5m3k7q8r9s0t1v2w3x4y5z", true},
+    {"01HX5M3K7Q8R9S0T1V2W3X4Y5Z", false},
+    {"01hx5m3k7q8r9s0t1v2w3x4y5", false},
+    {"01hx5m3k7q8r9s0t1v2w3x4y5zz", false},
     {"01hx5m3k7q8r9s0t1v2w3x4y5u", false}, /* u, i, l, o are not in the alphabet */
     {"", false},
 };
@@ -76,15 +78,15 @@ static const struct {
     int want;
 } pos_cases[] = {
     {"1", -1, "2", -1, -1},
-    {"10", -1, "9", -1, 1},           /* numeric, not text */
-    {"0009", -1, "10", -1, -1},       /* leading zeros do not count */
+    {"10", -1, "9", -1, 1},     /* numeric, not text */
+    {"0009", -1, "10", -1, -1}, /* leading zeros do not count */
     {"0", -1, "00", -1, 0},
     {"49543463076548007577105092703039560359975228518395012686", -1,
      "49543463076548007577105092703039560359975228518395012687", -1, -1},
-    {"5", 0, "5", -1, 1},             /* a sub-record comes after the record's -1 */
+    {"5", 0, "5", -1, 1}, /* a sub-record comes after the record's -1 */
     {"5", 3, "5", 2, 1},
     {"5", 2, "5", 2, 0},
-    {"", -1, "0", -1, -1},            /* nothing yet is before everything */
+    {"", -1, "0", -1, -1}, /* nothing yet is before everything */
     {"", -1, "", -1, 0},
 };
 
@@ -92,10 +94,10 @@ static void test_pos_cmp(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof pos_cases / sizeof pos_cases[0]; i++) {
-        int got = kl_store_pos_cmp(pos_cases[i].a, pos_cases[i].sa, pos_cases[i].b,
-                                   pos_cases[i].sb);
-        int back = kl_store_pos_cmp(pos_cases[i].b, pos_cases[i].sb, pos_cases[i].a,
-                                    pos_cases[i].sa);
+        int got =
+            kl_store_pos_cmp(pos_cases[i].a, pos_cases[i].sa, pos_cases[i].b, pos_cases[i].sb);
+        int back =
+            kl_store_pos_cmp(pos_cases[i].b, pos_cases[i].sb, pos_cases[i].a, pos_cases[i].sa);
         if (got != pos_cases[i].want || back != -pos_cases[i].want)
             fail_msg("row %zu: (%s,%lld) vs (%s,%lld): %d/%d, want %d", i, pos_cases[i].a,
                      (long long)pos_cases[i].sa, pos_cases[i].b, (long long)pos_cases[i].sb, got,
@@ -106,13 +108,13 @@ static void test_pos_cmp(void **state)
 static void test_status_names(void **state)
 {
     static const struct {
-        enum kl_store_job_status s;
         const char *name;
+        enum kl_store_job_status s;
         bool final;
     } rows[] = {
-        {KL_STORE_JOB_QUEUED, "queued", false},       {KL_STORE_JOB_RUNNING, "running", false},
-        {KL_STORE_JOB_SUCCEEDED, "succeeded", true}, {KL_STORE_JOB_FAILED, "failed", true},
-        {KL_STORE_JOB_CANCELLED, "cancelled", true},
+        {"queued", KL_STORE_JOB_QUEUED, false},      {"running", KL_STORE_JOB_RUNNING, false},
+        {"succeeded", KL_STORE_JOB_SUCCEEDED, true}, {"failed", KL_STORE_JOB_FAILED, true},
+        {"cancelled", KL_STORE_JOB_CANCELLED, true},
     };
     enum kl_store_job_status s;
     (void)state;
@@ -141,8 +143,8 @@ static void test_parse_i64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_job_ids),     cmocka_unit_test(test_job_id_valid),
-        cmocka_unit_test(test_pos_cmp),     cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_job_ids),   cmocka_unit_test(test_job_id_valid),
+        cmocka_unit_test(test_pos_cmp),   cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_parse_i64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

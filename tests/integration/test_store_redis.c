@@ -479,6 +479,36 @@ static void test_redis_throughput(void **state)
     assert_int_equal(j.tables[0].rows, 3LL * 9 * n);
     assert_int_equal(j.n_shards, 9);
     kl_store_job_free(&j);
+    {
+        /* the queue: enqueue, then 8 workers take + heartbeat + ack */
+        struct kl_err err = {0};
+        struct conc c;
+        pthread_t th[CONC_THREADS];
+        char qid[JOB_ID_BUF];
+        int64_t t0 = now_ms(), t1;
+        memset(&c, 0, sizeof c);
+        c.s = s;
+        assert_int_equal(pthread_mutex_init(&c.mu, NULL), 0);
+        new_job(s, "queue", "pipe", NULL, qid);
+        for (int i = 0; i < CONC_TASKS; i++) {
+            char shard[32];
+            snprintf(shard, sizeof shard, "shard-%03d", i);
+            MUST(kl_store_task_enqueue(s, qid, shard, NULL, 0, NULL, &err));
+        }
+        t1 = now_ms();
+        for (int i = 0; i < CONC_THREADS; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, conc_worker, &c), 0);
+        for (int i = 0; i < CONC_THREADS; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(c.errors, 0);
+        assert_int_equal(c.lasts, 1);
+        printf("# queue: %.0f enqueues/s; %.0f tasks/s through take + %d progress + %d "
+               "heartbeats + ack (8 threads)\n",
+               CONC_TASKS * 1000.0 / (double)(t1 - t0 > 0 ? t1 - t0 : 1),
+               CONC_TASKS * 1000.0 / (double)(c.last_at_ms - t1 > 0 ? c.last_at_ms - t1 : 1),
+               CONC_CHUNKS, CONC_CHUNKS);
+        assert_int_equal(pthread_mutex_destroy(&c.mu), 0);
+    }
     printf("# lease renew: %.0f ops/s (1 thread), %.0f ops/s (8 threads)\n", r1, r8);
     printf("# job progress (counters + shard + 1 table): %.0f ops/s (1 thread), "
            "%.0f ops/s (8 threads)\n",

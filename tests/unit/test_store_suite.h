@@ -918,6 +918,7 @@ struct conc {
     pthread_mutex_t mu;
     int taken[CONC_TASKS];
     int lasts;
+    int64_t last_at_ms; /* when the ack that finished the job came back */
     int errors;
     char first_error[256];
 };
@@ -978,6 +979,8 @@ static void *conc_worker(void *arg)
         if (idx >= 0 && idx < CONC_TASKS)
             c->taken[idx]++;
         c->lasts += ack.last;
+        if (ack.last)
+            c->last_at_ms = kl_clock_monotonic_ms(kl_clock_system());
         if (pthread_mutex_unlock(&c->mu) != 0)
             abort();
     }

@@ -132,8 +132,11 @@ static cJSON *build_problem(const struct kl_api_req *req, const struct kl_proble
     ok = ok && cJSON_AddNumberToObject(doc, "status", def->status) != NULL;
     if (ok && detail != NULL && detail[0] != '\0')
         ok = cJSON_AddStringToObject(doc, "detail", detail) != NULL;
-    if (ok && req != NULL && req->path != NULL)
-        ok = cJSON_AddStringToObject(doc, "instance", req->path) != NULL;
+    if (ok && req != NULL && req->path != NULL) {
+        char instance[256]; /* the client's path: cut, printable ASCII */
+        copy_printable(instance, sizeof instance, req->path);
+        ok = cJSON_AddStringToObject(doc, "instance", instance) != NULL;
+    }
     if (ok && req != NULL && req->request_id != NULL)
         ok = cJSON_AddStringToObject(doc, "request_id", req->request_id) != NULL;
     if (ok && fe != NULL && fe->n > 0) {

@@ -122,6 +122,17 @@ static void copy_cut(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Client text for the log: cut, and bytes outside printable ASCII as '?'. */
+static void copy_printable(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src != NULL && src[i] != '\0' && i + 1 < cap; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
 static const char *header(struct MHD_Connection *conn, const char *name)
 {
     return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
@@ -256,8 +267,8 @@ static enum MHD_Result begin(struct kl_httpd *h, struct request *rq, struct MHD_
     bool open, serve_while_stopping;
 
     rq->begun = true;
-    copy_cut(rq->method, sizeof rq->method, method);
-    copy_cut(rq->path, sizeof rq->path, url);
+    copy_printable(rq->method, sizeof rq->method, method);
+    copy_printable(rq->path, sizeof rq->path, url);
     if (rid != NULL && kl_api_request_id_valid(rid))
         copy_cut(rq->request_id, sizeof rq->request_id, rid);
     else

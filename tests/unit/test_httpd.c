@@ -429,6 +429,12 @@ static void http_level_errors(void **state)
     expect_problem(&r, 404, "/problems/not-found");
     assert_string_equal(str(r.json, "instance"), "/nope");
     done(&r);
+    /* what the client put in the path comes back printable */
+    snprintf(url, sizeof url, "%s/streams/%%ff%%0a%%22", s.base);
+    http("GET", url, NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request");
+    assert_string_equal(str(r.json, "instance"), "/streams/??\"");
+    done(&r);
     snprintf(url, sizeof url, "%s/jobs", s.base);
     http("DELETE", url, NULL, NULL, &r);
     expect_problem(&r, 405, "/problems/method-not-allowed");

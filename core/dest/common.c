@@ -5,6 +5,7 @@
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,59 @@ int kl_dest_msg_ids(const struct kl_table *root, const struct kl_table_rows *tr,
     return rc;
 }
 
+int kl_dest_plan_merge_deletes(enum kl_sql_dialect dialect, const struct kl_dest_ds *d,
+                               const struct kl_schema *s, const struct kl_table *root,
+                               struct kl_sql_stmts *out, struct kl_err *err)
+{
+    const char *match = dialect == KL_SQL_POSTGRES
+                            ? " WHERE \"_kinesis_msg_id\" = ANY($1::varchar[])"
+                            : " WHERE \"_kinesis_msg_id\" IN (SELECT value FROM json_each(?1))";
+    struct kl_buf b;
+    int max_depth = 0;
+    int rc = KL_OK;
+
+    for (size_t j = 0; j < s->n_tables; j++) {
+        int dep = kl_dest_in_family(s, &s->tables[j], root->name)
+                      ? kl_dest_table_depth(s, &s->tables[j])
+                      : -1;
+        if (dep > max_depth)
+            max_depth = dep;
+    }
+    kl_buf_init(&b, (size_t)1 << 20);
+    for (int depth = max_depth; rc == KL_OK && depth >= 0; depth--) {
+        for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
+            const struct kl_table *t = &s->tables[j];
+            const struct kl_table *chain[MAX_DEPTH + 1];
+            const struct kl_sql_cat_table *ct;
+
+            if (!kl_dest_in_family(s, t, root->name) || kl_dest_table_depth(s, t) != depth)
+                continue;
+            ct = kl_sql_catalog_find(&d->cat, t->name);
+            if (ct == NULL || (depth > 0 && kl_sql_cat_table_find(ct, "_dlt_parent_id") == NULL))
+                continue; /* not created yet: nothing to delete */
+            /* chain[0] = t, chain[depth] = root */
+            chain[0] = t;
+            for (int k = 1; k <= depth; k++)
+                chain[k] = kl_dest_table_named(s, chain[k - 1]->parent);
+            rc = kl_sql_on_table(&b, dialect, "DELETE FROM ", d->name, t->name, "", err);
+            for (int k = 1; rc == KL_OK && k <= depth; k++) {
+                rc = kl_buf_append_str(&b, " WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" FROM ",
+                                       err);
+                if (rc == KL_OK)
+                    rc = kl_sql_table_ref(&b, dialect, d->name, chain[k]->name, err);
+            }
+            if (rc == KL_OK)
+                rc = kl_buf_append_str(&b, match, err);
+            for (int k = 1; rc == KL_OK && k <= depth; k++)
+                rc = kl_buf_append_str(&b, ")", err);
+            if (rc == KL_OK)
+                rc = kl_sql_stmts_take(out, &b, err);
+        }
+    }
+    kl_buf_free(&b);
+    return rc;
+}
+
 static int cmp_stream_rows(const void *a, const void *b)
 {
     const struct kl_dest_stream_row *x = a, *y = b;
@@ -246,7 +300,7 @@ static int cmp_stream_rows(const void *a, const void *b)
     return c != 0 ? c : strcmp(x->cp.shard_id, y->cp.shard_id);
 }
 
-int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
+int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool sort,
                           struct kl_state_stream **out, size_t *n_out,
                           struct kl_checkpoint **cps_out, struct kl_err *err)
 {
@@ -260,20 +314,30 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
     *cps_out = NULL;
     if (n == 0)
         return KL_OK;
-    sorted = malloc(n * sizeof *sorted);
+    sorted = sort ? malloc(n * sizeof *sorted) : NULL;
     streams = calloc(n, sizeof *streams);
     cps = calloc(n, sizeof *cps);
-    if (sorted == NULL || streams == NULL || cps == NULL) {
+    if ((sort && sorted == NULL) || streams == NULL || cps == NULL) {
         free(sorted);
         free(streams);
         free(cps);
         return kl_err_set(err, KL_ERR_NOMEM, "state streams");
     }
-    memcpy(sorted, rows, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_stream_rows);
+    if (sort) {
+        memcpy(sorted, rows, n * sizeof *sorted);
+        qsort(sorted, n, sizeof *sorted, cmp_stream_rows);
+    }
     for (size_t i = 0; i < n; i++) {
-        const struct kl_dest_stream_row *r = &sorted[i];
-        if (ns == 0 || strcmp(streams[ns - 1].stream_name, r->stream) != 0) {
+        const struct kl_dest_stream_row *r = sort ? &sorted[i] : &rows[i];
+        bool cp = r->cp.shard_id[0] != '\0';
+        size_t k = ns;
+
+        if (ns > 0 && strcmp(streams[ns - 1].stream_name, r->stream) == 0)
+            k = ns - 1;
+        for (size_t j = 0; !cp && k == ns && j < ns; j++)
+            if (strcmp(streams[j].stream_name, r->stream) == 0)
+                k = j;
+        if (k == ns) {
             /* Names point into `rows`, which outlives the result. */
             const struct kl_dest_stream_row *orig = rows;
             while (strcmp(orig->stream, r->stream) != 0)
@@ -282,13 +346,13 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
             streams[ns].checkpoints = &cps[nc];
             ns++;
         }
-        if (r->cp.shard_id[0] != '\0') {
+        if (cp) {
             cps[nc++] = r->cp;
-            streams[ns - 1].n_checkpoints++;
+            streams[k].n_checkpoints++;
         }
         if (r->has_last_run) {
-            streams[ns - 1].has_last_run = true;
-            streams[ns - 1].last_run_ms = r->last_run_ms;
+            streams[k].has_last_run = true;
+            streams[k].last_run_ms = r->last_run_ms;
         }
     }
     free(sorted);
@@ -296,4 +360,12 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
     *n_out = ns;
     *cps_out = cps;
     return KL_OK;
+}
+
+void kl_dest_free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
 }

@@ -78,6 +78,15 @@ int kl_dest_table_order(const struct kl_row_batch *batch, const struct kl_table_
 int kl_dest_msg_ids(const struct kl_table *root, const struct kl_table_rows *tr, bool json,
                     struct kl_buf *out, struct kl_err *err);
 
+/* Merge: the DELETEs that remove the stored rows of root table `root`'s
+ * messages and of their children, deepest level first, each level found
+ * through its parent's `_dlt_id`; tables the catalog lacks are skipped.
+ * Each statement takes one parameter, the message ids as kl_dest_msg_ids
+ * writes them (JSON for SQLite). Appends to `out`. */
+int kl_dest_plan_merge_deletes(enum kl_sql_dialect dialect, const struct kl_dest_ds *d,
+                               const struct kl_schema *s, const struct kl_table *root,
+                               struct kl_sql_stmts *out, struct kl_err *err);
+
 /* One stream's checkpoints and run time, as read for the state document. */
 struct kl_dest_stream_row {
     char stream[KL_DEST_NAME_MAX];
@@ -86,10 +95,17 @@ struct kl_dest_stream_row {
     int64_t last_run_ms;
 };
 
-/* Groups rows (ordered by stream) into state streams; *out is malloc'ed and
- * points into `rows`. */
-int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n,
+/* Groups checkpoint and run-time rows into state streams. With `sort`, in
+ * strcmp order of stream and shard; otherwise in the order the rows come
+ * (a stream's checkpoint rows one after another), a run-time row joining
+ * its stream wherever it stands. *out is malloc'ed and points into `rows`;
+ * the streams' checkpoints point into *cps_out (malloc'ed). */
+int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool sort,
                           struct kl_state_stream **out, size_t *n_out,
                           struct kl_checkpoint **cps_out, struct kl_err *err);
+
+/* Wipes a NUL-terminated secret (a connection string may hold a password)
+ * and frees it; NULL is a no-op. */
+void kl_dest_free_secret(char *s);
 
 #endif

@@ -90,6 +90,20 @@ int kl_sql_table_ref(struct kl_buf *b, enum kl_sql_dialect d, const char *datase
     return kl_buf_printf(b, err, "\"%s.%s\"", dataset, table);
 }
 
+int kl_sql_on_table(struct kl_buf *b, enum kl_sql_dialect d, const char *prefix,
+                    const char *dataset, const char *table, const char *suffix, struct kl_err *err)
+{
+    int rc;
+
+    kl_buf_reset(b);
+    rc = kl_buf_append_str(b, prefix, err);
+    if (rc == KL_OK)
+        rc = kl_sql_table_ref(b, d, dataset, table, err);
+    if (rc == KL_OK)
+        rc = kl_buf_append_str(b, suffix, err);
+    return rc;
+}
+
 const char *kl_sql_type(enum kl_sql_dialect d, enum kl_data_type t)
 {
     if (d == KL_SQL_POSTGRES) {

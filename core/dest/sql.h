@@ -30,6 +30,11 @@ int kl_sql_quote_ident(struct kl_buf *b, const char *name, struct kl_err *err);
 int kl_sql_table_ref(struct kl_buf *b, enum kl_sql_dialect d, const char *dataset,
                      const char *table, struct kl_err *err);
 
+/* Empties `b` and builds "<prefix><table ref><suffix>" in it: a statement
+ * on one table of a dataset. */
+int kl_sql_on_table(struct kl_buf *b, enum kl_sql_dialect d, const char *prefix,
+                    const char *dataset, const char *table, const char *suffix, struct kl_err *err);
+
 /* The column type in DDL: Postgres as dlt's postgres destination maps it
  * (varchar, bigint, double precision, boolean, timestamp with time zone,
  * bytea, numeric, jsonb); SQLite a declared type with the right affinity. */

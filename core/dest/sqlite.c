@@ -1270,7 +1270,7 @@ static int lite_complete_load(void *impl, const char *dataset, const struct kl_l
 
     rc = read_stream_rows(l, d, c->pipeline_name, NULL, true, &rows, &n_rows, err);
     if (rc == KL_OK)
-        rc = kl_dest_group_streams(rows, n_rows, &streams, &n_streams, &cps, err);
+        rc = kl_dest_group_streams(rows, n_rows, true, &streams, &n_streams, &cps, err);
     if (rc == KL_OK)
         rc = prep_on(l, "SELECT coalesce(max(\"version\"), 0) + 1 FROM", d->name,
                      "_dlt_pipeline_state", " WHERE pipeline_name = ?1", &st, "state version", err);

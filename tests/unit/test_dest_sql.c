@@ -465,6 +465,83 @@ static void test_families(void **state)
     assert_false(kl_dest_in_family_by_name(&ct, "events"));
 }
 
+/* Merge deletes go deepest first, each level through its parent's _dlt_id;
+ * a table the database lacks is skipped. */
+static void test_merge_deletes(void **state)
+{
+    static const struct {
+        enum kl_sql_dialect dialect;
+        const char *want[3];
+    } cases[] = {
+        {KL_SQL_POSTGRES,
+         {"DELETE FROM \"ds\".\"events__tags__more\" WHERE \"_dlt_parent_id\" IN (SELECT "
+          "\"_dlt_id\" FROM \"ds\".\"events__tags\" WHERE \"_dlt_parent_id\" IN (SELECT "
+          "\"_dlt_id\" FROM \"ds\".\"events\" WHERE \"_kinesis_msg_id\" = ANY($1::varchar[])))",
+          "DELETE FROM \"ds\".\"events__tags\" WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" "
+          "FROM \"ds\".\"events\" WHERE \"_kinesis_msg_id\" = ANY($1::varchar[]))",
+          "DELETE FROM \"ds\".\"events\" WHERE \"_kinesis_msg_id\" = ANY($1::varchar[])"}},
+        {KL_SQL_SQLITE,
+         {"DELETE FROM \"ds.events__tags__more\" WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" "
+          "FROM \"ds.events__tags\" WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" FROM "
+          "\"ds.events\" WHERE \"_kinesis_msg_id\" IN (SELECT value FROM json_each(?1))))",
+          "DELETE FROM \"ds.events__tags\" WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" FROM "
+          "\"ds.events\" WHERE \"_kinesis_msg_id\" IN (SELECT value FROM json_each(?1)))",
+          "DELETE FROM \"ds.events\" WHERE \"_kinesis_msg_id\" IN (SELECT value FROM "
+          "json_each(?1))"}},
+    };
+    struct fixture_schema f;
+    struct kl_table tables[4];
+    struct kl_dest_ds_list l = {NULL, 0, 0};
+    struct kl_dest_ds *d = NULL;
+    struct kl_sql_stmts out;
+    struct kl_err err = {0};
+    (void)state;
+
+    make_schema(&f);
+    memcpy(tables, f.tables, sizeof f.tables);
+    memset(&tables[3], 0, sizeof tables[3]);
+    snprintf(tables[3].name, KL_IDENT_MAX, "events__tags__more");
+    snprintf(tables[3].parent, KL_IDENT_MAX, "events__tags");
+    tables[3].columns = f.child_cols;
+    tables[3].n_columns = 4;
+    f.s.tables = tables;
+    f.s.n_tables = 4;
+    assert_int_equal(kl_dest_ds_get(&l, "ds", &d, &err), KL_OK);
+    assert_int_equal(kl_sql_catalog_add(&d->cat, "events", "_kinesis_msg_id", "varchar", &err),
+                     KL_OK);
+    assert_int_equal(kl_sql_catalog_add(&d->cat, "events__tags", "_dlt_parent_id", "varchar", &err),
+                     KL_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* Not created yet: only two levels to delete. */
+        kl_sql_stmts_init(&out);
+        assert_int_equal(
+            kl_dest_plan_merge_deletes(cases[i].dialect, d, &f.s, &tables[0], &out, &err), KL_OK);
+        assert_int_equal(out.n, 2);
+        assert_string_equal(out.items[0], cases[i].want[1]);
+        assert_string_equal(out.items[1], cases[i].want[2]);
+        kl_sql_stmts_free(&out);
+    }
+    assert_int_equal(
+        kl_sql_catalog_add(&d->cat, "events__tags__more", "_dlt_parent_id", "varchar", &err),
+        KL_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kl_sql_stmts_init(&out);
+        assert_int_equal(
+            kl_dest_plan_merge_deletes(cases[i].dialect, d, &f.s, &tables[0], &out, &err), KL_OK);
+        assert_int_equal(out.n, 3);
+        for (size_t k = 0; k < 3; k++)
+            assert_string_equal(out.items[k], cases[i].want[k]);
+        kl_sql_stmts_free(&out);
+    }
+    /* The other root's family is not touched. */
+    kl_sql_stmts_init(&out);
+    assert_int_equal(kl_dest_plan_merge_deletes(KL_SQL_POSTGRES, d, &f.s, &tables[2], &out, &err),
+                     KL_OK);
+    assert_int_equal(out.n, 0);
+    kl_sql_stmts_free(&out);
+    kl_dest_ds_list_free(&l);
+}
+
 static void test_idset(void **state)
 {
     struct kl_sql_idset s;
@@ -628,7 +705,7 @@ static void test_group_streams(void **state)
     snprintf(rows[3].stream, sizeof rows[3].stream, "c"); /* a run time only */
     rows[3].has_last_run = true;
     rows[3].last_run_ms = 5;
-    assert_int_equal(kl_dest_group_streams(rows, 4, &streams, &n, &cps, &err), KL_OK);
+    assert_int_equal(kl_dest_group_streams(rows, 4, true, &streams, &n, &cps, &err), KL_OK);
     assert_int_equal(n, 3);
     assert_string_equal(streams[0].stream_name, "a");
     assert_int_equal(streams[0].n_checkpoints, 1);
@@ -637,6 +714,49 @@ static void test_group_streams(void **state)
     assert_string_equal(streams[1].checkpoints[0].shard_id, "s1");
     assert_string_equal(streams[1].checkpoints[1].shard_id, "s2");
     assert_string_equal(streams[2].stream_name, "c");
+    assert_int_equal(streams[2].n_checkpoints, 0);
+    assert_true(streams[2].has_last_run);
+    free(streams);
+    free(cps);
+}
+
+/* Unsorted: streams in the order rows come (Postgres reads them ordered by
+ * its collation); a run time joins its stream wherever that stands. */
+static void test_group_streams_as_read(void **state)
+{
+    struct kl_dest_stream_row rows[5];
+    struct kl_state_stream *streams = NULL;
+    struct kl_checkpoint *cps = NULL;
+    size_t n = 0;
+    struct kl_err err = {0};
+    (void)state;
+
+    memset(rows, 0, sizeof rows);
+    snprintf(rows[0].stream, sizeof rows[0].stream, "b");
+    snprintf(rows[0].cp.shard_id, sizeof rows[0].cp.shard_id, "s2");
+    snprintf(rows[1].stream, sizeof rows[1].stream, "b");
+    snprintf(rows[1].cp.shard_id, sizeof rows[1].cp.shard_id, "s1");
+    snprintf(rows[2].stream, sizeof rows[2].stream, "c");
+    snprintf(rows[2].cp.shard_id, sizeof rows[2].cp.shard_id, "s1");
+    snprintf(rows[3].stream, sizeof rows[3].stream, "a"); /* a run time only */
+    rows[3].has_last_run = true;
+    rows[3].last_run_ms = 5;
+    snprintf(rows[4].stream, sizeof rows[4].stream, "b");
+    rows[4].has_last_run = true;
+    rows[4].last_run_ms = 7;
+    assert_int_equal(kl_dest_group_streams(rows, 5, false, &streams, &n, &cps, &err), KL_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(streams[0].stream_name, "b");
+    assert_int_equal(streams[0].n_checkpoints, 2);
+    assert_string_equal(streams[0].checkpoints[0].shard_id, "s2");
+    assert_string_equal(streams[0].checkpoints[1].shard_id, "s1");
+    assert_true(streams[0].has_last_run);
+    assert_int_equal(streams[0].last_run_ms, 7);
+    assert_string_equal(streams[1].stream_name, "c");
+    assert_int_equal(streams[1].n_checkpoints, 1);
+    assert_string_equal(streams[1].checkpoints[0].shard_id, "s1");
+    assert_false(streams[1].has_last_run);
+    assert_string_equal(streams[2].stream_name, "a");
     assert_int_equal(streams[2].n_checkpoints, 0);
     assert_true(streams[2].has_last_run);
     free(streams);
@@ -658,14 +778,24 @@ static void test_dispositions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quote_ident),      cmocka_unit_test(test_validate_names),
-        cmocka_unit_test(test_table_ref),        cmocka_unit_test(test_type_mapping),
-        cmocka_unit_test(test_ddl_new_tables),   cmocka_unit_test(test_ddl_new_columns),
-        cmocka_unit_test(test_ddl_stale_schema), cmocka_unit_test(test_ddl_odd_columns),
-        cmocka_unit_test(test_system_tables),    cmocka_unit_test(test_index_and_ids),
-        cmocka_unit_test(test_families),         cmocka_unit_test(test_idset),
-        cmocka_unit_test(test_zlib_stored),      cmocka_unit_test(test_state_doc),
-        cmocka_unit_test(test_group_streams),    cmocka_unit_test(test_dispositions),
+        cmocka_unit_test(test_quote_ident),
+        cmocka_unit_test(test_validate_names),
+        cmocka_unit_test(test_table_ref),
+        cmocka_unit_test(test_type_mapping),
+        cmocka_unit_test(test_ddl_new_tables),
+        cmocka_unit_test(test_ddl_new_columns),
+        cmocka_unit_test(test_ddl_stale_schema),
+        cmocka_unit_test(test_ddl_odd_columns),
+        cmocka_unit_test(test_system_tables),
+        cmocka_unit_test(test_index_and_ids),
+        cmocka_unit_test(test_families),
+        cmocka_unit_test(test_merge_deletes),
+        cmocka_unit_test(test_idset),
+        cmocka_unit_test(test_zlib_stored),
+        cmocka_unit_test(test_state_doc),
+        cmocka_unit_test(test_group_streams),
+        cmocka_unit_test(test_group_streams_as_read),
+        cmocka_unit_test(test_dispositions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

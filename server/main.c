@@ -4,6 +4,7 @@
  */
 #include "server/commands.h"
 #include "server/config.h"
+#include "server/engine_service.h"
 #include "server/serve.h"
 
 #include <stdio.h>
@@ -32,10 +33,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    /* `serve` is the default command. Until the engine behind the REST API
-     * is wired here, it checks and logs the configuration, then says so. */
+    /* `serve` is the default command; its engine is built from the
+     * configuration in server/engine_service.c */
     if (argc < 2)
-        return kl_serve_command(argc, argv, NULL);
+        return kl_serve_command(argc, argv, kl_engine_serve_hooks());
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
@@ -48,7 +49,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "read") == 0)
         return kl_cmd_read(argc - 1, argv + 1);
     if (strcmp(argv[1], "serve") == 0)
-        return kl_serve_command(argc - 1, argv + 1, NULL);
+        return kl_serve_command(argc - 1, argv + 1, kl_engine_serve_hooks());
     if (strcmp(argv[1], "load") == 0)
         return kl_cmd_load(argc - 1, argv + 1);
     fprintf(stderr, "kinesis-loader: unknown command '%s'\n\n", argv[1]);

@@ -165,7 +165,7 @@ static void note_gap(struct kl_cursor *c, const char *to_sequence, const char *r
     c->has_gap = true;
     snprintf(c->gap.from_sequence, sizeof c->gap.from_sequence, "%s", c->resume_sequence);
     snprintf(c->gap.to_sequence, sizeof c->gap.to_sequence, "%s", to_sequence);
-    snprintf(c->gap.reason, sizeof c->gap.reason, "%s", reason);
+    snprintf(c->gap.reason, sizeof c->gap.reason, "%.191s", reason);
     KL_WARN("reader", &ctx, "gap: stored sequence %s is no longer in the shard (%s)",
             c->resume_sequence, reason);
 }

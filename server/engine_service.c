@@ -1,0 +1,473 @@
+/*
+ * What `serve` runs: the Kinesis connection, the state store (Redis or
+ * in-process), the destination (PostgreSQL or SQLite), the load engine, and
+ * the service facade of api/service.h over them. With main.c, the one place
+ * that names concrete backends. HTTP itself is in http.c and api/.
+ */
+#include "server/engine_service.h"
+#include "api/service.h"
+#include "server/cli.h"
+#include "server/config.h"
+#include "core/aws/creds.h"
+#include "core/dest/pg.h"
+#include "core/dest/sqlite.h"
+#include "core/kinesis/conn.h"
+#include "core/load/engine.h"
+#include "core/store/memory.h"
+#include "core/store/redis.h"
+#include "core/util/buf.h"
+#include "core/util/err.h"
+#include "core/util/log.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rig {
+    struct kl_kinesis_conn conn;
+    bool conn_open;
+    struct kl_store *store;
+    struct kl_dest_factory *dests;
+    struct kl_engine *engine;
+    struct kl_service svc;
+};
+
+/* ---- the facade ---- */
+
+static int job_doc(struct rig *r, const char *id, cJSON **out, struct kl_err *err)
+{
+    struct kl_store_job job;
+    int rc;
+
+    kl_store_job_init(&job);
+    rc = kl_store_job_get(r->store, id, &job, err);
+    if (rc == KL_OK) {
+        *out = kl_job_document(&job);
+        if (*out == NULL)
+            rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    }
+    kl_store_job_free(&job);
+    return rc;
+}
+
+static int svc_create_load(void *impl, const struct kl_load_params *p, const char *key,
+                           cJSON **job, bool *existing, struct kl_err *err)
+{
+    struct rig *r = impl;
+    char id[KL_STORE_JOB_ID_SIZE];
+    struct kl_err sub;
+    int rc = kl_engine_submit(r->engine, p, key, id, existing, err);
+
+    if (rc == KL_OK || rc == KL_ERR_CONFLICT) {
+        int got = job_doc(r, id, job, &sub);
+        if (got != KL_OK && rc == KL_OK) {
+            if (err != NULL)
+                *err = sub;
+            rc = got;
+        }
+    }
+    return rc;
+}
+
+static int svc_get_job(void *impl, const char *id, cJSON **job, struct kl_err *err)
+{
+    return job_doc(impl, id, job, err);
+}
+
+static int svc_list_jobs(void *impl, const char *stream, const char *status, int limit,
+                         const char *cursor, cJSON **page, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_store_job_filter f;
+    struct kl_store_job_page pg = {0};
+    cJSON *doc = NULL, *jobs;
+    int rc;
+
+    memset(&f, 0, sizeof f);
+    f.stream = stream;
+    f.limit = limit;
+    f.cursor = cursor;
+    if (status != NULL) {
+        if (kl_store_job_status_parse(status, &f.status) != 0)
+            return kl_err_set(err, KL_ERR_INVALID, "status: unknown job status '%.32s'", status);
+        f.has_status = true;
+    }
+    rc = kl_store_job_list(r->store, &f, &pg, err);
+    if (rc != KL_OK)
+        return rc;
+    doc = cJSON_CreateObject();
+    jobs = doc ? cJSON_AddArrayToObject(doc, "jobs") : NULL;
+    for (size_t i = 0; jobs != NULL && i < pg.n_jobs; i++) {
+        cJSON *j = kl_job_document(&pg.jobs[i]);
+        if (j == NULL || !cJSON_AddItemToArray(jobs, j)) {
+            cJSON_Delete(j);
+            jobs = NULL;
+        }
+    }
+    if (jobs == NULL || (pg.next_cursor[0] ? cJSON_AddStringToObject(doc, "next_cursor",
+                                                                      pg.next_cursor)
+                                           : cJSON_AddNullToObject(doc, "next_cursor")) == NULL) {
+        cJSON_Delete(doc);
+        rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    } else {
+        *page = doc;
+    }
+    kl_store_job_page_free(&pg);
+    return rc;
+}
+
+static int svc_cancel_job(void *impl, const char *id, cJSON **job, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_err sub;
+    int rc = kl_store_job_cancel(r->store, id, NULL, err);
+
+    if (rc == KL_OK || rc == KL_ERR_CONFLICT) {
+        int got = job_doc(r, id, job, &sub);
+        if (got != KL_OK && rc == KL_OK) {
+            if (err != NULL)
+                *err = sub;
+            rc = got;
+        }
+    }
+    return rc;
+}
+
+static int svc_list_streams(void *impl, cJSON **doc, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_string_list names = {0};
+    cJSON *o, *arr;
+    int rc = kl_kinesis_list_streams(r->conn.client, &names, err);
+
+    if (rc != KL_OK)
+        return rc;
+    o = cJSON_CreateObject();
+    arr = o ? cJSON_AddArrayToObject(o, "streams") : NULL;
+    for (size_t i = 0; arr != NULL && i < names.n; i++) {
+        cJSON *s = cJSON_CreateString(names.items[i]);
+        if (s == NULL || !cJSON_AddItemToArray(arr, s)) {
+            cJSON_Delete(s);
+            arr = NULL;
+        }
+    }
+    kl_string_list_free(&names);
+    if (arr == NULL) {
+        cJSON_Delete(o);
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    }
+    *doc = o;
+    return KL_OK;
+}
+
+static cJSON *str_or_null(const char *s)
+{
+    return s[0] ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+static bool put(cJSON *o, const char *key, cJSON *v)
+{
+    if (v == NULL || !cJSON_AddItemToObject(o, key, v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    return true;
+}
+
+static int svc_get_stream(void *impl, const char *stream, cJSON **doc, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_stream_summary sum;
+    struct kl_shard_list shards = {0};
+    cJSON *o = NULL, *arr;
+    bool ok;
+    int rc = kl_kinesis_describe_stream_summary(r->conn.client, stream, &sum, err);
+
+    if (rc == KL_OK)
+        rc = kl_kinesis_list_shards(r->conn.client, stream, &shards, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    o = cJSON_CreateObject();
+    ok = o != NULL && cJSON_AddStringToObject(o, "name", sum.name) != NULL &&
+         cJSON_AddStringToObject(o, "arn", sum.arn) != NULL &&
+         cJSON_AddStringToObject(o, "status", sum.status) != NULL &&
+         cJSON_AddNumberToObject(o, "retention_period_hours", sum.retention_hours) != NULL &&
+         cJSON_AddNumberToObject(o, "open_shard_count", sum.open_shard_count) != NULL;
+    arr = ok ? cJSON_AddArrayToObject(o, "shards") : NULL;
+    for (size_t i = 0; arr != NULL && i < shards.n; i++) {
+        const struct kl_shard *s = &shards.shards[i];
+        cJSON *x = cJSON_CreateObject();
+        if (x == NULL || !cJSON_AddItemToArray(arr, x) ||
+            cJSON_AddStringToObject(x, "shard_id", s->id) == NULL ||
+            !put(x, "parent_shard_id", str_or_null(s->parent_id)) ||
+            !put(x, "adjacent_parent_shard_id", str_or_null(s->adjacent_parent_id)) ||
+            cJSON_AddStringToObject(x, "starting_hash_key", s->starting_hash_key) == NULL ||
+            cJSON_AddStringToObject(x, "ending_hash_key", s->ending_hash_key) == NULL ||
+            cJSON_AddStringToObject(x, "starting_sequence_number", s->starting_seq) == NULL ||
+            !put(x, "ending_sequence_number", str_or_null(s->ending_seq)) ||
+            cJSON_AddBoolToObject(x, "closed", s->ending_seq[0] != '\0') == NULL)
+            arr = NULL;
+    }
+    if (arr == NULL) {
+        rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
+    *doc = o;
+    o = NULL;
+
+cleanup:
+    cJSON_Delete(o);
+    kl_shard_list_free(&shards);
+    return rc;
+}
+
+static int svc_get_state(void *impl, const char *stream, const char *pipeline,
+                         const char *dataset, cJSON **doc, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_dest *d = NULL;
+    struct kl_dest_state st;
+    cJSON *o = NULL, *arr;
+    char ts[32];
+    int rc;
+
+    kl_dest_state_init(&st);
+    rc = kl_dest_factory_open(r->dests, &d, err);
+    if (rc == KL_OK)
+        rc = kl_dest_read_state(d, dataset, pipeline, stream, &st, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    o = cJSON_CreateObject();
+    arr = o != NULL && cJSON_AddStringToObject(o, "stream", stream) != NULL &&
+                  cJSON_AddStringToObject(o, "pipeline_name", pipeline) != NULL &&
+                  cJSON_AddStringToObject(o, "dataset_name", dataset) != NULL
+              ? cJSON_AddArrayToObject(o, "shards")
+              : NULL;
+    if (arr != NULL) {
+        if (st.has_last_run) {
+            kl_format_timestamp(st.last_run_ms, ts);
+            if (cJSON_AddStringToObject(o, "last_run", ts) == NULL)
+                arr = NULL;
+        } else if (cJSON_AddNullToObject(o, "last_run") == NULL) {
+            arr = NULL;
+        }
+    }
+    for (size_t i = 0; arr != NULL && i < st.n_checkpoints; i++) {
+        const struct kl_checkpoint *c = &st.checkpoints[i];
+        cJSON *x = cJSON_CreateObject();
+        kl_format_timestamp(c->updated_ms, ts);
+        if (x == NULL || !cJSON_AddItemToArray(arr, x) ||
+            cJSON_AddStringToObject(x, "shard_id", c->shard_id) == NULL ||
+            cJSON_AddStringToObject(x, "sequence", c->sequence) == NULL ||
+            !put(x, "sub_sequence", c->sub_sequence >= 0 ? cJSON_CreateNumber((double)c->sub_sequence)
+                                                         : cJSON_CreateNull()) ||
+            cJSON_AddNumberToObject(x, "fencing_token", (double)c->fencing_token) == NULL ||
+            cJSON_AddStringToObject(x, "updated_at", ts) == NULL)
+            arr = NULL;
+    }
+    if (arr == NULL) {
+        rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
+    *doc = o;
+    o = NULL;
+
+cleanup:
+    cJSON_Delete(o);
+    kl_dest_state_free(&st);
+    kl_dest_destroy(d);
+    return rc;
+}
+
+static int svc_delete_state(void *impl, const char *stream, const char *pipeline,
+                            const char *dataset, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_dest *d = NULL;
+    char id[KL_STORE_JOB_ID_SIZE];
+    bool active = false;
+    int rc = kl_store_job_active(r->store, pipeline, stream, id, &active, err);
+
+    if (rc != KL_OK)
+        return rc;
+    /* the checkpoints carry the fencing tokens: never while a job writes */
+    if (active)
+        return kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is active",
+                          id, stream, pipeline);
+    rc = kl_dest_factory_open(r->dests, &d, err);
+    if (rc == KL_OK)
+        rc = kl_dest_delete_state(d, dataset, pipeline, stream, err);
+    if (rc == KL_OK)
+        rc = kl_store_state_delete(r->store, pipeline, stream, err);
+    kl_dest_destroy(d);
+    return rc;
+}
+
+static bool check(cJSON *checks, const char *name, int rc, const struct kl_err *err)
+{
+    cJSON *c = cJSON_AddObjectToObject(checks, name);
+    if (c == NULL)
+        return false;
+    cJSON_AddBoolToObject(c, "ok", rc == KL_OK);
+    if (rc != KL_OK)
+        cJSON_AddStringToObject(c, "detail", err->msg);
+    return rc == KL_OK;
+}
+
+static bool svc_readiness(void *impl, cJSON **doc)
+{
+    struct rig *r = impl;
+    struct kl_aws_creds creds;
+    struct kl_dest *d = NULL;
+    struct kl_err err;
+    cJSON *o = cJSON_CreateObject(), *checks;
+    bool ready = true;
+    int rc;
+
+    checks = o ? cJSON_AddObjectToObject(o, "checks") : NULL;
+    if (checks == NULL) {
+        cJSON_Delete(o);
+        *doc = NULL;
+        return false;
+    }
+    rc = kl_store_ping(r->store, &err);
+    ready = check(checks, "store", rc, &err) && ready;
+    rc = kl_dest_factory_open(r->dests, &d, &err);
+    if (rc == KL_OK)
+        rc = kl_dest_ping(d, &err);
+    kl_dest_destroy(d);
+    ready = check(checks, "destination", rc, &err) && ready;
+    kl_aws_creds_init(&creds);
+    rc = kl_cred_provider_resolve(r->conn.creds, &creds, &err);
+    kl_aws_creds_free(&creds);
+    ready = check(checks, "credentials", rc, &err) && ready;
+    cJSON_AddStringToObject(o, "status", ready ? "ready" : "not_ready");
+    *doc = o;
+    return ready;
+}
+
+static int svc_metrics(void *impl, struct kl_buf *out, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct kl_kinesis_stats ks;
+    struct kl_store_queue_stats qs = {0};
+    int rc;
+
+    kl_kinesis_stats(r->conn.client, &ks);
+    rc = kl_store_queue_stats(r->store, &qs, err);
+    if (rc != KL_OK)
+        return rc;
+    return kl_buf_printf(
+        out, err,
+        "# HELP kl_kinesis_requests_total Kinesis API requests sent, retries included.\n"
+        "# TYPE kl_kinesis_requests_total counter\nkl_kinesis_requests_total %llu\n"
+        "# HELP kl_kinesis_retries_total Kinesis API attempts after the first.\n"
+        "# TYPE kl_kinesis_retries_total counter\nkl_kinesis_retries_total %llu\n"
+        "# HELP kl_kinesis_throttles_total Throttling answers from Kinesis.\n"
+        "# TYPE kl_kinesis_throttles_total counter\nkl_kinesis_throttles_total %llu\n"
+        "# HELP kl_kinesis_failures_total Kinesis calls that failed after their retries.\n"
+        "# TYPE kl_kinesis_failures_total counter\nkl_kinesis_failures_total %llu\n"
+        "# HELP kl_tasks Shard tasks in the queue by state.\n"
+        "# TYPE kl_tasks gauge\nkl_tasks{state=\"queued\"} %lld\nkl_tasks{state=\"in_flight\"} "
+        "%lld\nkl_tasks{state=\"delayed\"} %lld\n",
+        (unsigned long long)ks.requests, (unsigned long long)ks.retries,
+        (unsigned long long)ks.throttles, (unsigned long long)ks.failures,
+        (long long)qs.queued, (long long)qs.in_flight, (long long)qs.delayed);
+}
+
+static const struct kl_service_ops engine_service_ops = {
+    .create_load = svc_create_load,
+    .get_job = svc_get_job,
+    .list_jobs = svc_list_jobs,
+    .cancel_job = svc_cancel_job,
+    .list_streams = svc_list_streams,
+    .get_stream = svc_get_stream,
+    .get_state = svc_get_state,
+    .delete_state = svc_delete_state,
+    .readiness = svc_readiness,
+    .metrics = svc_metrics,
+};
+
+/* ---- building it from the configuration ---- */
+
+static void rig_free(struct rig *r)
+{
+    kl_engine_destroy(r->engine);
+    kl_dest_factory_destroy(r->dests);
+    kl_store_destroy(r->store);
+    if (r->conn_open)
+        kl_kinesis_conn_free(&r->conn);
+    memset(r, 0, sizeof *r);
+}
+
+static struct kl_service *rig_start(void *arg, const struct kl_config *cfg, struct kl_err *err)
+{
+    struct rig *r = arg;
+    struct kl_kinesis_conn_options co;
+    struct kl_store_options so;
+    struct kl_dest_options dopts;
+    struct kl_engine_config ec;
+
+    memset(r, 0, sizeof *r);
+    memset(&co, 0, sizeof co);
+    co.env = cfg->env;
+    if (kl_kinesis_conn_init(&r->conn, &co, err) != KL_OK)
+        goto fail;
+    r->conn_open = true;
+    kl_store_options_init(&so);
+    so.job_retention_ms = (int64_t)cfg->job_retention_hours * 3600 * 1000;
+    r->store = cfg->redis_url[0] ? kl_store_redis_create(cfg->redis_url, &so, err)
+                                 : kl_store_memory_create(&so, err);
+    if (r->store == NULL)
+        goto fail;
+    kl_dest_options_init(&dopts);
+    r->dests = cfg->database_url[0] ? kl_dest_pg_factory_create(cfg->database_url, &dopts, err)
+                                    : kl_dest_sqlite_factory_create(cfg->sqlite_path, &dopts, err);
+    if (r->dests == NULL)
+        goto fail;
+    memset(&ec, 0, sizeof ec);
+    ec.store = r->store;
+    ec.dests = r->dests;
+    ec.client = r->conn.client;
+    ec.workers = cfg->workers;
+    ec.shard_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
+    ec.task_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
+    if (strcmp(cfg->kinesis_pacing, "on") == 0 ||
+        (strcmp(cfg->kinesis_pacing, "auto") == 0 && kl_cli_is_aws_endpoint(r->conn.endpoint))) {
+        ec.min_call_interval_ms = 200;
+        ec.max_bytes_per_s = 2 << 20;
+    }
+    r->engine = kl_engine_create(&ec, err);
+    if (r->engine == NULL || kl_engine_start(r->engine, err) != KL_OK)
+        goto fail;
+    KL_INFO("engine", NULL, "engine started: %d workers, state %s, destination %s, Kinesis %s",
+            ec.workers, kl_store_name(r->store), cfg->database_url[0] ? "postgres" : "sqlite",
+            r->conn.endpoint);
+    r->svc.ops = &engine_service_ops;
+    r->svc.impl = r;
+    return &r->svc;
+
+fail:
+    rig_free(r);
+    return NULL;
+}
+
+static void rig_drain(void *arg, int64_t budget_ms)
+{
+    struct rig *r = arg;
+    (void)budget_ms; /* running tasks stop at their next chunk, well within it */
+    kl_engine_stop(r->engine);
+}
+
+static void rig_destroy(void *arg)
+{
+    rig_free(arg);
+}
+
+const struct kl_serve_engine *kl_engine_serve_hooks(void)
+{
+    static struct rig rig;
+    static const struct kl_serve_engine hooks = {rig_start, rig_drain, rig_destroy, &rig};
+    return &hooks;
+}

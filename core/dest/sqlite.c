@@ -1,10 +1,14 @@
 /*
- * The SQLite destination (see sqlite.h and dest.h): the same tables and
- * semantics as Postgres, with BEGIN IMMEDIATE as the dataset lock and
- * prepared INSERTs instead of COPY. One connection per object.
- * Not here: SQL text shared with Postgres (sql.c).
+ * The SQLite destination (see sqlite.h and dest.h): the primitives of
+ * backend.h over the sqlite3 API, with the same tables and semantics as
+ * Postgres: BEGIN IMMEDIATE takes the database write lock for a whole
+ * transaction (the dataset lock), prepared INSERTs stand in for COPY, and
+ * rows are stamped with the options' clock. One connection per object.
+ * Not here: the order of the steps (chunk.c, load.c), SQL text shared with
+ * Postgres (sql.c).
  */
 #include "core/dest/sqlite.h"
+#include "core/dest/backend.h"
 #include "core/dest/common.h"
 #include "core/dest/format.h"
 #include "core/dest/sql.h"
@@ -21,8 +25,6 @@
 #include <string.h>
 
 #define SQL_MAX ((size_t)64 << 20)
-#define DEST_NAME "sqlite"
-#define DEST_TYPE "dlt.destinations.sqlalchemy"
 
 /* A prepared INSERT for one table and column count. */
 struct lite_insert {
@@ -31,22 +33,13 @@ struct lite_insert {
 };
 
 struct lite {
+    struct kl_dest_conn base; /* base.impl is this object */
     sqlite3 *db;
     char *path;
-    struct kl_dest_options opt;
-    struct kl_dest_ds_list ds;
     struct lite_insert *ins;
     size_t n_ins;
     size_t cap_ins;
     struct kl_buf sql;
-};
-
-struct pending {
-    bool schema_checked;
-    bool catalog_from_schema;
-    bool hash_stored;
-    struct kl_sql_stmts truncated;
-    struct kl_sql_stmts indexes;
 };
 
 /* ---- errors and plumbing ---- */
@@ -80,13 +73,14 @@ static int lite_fail(struct lite *l, int src, const char *what, struct kl_err *e
             code = KL_ERR_UNAVAILABLE;
     }
     if (code == KL_ERR_UNAVAILABLE)
-        kl_dest_ds_list_invalidate(&l->ds);
+        kl_dest_ds_list_invalidate(&l->base.ds);
     return kl_err_set(err, code, "sqlite: %s: %s (%d)", what,
                       l->db != NULL ? sqlite3_errmsg(l->db) : sqlite3_errstr(src), src);
 }
 
-static int lite_exec(struct lite *l, const char *sql, const char *what, struct kl_err *err)
+static int lite_exec(void *impl, const char *sql, const char *what, struct kl_err *err)
 {
+    struct lite *l = impl;
     int src = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
     return src == SQLITE_OK ? KL_OK : lite_fail(l, src, what, err);
 }
@@ -126,10 +120,16 @@ static int step_done(struct lite *l, sqlite3_stmt *st, const char *what, struct 
     return KL_OK;
 }
 
+/* A timestamp as SQLite stores them: ISO-8601 text. */
+static void iso_of(int64_t ms, char out[KL_FMT_MAX])
+{
+    kl_fmt_timestamp(out, ms * 1000, KL_TS_ISO);
+}
+
 static void now_iso(struct lite *l, char out[KL_FMT_MAX])
 {
-    const struct kl_clock *c = l->opt.clock != NULL ? l->opt.clock : kl_clock_system();
-    kl_fmt_timestamp(out, kl_clock_wall_ms(c) * 1000, KL_TS_ISO);
+    const struct kl_clock *c = l->base.opt.clock != NULL ? l->base.opt.clock : kl_clock_system();
+    iso_of(kl_clock_wall_ms(c), out);
 }
 
 static int64_t iso_ms(const unsigned char *text)
@@ -140,8 +140,9 @@ static int64_t iso_ms(const unsigned char *text)
     return us >= 0 ? us / 1000 : -((-us + 999) / 1000);
 }
 
-static void lite_rollback(struct lite *l)
+static void lite_rollback(void *impl)
 {
+    struct lite *l = impl;
     if (l->db != NULL && !sqlite3_get_autocommit(l->db))
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -153,8 +154,9 @@ static void finalize_inserts(struct lite *l)
     l->n_ins = 0;
 }
 
-static int lite_open(struct lite *l, struct kl_err *err)
+static int lite_open(void *impl, struct kl_err *err)
 {
+    struct lite *l = impl;
     sqlite3_stmt *st = NULL;
     int src, rc = KL_OK;
 
@@ -166,7 +168,7 @@ static int lite_open(struct lite *l, struct kl_err *err)
         rc = lite_fail(l, src, "open", err);
         goto fail;
     }
-    src = sqlite3_busy_timeout(l->db, l->opt.busy_timeout_ms);
+    src = sqlite3_busy_timeout(l->db, l->base.opt.busy_timeout_ms);
     if (src != SQLITE_OK) {
         rc = lite_fail(l, src, "busy timeout", err);
         goto fail;
@@ -197,18 +199,28 @@ fail:
 
 /* Drops the connection as a crash would: uncommitted work is rolled back
  * when the file is next opened (or by the other connections). */
-static void lite_drop(struct lite *l)
+static void lite_drop(void *impl)
 {
+    struct lite *l = impl;
     finalize_inserts(l);
     if (l->db != NULL)
         sqlite3_close(l->db); /* an open transaction is rolled back */
     l->db = NULL;
-    kl_dest_ds_list_invalidate(&l->ds);
+}
+
+static int lite_begin(void *impl, struct kl_err *err)
+{
+    return lite_exec(impl, "BEGIN IMMEDIATE", "begin", err);
+}
+
+static int lite_commit(void *impl, struct kl_err *err)
+{
+    return lite_exec(impl, "COMMIT", "commit", err);
 }
 
 /* ---- dataset ---- */
 
-static int lite_load_catalog(struct lite *l, struct kl_dest_ds *d, struct kl_err *err)
+static int lite_load_catalog(void *impl, struct kl_dest_ds *d, struct kl_err *err)
 {
     static const char *const COLS_SQL =
         "SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p"
@@ -216,6 +228,7 @@ static int lite_load_catalog(struct lite *l, struct kl_dest_ds *d, struct kl_err
         " ORDER BY m.name, p.cid";
     static const char *const IDX_SQL = "SELECT name FROM sqlite_master WHERE type = 'index'"
                                        " AND substr(name, 1, length(?1) + 1) = ?1 || '.'";
+    struct lite *l = impl;
     size_t prefix = strlen(d->name) + 1;
     sqlite3_stmt *st = NULL;
     int src, rc;
@@ -255,346 +268,23 @@ static int lite_load_catalog(struct lite *l, struct kl_dest_ds *d, struct kl_err
     return rc;
 }
 
-static int plan_system_tables(const struct kl_dest_ds *d, bool create_indexes,
-                              struct kl_sql_stmts *out, struct kl_err *err)
-{
-    size_t n;
-    const struct kl_sql_table_def *defs = kl_sql_system_tables(&n);
-    struct kl_buf b;
-    int rc = KL_OK;
-
-    kl_buf_init(&b, SQL_MAX);
-    for (size_t i = 0; rc == KL_OK && i < n; i++) {
-        if (kl_sql_catalog_find(&d->cat, defs[i].name) == NULL) {
-            rc = kl_sql_create_table(&b, KL_SQL_SQLITE, d->name, defs[i].name, defs[i].cols,
-                                     defs[i].n_cols, defs[i].pk, defs[i].n_pk, create_indexes, err);
-            if (rc == KL_OK)
-                rc = kl_sql_stmts_take(out, &b, err);
-        } else {
-            struct kl_table t;
-            struct kl_schema s;
-            memset(&t, 0, sizeof t);
-            memset(&s, 0, sizeof s);
-            snprintf(t.name, sizeof t.name, "%s", defs[i].name);
-            t.columns = (struct kl_column *)defs[i].cols; /* only read */
-            t.n_columns = defs[i].n_cols;
-            s.tables = &t;
-            s.n_tables = 1;
-            rc = kl_sql_plan_ddl(KL_SQL_SQLITE, d->name, &s, &d->cat, create_indexes, out, NULL,
-                                 err);
-        }
-    }
-    kl_buf_free(&b);
-    return rc;
-}
-
-static int lite_ensure_prepared(struct lite *l, struct kl_dest_ds *d, struct kl_err *err)
-{
-    struct kl_sql_stmts ddl;
-    int rc;
-
-    if (d->prepared && d->cat_loaded)
-        return KL_OK;
-    kl_sql_stmts_init(&ddl);
-    rc = lite_load_catalog(l, d, err);
-    if (rc == KL_OK)
-        rc = plan_system_tables(d, l->opt.create_indexes, &ddl, err);
-    if (rc == KL_OK && ddl.n > 0) {
-        rc = lite_exec(l, "BEGIN IMMEDIATE", "begin", err);
-        if (rc == KL_OK)
-            rc = lite_load_catalog(l, d, err);
-        kl_sql_stmts_free(&ddl);
-        if (rc == KL_OK)
-            rc = plan_system_tables(d, l->opt.create_indexes, &ddl, err);
-        for (size_t i = 0; rc == KL_OK && i < ddl.n; i++)
-            rc = lite_exec(l, ddl.items[i], "create system table", err);
-        if (rc == KL_OK)
-            rc = lite_exec(l, "COMMIT", "commit", err);
-        if (rc != KL_OK)
-            lite_rollback(l);
-        if (rc == KL_OK)
-            rc = lite_load_catalog(l, d, err);
-    }
-    if (rc == KL_OK)
-        d->prepared = true;
-    kl_sql_stmts_free(&ddl);
-    return rc;
-}
-
-static int lite_open_dataset(struct lite *l, const char *dataset, struct kl_dest_ds **out,
-                             struct kl_err *err)
-{
-    struct kl_dest_ds *d = NULL;
-    int rc = kl_dest_ds_get(&l->ds, dataset, &d, err);
-
-    if (rc != KL_OK)
-        return rc;
-    rc = lite_open(l, err);
-    if (rc == KL_OK)
-        rc = lite_ensure_prepared(l, d, err);
-    if (rc == KL_OK)
-        *out = d;
-    return rc;
-}
-
-/* Builds "<prefix> <table ref> <suffix>" into l->sql and prepares it. */
+/* Builds "<prefix><dataset.table><suffix>" into l->sql and prepares it. */
 static int prep_on(struct lite *l, const char *prefix, const char *dataset, const char *table,
                    const char *suffix, sqlite3_stmt **st, const char *what, struct kl_err *err)
 {
-    int rc;
+    int rc = kl_sql_on_table(&l->sql, KL_SQL_SQLITE, prefix, dataset, table, suffix, err);
 
-    kl_buf_reset(&l->sql);
-    rc = kl_buf_append_str(&l->sql, prefix, err);
-    if (rc == KL_OK)
-        rc = kl_sql_table_ref(&l->sql, KL_SQL_SQLITE, dataset, table, err);
-    if (rc == KL_OK)
-        rc = kl_buf_append_str(&l->sql, suffix, err);
     if (rc == KL_OK)
         rc = lite_prepare(l, l->sql.data, st, what, err);
     return rc;
 }
 
-/* ---- ops: simple ---- */
+/* ---- a chunk ---- */
 
-static const char *lite_name(void *impl)
-{
-    (void)impl;
-    return DEST_NAME;
-}
-
-static int lite_ping(void *impl, struct kl_err *err)
+static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
+                                  const struct kl_chunk_write *w, struct kl_err *err)
 {
     struct lite *l = impl;
-    int rc = lite_open(l, err);
-    if (rc == KL_OK)
-        rc = lite_exec(l, "SELECT 1", "ping", err);
-    return rc;
-}
-
-static int lite_prepare_op(void *impl, const char *dataset, struct kl_err *err)
-{
-    struct kl_dest_ds *d;
-    return lite_open_dataset(impl, dataset, &d, err);
-}
-
-static int lite_load_schema(void *impl, const char *dataset, const char *schema_name,
-                            char **json_out, int64_t *version_out, struct kl_err *err)
-{
-    struct lite *l = impl;
-    struct kl_dest_ds *d;
-    sqlite3_stmt *st = NULL;
-    char *json = NULL;
-    int src, rc = lite_open_dataset(l, dataset, &d, err);
-
-    if (rc != KL_OK)
-        return rc;
-    rc = prep_on(l, "SELECT \"schema\", \"version\" FROM", d->name, "_dlt_version",
-                 " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1", &st,
-                 "load schema", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 1, schema_name, err);
-    if (rc == KL_OK) {
-        src = sqlite3_step(st);
-        if (src == SQLITE_ROW) {
-            const char *t = (const char *)sqlite3_column_text(st, 0);
-            json = strdup(t != NULL ? t : "");
-            if (json == NULL)
-                rc = kl_err_set(err, KL_ERR_NOMEM, "schema text");
-            else if (version_out != NULL)
-                *version_out = sqlite3_column_int64(st, 1);
-        } else if (src != SQLITE_DONE) {
-            rc = lite_fail(l, src, "load schema", err);
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc == KL_OK)
-        *json_out = json;
-    else
-        free(json);
-    return rc;
-}
-
-/* Reads checkpoint rows (one stream, or all when stream is NULL) and, when
- * with_runs, run-time rows of the pipeline. *out is malloc'ed. */
-static int read_stream_rows(struct lite *l, struct kl_dest_ds *d, const char *pipeline,
-                            const char *stream, bool with_runs, struct kl_dest_stream_row **out,
-                            size_t *n_out, struct kl_err *err)
-{
-    struct kl_dest_stream_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
-    int src = SQLITE_DONE, rc;
-
-    rc = prep_on(l,
-                 "SELECT stream_name, shard_id, sequence, sub_sequence, fencing_token,"
-                 " updated_at FROM",
-                 d->name, "_kinesis_checkpoints",
-                 stream != NULL ? " WHERE pipeline_name = ?1 AND stream_name = ?2 ORDER BY shard_id"
-                                : " WHERE pipeline_name = ?1 ORDER BY stream_name, shard_id",
-                 &st, "read checkpoints", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 1, pipeline, err);
-    if (rc == KL_OK && stream != NULL)
-        rc = bind_text(l, st, 2, stream, err);
-    for (int pass = 0; rc == KL_OK && pass < (with_runs ? 2 : 1); pass++) {
-        if (pass == 1) {
-            sqlite3_finalize(st);
-            st = NULL;
-            rc = prep_on(l, "SELECT stream_name, last_run_at FROM", d->name, "_kinesis_runs",
-                         " WHERE pipeline_name = ?1", &st, "read run times", err);
-            if (rc == KL_OK)
-                rc = bind_text(l, st, 1, pipeline, err);
-        }
-        while (rc == KL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-            struct kl_dest_stream_row *r;
-            const char *sname = (const char *)sqlite3_column_text(st, 0);
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                struct kl_dest_stream_row *nr = realloc(rows, nc * sizeof *nr);
-                if (nr == NULL) {
-                    rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            r = &rows[n++];
-            memset(r, 0, sizeof *r);
-            snprintf(r->stream, sizeof r->stream, "%s", sname != NULL ? sname : "");
-            if (pass == 0) {
-                const char *shard = (const char *)sqlite3_column_text(st, 1);
-                const char *seq = (const char *)sqlite3_column_text(st, 2);
-                if (shard == NULL || seq == NULL || strlen(shard) >= KL_DEST_SHARD_ID_MAX ||
-                    strlen(seq) >= KL_DEST_SEQ_MAX) {
-                    rc = kl_err_set(err, KL_ERR_UPSTREAM, "sqlite: a stored checkpoint is bad");
-                    break;
-                }
-                snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
-                snprintf(r->cp.sequence, sizeof r->cp.sequence, "%s", seq);
-                r->cp.sub_sequence =
-                    sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
-                r->cp.fencing_token = sqlite3_column_int64(st, 4);
-                r->cp.updated_ms = iso_ms(sqlite3_column_text(st, 5));
-            } else {
-                r->has_last_run = true;
-                r->last_run_ms = iso_ms(sqlite3_column_text(st, 1));
-            }
-        }
-        if (rc == KL_OK && src != SQLITE_DONE)
-            rc = lite_fail(l, src, "read checkpoints", err);
-    }
-    sqlite3_finalize(st);
-    if (rc != KL_OK) {
-        free(rows);
-        return rc;
-    }
-    *out = rows;
-    *n_out = n;
-    return KL_OK;
-}
-
-static int lite_read_state(void *impl, const char *dataset, const char *pipeline,
-                           const char *stream, struct kl_dest_state *out, struct kl_err *err)
-{
-    struct lite *l = impl;
-    struct kl_dest_ds *d;
-    struct kl_dest_stream_row *rows = NULL;
-    size_t n = 0;
-    struct kl_dest_state st;
-    sqlite3_stmt *q = NULL;
-    int src, rc = lite_open_dataset(l, dataset, &d, err);
-
-    if (rc != KL_OK)
-        return rc;
-    kl_dest_state_init(&st);
-    rc = read_stream_rows(l, d, pipeline, stream, false, &rows, &n, err);
-    if (rc == KL_OK && n > 0) {
-        st.checkpoints = calloc(n, sizeof *st.checkpoints);
-        if (st.checkpoints == NULL)
-            rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
-        for (size_t i = 0; rc == KL_OK && st.checkpoints != NULL && i < n; i++)
-            st.checkpoints[st.n_checkpoints++] = rows[i].cp;
-    }
-    if (rc == KL_OK)
-        rc = prep_on(l, "SELECT last_run_at FROM", d->name, "_kinesis_runs",
-                     " WHERE pipeline_name = ?1 AND stream_name = ?2", &q, "read run time", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, q, 1, pipeline, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, q, 2, stream, err);
-    if (rc == KL_OK) {
-        src = sqlite3_step(q);
-        if (src == SQLITE_ROW) {
-            st.has_last_run = true;
-            st.last_run_ms = iso_ms(sqlite3_column_text(q, 0));
-        } else if (src != SQLITE_DONE) {
-            rc = lite_fail(l, src, "read run time", err);
-        }
-    }
-    sqlite3_finalize(q);
-    free(rows);
-    if (rc != KL_OK) {
-        kl_dest_state_free(&st);
-        return rc;
-    }
-    kl_dest_state_free(out);
-    *out = st;
-    return KL_OK;
-}
-
-static int lite_delete_state(void *impl, const char *dataset, const char *pipeline,
-                             const char *stream, struct kl_err *err)
-{
-    static const char *const tables[] = {"_kinesis_checkpoints", "_kinesis_runs"};
-    struct lite *l = impl;
-    struct kl_dest_ds *d;
-    int rc = lite_open_dataset(l, dataset, &d, err);
-
-    if (rc != KL_OK)
-        return rc;
-    rc = lite_exec(l, "BEGIN IMMEDIATE", "begin", err);
-    for (size_t i = 0; rc == KL_OK && i < 2; i++) {
-        sqlite3_stmt *st = NULL;
-        rc = prep_on(l, "DELETE FROM", d->name, tables[i],
-                     " WHERE pipeline_name = ?1 AND stream_name = ?2", &st, "delete state", err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 1, pipeline, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 2, stream, err);
-        if (rc == KL_OK)
-            rc = step_done(l, st, "delete state", err);
-        sqlite3_finalize(st);
-    }
-    if (rc == KL_OK)
-        rc = lite_exec(l, "COMMIT", "commit", err);
-    if (rc != KL_OK)
-        lite_rollback(l);
-    return rc;
-}
-
-/* ---- write_chunk ---- */
-
-static bool crash_here(struct lite *l, enum kl_dest_step step, struct kl_err *err)
-{
-    if (l->opt.crash_after == NULL || !l->opt.crash_after(l->opt.crash_ctx, step))
-        return false;
-    lite_drop(l);
-    kl_err_set(err, KL_ERR_UNAVAILABLE, "sqlite: simulated crash after step %s",
-               kl_dest_step_name(step));
-    return true;
-}
-
-#define STEP(l, s, err)                                                                            \
-    do {                                                                                           \
-        if (crash_here((l), (s), (err))) {                                                         \
-            rc = KL_ERR_UNAVAILABLE;                                                               \
-            goto cleanup;                                                                          \
-        }                                                                                          \
-    } while (0)
-
-static int write_checkpoints(struct lite *l, struct kl_dest_ds *d, const struct kl_chunk_write *w,
-                             struct kl_err *err)
-{
     sqlite3_stmt *st = NULL;
     char now[KL_FMT_MAX];
     int rc;
@@ -654,30 +344,10 @@ static int write_checkpoints(struct lite *l, struct kl_dest_ds *d, const struct 
     return rc;
 }
 
-static int apply_ddl(struct lite *l, struct kl_dest_ds *d, const struct kl_schema *s,
-                     struct kl_chunk_result *res, struct kl_err *err)
+static int lite_store_version(void *impl, const struct kl_dest_ds *d,
+                              const struct kl_chunk_write *w, struct kl_err *err)
 {
-    struct kl_sql_stmts ddl;
-    struct kl_sql_ddl_stats st = {0, 0};
-    int rc = lite_load_catalog(l, d, err);
-
-    kl_sql_stmts_init(&ddl);
-    if (rc == KL_OK)
-        rc = kl_sql_plan_ddl(KL_SQL_SQLITE, d->name, s, &d->cat, l->opt.create_indexes, &ddl, &st,
-                             err);
-    for (size_t i = 0; rc == KL_OK && i < ddl.n; i++)
-        rc = lite_exec(l, ddl.items[i], "schema change", err);
-    if (rc == KL_OK) {
-        res->tables_created += st.tables_created;
-        res->columns_added += st.columns_added;
-    }
-    kl_sql_stmts_free(&ddl);
-    return rc;
-}
-
-static int store_version(struct lite *l, struct kl_dest_ds *d, const struct kl_chunk_write *w,
-                         struct kl_err *err)
-{
+    struct lite *l = impl;
     const struct kl_schema *s = w->batch->schema;
     cJSON *doc = cJSON_Parse(w->schema_json);
     const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
@@ -721,10 +391,12 @@ static int store_version(struct lite *l, struct kl_dest_ds *d, const struct kl_c
     return rc;
 }
 
-static int truncate_family(struct lite *l, struct kl_dest_ds *d, const char *load_id,
-                           const char *root, const struct kl_schema *s, bool *done,
-                           struct kl_err *err)
+/* Replace, as in Postgres; SQLite has no TRUNCATE, so every member table gets a DELETE. */
+static int lite_truncate_family(void *impl, const struct kl_dest_ds *d, const char *load_id,
+                                const char *root, const struct kl_schema *s, bool *done,
+                                struct kl_err *err)
 {
+    struct lite *l = impl;
     sqlite3_stmt *st = NULL;
     char now[KL_FMT_MAX];
     int src, rc;
@@ -757,10 +429,7 @@ static int truncate_family(struct lite *l, struct kl_dest_ds *d, const char *loa
                                 : kl_dest_in_family_by_name(&d->cat.tables[i], root);
         if (!member)
             continue;
-        kl_buf_reset(&l->sql);
-        rc = kl_buf_append_str(&l->sql, "DELETE FROM ", err);
-        if (rc == KL_OK)
-            rc = kl_sql_table_ref(&l->sql, KL_SQL_SQLITE, d->name, name, err);
+        rc = kl_sql_on_table(&l->sql, KL_SQL_SQLITE, "DELETE FROM ", d->name, name, "", err);
         if (rc == KL_OK)
             rc = lite_exec(l, l->sql.data, "truncate", err);
     }
@@ -769,70 +438,23 @@ static int truncate_family(struct lite *l, struct kl_dest_ds *d, const char *loa
     return rc;
 }
 
-static int merge_delete(struct lite *l, struct kl_dest_ds *d, const struct kl_schema *s,
-                        const struct kl_table_rows *tr, struct kl_err *err)
+static int lite_merge_delete(void *impl, const char *sql, const char *ids, struct kl_err *err)
 {
-    const struct kl_table *root = &s->tables[tr->table];
-    struct kl_buf ids;
-    int max_depth = 0;
-    int rc;
+    struct lite *l = impl;
+    sqlite3_stmt *st = NULL;
+    int rc = lite_prepare(l, sql, &st, "merge delete", err);
 
-    kl_buf_init(&ids, SQL_MAX);
-    rc = kl_dest_msg_ids(root, tr, true, &ids, err);
-    for (size_t j = 0; j < s->n_tables; j++) {
-        int dep = kl_dest_in_family(s, &s->tables[j], root->name)
-                      ? kl_dest_table_depth(s, &s->tables[j])
-                      : -1;
-        if (dep > max_depth)
-            max_depth = dep;
-    }
-    for (int depth = max_depth; rc == KL_OK && depth >= 0; depth--) {
-        for (size_t j = 0; rc == KL_OK && j < s->n_tables; j++) {
-            const struct kl_table *t = &s->tables[j];
-            const struct kl_table *chain[64];
-            const struct kl_sql_cat_table *ct;
-            sqlite3_stmt *st = NULL;
-
-            if (!kl_dest_in_family(s, t, root->name) || kl_dest_table_depth(s, t) != depth)
-                continue;
-            ct = kl_sql_catalog_find(&d->cat, t->name);
-            if (ct == NULL || (depth > 0 && kl_sql_cat_table_find(ct, "_dlt_parent_id") == NULL))
-                continue;
-            chain[0] = t;
-            for (int k = 1; k <= depth; k++)
-                chain[k] = kl_dest_table_named(s, chain[k - 1]->parent);
-            kl_buf_reset(&l->sql);
-            rc = kl_buf_append_str(&l->sql, "DELETE FROM ", err);
-            if (rc == KL_OK)
-                rc = kl_sql_table_ref(&l->sql, KL_SQL_SQLITE, d->name, t->name, err);
-            for (int k = 1; rc == KL_OK && k <= depth; k++) {
-                rc = kl_buf_append_str(
-                    &l->sql, " WHERE \"_dlt_parent_id\" IN (SELECT \"_dlt_id\" FROM ", err);
-                if (rc == KL_OK)
-                    rc = kl_sql_table_ref(&l->sql, KL_SQL_SQLITE, d->name, chain[k]->name, err);
-            }
-            if (rc == KL_OK)
-                rc = kl_buf_append_str(
-                    &l->sql, " WHERE \"_kinesis_msg_id\" IN (SELECT value FROM json_each(?1))",
-                    err);
-            for (int k = 1; rc == KL_OK && k <= depth; k++)
-                rc = kl_buf_append_str(&l->sql, ")", err);
-            if (rc == KL_OK)
-                rc = lite_prepare(l, l->sql.data, &st, "merge delete", err);
-            if (rc == KL_OK)
-                rc = bind_text(l, st, 1, ids.data, err);
-            if (rc == KL_OK)
-                rc = step_done(l, st, "merge delete", err);
-            sqlite3_finalize(st);
-        }
-    }
-    kl_buf_free(&ids);
+    if (rc == KL_OK)
+        rc = bind_text(l, st, 1, ids, err);
+    if (rc == KL_OK)
+        rc = step_done(l, st, "merge delete", err);
+    sqlite3_finalize(st);
     return rc;
 }
 
 /* The cached INSERT for (table, n columns), prepared on first use. */
-static int insert_stmt(struct lite *l, struct kl_dest_ds *d, const struct kl_table *t, size_t n,
-                       sqlite3_stmt **out, struct kl_err *err)
+static int insert_stmt(struct lite *l, const struct kl_dest_ds *d, const struct kl_table *t,
+                       size_t n, sqlite3_stmt **out, struct kl_err *err)
 {
     char key[sizeof l->ins[0].key];
     int rc;
@@ -852,12 +474,7 @@ static int insert_stmt(struct lite *l, struct kl_dest_ds *d, const struct kl_tab
         l->ins = ni;
         l->cap_ins = cap;
     }
-    kl_buf_reset(&l->sql);
-    rc = kl_buf_append_str(&l->sql, "INSERT INTO ", err);
-    if (rc == KL_OK)
-        rc = kl_sql_table_ref(&l->sql, KL_SQL_SQLITE, d->name, t->name, err);
-    if (rc == KL_OK)
-        rc = kl_buf_append_str(&l->sql, " (", err);
+    rc = kl_sql_on_table(&l->sql, KL_SQL_SQLITE, "INSERT INTO ", d->name, t->name, " (", err);
     for (size_t i = 0; rc == KL_OK && i < n; i++) {
         if (i > 0)
             rc = kl_buf_append_str(&l->sql, ", ", err);
@@ -927,10 +544,11 @@ static int bind_cell(struct lite *l, sqlite3_stmt *st, int i, const struct kl_va
     return src == SQLITE_OK ? KL_OK : lite_fail(l, src, "bind", err);
 }
 
-static int insert_rows(struct lite *l, struct kl_dest_ds *d, const struct kl_schema *s,
-                       const struct kl_table_rows *tr, bool dedup, size_t *written,
-                       struct kl_err *err)
+static int lite_insert_rows(void *impl, const struct kl_dest_ds *d, const struct kl_schema *s,
+                            const struct kl_table_rows *tr, bool dedup, size_t *written,
+                            struct kl_err *err)
 {
+    struct lite *l = impl;
     const struct kl_table *t = &s->tables[tr->table];
     struct kl_sql_idset ids = {NULL, 0};
     int id_col = dedup ? kl_dest_column_index(t, tr->n_columns, "_dlt_id") : -1;
@@ -969,9 +587,10 @@ static int insert_rows(struct lite *l, struct kl_dest_ds *d, const struct kl_sch
     return rc;
 }
 
-static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d, const struct kl_chunk_write *w,
-                               struct kl_err *err)
+static int lite_insert_dead_letters(void *impl, const struct kl_dest_ds *d,
+                                    const struct kl_chunk_write *w, struct kl_err *err)
 {
+    struct lite *l = impl;
     const struct kl_row_batch *b = w->batch;
     sqlite3_stmt *st = NULL;
     char now[KL_FMT_MAX], arrival[KL_FMT_MAX];
@@ -1009,7 +628,7 @@ static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d, const struc
         }
         if (rc == KL_OK)
             rc = bind_text(l, st, 8, dl->error != NULL ? dl->error : "", err);
-        kl_fmt_timestamp(arrival, dl->arrival_ms * 1000, KL_TS_ISO);
+        iso_of(dl->arrival_ms, arrival);
         if (rc == KL_OK)
             rc = bind_text(l, st, 9, arrival, err);
         if (rc == KL_OK)
@@ -1021,361 +640,271 @@ static int insert_dead_letters(struct lite *l, struct kl_dest_ds *d, const struc
     return rc;
 }
 
-static int lite_write_chunk(void *impl, const char *dataset, const struct kl_chunk_write *w,
-                            struct kl_chunk_result *res_out, struct kl_err *err)
+/* ---- state and the end of a load ---- */
+
+#define NEWEST_SCHEMA " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1"
+
+/* Prepares "<prefix><dataset.table><suffix>", binds `texts` to ?1..?n (NULL
+ * binds NULL) and steps the statement to its end. */
+static int run_on(struct lite *l, const char *prefix, const struct kl_dest_ds *d, const char *table,
+                  const char *suffix, int n, const char *const *texts, const char *what,
+                  struct kl_err *err)
 {
-    struct lite *l = impl;
-    struct kl_dest_ds *d = NULL;
-    const struct kl_row_batch *batch = w->batch;
-    const struct kl_schema *s = batch != NULL ? batch->schema : NULL;
-    const struct kl_table_rows **order = NULL;
-    struct kl_chunk_result res;
-    struct pending p;
-    struct kl_sql_stmts idx_sql;
-    bool in_tx = false;
-    int rc;
+    sqlite3_stmt *st = NULL;
+    int rc = prep_on(l, prefix, d->name, table, suffix, &st, what, err);
 
-    memset(&res, 0, sizeof res);
-    memset(&p, 0, sizeof p);
-    kl_sql_stmts_init(&idx_sql);
-    if (w->load_id == NULL || w->pipeline_name == NULL || w->stream_name == NULL)
-        return kl_err_set(err, KL_ERR_INVALID, "chunk without load id, pipeline or stream");
-    if (batch != NULL && s == NULL)
-        return kl_err_set(err, KL_ERR_INVALID, "row batch without a schema");
-    if (w->n_checkpoints > 0 && w->checkpoints == NULL)
-        return kl_err_set(err, KL_ERR_INVALID, "checkpoint count without checkpoints");
-    rc = kl_dest_table_order(batch, &order, err);
-    if (rc != KL_OK)
-        return rc;
-    rc = lite_open_dataset(l, dataset, &d, err);
-    if (rc != KL_OK)
-        goto cleanup;
-
-    /* The write lock for the whole chunk: DDL cannot collide. */
-    rc = lite_exec(l, "BEGIN IMMEDIATE", "begin", err);
-    if (rc != KL_OK)
-        goto cleanup;
-    in_tx = true;
-    STEP(l, KL_DEST_STEP_BEGIN, err);
-
-    rc = write_checkpoints(l, d, w, err);
-    if (rc != KL_OK)
-        goto cleanup;
-    STEP(l, KL_DEST_STEP_CHECKPOINT, err);
-
-    if (s != NULL && (d->checked_schema != s || d->checked_version != s->version)) {
-        /* Another connection may have changed the file: read it again now
-         * that nobody else can. */
-        rc = apply_ddl(l, d, s, &res, err);
-        if (rc != KL_OK)
-            goto cleanup;
-        p.schema_checked = true;
-        p.catalog_from_schema = true;
-    }
-    if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
-        rc = kl_dest_plan_merge_indexes(KL_SQL_SQLITE, d, batch, &idx_sql, &p.indexes, NULL, err);
-        for (size_t i = 0; rc == KL_OK && i < idx_sql.n; i++)
-            rc = lite_exec(l, idx_sql.items[i], "merge index", err);
-        if (rc != KL_OK)
-            goto cleanup;
-    }
-    STEP(l, KL_DEST_STEP_DDL, err);
-
-    if (s != NULL && w->schema_json != NULL && w->schema_hash != NULL &&
-        strcmp(d->stored_hash, w->schema_hash) != 0) {
-        rc = store_version(l, d, w, err);
-        if (rc != KL_OK)
-            goto cleanup;
-        p.hash_stored = true;
-    }
-    STEP(l, KL_DEST_STEP_VERSION, err);
-
-    if (batch != NULL && w->disposition == KL_WRITE_REPLACE) {
-        for (size_t i = 0; i < batch->n_tables; i++) {
-            const struct kl_table *t = &s->tables[order[i]->table];
-            bool done = false;
-            if (t->parent[0] != '\0' || (strcmp(d->truncated_load, w->load_id) == 0 &&
-                                         kl_sql_stmts_has(&d->truncated, t->name)))
-                continue;
-            rc = truncate_family(l, d, w->load_id, t->name, s, &done, err);
-            if (rc == KL_OK)
-                rc = kl_sql_stmts_add(&p.truncated, t->name, err);
-            if (rc != KL_OK)
-                goto cleanup;
-            res.truncated = res.truncated || done;
-        }
-    }
-    STEP(l, KL_DEST_STEP_REPLACE, err);
-
-    if (batch != NULL && w->disposition == KL_WRITE_MERGE) {
-        for (size_t i = 0; i < batch->n_tables; i++) {
-            if (s->tables[order[i]->table].parent[0] != '\0')
-                continue;
-            rc = merge_delete(l, d, s, order[i], err);
-            if (rc != KL_OK)
-                goto cleanup;
-        }
-    }
-    STEP(l, KL_DEST_STEP_MERGE_DELETE, err);
-
-    for (size_t i = 0; batch != NULL && i < batch->n_tables; i++) {
-        rc = insert_rows(l, d, s, order[i], w->disposition == KL_WRITE_MERGE, &res.rows, err);
-        if (rc != KL_OK)
-            goto cleanup;
-        STEP(l, KL_DEST_STEP_ROWS, err);
-    }
-
-    if (batch != NULL && batch->n_dead_letters > 0) {
-        rc = insert_dead_letters(l, d, w, err);
-        if (rc != KL_OK)
-            goto cleanup;
-        res.dead_letters = batch->n_dead_letters;
-    }
-    STEP(l, KL_DEST_STEP_DEAD_LETTERS, err);
-
-    rc = lite_exec(l, "COMMIT", "commit", err);
-    if (rc != KL_OK)
-        goto cleanup;
-    in_tx = false;
-
-    if (p.catalog_from_schema)
-        kl_sql_catalog_add_schema(&d->cat, KL_SQL_SQLITE, s, NULL);
-    if (p.schema_checked && s != NULL) {
-        d->checked_schema = s;
-        d->checked_version = s->version;
-    }
-    if (p.hash_stored)
-        snprintf(d->stored_hash, sizeof d->stored_hash, "%s", w->schema_hash);
-    for (size_t i = 0; i < p.indexes.n; i++)
-        kl_sql_stmts_add(&d->indexes, p.indexes.items[i], NULL);
-    if (p.truncated.n > 0) {
-        if (strcmp(d->truncated_load, w->load_id) != 0) {
-            kl_sql_stmts_free(&d->truncated);
-            snprintf(d->truncated_load, sizeof d->truncated_load, "%s", w->load_id);
-        }
-        for (size_t i = 0; i < p.truncated.n; i++)
-            kl_sql_stmts_add(&d->truncated, p.truncated.items[i], NULL);
-    }
-    if (crash_here(l, KL_DEST_STEP_COMMIT, err)) {
-        rc = KL_ERR_UNAVAILABLE;
-        goto cleanup;
-    }
-    if (res_out != NULL)
-        *res_out = res;
-
-cleanup:
-    if (rc != KL_OK && in_tx) {
-        lite_rollback(l);
-        if (d != NULL) {
-            d->cat_loaded = false;
-            d->prepared = false;
-        }
-    }
-    free(order);
-    kl_sql_stmts_free(&idx_sql);
-    kl_sql_stmts_free(&p.truncated);
-    kl_sql_stmts_free(&p.indexes);
+    for (int i = 0; rc == KL_OK && i < n; i++)
+        rc = bind_text(l, st, i + 1, texts[i], err);
+    if (rc == KL_OK)
+        rc = step_done(l, st, what, err);
+    sqlite3_finalize(st);
     return rc;
 }
 
-/* ---- complete_load ---- */
+/* Prepares "<prefix><dataset.table><suffix>" with ?1 = `arg` and steps it
+ * once. On success *row tells whether it returned a row, which the caller
+ * reads before finalizing *st (always). */
+static int first_row(struct lite *l, const char *prefix, const struct kl_dest_ds *d,
+                     const char *table, const char *suffix, const char *arg, sqlite3_stmt **st,
+                     bool *row, const char *what, struct kl_err *err)
+{
+    int src, rc = prep_on(l, prefix, d->name, table, suffix, st, what, err);
 
-static int lite_complete_load(void *impl, const char *dataset, const struct kl_load_complete *c,
-                              struct kl_err *err)
+    if (rc == KL_OK)
+        rc = bind_text(l, *st, 1, arg, err);
+    if (rc == KL_OK) {
+        src = sqlite3_step(*st);
+        if (src == SQLITE_ROW || src == SQLITE_DONE)
+            *row = src == SQLITE_ROW;
+        else
+            rc = lite_fail(l, src, what, err);
+    }
+    return rc;
+}
+
+static int lite_read_schema(void *impl, const struct kl_dest_ds *d, const char *name,
+                            char **json_out, int64_t *version_out, struct kl_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char *json = NULL;
+    bool row = false;
+    int rc = first_row(impl, "SELECT \"schema\", \"version\" FROM", d, "_dlt_version",
+                       NEWEST_SCHEMA, name, &st, &row, "load schema", err);
+
+    if (rc == KL_OK && row) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        json = strdup(t != NULL ? t : "");
+        if (json == NULL)
+            rc = kl_err_set(err, KL_ERR_NOMEM, "schema text");
+        else if (version_out != NULL)
+            *version_out = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc == KL_OK)
+        *json_out = json;
+    else
+        free(json);
+    return rc;
+}
+
+static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                                 const char *stream, bool with_runs,
+                                 struct kl_dest_stream_row **out, size_t *n_out, struct kl_err *err)
 {
     struct lite *l = impl;
-    struct kl_dest_ds *d;
-    sqlite3_stmt *st = NULL;
     struct kl_dest_stream_row *rows = NULL;
-    size_t n_rows = 0, n_streams = 0;
-    struct kl_state_stream *streams = NULL;
-    struct kl_checkpoint *cps = NULL;
-    struct kl_state_doc doc;
-    char now[KL_FMT_MAX], hash[128] = "";
-    int64_t state_version = 1;
-    bool in_tx = false;
-    int src, rc;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = NULL;
+    int src = SQLITE_DONE, rc;
 
-    memset(&doc, 0, sizeof doc);
-    if (c->load_id == NULL || c->schema_name == NULL || c->pipeline_name == NULL ||
-        c->stream_name == NULL)
-        return kl_err_set(err, KL_ERR_INVALID,
-                          "complete_load without load id, schema, pipeline or stream");
-    rc = lite_open_dataset(l, dataset, &d, err);
-    if (rc != KL_OK)
-        return rc;
-    now_iso(l, now);
-    rc = lite_exec(l, "BEGIN IMMEDIATE", "begin", err);
-    if (rc != KL_OK)
-        return rc;
-    in_tx = true;
-
-    rc = prep_on(l, "SELECT 1 FROM", d->name, "_dlt_loads", " WHERE load_id = ?1", &st,
-                 "check load", err);
+    rc = prep_on(l,
+                 "SELECT stream_name, shard_id, sequence, sub_sequence, fencing_token,"
+                 " updated_at FROM",
+                 d->name, "_kinesis_checkpoints",
+                 stream != NULL ? " WHERE pipeline_name = ?1 AND stream_name = ?2 ORDER BY shard_id"
+                                : " WHERE pipeline_name = ?1 ORDER BY stream_name, shard_id",
+                 &st, "read checkpoints", err);
     if (rc == KL_OK)
-        rc = bind_text(l, st, 1, c->load_id, err);
-    if (rc == KL_OK) {
-        src = sqlite3_step(st);
-        if (src == SQLITE_ROW) { /* completed before */
+        rc = bind_text(l, st, 1, pipeline, err);
+    if (rc == KL_OK && stream != NULL)
+        rc = bind_text(l, st, 2, stream, err);
+    for (int pass = 0; rc == KL_OK && pass < (with_runs ? 2 : 1); pass++) {
+        if (pass == 1) {
             sqlite3_finalize(st);
             st = NULL;
-            rc = lite_exec(l, "COMMIT", "commit", err);
+            rc = prep_on(l, "SELECT stream_name, last_run_at FROM", d->name, "_kinesis_runs",
+                         stream != NULL ? " WHERE pipeline_name = ?1 AND stream_name = ?2"
+                                        : " WHERE pipeline_name = ?1",
+                         &st, "read run times", err);
             if (rc == KL_OK)
-                in_tx = false;
-            goto cleanup;
+                rc = bind_text(l, st, 1, pipeline, err);
+            if (rc == KL_OK && stream != NULL)
+                rc = bind_text(l, st, 2, stream, err);
         }
-        if (src != SQLITE_DONE)
-            rc = lite_fail(l, src, "check load", err);
+        while (rc == KL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            struct kl_dest_stream_row *r;
+            const char *sname = (const char *)sqlite3_column_text(st, 0);
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct kl_dest_stream_row *nr = realloc(rows, nc * sizeof *nr);
+                if (nr == NULL) {
+                    rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
+                    break;
+                }
+                rows = nr;
+                cap = nc;
+            }
+            r = &rows[n++];
+            memset(r, 0, sizeof *r);
+            snprintf(r->stream, sizeof r->stream, "%s", sname != NULL ? sname : "");
+            if (pass == 0) {
+                const char *shard = (const char *)sqlite3_column_text(st, 1);
+                const char *seq = (const char *)sqlite3_column_text(st, 2);
+                if (shard == NULL || seq == NULL || strlen(shard) >= KL_DEST_SHARD_ID_MAX ||
+                    strlen(seq) >= KL_DEST_SEQ_MAX) {
+                    rc = kl_err_set(err, KL_ERR_UPSTREAM, "sqlite: a stored checkpoint is bad");
+                    break;
+                }
+                snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
+                snprintf(r->cp.sequence, sizeof r->cp.sequence, "%s", seq);
+                r->cp.sub_sequence =
+                    sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
+                r->cp.fencing_token = sqlite3_column_int64(st, 4);
+                r->cp.updated_ms = iso_ms(sqlite3_column_text(st, 5));
+            } else {
+                r->has_last_run = true;
+                r->last_run_ms = iso_ms(sqlite3_column_text(st, 1));
+            }
+        }
+        if (rc == KL_OK && src != SQLITE_DONE)
+            rc = lite_fail(l, src, pass == 0 ? "read checkpoints" : "read run times", err);
     }
     sqlite3_finalize(st);
-    st = NULL;
-    if (rc != KL_OK)
-        goto cleanup;
-
-    if (c->disposition == KL_WRITE_REPLACE && c->root_table != NULL) {
-        bool done = false;
-        rc = kl_dest_validate_table(c->root_table, err);
-        if (rc == KL_OK && kl_sql_catalog_find(&d->cat, c->root_table) != NULL)
-            rc = truncate_family(l, d, c->load_id, c->root_table, NULL, &done, err);
-        if (rc != KL_OK)
-            goto cleanup;
+    if (rc != KL_OK) {
+        free(rows);
+        return rc;
     }
+    *out = rows;
+    *n_out = n;
+    return KL_OK;
+}
 
-    if (c->next_run_ms >= 0) {
-        char ts[KL_FMT_MAX];
-        kl_fmt_timestamp(ts, c->next_run_ms * 1000, KL_TS_ISO);
-        rc = prep_on(l, "INSERT INTO", d->name, "_kinesis_runs",
-                     " (pipeline_name, stream_name, last_run_at, load_id, updated_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline_name, stream_name)"
-                     " DO UPDATE SET last_run_at = excluded.last_run_at,"
-                     " load_id = excluded.load_id, updated_at = excluded.updated_at",
-                     &st, "write run time", err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 1, c->pipeline_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 2, c->stream_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 3, ts, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 4, c->load_id, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 5, now, err);
-        if (rc == KL_OK)
-            rc = step_done(l, st, "write run time", err);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc != KL_OK)
-            goto cleanup;
-    }
+static int lite_delete_stream_rows(void *impl, const struct kl_dest_ds *d, const char *table,
+                                   const char *pipeline, const char *stream, struct kl_err *err)
+{
+    const char *texts[2] = {pipeline, stream};
+    return run_on(impl, "DELETE FROM", d, table, " WHERE pipeline_name = ?1 AND stream_name = ?2",
+                  2, texts, "delete state", err);
+}
 
-    rc = read_stream_rows(l, d, c->pipeline_name, NULL, true, &rows, &n_rows, err);
-    if (rc == KL_OK)
-        rc = kl_dest_group_streams(rows, n_rows, true, &streams, &n_streams, &cps, err);
-    if (rc == KL_OK)
-        rc = prep_on(l, "SELECT coalesce(max(\"version\"), 0) + 1 FROM", d->name,
-                     "_dlt_pipeline_state", " WHERE pipeline_name = ?1", &st, "state version", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 1, c->pipeline_name, err);
-    if (rc == KL_OK) {
-        src = sqlite3_step(st);
-        if (src == SQLITE_ROW)
-            state_version = sqlite3_column_int64(st, 0);
-        else
-            rc = lite_fail(l, src, "state version", err);
-    }
+static int lite_load_done(void *impl, const struct kl_dest_ds *d, const char *load_id, bool *done,
+                          struct kl_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = first_row(impl, "SELECT 1 FROM", d, "_dlt_loads", " WHERE load_id = ?1", load_id, &st,
+                       done, "check load", err);
+
     sqlite3_finalize(st);
-    st = NULL;
-    if (rc == KL_OK) {
-        struct kl_state_doc_in in;
-        memset(&in, 0, sizeof in);
-        in.pipeline_name = c->pipeline_name;
-        in.dataset_name = d->name;
-        in.schema_name = c->schema_name;
-        in.destination_type = DEST_TYPE;
-        in.version = state_version;
-        in.streams = streams;
-        in.n_streams = n_streams;
-        rc = kl_state_doc_build(&in, &doc, err);
-    }
+    return rc;
+}
+
+static int lite_write_run_time(void *impl, const struct kl_dest_ds *d,
+                               const struct kl_load_complete *c, int64_t now_ms, struct kl_err *err)
+{
+    char ts[KL_FMT_MAX], now[KL_FMT_MAX];
+    const char *texts[5] = {c->pipeline_name, c->stream_name, ts, c->load_id, now};
+
+    iso_of(c->next_run_ms, ts);
+    iso_of(now_ms, now);
+    return run_on(impl, "INSERT INTO", d, "_kinesis_runs",
+                  " (pipeline_name, stream_name, last_run_at, load_id, updated_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline_name, stream_name)"
+                  " DO UPDATE SET last_run_at = excluded.last_run_at,"
+                  " load_id = excluded.load_id, updated_at = excluded.updated_at",
+                  5, texts, "write run time", err);
+}
+
+static int lite_next_state_version(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                                   int64_t *out, struct kl_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool row = false;
+    int rc =
+        first_row(impl, "SELECT coalesce(max(\"version\"), 0) + 1 FROM", d, "_dlt_pipeline_state",
+                  " WHERE pipeline_name = ?1", pipeline, &st, &row, "state version", err);
+
+    if (rc == KL_OK && !row) /* an aggregate always answers */
+        rc = lite_fail(impl, SQLITE_DONE, "state version", err);
     if (rc == KL_OK)
-        rc = prep_on(l, "INSERT INTO", d->name, "_dlt_pipeline_state",
-                     " (\"version\", engine_version, pipeline_name, state, created_at,"
-                     " version_hash, _dlt_load_id, _dlt_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                     " ?8)",
-                     &st, "write pipeline state", err);
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int lite_write_state(void *impl, const struct kl_dest_ds *d,
+                            const struct kl_load_complete *c, const struct kl_state_doc *doc,
+                            int64_t version, int64_t now_ms, struct kl_err *err)
+{
+    struct lite *l = impl;
+    sqlite3_stmt *st = NULL;
+    char now[KL_FMT_MAX];
+    int rc;
+
+    iso_of(now_ms, now);
+    rc = prep_on(l, "INSERT INTO", d->name, "_dlt_pipeline_state",
+                 " (\"version\", engine_version, pipeline_name, state, created_at,"
+                 " version_hash, _dlt_load_id, _dlt_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                 " ?8)",
+                 &st, "write pipeline state", err);
     if (rc == KL_OK)
-        rc = bind_i64(l, st, 1, state_version, err);
+        rc = bind_i64(l, st, 1, version, err);
     if (rc == KL_OK)
         rc = bind_i64(l, st, 2, KL_STATE_ENGINE_VERSION, err);
     if (rc == KL_OK)
         rc = bind_text(l, st, 3, c->pipeline_name, err);
     if (rc == KL_OK)
-        rc = bind_text(l, st, 4, doc.state, err);
+        rc = bind_text(l, st, 4, doc->state, err);
     if (rc == KL_OK)
         rc = bind_text(l, st, 5, now, err);
     if (rc == KL_OK)
-        rc = bind_text(l, st, 6, doc.version_hash, err);
+        rc = bind_text(l, st, 6, doc->version_hash, err);
     if (rc == KL_OK)
         rc = bind_text(l, st, 7, c->load_id, err);
     if (rc == KL_OK)
-        rc = bind_text(l, st, 8, doc.row_id, err);
+        rc = bind_text(l, st, 8, doc->row_id, err);
     if (rc == KL_OK)
         rc = step_done(l, st, "write pipeline state", err);
     sqlite3_finalize(st);
-    st = NULL;
-    if (rc != KL_OK)
-        goto cleanup;
-
-    if (c->schema_hash != NULL) {
-        snprintf(hash, sizeof hash, "%s", c->schema_hash);
-    } else {
-        rc = prep_on(l, "SELECT version_hash FROM", d->name, "_dlt_version",
-                     " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1",
-                     &st, "read schema hash", err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 1, c->schema_name, err);
-        if (rc == KL_OK) {
-            src = sqlite3_step(st);
-            if (src == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-                snprintf(hash, sizeof hash, "%s", (const char *)sqlite3_column_text(st, 0));
-            else if (src != SQLITE_ROW && src != SQLITE_DONE)
-                rc = lite_fail(l, src, "read schema hash", err);
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc != KL_OK)
-            goto cleanup;
-    }
-    rc = prep_on(l, "INSERT INTO", d->name, "_dlt_loads",
-                 " (load_id, schema_name, status, inserted_at, schema_version_hash)"
-                 " VALUES (?1, ?2, 0, ?3, ?4)",
-                 &st, "write load", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 1, c->load_id, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 2, c->schema_name, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 3, now, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 4, hash[0] != '\0' ? hash : NULL, err);
-    if (rc == KL_OK)
-        rc = step_done(l, st, "write load", err);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (rc == KL_OK)
-        rc = lite_exec(l, "COMMIT", "commit", err);
-    if (rc == KL_OK)
-        in_tx = false;
-
-cleanup:
-    sqlite3_finalize(st);
-    if (rc != KL_OK && in_tx)
-        lite_rollback(l);
-    kl_state_doc_free(&doc);
-    free(streams);
-    free(cps);
-    free(rows);
     return rc;
+}
+
+static int lite_newest_hash(void *impl, const struct kl_dest_ds *d, const char *name, char *out,
+                            size_t cap, struct kl_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    bool row = false;
+    int rc = first_row(impl, "SELECT version_hash FROM", d, "_dlt_version", NEWEST_SCHEMA, name,
+                       &st, &row, "read schema hash", err);
+
+    if (rc == KL_OK) {
+        const char *h = row ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        snprintf(out, cap, "%s", h != NULL ? h : "");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int lite_write_load(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
+                           const char *hash, int64_t now_ms, struct kl_err *err)
+{
+    char now[KL_FMT_MAX];
+    const char *texts[4] = {c->load_id, c->schema_name, now, hash};
+
+    iso_of(now_ms, now);
+    return run_on(impl, "INSERT INTO", d, "_dlt_loads",
+                  " (load_id, schema_name, status, inserted_at, schema_version_hash)"
+                  " VALUES (?1, ?2, 0, ?3, ?4)",
+                  4, texts, "write load", err);
 }
 
 /* ---- lifecycle ---- */
@@ -1390,22 +919,45 @@ static void lite_destroy(void *impl)
     free(l->ins);
     if (l->db != NULL)
         sqlite3_close(l->db);
-    kl_dest_ds_list_free(&l->ds);
+    kl_dest_ds_list_free(&l->base.ds);
     kl_buf_free(&l->sql);
     free(l->path);
     free(l);
 }
 
-static const struct kl_dest_ops LITE_OPS = {
-    .name = lite_name,
-    .ping = lite_ping,
-    .prepare = lite_prepare_op,
-    .load_schema = lite_load_schema,
-    .read_state = lite_read_state,
-    .delete_state = lite_delete_state,
-    .write_chunk = lite_write_chunk,
-    .complete_load = lite_complete_load,
+static const struct kl_dest_backend LITE_BACKEND = {
+    .name = "sqlite",
+    .destination_type = "dlt.destinations.sqlalchemy",
+    .dialect = KL_SQL_SQLITE,
+    .failed_commit_ends_tx = false,
+    .sort_streams = true,
+    .connect = lite_open,
+    .exec = lite_exec,
+    .drop = lite_drop,
     .destroy = lite_destroy,
+    .begin = lite_begin,
+    .lock_dataset = NULL, /* BEGIN IMMEDIATE */
+    .commit = lite_commit,
+    .rollback = lite_rollback,
+    .load_catalog = lite_load_catalog,
+    .create_dataset = NULL,
+    .lock_for_ddl = NULL,
+    .write_checkpoints = lite_write_checkpoints,
+    .store_version = lite_store_version,
+    .truncate_family = lite_truncate_family,
+    .lock_families = NULL,
+    .merge_delete = lite_merge_delete,
+    .write_rows = lite_insert_rows,
+    .write_dead_letters = lite_insert_dead_letters,
+    .read_schema = lite_read_schema,
+    .read_stream_rows = lite_read_stream_rows,
+    .delete_stream_rows = lite_delete_stream_rows,
+    .load_done = lite_load_done,
+    .write_run_time = lite_write_run_time,
+    .next_state_version = lite_next_state_version,
+    .write_state = lite_write_state,
+    .newest_hash = lite_newest_hash,
+    .write_load = lite_write_load,
 };
 
 struct kl_dest *kl_dest_sqlite_create(const char *path, const struct kl_dest_options *opts,
@@ -1423,89 +975,37 @@ struct kl_dest *kl_dest_sqlite_create(const char *path, const struct kl_dest_opt
         return NULL;
     }
     l = calloc(1, sizeof *l);
-    dest = calloc(1, sizeof *dest);
-    if (l == NULL || dest == NULL || (l->path = strdup(path)) == NULL) {
+    if (l == NULL || (l->path = strdup(path)) == NULL) {
         kl_err_set(err, KL_ERR_NOMEM, "sqlite destination");
         goto fail;
     }
+    l->base.be = &LITE_BACKEND;
+    l->base.impl = l;
     if (opts != NULL)
-        l->opt = *opts;
+        l->base.opt = *opts;
     else
-        kl_dest_options_init(&l->opt);
-    if (l->opt.busy_timeout_ms <= 0)
-        l->opt.busy_timeout_ms = 30000;
+        kl_dest_options_init(&l->base.opt);
+    if (l->base.opt.busy_timeout_ms <= 0)
+        l->base.opt.busy_timeout_ms = 30000;
     kl_buf_init(&l->sql, SQL_MAX);
     if (lite_open(l, err) != KL_OK)
         goto fail;
-    dest->ops = &LITE_OPS;
-    dest->impl = l;
-    return dest;
+    dest = kl_dest_conn_wrap(&l->base, err);
+    if (dest != NULL)
+        return dest;
 fail:
     lite_destroy(l);
-    free(dest);
     return NULL;
 }
-
-struct lite_factory {
-    char *path;
-    struct kl_dest_options opt;
-};
-
-static int litef_open(void *impl, struct kl_dest **out, struct kl_err *err)
-{
-    struct lite_factory *f = impl;
-    struct kl_dest *d = kl_dest_sqlite_create(f->path, &f->opt, err);
-    if (d == NULL)
-        return err != NULL ? (int)err->code : KL_ERR_IO;
-    *out = d;
-    return KL_OK;
-}
-
-static const char *litef_name(void *impl)
-{
-    (void)impl;
-    return DEST_NAME;
-}
-
-static void litef_destroy(void *impl)
-{
-    struct lite_factory *f = impl;
-    if (f == NULL)
-        return;
-    free(f->path);
-    free(f);
-}
-
-static const struct kl_dest_factory_ops LITE_FACTORY_OPS = {
-    .open = litef_open,
-    .name = litef_name,
-    .destroy = litef_destroy,
-};
 
 struct kl_dest_factory *kl_dest_sqlite_factory_create(const char *path,
                                                       const struct kl_dest_options *opts,
                                                       struct kl_err *err)
 {
-    struct kl_dest_factory *fac = calloc(1, sizeof *fac);
-    struct lite_factory *f = calloc(1, sizeof *f);
-
     if (path == NULL || path[0] == '\0') {
         kl_err_set(err, KL_ERR_INVALID, "sqlite: no database path");
-        goto fail;
+        return NULL;
     }
-    if (fac == NULL || f == NULL || (f->path = strdup(path)) == NULL) {
-        kl_err_set(err, KL_ERR_NOMEM, "sqlite factory");
-        goto fail;
-    }
-    if (opts != NULL)
-        f->opt = *opts;
-    else
-        kl_dest_options_init(&f->opt);
-    fac->ops = &LITE_FACTORY_OPS;
-    fac->impl = f;
-    return fac;
-fail:
-    litef_destroy(f);
-    free(fac);
-    return NULL;
+    return kl_dest_conn_factory_create(LITE_BACKEND.name, path, opts, kl_dest_sqlite_create, false,
+                                       err);
 }

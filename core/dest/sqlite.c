@@ -109,6 +109,67 @@ static int bind_i64(struct lite *l, sqlite3_stmt *st, int i, int64_t v, struct k
     return src == SQLITE_OK ? KL_OK : lite_fail(l, src, "bind", err);
 }
 
+/* A statement parameter: text (copied when bound), an integer, or bytes
+ * (bound in place: they must outlive the statement's step). NULL text or
+ * bytes bind SQL NULL. */
+struct lite_param {
+    enum { LP_TEXT, LP_INT, LP_BYTES } kind;
+    const char *text;
+    int64_t i;
+    const void *bytes;
+    size_t len;
+};
+
+static struct lite_param p_text(const char *text)
+{
+    struct lite_param p = {LP_TEXT, text, 0, NULL, 0};
+    return p;
+}
+
+static struct lite_param p_int(int64_t i)
+{
+    struct lite_param p = {LP_INT, NULL, i, NULL, 0};
+    return p;
+}
+
+/* A sub-sequence number: NULL when negative (the whole record). */
+static struct lite_param p_sub_sequence(int64_t i)
+{
+    return i >= 0 ? p_int(i) : p_text(NULL);
+}
+
+static struct lite_param p_bytes(const void *bytes, size_t len)
+{
+    struct lite_param p = {LP_BYTES, NULL, 0, bytes, len};
+    return p;
+}
+
+/* Binds p[0..n) to ?1..?n. */
+static int bind_all(struct lite *l, sqlite3_stmt *st, const struct lite_param *p, int n,
+                    struct kl_err *err)
+{
+    int rc = KL_OK;
+
+    for (int i = 0; rc == KL_OK && i < n; i++) {
+        int src;
+        switch (p[i].kind) {
+        case LP_INT:
+            rc = bind_i64(l, st, i + 1, p[i].i, err);
+            break;
+        case LP_BYTES:
+            src = p[i].bytes != NULL && p[i].len <= (size_t)0x7fffffff
+                      ? sqlite3_bind_blob(st, i + 1, p[i].len > 0 ? p[i].bytes : "", (int)p[i].len,
+                                          SQLITE_STATIC)
+                      : sqlite3_bind_null(st, i + 1);
+            rc = src == SQLITE_OK ? KL_OK : lite_fail(l, src, "bind", err);
+            break;
+        default:
+            rc = bind_text(l, st, i + 1, p[i].text, err);
+        }
+    }
+    return rc;
+}
+
 /* Steps a statement that returns no rows (or ignores them) to its end. */
 static int step_done(struct lite *l, sqlite3_stmt *st, const char *what, struct kl_err *err)
 {
@@ -279,6 +340,23 @@ static int prep_on(struct lite *l, const char *prefix, const char *dataset, cons
     return rc;
 }
 
+/* Prepares "<prefix><dataset.table><suffix>", binds p[0..n) and steps the
+ * statement to its end. */
+static int run_on(struct lite *l, const char *prefix, const struct kl_dest_ds *d, const char *table,
+                  const char *suffix, int n, const struct lite_param *p, const char *what,
+                  struct kl_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prep_on(l, prefix, d->name, table, suffix, &st, what, err);
+
+    if (rc == KL_OK)
+        rc = bind_all(l, st, p, n, err);
+    if (rc == KL_OK)
+        rc = step_done(l, st, what, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* ---- a chunk ---- */
 
 static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
@@ -310,22 +388,17 @@ static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
             break;
         }
         sqlite3_reset(st);
-        rc = bind_text(l, st, 1, w->pipeline_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 2, w->stream_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 3, cp->shard_id, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 4, cp->sequence, err);
-        if (rc == KL_OK)
-            rc = cp->sub_sequence >= 0 ? bind_i64(l, st, 5, cp->sub_sequence, err)
-                                       : bind_text(l, st, 5, NULL, err);
-        if (rc == KL_OK)
-            rc = bind_i64(l, st, 6, cp->fencing_token, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 7, w->load_id, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 8, now, err);
+        {
+            const struct lite_param p[8] = {p_text(w->pipeline_name),
+                                            p_text(w->stream_name),
+                                            p_text(cp->shard_id),
+                                            p_text(cp->sequence),
+                                            p_sub_sequence(cp->sub_sequence),
+                                            p_int(cp->fencing_token),
+                                            p_text(w->load_id),
+                                            p_text(now)};
+            rc = bind_all(l, st, p, 8, err);
+        }
         if (rc != KL_OK)
             break;
         src = sqlite3_step(st);
@@ -353,7 +426,6 @@ static int lite_store_version(void *impl, const struct kl_dest_ds *d,
     const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
     int64_t engine = cJSON_IsNumber(ev) ? (int64_t)ev->valuedouble : 10;
     char now[KL_FMT_MAX];
-    sqlite3_stmt *st = NULL;
     struct kl_buf tail;
     int rc;
 
@@ -369,24 +441,13 @@ static int lite_store_version(void *impl, const struct kl_dest_ds *d,
         rc = kl_sql_table_ref(&tail, KL_SQL_SQLITE, d->name, "_dlt_version", err);
     if (rc == KL_OK)
         rc = kl_buf_append_str(&tail, " WHERE schema_name = ?4 AND version_hash = ?5)", err);
-    if (rc == KL_OK)
-        rc = prep_on(l, "INSERT INTO", d->name, "_dlt_version", tail.data, &st,
-                     "store schema version", err);
-    if (rc == KL_OK)
-        rc = bind_i64(l, st, 1, s->version, err);
-    if (rc == KL_OK)
-        rc = bind_i64(l, st, 2, engine, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 3, now, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 4, s->name, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 5, w->schema_hash, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 6, w->schema_json, err);
-    if (rc == KL_OK)
-        rc = step_done(l, st, "store schema version", err);
-    sqlite3_finalize(st);
+    if (rc == KL_OK) {
+        const struct lite_param p[6] = {
+            p_int(s->version), p_int(engine),          p_text(now),
+            p_text(s->name),   p_text(w->schema_hash), p_text(w->schema_json)};
+        rc = run_on(l, "INSERT INTO", d, "_dlt_version", tail.data, 6, p, "store schema version",
+                    err);
+    }
     kl_buf_free(&tail);
     return rc;
 }
@@ -407,12 +468,10 @@ static int lite_truncate_family(void *impl, const struct kl_dest_ds *d, const ch
                  " (load_id, table_name, truncated_at) VALUES (?1, ?2, ?3)"
                  " ON CONFLICT DO NOTHING RETURNING 1",
                  &st, "replace marker", err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 1, load_id, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 2, root, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 3, now, err);
+    if (rc == KL_OK) {
+        const struct lite_param p[3] = {p_text(load_id), p_text(root), p_text(now)};
+        rc = bind_all(l, st, p, 3, err);
+    }
     if (rc == KL_OK) {
         src = sqlite3_step(st);
         if (src == SQLITE_ROW) {
@@ -593,7 +652,7 @@ static int lite_insert_dead_letters(void *impl, const struct kl_dest_ds *d,
     struct lite *l = impl;
     const struct kl_row_batch *b = w->batch;
     sqlite3_stmt *st = NULL;
-    char now[KL_FMT_MAX], arrival[KL_FMT_MAX];
+    char now[KL_FMT_MAX];
     int rc;
 
     now_iso(l, now);
@@ -604,35 +663,21 @@ static int lite_insert_dead_letters(void *impl, const struct kl_dest_ds *d,
                 &st, "dead letters", err);
     for (size_t i = 0; rc == KL_OK && i < b->n_dead_letters; i++) {
         const struct kl_dead_letter *dl = &b->dead_letters[i];
-        int src;
-        sqlite3_reset(st);
-        rc = bind_text(l, st, 1, w->load_id, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 2, w->pipeline_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 3, w->stream_name, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 4, dl->shard_id != NULL ? dl->shard_id : "", err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 5, dl->sequence != NULL ? dl->sequence : "", err);
-        if (rc == KL_OK)
-            rc = dl->sub_sequence >= 0 ? bind_i64(l, st, 6, dl->sub_sequence, err)
-                                       : bind_text(l, st, 6, NULL, err);
-        if (rc == KL_OK) {
-            src = dl->data != NULL && dl->data_len <= (size_t)0x7fffffff
-                      ? sqlite3_bind_blob(st, 7, dl->data_len > 0 ? (const void *)dl->data : "",
-                                          (int)dl->data_len, SQLITE_STATIC)
-                      : sqlite3_bind_null(st, 7);
-            if (src != SQLITE_OK)
-                rc = lite_fail(l, src, "bind", err);
-        }
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 8, dl->error != NULL ? dl->error : "", err);
+        char arrival[KL_FMT_MAX];
         iso_of(dl->arrival_ms, arrival);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 9, arrival, err);
-        if (rc == KL_OK)
-            rc = bind_text(l, st, 10, now, err);
+        const struct lite_param p[10] = {p_text(w->load_id),
+                                         p_text(w->pipeline_name),
+                                         p_text(w->stream_name),
+                                         p_text(dl->shard_id != NULL ? dl->shard_id : ""),
+                                         p_text(dl->sequence != NULL ? dl->sequence : ""),
+                                         p_sub_sequence(dl->sub_sequence),
+                                         p_bytes(dl->data, dl->data_len),
+                                         p_text(dl->error != NULL ? dl->error : ""),
+                                         p_text(arrival),
+                                         p_text(now)};
+
+        sqlite3_reset(st);
+        rc = bind_all(l, st, p, 10, err);
         if (rc == KL_OK)
             rc = step_done(l, st, "dead letters", err);
     }
@@ -643,23 +688,6 @@ static int lite_insert_dead_letters(void *impl, const struct kl_dest_ds *d,
 /* ---- state and the end of a load ---- */
 
 #define NEWEST_SCHEMA " WHERE schema_name = ?1 ORDER BY \"version\" DESC, inserted_at DESC LIMIT 1"
-
-/* Prepares "<prefix><dataset.table><suffix>", binds `texts` to ?1..?n (NULL
- * binds NULL) and steps the statement to its end. */
-static int run_on(struct lite *l, const char *prefix, const struct kl_dest_ds *d, const char *table,
-                  const char *suffix, int n, const char *const *texts, const char *what,
-                  struct kl_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = prep_on(l, prefix, d->name, table, suffix, &st, what, err);
-
-    for (int i = 0; rc == KL_OK && i < n; i++)
-        rc = bind_text(l, st, i + 1, texts[i], err);
-    if (rc == KL_OK)
-        rc = step_done(l, st, what, err);
-    sqlite3_finalize(st);
-    return rc;
-}
 
 /* Prepares "<prefix><dataset.table><suffix>" with ?1 = `arg` and steps it
  * once. On success *row tells whether it returned a row, which the caller
@@ -712,6 +740,7 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
                                  struct kl_dest_stream_row **out, size_t *n_out, struct kl_err *err)
 {
     struct lite *l = impl;
+    const struct lite_param keys[2] = {p_text(pipeline), p_text(stream)};
     struct kl_dest_stream_row *rows = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *st = NULL;
@@ -725,9 +754,7 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
                                 : " WHERE pipeline_name = ?1 ORDER BY stream_name, shard_id",
                  &st, "read checkpoints", err);
     if (rc == KL_OK)
-        rc = bind_text(l, st, 1, pipeline, err);
-    if (rc == KL_OK && stream != NULL)
-        rc = bind_text(l, st, 2, stream, err);
+        rc = bind_all(l, st, keys, stream != NULL ? 2 : 1, err);
     for (int pass = 0; rc == KL_OK && pass < (with_runs ? 2 : 1); pass++) {
         if (pass == 1) {
             sqlite3_finalize(st);
@@ -737,9 +764,7 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
                                         : " WHERE pipeline_name = ?1",
                          &st, "read run times", err);
             if (rc == KL_OK)
-                rc = bind_text(l, st, 1, pipeline, err);
-            if (rc == KL_OK && stream != NULL)
-                rc = bind_text(l, st, 2, stream, err);
+                rc = bind_all(l, st, keys, stream != NULL ? 2 : 1, err);
         }
         while (rc == KL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
             struct kl_dest_stream_row *r;
@@ -792,9 +817,9 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
 static int lite_delete_stream_rows(void *impl, const struct kl_dest_ds *d, const char *table,
                                    const char *pipeline, const char *stream, struct kl_err *err)
 {
-    const char *texts[2] = {pipeline, stream};
+    const struct lite_param p[2] = {p_text(pipeline), p_text(stream)};
     return run_on(impl, "DELETE FROM", d, table, " WHERE pipeline_name = ?1 AND stream_name = ?2",
-                  2, texts, "delete state", err);
+                  2, p, "delete state", err);
 }
 
 static int lite_load_done(void *impl, const struct kl_dest_ds *d, const char *load_id, bool *done,
@@ -812,7 +837,8 @@ static int lite_write_run_time(void *impl, const struct kl_dest_ds *d,
                                const struct kl_load_complete *c, int64_t now_ms, struct kl_err *err)
 {
     char ts[KL_FMT_MAX], now[KL_FMT_MAX];
-    const char *texts[5] = {c->pipeline_name, c->stream_name, ts, c->load_id, now};
+    const struct lite_param p[5] = {p_text(c->pipeline_name), p_text(c->stream_name), p_text(ts),
+                                    p_text(c->load_id), p_text(now)};
 
     iso_of(c->next_run_ms, ts);
     iso_of(now_ms, now);
@@ -821,7 +847,7 @@ static int lite_write_run_time(void *impl, const struct kl_dest_ds *d,
                   " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline_name, stream_name)"
                   " DO UPDATE SET last_run_at = excluded.last_run_at,"
                   " load_id = excluded.load_id, updated_at = excluded.updated_at",
-                  5, texts, "write run time", err);
+                  5, p, "write run time", err);
 }
 
 static int lite_next_state_version(void *impl, const struct kl_dest_ds *d, const char *pipeline,
@@ -845,37 +871,22 @@ static int lite_write_state(void *impl, const struct kl_dest_ds *d,
                             const struct kl_load_complete *c, const struct kl_state_doc *doc,
                             int64_t version, int64_t now_ms, struct kl_err *err)
 {
-    struct lite *l = impl;
-    sqlite3_stmt *st = NULL;
     char now[KL_FMT_MAX];
-    int rc;
+    const struct lite_param p[8] = {p_int(version),
+                                    p_int(KL_STATE_ENGINE_VERSION),
+                                    p_text(c->pipeline_name),
+                                    p_text(doc->state),
+                                    p_text(now),
+                                    p_text(doc->version_hash),
+                                    p_text(c->load_id),
+                                    p_text(doc->row_id)};
 
     iso_of(now_ms, now);
-    rc = prep_on(l, "INSERT INTO", d->name, "_dlt_pipeline_state",
-                 " (\"version\", engine_version, pipeline_name, state, created_at,"
-                 " version_hash, _dlt_load_id, _dlt_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                 " ?8)",
-                 &st, "write pipeline state", err);
-    if (rc == KL_OK)
-        rc = bind_i64(l, st, 1, version, err);
-    if (rc == KL_OK)
-        rc = bind_i64(l, st, 2, KL_STATE_ENGINE_VERSION, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 3, c->pipeline_name, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 4, doc->state, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 5, now, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 6, doc->version_hash, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 7, c->load_id, err);
-    if (rc == KL_OK)
-        rc = bind_text(l, st, 8, doc->row_id, err);
-    if (rc == KL_OK)
-        rc = step_done(l, st, "write pipeline state", err);
-    sqlite3_finalize(st);
-    return rc;
+    return run_on(impl, "INSERT INTO", d, "_dlt_pipeline_state",
+                  " (\"version\", engine_version, pipeline_name, state, created_at,"
+                  " version_hash, _dlt_load_id, _dlt_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                  " ?8)",
+                  8, p, "write pipeline state", err);
 }
 
 static int lite_newest_hash(void *impl, const struct kl_dest_ds *d, const char *name, char *out,
@@ -898,13 +909,14 @@ static int lite_write_load(void *impl, const struct kl_dest_ds *d, const struct 
                            const char *hash, int64_t now_ms, struct kl_err *err)
 {
     char now[KL_FMT_MAX];
-    const char *texts[4] = {c->load_id, c->schema_name, now, hash};
+    const struct lite_param p[4] = {p_text(c->load_id), p_text(c->schema_name), p_text(now),
+                                    p_text(hash)};
 
     iso_of(now_ms, now);
     return run_on(impl, "INSERT INTO", d, "_dlt_loads",
                   " (load_id, schema_name, status, inserted_at, schema_version_hash)"
                   " VALUES (?1, ?2, 0, ?3, ?4)",
-                  4, texts, "write load", err);
+                  4, p, "write load", err);
 }
 
 /* ---- lifecycle ---- */

@@ -382,6 +382,21 @@ static struct kl_chunk_write chunk_of(const char *load_id, enum kl_write_disposi
     return w;
 }
 
+/* A stand-in for the schema as dlt stores it, one per schema version. */
+struct schema_text {
+    char json[64];
+    char hash[32];
+};
+
+/* Gives the chunk x's schema text and hash (kept in `t`). */
+static void with_schema_text(struct kl_chunk_write *w, const struct ts *x, struct schema_text *t)
+{
+    snprintf(t->json, sizeof t->json, "{\"version\":%lld}", (long long)x->s.version);
+    snprintf(t->hash, sizeof t->hash, "h%lld", (long long)x->s.version);
+    w->schema_json = t->json;
+    w->schema_hash = t->hash;
+}
+
 /* The next message to read for `shard`, from the destination's checkpoint. */
 static long resume_from(struct kl_dest *d, const char *ds, const char *shard)
 {
@@ -434,6 +449,16 @@ static struct kl_dest *open_default(void)
 {
     struct kl_dest_options o;
     kl_dest_options_init(&o);
+    return BACKEND.open(&o);
+}
+
+/* A connection whose write_chunk calls `hook` after each step. */
+static struct kl_dest *open_hooked(bool (*hook)(void *ctx, enum kl_dest_step step), void *ctx)
+{
+    struct kl_dest_options o;
+    kl_dest_options_init(&o);
+    o.crash_after = hook;
+    o.crash_ctx = ctx;
     return BACKEND.open(&o);
 }
 
@@ -1052,7 +1077,6 @@ static void crash_run(enum kl_dest_step step, int occurrence, enum kl_write_disp
     char ds[64];
     struct ts x;
     struct crash_plan plan = {step, occurrence, 0, false};
-    struct kl_dest_options o;
     struct kl_dest *d;
     struct kl_err err = {0};
     size_t root, tags, extra = 0;
@@ -1061,10 +1085,7 @@ static void crash_run(enum kl_dest_step step, int occurrence, enum kl_write_disp
     const long total = 40, chunk = 10;
 
     snprintf(ds, sizeof ds, "%s", ds0);
-    kl_dest_options_init(&o);
-    o.crash_after = crash_hook;
-    o.crash_ctx = &plan;
-    d = BACKEND.open(&o);
+    d = open_hooked(crash_hook, &plan);
     ts_init(&x);
     root = ts_root(&x, "events");
     tags = ts_child(&x, "events__tags", "events");
@@ -1073,7 +1094,7 @@ static void crash_run(enum kl_dest_step step, int occurrence, enum kl_write_disp
         struct tb b;
         struct kl_checkpoint cp;
         struct kl_chunk_write w;
-        char json[128], hash[32];
+        struct schema_text text;
         int rc;
 
         if (next >= 10 && extra == 0)
@@ -1089,10 +1110,7 @@ static void crash_run(enum kl_dest_step step, int occurrence, enum kl_write_disp
         add_dead_letter(&b, "s0", end - 1, "bad");
         checkpoint_of(&cp, "s0", end - 1, 1);
         w = chunk_of("L", disp, &b, &cp);
-        snprintf(json, sizeof json, "{\"version\":%lld}", (long long)x.s.version);
-        snprintf(hash, sizeof hash, "h%lld", (long long)x.s.version);
-        w.schema_json = json;
-        w.schema_hash = hash;
+        with_schema_text(&w, &x, &text);
         rc = kl_dest_write_chunk(d, ds, &w, NULL, &err);
         tb_free(&b);
         if (++attempts > 20)
@@ -1515,7 +1533,7 @@ static struct kl_chunk_result logged_chunk(struct kl_dest *d, struct step_log *l
     struct kl_chunk_write w;
     struct kl_chunk_result res;
     struct kl_err err = {0};
-    char json[64], hash[32];
+    struct schema_text text;
 
     tb_init(&b, x);
     for (long i = from; i < to; i++)
@@ -1524,10 +1542,7 @@ static struct kl_chunk_result logged_chunk(struct kl_dest *d, struct step_log *l
         add_dead_letter(&b, "s0", to - 1, "bad");
     checkpoint_of(&cp, "s0", to - 1, 1);
     w = chunk_of(load_id, disp, from < to ? &b : NULL, &cp);
-    snprintf(json, sizeof json, "{\"version\":%lld}", (long long)x->s.version);
-    snprintf(hash, sizeof hash, "h%lld", (long long)x->s.version);
-    w.schema_json = json;
-    w.schema_hash = hash;
+    with_schema_text(&w, x, &text);
     memset(&res, 0xff, sizeof res);
     log->text[0] = '\0';
     if (kl_dest_write_chunk(d, ds, &w, &res, &err) != KL_OK)
@@ -1549,17 +1564,13 @@ static void test_step_order(void **state)
     char ds[64];
     struct ts x;
     struct step_log log = {""};
-    struct kl_dest_options o;
     struct kl_dest *d;
     struct kl_chunk_result r;
     size_t root, tags;
     (void)state;
 
     snprintf(ds, sizeof ds, "%s", ds0);
-    kl_dest_options_init(&o);
-    o.crash_after = log_hook;
-    o.crash_ctx = &log;
-    d = BACKEND.open(&o);
+    d = open_hooked(log_hook, &log);
     ts_init(&x);
     root = ts_root(&x, "events");
     tags = ts_child(&x, "events__tags", "events");

@@ -686,25 +686,36 @@ static void test_state_doc(void **state)
     kl_state_doc_free(&doc2);
 }
 
+/* A checkpoint row (shard given) or a run-time row (shard NULL). */
+static void stream_row(struct kl_dest_stream_row *r, const char *stream, const char *shard,
+                       int64_t last_run_ms)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->stream, sizeof r->stream, "%s", stream);
+    if (shard != NULL) {
+        snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
+    } else {
+        r->has_last_run = true;
+        r->last_run_ms = last_run_ms;
+    }
+}
+
+/* Sorted: streams and their shards in strcmp order (SQLite). As read:
+ * streams in the order rows come (Postgres reads them ordered by its
+ * collation), a run time joining its stream wherever that stands. */
 static void test_group_streams(void **state)
 {
-    struct kl_dest_stream_row rows[4];
+    struct kl_dest_stream_row rows[5];
     struct kl_state_stream *streams = NULL;
     struct kl_checkpoint *cps = NULL;
     size_t n = 0;
     struct kl_err err = {0};
     (void)state;
 
-    memset(rows, 0, sizeof rows);
-    snprintf(rows[0].stream, sizeof rows[0].stream, "b");
-    snprintf(rows[0].cp.shard_id, sizeof rows[0].cp.shard_id, "s2");
-    snprintf(rows[1].stream, sizeof rows[1].stream, "a");
-    snprintf(rows[1].cp.shard_id, sizeof rows[1].cp.shard_id, "s1");
-    snprintf(rows[2].stream, sizeof rows[2].stream, "b");
-    snprintf(rows[2].cp.shard_id, sizeof rows[2].cp.shard_id, "s1");
-    snprintf(rows[3].stream, sizeof rows[3].stream, "c"); /* a run time only */
-    rows[3].has_last_run = true;
-    rows[3].last_run_ms = 5;
+    stream_row(&rows[0], "b", "s2", 0);
+    stream_row(&rows[1], "a", "s1", 0);
+    stream_row(&rows[2], "b", "s1", 0);
+    stream_row(&rows[3], "c", NULL, 5); /* a run time only */
     assert_int_equal(kl_dest_group_streams(rows, 4, true, &streams, &n, &cps, &err), KL_OK);
     assert_int_equal(n, 3);
     assert_string_equal(streams[0].stream_name, "a");
@@ -718,32 +729,12 @@ static void test_group_streams(void **state)
     assert_true(streams[2].has_last_run);
     free(streams);
     free(cps);
-}
 
-/* Unsorted: streams in the order rows come (Postgres reads them ordered by
- * its collation); a run time joins its stream wherever that stands. */
-static void test_group_streams_as_read(void **state)
-{
-    struct kl_dest_stream_row rows[5];
-    struct kl_state_stream *streams = NULL;
-    struct kl_checkpoint *cps = NULL;
-    size_t n = 0;
-    struct kl_err err = {0};
-    (void)state;
-
-    memset(rows, 0, sizeof rows);
-    snprintf(rows[0].stream, sizeof rows[0].stream, "b");
-    snprintf(rows[0].cp.shard_id, sizeof rows[0].cp.shard_id, "s2");
-    snprintf(rows[1].stream, sizeof rows[1].stream, "b");
-    snprintf(rows[1].cp.shard_id, sizeof rows[1].cp.shard_id, "s1");
-    snprintf(rows[2].stream, sizeof rows[2].stream, "c");
-    snprintf(rows[2].cp.shard_id, sizeof rows[2].cp.shard_id, "s1");
-    snprintf(rows[3].stream, sizeof rows[3].stream, "a"); /* a run time only */
-    rows[3].has_last_run = true;
-    rows[3].last_run_ms = 5;
-    snprintf(rows[4].stream, sizeof rows[4].stream, "b");
-    rows[4].has_last_run = true;
-    rows[4].last_run_ms = 7;
+    stream_row(&rows[0], "b", "s2", 0);
+    stream_row(&rows[1], "b", "s1", 0);
+    stream_row(&rows[2], "c", "s1", 0);
+    stream_row(&rows[3], "a", NULL, 5);
+    stream_row(&rows[4], "b", NULL, 7);
     assert_int_equal(kl_dest_group_streams(rows, 5, false, &streams, &n, &cps, &err), KL_OK);
     assert_int_equal(n, 3);
     assert_string_equal(streams[0].stream_name, "b");
@@ -794,7 +785,7 @@ int main(void)
         cmocka_unit_test(test_zlib_stored),
         cmocka_unit_test(test_state_doc),
         cmocka_unit_test(test_group_streams),
-        cmocka_unit_test(test_group_streams_as_read),
+
         cmocka_unit_test(test_dispositions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

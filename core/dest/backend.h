@@ -24,8 +24,9 @@ struct kl_state_doc;
  * primitive returns KL_OK or an error code with `err` filled as dest.h
  * describes (a lost connection, a busy database or a table dropped behind
  * the cache is KL_ERR_UNAVAILABLE, and the backend then forgets its dataset
- * caches). Unless it says otherwise a primitive runs inside a transaction
- * the caller opened with begin, on a dataset `d` that is prepared.
+ * caches). `d` is a prepared dataset. The chunk and load primitives run
+ * inside a transaction the caller opened with begin; the reads run inside
+ * one or on their own.
  */
 struct kl_dest_backend {
     const char *name;             /* "postgres", "sqlite" */
@@ -59,7 +60,7 @@ struct kl_dest_backend {
 
     /* ---- dataset and DDL ---- */
     /* Reads the dataset's tables, columns and indexes into d->cat and
-     * d->indexes, and forgets d->checked_schema. In a transaction or not. */
+     * d->indexes, and forgets d->checked_schema. `d` may be unprepared. */
     int (*load_catalog)(void *impl, struct kl_dest_ds *d, struct kl_err *err);
     /* Creates the dataset itself before its system tables. NULL: a dataset
      * is only its tables. */

@@ -23,6 +23,7 @@ struct server {
 };
 
 static struct kl_http *http;
+static const char *shared_redis; /* REDIS_URL for replicas sharing state, or NULL */
 static char stream[96], dataset[64], access_key[64];
 
 static void server_start(struct server *s, int port, const char *token, const char *kinesis_env)
@@ -40,6 +41,10 @@ static void server_start(struct server *s, int port, const char *token, const ch
         setenv("AWS_SECRET_ACCESS_KEY", kl_test_require_env("KL_TEST_PROXY_SECRET"), 1);
         setenv("AWS_REGION", "us-east-1", 1);
         setenv("KL_WORKERS", "1", 1);
+        if (shared_redis != NULL) {
+            setenv("REDIS_URL", shared_redis, 1);
+            setenv("KL_LEASE_TTL_S", "5", 1);
+        }
         setenv("KL_LOG_LEVEL", "warn", 1);
         if (token != NULL)
             setenv("KL_API_TOKEN", token, 1);
@@ -257,6 +262,69 @@ static void loads_over_http(void **state)
     server_stop(&s);
 }
 
+/* Two replicas share Redis and Postgres; one is killed with SIGKILL while it
+ * loads; the other takes its work over after the lease and finishes the job;
+ * Postgres holds every message exactly once. */
+static void a_killed_replica_loses_and_repeats_nothing(void **state)
+{
+    struct server a, b;
+    char body[512], path[160], loc[128], rule[256], table[96], prefix[64];
+    cJSON *job;
+    int status;
+    (void)state;
+
+    snprintf(prefix, sizeof prefix, "%s", kl_test_require_env("KL_TEST_REDIS_URL"));
+    shared_redis = prefix;
+    server_start(&a, 20000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
+    server_start(&b, 21000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
+    snprintf(table, sizeof table, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    /* slow reads, so the job is still running when replica A dies */
+    snprintf(rule, sizeof rule,
+             "{\"access_key\":\"%s\",\"fault\":\"slow\",\"every\":1,\"delay_ms\":150,"
+             "\"target\":\"GetRecords\"}",
+             access_key);
+    proxy_faults(rule);
+    put(750, 600);
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s_r\",\"pipeline_name\":\"replicas\","
+             "\"initial_at_timestamp\":null,\"milliseconds_behind_latest\":0,\"chunk_size\":40}",
+             dataset);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    assert_int_equal(call(&a, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    /* both replicas answer for the job */
+    usleep(1500000);
+    assert_int_equal(call(&b, "GET", loc, NULL, NULL, NULL, NULL, 0), 200);
+    kill(a.pid, SIGKILL);
+    waitpid(a.pid, &status, 0);
+    job = poll(&b, loc);
+    if (strcmp(status_of(job), "succeeded") != 0) {
+        char *text = cJSON_Print(job);
+        fail_msg("the job did not survive a killed replica: %s", text);
+    }
+    cJSON_Delete(job);
+    proxy_faults(NULL);
+    server_stop(&b);
+    shared_redis = NULL;
+    {
+        char sql[256];
+        PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
+        PGresult *r;
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"%s_r\".\"%s\"",
+                 dataset, table);
+        r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        /* a fresh pipeline and dataset: all 1350 messages of the stream, each once */
+        assert_int_equal(atoll(PQgetvalue(r, 0, 1)), 1350);
+        assert_int_equal(atoll(PQgetvalue(r, 0, 0)), 1350);
+        PQclear(r);
+        PQfinish(c);
+    }
+}
+
 static void bearer_token_auth(void **state)
 {
     struct server s;
@@ -301,6 +369,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(loads_over_http),
+        cmocka_unit_test(a_killed_replica_loses_and_repeats_nothing),
         cmocka_unit_test(bearer_token_auth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -56,6 +56,9 @@ failed=()
 step "signature proxy tests (node --test)"
 node --test tests/proxy/ || failed+=("proxy tests")
 
+step "openapi.yaml lint (@redocly/cli, settings in redocly.yaml)"
+NODE_NO_WARNINGS=1 tests/node_modules/.bin/redocly lint openapi.yaml || failed+=("openapi lint")
+
 step "ctest build/"
 ctest --test-dir build --output-on-failure "${ctest_args[@]}" || failed+=("ctest build/")
 

@@ -153,9 +153,9 @@ static void parse_initial(const cJSON *v, const char *name, struct kl_load_param
         }
     } else if (cJSON_IsString(v) && v->valuestring != NULL) {
         size_t len = strlen(v->valuestring);
-        if (len == 0 || len >= sizeof p->initial_text) {
-            kl_field_errors_add(fe, name, "must be a timestamp of 1 to %zu characters",
-                                sizeof p->initial_text - 1);
+        if (len == 0 || len > KL_TIMESTAMP_TEXT_MAX) {
+            kl_field_errors_add(fe, name, "must be a timestamp of 1 to %d characters",
+                                KL_TIMESTAMP_TEXT_MAX);
             return;
         }
         if (kl_parse_timestamp(v->valuestring, &ms, &err) != KL_OK) {

@@ -15,6 +15,7 @@
 #include "core/normalize/rows.h"
 
 #define KL_PIPELINE_NAME_MAX 65 /* 1..64 of [a-zA-Z0-9_.-] */
+#define KL_TIMESTAMP_TEXT_MAX 64 /* initial_at_timestamp as a string (openapi.yaml) */
 
 struct kl_err;
 
@@ -26,7 +27,7 @@ struct kl_load_params {
     /* initial_at_timestamp: kind TRIM_HORIZON for null, LATEST for 0 (the
      * default), AT_TIMESTAMP otherwise; the text as given, for the job document */
     struct kl_initial_position initial;
-    char initial_text[64]; /* "null", "0", or the number / string given */
+    char initial_text[KL_TIMESTAMP_TEXT_MAX + 1]; /* "null", "0", or the value given */
     int64_t max_messages;  /* -1 = no budget (null) */
     int64_t millis_behind_latest; /* default 1000 */
     bool parse_json;              /* default true */

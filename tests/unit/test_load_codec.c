@@ -198,7 +198,7 @@ static const struct bad_case bad_cases[] = {
     {"s", "{\"initial_at_timestamp\":\"-5\"}", "initial_at_timestamp", "ISO-8601"},
     {"s",
      "{\"initial_at_timestamp\":\"2024-05-01T00:00:"
-     "00Zxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+     "00Zxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}", /* 65 characters */
      "initial_at_timestamp", "1 to 64 characters"},
     /* the stream of the path */
     {"", "{}", "stream", "1 to 128 characters"},

@@ -1,5 +1,5 @@
 /*
- * Benchmark: Kinesis messages of the DESIGN corpus shape (a nested object and
+ * Benchmark: Kinesis messages of the usual corpus shape (a nested object and
  * a small list) normalised and loaded into Postgres through the normaliser and
  * the Postgres destination, chunk by chunk with checkpoints, exactly as a job
  * writes them; then the identical rows (exported from the first load) loaded
@@ -73,7 +73,7 @@ static void die(const char *what, const char *msg)
     exit(1);
 }
 
-/* Message i: the shape DESIGN.md describes: nested object and a small list. */
+/* Message i: a nested object and a small list. */
 static size_t make_message(long i, char *buf, size_t cap)
 {
     static const char *const events[] = {"click", "view", "purchase", "signup"};
@@ -411,7 +411,7 @@ int main(void)
     if (mkdtemp(dir) == NULL)
         die("mkdtemp", strerror(errno));
 
-    printf("bench_dest: %ld messages of the DESIGN shape (nested object + 3-element list), "
+    printf("bench_dest: %ld messages (nested object + 3-element list), "
            "%d shards, chunks of %ld per shard, %s, into Postgres\n",
            messages, SHARDS, chunk, kl_write_disposition_name(wd));
     printf("normaliser + destination, a worker (thread, connection) per shard, one transaction "

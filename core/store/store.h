@@ -4,7 +4,7 @@
  * checkpoints and run times. Backends: Redis (core/store/redis.h) for several
  * replicas, in-process (core/store/memory.h) for one. Not here: the data
  * itself or the truth about positions (the destination holds both, see
- * DESIGN §4), nor how a job is planned or run (core/load).
+ * the README's "exactly once"), nor how a job is planned or run (core/load).
  *
  * Threads: a `struct kl_store` is thread-safe; workers and HTTP handlers
  * share one. A blocking kl_store_task_take does not hold up other threads.

@@ -1,5 +1,5 @@
 /*
- * `_kinesis_msg_id`: the check values of DESIGN.md §2 (computed with Python's
+ * `_kinesis_msg_id`: the project's published check values (computed with Python's
  * hashlib.shake_128 as dlt does), and the KPL sub-record form.
  */
 #include "tests/support/test_support.h"

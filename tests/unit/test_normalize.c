@@ -370,7 +370,7 @@ static void follows_dlt_rules(void **state)
     }
 }
 
-/* _dlt_id: the root's is digest128(_kinesis_msg_id, 10 bytes) (DESIGN §3);
+/* _dlt_id: the root's is digest128(_kinesis_msg_id, 10 bytes) (the project's rule);
  * a child's is digest128(f"{parent_id}_{table}_{idx}", 10) as dlt's
  * get_nested_row_hash; values computed with Python's hashlib.shake_128. */
 static void row_ids_are_deterministic(void **state)

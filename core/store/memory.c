@@ -326,7 +326,8 @@ static int impl_job_list(void *impl, const struct kl_store_job_filter *f,
     if ((rc = lock(m, err)) != KL_OK)
         return rc;
     purge(m);
-    qsort(m->jobs, m->n_jobs, sizeof(struct mjob *), cmp_job_desc);
+    if (m->n_jobs > 1)
+        qsort(m->jobs, m->n_jobs, sizeof(struct mjob *), cmp_job_desc);
     page.jobs = calloc((size_t)f->limit, sizeof *page.jobs);
     if (page.jobs == NULL) {
         rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");

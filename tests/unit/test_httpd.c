@@ -233,6 +233,9 @@ static bool is_hex_id(const char *s)
 
 /* ---- recording for the contract check ---- */
 
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Called from concurrent request threads too: the array is shared. */
 static void record(const char *method, const char *url, const struct reply *r)
 {
     cJSON *e, *h;
@@ -240,8 +243,6 @@ static void record(const char *method, const char *url, const struct reply *r)
     static const char *const names[] = {"Content-Type",     "Location", "Retry-After",
                                         "WWW-Authenticate", "Allow",    "X-Request-Id"};
 
-    if (exchanges == NULL)
-        exchanges = cJSON_CreateArray();
     path = path != NULL ? strchr(path + 3, '/') : url;
     e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "method", method);
@@ -256,7 +257,11 @@ static void record(const char *method, const char *url, const struct reply *r)
     if (r->json != NULL)
         cJSON_AddItemToObject(e, "json", cJSON_Duplicate(r->json, true));
     cJSON_AddNumberToObject(e, "body_length", (double)r->len);
+    pthread_mutex_lock(&record_lock);
+    if (exchanges == NULL)
+        exchanges = cJSON_CreateArray();
     cJSON_AddItemToArray(exchanges, e);
+    pthread_mutex_unlock(&record_lock);
 }
 
 /* ---- tests ---- */

@@ -107,6 +107,8 @@ function valuesArgs(sets) {
     for (const s of sets) {
         if (s.endsWith('.yaml'))
             args.push('-f', path.join(VALUES_DIR, s));
+        else if (s.startsWith('string:'))
+            args.push('--set-string', s.slice('string:'.length));
         else
             args.push('--set', s);
     }
@@ -559,12 +561,25 @@ describe('combinations that cannot work fail to render', () => {
         'database.existingSecret=db'], /cronJob\.loads is empty/));
     test('a scheduled load without a stream', () => renderFails(['cronJob.enabled=true',
         'database.existingSecret=db', 'cronJob.loads[0].schedule=@daily'],
-    /cronJob\.loads\[0\]: stream is required/));
+    /stream is required/));
     test('two scheduled loads with one name', () => renderFails(['cronJob.enabled=true',
         'database.existingSecret=db', 'cronJob.loads[0].stream=a_b', 'cronJob.loads[1].stream=a.b'],
     /already taken/));
     test('a relative SQLite path', () => renderFails(['sqlite.path=kinesis-loader.db'],
         /sqlite\.path=kinesis-loader\.db: expected an absolute path/));
+});
+
+describe('values.schema.json refuses values of the wrong shape', () => {
+    test('a misspelt top-level value', () => renderFails(['replicas=3'],
+        /Additional property replicas is not allowed/));
+    test('an unknown log level', () => renderFails(['config.logLevel=verbose'], /logLevel/));
+    test('no workers', () => renderFails(['config.workers=0'], /workers/));
+    test('a port out of range', () => renderFails(['listen.port=70000'], /port/));
+    test('a token with a space', () => renderFails(['apiToken.value=a b'], /apiToken\.value/));
+    test('a stream name Kinesis does not allow', () => renderFails(['cronJob.enabled=true',
+        'database.existingSecret=db', 'cronJob.loads[0].stream=a/b'], /stream/));
+    test('a string where a number belongs', () => renderFails(['string:shutdown.graceSeconds=25'],
+        /graceSeconds/));
 });
 
 describe('Dockerfile', () => {

@@ -1,0 +1,82 @@
+# Shared by the service benchmarks (sourced, not run): starting and stopping
+# a `kinesis-loader serve` of their own, counting rows in PostgreSQL, small
+# number helpers. Needs KL_TEST_PG_URL and KL_TEST_REDIS_URL
+# (.run/services.env) and BIN (the kinesis-loader binary).
+
+# A free TCP port on the loopback interface.
+bench_free_port() {
+    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => {
+        console.log(s.address().port); s.close(); });'
+}
+
+# service_start ENDPOINT [WORKERS]: runs `kinesis-loader serve` against the
+# Kinesis endpoint ENDPOINT with the local PostgreSQL and Redis; waits until
+# /readyz answers 200. Sets SERVICE_PID, SERVICE_URL and SERVICE_LOG.
+service_start() {
+    local endpoint=$1 workers=${2:-4} port i
+    port=$(bench_free_port)
+    SERVICE_LOG=$(mktemp "${TMPDIR:-/tmp}/kl-bench-serve.XXXXXX")
+    SERVICE_URL="http://127.0.0.1:$port"
+    KL_LISTEN="127.0.0.1:$port" KL_WORKERS=$workers KL_READ_CONCURRENCY=$workers \
+        KL_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+        DATABASE_URL=$KL_TEST_PG_URL REDIS_URL=$KL_TEST_REDIS_URL \
+        AWS_ENDPOINT_URL_KINESIS=$endpoint \
+        "$BIN" serve >"$SERVICE_LOG" 2>&1 &
+    SERVICE_PID=$!
+    for i in $(seq 200); do
+        if curl -sf -o /dev/null "$SERVICE_URL/readyz"; then
+            return 0
+        fi
+        if ! kill -0 "$SERVICE_PID" 2>/dev/null; then
+            break
+        fi
+        sleep 0.05
+    done
+    echo "kinesis-loader serve did not become ready; its log:" >&2
+    tail -20 "$SERVICE_LOG" >&2
+    return 1
+}
+
+# Stops the service service_start started (SIGTERM, then waits for it).
+service_stop() {
+    if [ -n "${SERVICE_PID:-}" ] && kill -0 "$SERVICE_PID" 2>/dev/null; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+    fi
+    SERVICE_PID=
+    if [ -n "${SERVICE_LOG:-}" ]; then
+        rm -f "$SERVICE_LOG"
+        SERVICE_LOG=
+    fi
+}
+
+# pg_counts DATASET TABLE: "rows distinct_msg_ids" of the loaded table.
+pg_counts() {
+    psql "$KL_TEST_PG_URL" -v ON_ERROR_STOP=1 -Atq -F ' ' \
+        -c "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"$1\".\"$2\""
+}
+
+# pg_drop DATASET: drops a benchmark's dataset (unless BENCH_KEEP=1).
+pg_drop() {
+    if [ "${BENCH_KEEP:-0}" != 1 ]; then
+        psql "$KL_TEST_PG_URL" -Atq -c "DROP SCHEMA IF EXISTS \"$1\" CASCADE" >/dev/null 2>&1 || true
+    fi
+}
+
+# json_get JSON EXPR: evaluates EXPR on the parsed JSON `j` (Node.js).
+json_get() {
+    node -e 'const j = JSON.parse(process.argv[1]); const v = (0, eval)("(j) => " + process.argv[2])(j);
+        console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$1" "$2"
+}
+
+# calc EXPR: bc with decimals.
+calc() { echo "$1" | bc -l; }
+
+# max_of A B, min_of A B (decimals)
+max_of() { calc "if ($1 > $2) $1 else $2"; }
+min_of() { calc "if ($1 < $2) $1 else $2"; }
+
+# median of the numbers given as arguments
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

@@ -2,7 +2,8 @@
 # Runs every benchmark program, one after another, with the local services
 # up (and stopped again afterwards): the executable files directly under
 # bench/, and the programs the CMake build makes from bench/ (named bench_*
-# in build/ or build/bench/). Benchmarks read the same .run/services.env as
+# in build/ or build/bench/). Benchmarks read the same .run/services.env
+# ($KL_RUN_DIR/services.env when KL_RUN_DIR is set) as
 # the tests. Exits non-zero when a benchmark fails.
 #
 # Environment: BENCH_FILTER (run only programs whose name contains it),
@@ -44,7 +45,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 scripts/services.sh start
 # shellcheck source=/dev/null
-source .run/services.env
+source "${KL_RUN_DIR:-.run}/services.env"
 
 failed=()
 for p in "${programs[@]}"; do

@@ -8,6 +8,7 @@
 #include "api/service.h"
 #include "server/cli.h"
 #include "server/config.h"
+#include "server/metrics.h"
 #include "core/aws/creds.h"
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
@@ -351,29 +352,24 @@ static int svc_metrics(void *impl, struct kl_buf *out, struct kl_err *err)
 {
     struct rig *r = impl;
     struct kl_kinesis_stats ks;
-    struct kl_store_queue_stats qs = {0};
+    struct kl_store_stats ss = {0};
+    struct kl_engine_stats es;
+    struct kl_engine_shard_lag *lags = NULL;
+    struct kl_engine_metrics m = {&ks, &ss, &es, NULL, 0};
+    struct kl_err store_err;
     int rc;
 
     kl_kinesis_stats(r->conn.client, &ks);
-    rc = kl_store_queue_stats(r->store, &qs, err);
-    if (rc != KL_OK)
-        return rc;
-    return kl_buf_printf(
-        out, err,
-        "# HELP kl_kinesis_requests_total Kinesis API requests sent, retries included.\n"
-        "# TYPE kl_kinesis_requests_total counter\nkl_kinesis_requests_total %llu\n"
-        "# HELP kl_kinesis_retries_total Kinesis API attempts after the first.\n"
-        "# TYPE kl_kinesis_retries_total counter\nkl_kinesis_retries_total %llu\n"
-        "# HELP kl_kinesis_throttles_total Throttling answers from Kinesis.\n"
-        "# TYPE kl_kinesis_throttles_total counter\nkl_kinesis_throttles_total %llu\n"
-        "# HELP kl_kinesis_failures_total Kinesis calls that failed after their retries.\n"
-        "# TYPE kl_kinesis_failures_total counter\nkl_kinesis_failures_total %llu\n"
-        "# HELP kl_tasks Shard tasks in the queue by state.\n"
-        "# TYPE kl_tasks gauge\nkl_tasks{state=\"queued\"} %lld\nkl_tasks{state=\"in_flight\"} "
-        "%lld\nkl_tasks{state=\"delayed\"} %lld\n",
-        (unsigned long long)ks.requests, (unsigned long long)ks.retries,
-        (unsigned long long)ks.throttles, (unsigned long long)ks.failures,
-        (long long)qs.queued, (long long)qs.in_flight, (long long)qs.delayed);
+    if (kl_store_stats(r->store, &ss, &store_err) != KL_OK) {
+        KL_WARN("metrics", NULL, "the state store did not answer: %s", store_err.msg);
+        m.store = NULL;
+    }
+    kl_engine_stats(r->engine, &es);
+    m.n_lags = kl_engine_shard_lags(r->engine, &lags);
+    m.lags = lags;
+    rc = kl_engine_metrics_render(&m, out, err);
+    free(lags);
+    return rc;
 }
 
 static const struct kl_service_ops engine_service_ops = {

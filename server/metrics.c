@@ -3,6 +3,9 @@
  * getrusage at scrape time; nothing is sampled in the background.
  */
 #include "server/metrics.h"
+#include "core/kinesis/client.h"
+#include "core/load/engine.h"
+#include "core/store/store.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
@@ -258,5 +261,121 @@ int kl_http_metrics_render(struct kl_http_metrics *m, struct kl_buf *out, struct
     int rc = render_http(m, out, err);
     if (rc == KL_OK)
         rc = render_process(m, out, err);
+    return rc;
+}
+
+/* ---- the engine's metrics ---- */
+
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static int append_label(struct kl_buf *out, const char *v, struct kl_err *err)
+{
+    int rc = KL_OK;
+    for (; rc == KL_OK && *v; v++) {
+        if (*v == '\\' || *v == '"')
+            rc = kl_buf_printf(out, err, "\\%c", *v);
+        else if (*v == '\n')
+            rc = kl_buf_append_str(out, "\\n", err);
+        else
+            rc = kl_buf_append(out, v, 1, err);
+    }
+    return rc;
+}
+
+static int render_counter(struct kl_buf *out, const char *name, const char *help, uint64_t v,
+                          struct kl_err *err)
+{
+    return kl_buf_printf(out, err, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
+                         name, (unsigned long long)v);
+}
+
+static int render_lags(const struct kl_engine_metrics *m, struct kl_buf *out, struct kl_err *err)
+{
+    int rc = kl_buf_append_str(out,
+                               "# HELP kl_shard_millis_behind_latest MillisBehindLatest of the "
+                               "last page this process read from the shard (kept 15 min).\n"
+                               "# TYPE kl_shard_millis_behind_latest gauge\n",
+                               err);
+    for (size_t i = 0; rc == KL_OK && i < m->n_lags; i++) {
+        const struct kl_engine_shard_lag *l = &m->lags[i];
+        rc = kl_buf_append_str(out, "kl_shard_millis_behind_latest{pipeline=\"", err);
+        if (rc == KL_OK)
+            rc = append_label(out, l->pipeline, err);
+        if (rc == KL_OK)
+            rc = kl_buf_append_str(out, "\",stream=\"", err);
+        if (rc == KL_OK)
+            rc = append_label(out, l->stream, err);
+        if (rc == KL_OK)
+            rc = kl_buf_append_str(out, "\",shard=\"", err);
+        if (rc == KL_OK)
+            rc = append_label(out, l->shard_id, err);
+        if (rc == KL_OK)
+            rc = kl_buf_printf(out, err, "\"} %lld\n", (long long)l->millis_behind);
+    }
+    return rc;
+}
+
+int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *out,
+                             struct kl_err *err)
+{
+    const struct kl_kinesis_stats *k = m->kinesis;
+    const struct kl_store_stats *s = m->store;
+    const struct kl_engine_stats *e = m->engine;
+    int rc = kl_buf_printf(out, err,
+                           "# HELP kl_store_up Whether the state store answered this scrape.\n"
+                           "# TYPE kl_store_up gauge\nkl_store_up %d\n",
+                           s != NULL ? 1 : 0);
+
+    if (rc == KL_OK && s != NULL)
+        rc = kl_buf_append_str(out,
+                               "# HELP kl_jobs Jobs in the state store by status (finished jobs "
+                               "while they are kept).\n# TYPE kl_jobs gauge\n",
+                               err);
+    for (int st = 0; rc == KL_OK && s != NULL && st < KL_STORE_JOB_STATUSES; st++)
+        rc = kl_buf_printf(out, err, "kl_jobs{status=\"%s\"} %lld\n",
+                           kl_store_job_status_name((enum kl_store_job_status)st),
+                           (long long)s->jobs[st]);
+    if (rc == KL_OK && s != NULL)
+        rc = kl_buf_printf(out, err,
+                           "# HELP kl_tasks Shard tasks in the queue by state.\n"
+                           "# TYPE kl_tasks gauge\nkl_tasks{state=\"queued\"} %lld\n"
+                           "kl_tasks{state=\"in_flight\"} %lld\nkl_tasks{state=\"delayed\"} %lld\n",
+                           (long long)s->queued, (long long)s->in_flight, (long long)s->delayed);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_messages_loaded_total",
+                            "Messages this process committed to the destination.", e->messages,
+                            err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_rows_loaded_total",
+                            "Rows this process committed to the destination, all tables.",
+                            e->rows, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_dead_letters_total",
+                            "Messages this process wrote to _kinesis_dead_letters.",
+                            e->dead_letters, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_chunks_committed_total",
+                            "Chunk transactions this process committed.", e->chunks, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_task_retries_total",
+                            "Shard task attempts that failed and were queued again.",
+                            e->task_retries, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_task_failures_total",
+                            "Shard tasks that failed their job after their attempts.",
+                            e->task_failures, err);
+    if (rc == KL_OK)
+        rc = render_lags(m, out, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_kinesis_requests_total",
+                            "Kinesis API requests sent, retries included.", k->requests, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_kinesis_retries_total",
+                            "Kinesis API attempts after the first.", k->retries, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_kinesis_throttles_total", "Throttling answers from Kinesis.",
+                            k->throttles, err);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_kinesis_failures_total",
+                            "Kinesis calls that failed after their retries.", k->failures, err);
     return rc;
 }

@@ -15,6 +15,10 @@
 
 struct kl_buf;
 struct kl_err;
+struct kl_kinesis_stats;
+struct kl_store_stats;
+struct kl_engine_stats;
+struct kl_engine_shard_lag;
 
 #define KL_HTTP_BUCKETS 14
 #define KL_HTTP_CODES 16 /* distinct status codes counted; the rest count as "other" */
@@ -43,5 +47,19 @@ void kl_http_metrics_observe(struct kl_http_metrics *m, size_t route_index, int 
 
 /* Appends kl_http_* and process_* metrics in text format 0.0.4. */
 int kl_http_metrics_render(struct kl_http_metrics *m, struct kl_buf *out, struct kl_err *err);
+
+/* What the engine's side reports: Kinesis calls, the store's jobs by status
+ * and tasks by state, this process's messages, rows and dead letters, and
+ * each shard's last MillisBehindLatest. Appends text format 0.0.4. */
+struct kl_engine_metrics {
+    const struct kl_kinesis_stats *kinesis;
+    const struct kl_store_stats *store; /* NULL: the store did not answer */
+    const struct kl_engine_stats *engine;
+    const struct kl_engine_shard_lag *lags;
+    size_t n_lags;
+};
+
+int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *out,
+                             struct kl_err *err);
 
 #endif

@@ -27,12 +27,23 @@
 #define SCHEMA_NAME "kinesis"
 #define RETRY_DELAY_MS 1000
 
+struct lag {
+    struct kl_engine_shard_lag l;
+    int64_t seen_ms; /* monotonic */
+};
+
 struct kl_engine {
     struct kl_engine_config cfg;
     char owner[KL_STORE_OWNER_MAX];
     pthread_t threads[MAX_WORKERS];
     int n_threads;
     atomic_bool stopping;
+    /* counters for kl_engine_stats */
+    atomic_uint_least64_t messages, rows, dead_letters, chunks, task_retries, task_failures;
+    /* per-shard MillisBehindLatest for kl_engine_shard_lags */
+    pthread_mutex_t lag_lock;
+    struct lag *lags; /* grows up to KL_ENGINE_LAGS_MAX */
+    size_t n_lags, cap_lags;
 };
 
 /* What a worker keeps between tasks. */
@@ -366,10 +377,12 @@ static void retry_or_fail(struct worker *w, const struct kl_store_task *t, const
     int attempts = w->e->cfg.task_attempts;
 
     if (t->attempt + 1 >= attempts) {
+        atomic_fetch_add(&w->e->task_failures, 1);
         fail_job(w, t->job_id, t->shard_id, why);
         finish(w, t);
         return;
     }
+    atomic_fetch_add(&w->e->task_retries, 1);
     KL_WARN("engine", &ctx, "task attempt %d failed, retrying: %s", t->attempt + 1, why->msg);
     if (kl_store_task_nack(store_of(w), t, RETRY_DELAY_MS << (t->attempt < 5 ? t->attempt : 5),
                            &err) != KL_OK)
@@ -449,6 +462,99 @@ static int queue_children(struct worker *w, const struct kl_store_task *t, struc
     return rc;
 }
 
+/* ---- what the process reports ---- */
+
+void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out)
+{
+    out->messages = atomic_load(&e->messages);
+    out->rows = atomic_load(&e->rows);
+    out->dead_letters = atomic_load(&e->dead_letters);
+    out->chunks = atomic_load(&e->chunks);
+    out->task_retries = atomic_load(&e->task_retries);
+    out->task_failures = atomic_load(&e->task_failures);
+}
+
+/* Drops shards not read for KL_ENGINE_LAG_KEEP_MS (lag_lock held). */
+static void forget_old_lags(struct kl_engine *e, int64_t now)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < e->n_lags; i++)
+        if (now - e->lags[i].seen_ms < KL_ENGINE_LAG_KEEP_MS)
+            e->lags[w++] = e->lags[i];
+    e->n_lags = w;
+}
+
+static void note_lag(struct kl_engine *e, const struct kl_store_shard_key *k, int64_t millis_behind)
+{
+    int64_t now = kl_clock_monotonic_ms(clock_of(e));
+    struct lag *slot = NULL;
+
+    if (millis_behind < 0)
+        return;
+    pthread_mutex_lock(&e->lag_lock);
+    for (size_t i = 0; i < e->n_lags && slot == NULL; i++) {
+        const struct kl_engine_shard_lag *l = &e->lags[i].l;
+        if (strcmp(l->shard_id, k->shard_id) == 0 && strcmp(l->stream, k->stream) == 0 &&
+            strcmp(l->pipeline, k->pipeline) == 0)
+            slot = &e->lags[i];
+    }
+    if (slot == NULL) {
+        forget_old_lags(e, now);
+        if (e->n_lags == e->cap_lags && e->cap_lags < KL_ENGINE_LAGS_MAX) {
+            size_t cap = e->cap_lags ? e->cap_lags * 2 : 16;
+            struct lag *more = realloc(e->lags, cap * sizeof *more);
+            if (more != NULL) {
+                e->lags = more;
+                e->cap_lags = cap;
+            }
+        }
+        if (e->n_lags == e->cap_lags && e->n_lags == 0) {
+            pthread_mutex_unlock(&e->lag_lock); /* out of memory: report nothing */
+            return;
+        }
+        if (e->n_lags == e->cap_lags) {
+            slot = &e->lags[0];
+            for (size_t i = 1; i < e->n_lags; i++)
+                if (e->lags[i].seen_ms < slot->seen_ms)
+                    slot = &e->lags[i];
+        } else {
+            slot = &e->lags[e->n_lags++];
+        }
+        snprintf(slot->l.pipeline, sizeof slot->l.pipeline, "%s", k->pipeline);
+        snprintf(slot->l.stream, sizeof slot->l.stream, "%s", k->stream);
+        snprintf(slot->l.shard_id, sizeof slot->l.shard_id, "%s", k->shard_id);
+    }
+    slot->l.millis_behind = millis_behind;
+    slot->seen_ms = now;
+    pthread_mutex_unlock(&e->lag_lock);
+}
+
+static int lag_cmp(const void *a, const void *b)
+{
+    const struct kl_engine_shard_lag *x = a, *y = b;
+    int c = strcmp(x->pipeline, y->pipeline);
+    if (c == 0)
+        c = strcmp(x->stream, y->stream);
+    return c != 0 ? c : strcmp(x->shard_id, y->shard_id);
+}
+
+size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_engine_shard_lag **out)
+{
+    size_t n = 0;
+
+    *out = NULL;
+    pthread_mutex_lock(&e->lag_lock);
+    forget_old_lags(e, kl_clock_monotonic_ms(clock_of(e)));
+    if (e->n_lags > 0 && (*out = malloc(e->n_lags * sizeof **out)) != NULL) {
+        for (n = 0; n < e->n_lags; n++)
+            (*out)[n] = e->lags[n].l;
+    }
+    pthread_mutex_unlock(&e->lag_lock);
+    if (n > 1)
+        qsort(*out, n, sizeof **out, lag_cmp);
+    return n;
+}
+
 /* ---- task hooks ---- */
 
 static int hook_reserve(void *ctx, int want, int *granted, struct kl_err *err)
@@ -481,7 +587,11 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     size_t n = 0;
     int rc;
 
-    (void)res;
+    atomic_fetch_add(&r->w->e->messages, (uint64_t)messages);
+    atomic_fetch_add(&r->w->e->rows, (uint64_t)res->rows);
+    atomic_fetch_add(&r->w->e->dead_letters, (uint64_t)res->dead_letters);
+    atomic_fetch_add(&r->w->e->chunks, 1);
+    note_lag(r->w->e, &r->key, millis_behind);
     for (size_t i = 0; batch != NULL && i < batch->n_tables && n < 64; i++) {
         snprintf(rows[n].table, sizeof rows[n].table, "%s",
                  batch->schema->tables[batch->tables[i].table].name);
@@ -619,6 +729,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
         kl_store_task_nack(cfg->store, t, 0, NULL);
         goto cleanup;
     }
+    note_lag(w->e, &r.key, result.millis_behind);
     memset(&done, 0, sizeof done);
     done.shard_id = t->shard_id;
     done.millis_behind_latest = result.millis_behind;
@@ -645,6 +756,7 @@ failed:
     } else if (kl_err_retryable((enum kl_err_code)rc) || rc == KL_ERR_EXPIRED) {
         retry_or_fail(w, t, &err);
     } else {
+        atomic_fetch_add(&w->e->task_failures, 1);
         fail_job(w, t->job_id, t->shard_id, &err);
         finish(w, t);
     }
@@ -761,6 +873,7 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
     }
     e->cfg.owner = e->owner;
     atomic_store(&e->stopping, false);
+    pthread_mutex_init(&e->lag_lock, NULL);
     return e;
 }
 
@@ -797,5 +910,7 @@ void kl_engine_destroy(struct kl_engine *e)
     if (e == NULL)
         return;
     kl_engine_stop(e);
+    pthread_mutex_destroy(&e->lag_lock);
+    free(e->lags);
     free(e);
 }

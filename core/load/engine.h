@@ -61,6 +61,35 @@ int kl_engine_submit(struct kl_engine *e, const struct kl_load_params *p,
 int kl_engine_wait(struct kl_engine *e, const char *job_id, int64_t timeout_ms,
                    struct kl_store_job *out, struct kl_err *err);
 
+/* What this process's engine did since it started (for /metrics; every
+ * replica counts its own, so sums across replicas are totals). */
+struct kl_engine_stats {
+    uint64_t messages;      /* messages committed to the destination */
+    uint64_t rows;          /* rows committed, all tables */
+    uint64_t dead_letters;  /* dead letters committed */
+    uint64_t chunks;        /* chunk transactions committed */
+    uint64_t task_retries;  /* task attempts that failed and were queued again */
+    uint64_t task_failures; /* tasks that failed their job */
+};
+
+void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out);
+
+/* The last MillisBehindLatest a shard reported to this process. */
+struct kl_engine_shard_lag {
+    char pipeline[KL_STORE_NAME_MAX];
+    char stream[KL_STREAM_NAME_MAX];
+    char shard_id[KL_SHARD_ID_MAX];
+    int64_t millis_behind;
+};
+
+#define KL_ENGINE_LAGS_MAX 4096        /* shards remembered at most (the least recent go) */
+#define KL_ENGINE_LAG_KEEP_MS 900000   /* a shard is forgotten 15 min after its last read */
+
+/* Copies the shards this process read within KL_ENGINE_LAG_KEEP_MS, ordered
+ * by pipeline, stream and shard, into `*out` (malloc'ed; the caller frees
+ * it). Returns how many; 0 with `*out` NULL when none (or out of memory). */
+size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_engine_shard_lag **out);
+
 /* The job document of openapi.yaml's Job schema (the caller deletes it). */
 struct cJSON *kl_job_document(const struct kl_store_job *j);
 

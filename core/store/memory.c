@@ -876,15 +876,17 @@ static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
     return KL_OK;
 }
 
-static int impl_queue_stats(void *impl, struct kl_store_queue_stats *out, struct kl_err *err)
+static int impl_stats(void *impl, struct kl_store_stats *out, struct kl_err *err)
 {
     struct memory *m = impl;
-    struct kl_store_queue_stats st = {0};
+    struct kl_store_stats st = {0};
     int rc;
 
     if ((rc = lock(m, err)) != KL_OK)
         return rc;
+    purge(m);
     for (size_t i = 0; i < m->n_jobs; i++) {
+        st.jobs[m->jobs[i]->s.status]++;
         for (size_t k = 0; k < m->jobs[i]->n_tasks; k++) {
             switch (m->jobs[i]->tasks[k].state) {
             case TASK_QUEUED:
@@ -1241,7 +1243,7 @@ static const struct kl_store_ops memory_ops = {
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
     .task_reap = impl_task_reap,
-    .queue_stats = impl_queue_stats,
+    .stats = impl_stats,
     .lease_take = impl_lease_take,
     .lease_renew = impl_lease_renew,
     .lease_release = impl_lease_release,

@@ -1263,7 +1263,7 @@ static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
     return take_once(impl, "reaper", 1, false, &unused, &got, requeued, err);
 }
 
-static int impl_queue_stats(void *impl, struct kl_store_queue_stats *out, struct kl_err *err)
+static int impl_stats(void *impl, struct kl_store_stats *out, struct kl_err *err)
 {
     struct rstore *r = impl;
     redisReply *reply = NULL;
@@ -1272,15 +1272,17 @@ static int impl_queue_stats(void *impl, struct kl_store_queue_stats *out, struct
 
     if ((rc = script_args(r, &a, 0, err)) != KL_OK)
         goto cleanup;
-    if ((rc = script(r, KL_RS_QUEUE_STATS, &a, &reply, err)) != KL_OK)
+    if ((rc = script(r, KL_RS_STATS, &a, &reply, err)) != KL_OK)
         goto cleanup;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        rc = bad_reply("queue_stats", err);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 + KL_STORE_JOB_STATUSES) {
+        rc = bad_reply("stats", err);
         goto cleanup;
     }
     out->queued = el_i64(reply, 0, 0);
     out->in_flight = el_i64(reply, 1, 0);
     out->delayed = el_i64(reply, 2, 0);
+    for (int s = 0; s < KL_STORE_JOB_STATUSES; s++)
+        out->jobs[s] = el_i64(reply, (size_t)(3 + s), 0);
 cleanup:
     freeReplyObject(reply);
     args_free(&a);
@@ -1626,7 +1628,7 @@ static const struct kl_store_ops redis_ops = {
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
     .task_reap = impl_task_reap,
-    .queue_stats = impl_queue_stats,
+    .stats = impl_stats,
     .lease_take = impl_lease_take,
     .lease_renew = impl_lease_renew,
     .lease_release = impl_lease_release,

@@ -330,10 +330,22 @@ static const char task_nack[] =
             "end\n"
             "return 1\n";
 
-/* ARGV: P -> {queued, in_flight, delayed} */
-static const char queue_stats[] =
-    PRELUDE "return {redis.call('LLEN', P .. 'q'), redis.call('ZCARD', P .. 'q:inflight'),\n"
-            "        redis.call('ZCARD', P .. 'q:delayed')}\n";
+/* ARGV: P -> {queued, in_flight, delayed, jobs queued, running, succeeded, failed,
+ * cancelled}. A finished job's record expires on its own; its index entries
+ * go when a list or this script meets them (the oldest 256 of each). */
+static const char stats[] =
+    PRELUDE "local out = {redis.call('LLEN', P .. 'q'), redis.call('ZCARD', P .. 'q:inflight'),\n"
+            "             redis.call('ZCARD', P .. 'q:delayed')}\n"
+            "for _, st in ipairs({'queued', 'running', 'succeeded', 'failed', 'cancelled'}) do\n"
+            "  local idx = P .. 'jobs:status:' .. st\n"
+            "  if st ~= 'queued' and st ~= 'running' then\n"
+            "    for _, j in ipairs(redis.call('ZRANGE', idx, 0, 255)) do\n"
+            "      if redis.call('EXISTS', jk(j)) == 0 then redis.call('ZREM', idx, j) end\n"
+            "    end\n"
+            "  end\n"
+            "  out[#out + 1] = redis.call('ZCARD', idx)\n"
+            "end\n"
+            "return out\n";
 
 #define LEASE_KEYS                                                                                 \
     "local base = ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4]\n"                                   \
@@ -426,7 +438,7 @@ const char *const kl_redis_script_source[KL_RS_COUNT] = {
     [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
     [KL_RS_TASK_ACK] = task_ack,
     [KL_RS_TASK_NACK] = task_nack,
-    [KL_RS_QUEUE_STATS] = queue_stats,
+    [KL_RS_STATS] = stats,
     [KL_RS_LEASE_TAKE] = lease_take,
     [KL_RS_LEASE_RENEW] = lease_renew,
     [KL_RS_LEASE_RELEASE] = lease_release,
@@ -446,7 +458,7 @@ const char *const kl_redis_script_name[KL_RS_COUNT] = {
     [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
     [KL_RS_TASK_ACK] = "task_ack",
     [KL_RS_TASK_NACK] = "task_nack",
-    [KL_RS_QUEUE_STATS] = "queue_stats",
+    [KL_RS_STATS] = "stats",
     [KL_RS_LEASE_TAKE] = "lease_take",
     [KL_RS_LEASE_RENEW] = "lease_renew",
     [KL_RS_LEASE_RELEASE] = "lease_release",

@@ -569,11 +569,11 @@ int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err
     return s->ops->task_reap(s->impl, requeued != NULL ? requeued : &ignored, err);
 }
 
-int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out, struct kl_err *err)
+int kl_store_stats(struct kl_store *s, struct kl_store_stats *out, struct kl_err *err)
 {
     if (out == NULL)
         return bad(err, "out-parameter");
-    return s->ops->queue_stats(s->impl, out, err);
+    return s->ops->stats(s->impl, out, err);
 }
 
 /* ---- leases ---- */

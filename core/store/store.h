@@ -192,10 +192,16 @@ struct kl_store_task_ack {
     bool last; /* this ack finished the job's last task: finalise the job */
 };
 
-struct kl_store_queue_stats {
-    int64_t queued;    /* ready to be taken */
-    int64_t in_flight; /* taken, not acked */
-    int64_t delayed;   /* nacked with a delay, not ready yet */
+#define KL_STORE_JOB_STATUSES 5 /* the values of enum kl_store_job_status */
+
+/* What the store holds, for metrics. */
+struct kl_store_stats {
+    int64_t queued;    /* tasks ready to be taken */
+    int64_t in_flight; /* tasks taken, not acked */
+    int64_t delayed;   /* tasks nacked with a delay, not ready yet */
+    /* jobs by status, indexed by enum kl_store_job_status; finished jobs
+     * count while they are kept (job_retention_ms) */
+    int64_t jobs[KL_STORE_JOB_STATUSES];
 };
 
 /* ---- leases ---- */
@@ -289,7 +295,7 @@ struct kl_store_ops {
     int (*task_nack)(void *impl, const struct kl_store_task *t, int64_t delay_ms,
                      struct kl_err *err);
     int (*task_reap)(void *impl, int64_t *requeued, struct kl_err *err);
-    int (*queue_stats)(void *impl, struct kl_store_queue_stats *out, struct kl_err *err);
+    int (*stats)(void *impl, struct kl_store_stats *out, struct kl_err *err);
 
     int (*lease_take)(void *impl, const struct kl_store_shard_key *k, const char *owner,
                       int64_t ttl_ms, int64_t min_token, int64_t *token, struct kl_err *err);
@@ -431,7 +437,7 @@ int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_
  * the expired ones. */
 int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err);
 
-int kl_store_queue_stats(struct kl_store *s, struct kl_store_queue_stats *out, struct kl_err *err);
+int kl_store_stats(struct kl_store *s, struct kl_store_stats *out, struct kl_err *err);
 
 /* ---- shard leases ----
  * One owner per shard at a time. The fencing token rises with every new

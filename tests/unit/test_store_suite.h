@@ -478,6 +478,20 @@ static void test_job_list(void **state)
     kl_store_destroy(s);
 }
 
+/* Jobs by status as kl_store_stats counts them. */
+static void assert_job_counts(struct kl_store *s, int64_t queued, int64_t running,
+                              int64_t succeeded)
+{
+    struct kl_store_stats st;
+    struct kl_err err = {0};
+    MUST(kl_store_stats(s, &st, &err));
+    assert_int_equal(st.jobs[KL_STORE_JOB_QUEUED], queued);
+    assert_int_equal(st.jobs[KL_STORE_JOB_RUNNING], running);
+    assert_int_equal(st.jobs[KL_STORE_JOB_SUCCEEDED], succeeded);
+    assert_int_equal(st.jobs[KL_STORE_JOB_FAILED], 0);
+    assert_int_equal(st.jobs[KL_STORE_JOB_CANCELLED], 0);
+}
+
 static void test_job_retention(void **state)
 {
     int64_t keep = BACKEND.ttl_ms;
@@ -500,7 +514,10 @@ static void test_job_retention(void **state)
     set_status(s, done, KL_STORE_JOB_SUCCEEDED);
     kl_store_job_init(&j);
     get_job(s, done, &j);
+    assert_job_counts(s, 0, 1, 1);
     BACKEND.advance(keep + keep / 2);
+    /* the finished job no longer counts, the running one does */
+    assert_job_counts(s, 0, 1, 0);
     /* the finished job is gone, the running one is kept however old */
     ASSERT_RC(kl_store_job_get(s, done, &j, &err), KL_ERR_NOT_FOUND);
     get_job(s, active, &j);
@@ -570,8 +587,8 @@ static void test_queue_fifo_ack(void **state)
     assert_string_equal(t[1].meta, "");
     assert_string_equal(t[2].shard_id, "shard-3");
     {
-        struct kl_store_queue_stats st;
-        MUST(kl_store_queue_stats(s, &st, &err));
+        struct kl_store_stats st;
+        MUST(kl_store_stats(s, &st, &err));
         assert_int_equal(st.in_flight, 3);
         assert_int_equal(st.delayed, 0);
     }
@@ -640,8 +657,8 @@ static void test_queue_nack_delay(void **state)
     MUST(kl_store_task_nack(s, &v, BACKEND.ttl_ms, &err));
     assert_empty(s);
     {
-        struct kl_store_queue_stats st;
-        MUST(kl_store_queue_stats(s, &st, &err));
+        struct kl_store_stats st;
+        MUST(kl_store_stats(s, &st, &err));
         assert_int_equal(st.delayed, 1);
     }
     BACKEND.advance(BACKEND.ttl_ms + BACKEND.ttl_ms / 2);

@@ -3,7 +3,10 @@
  * curl-like requests, PostgreSQL underneath. Load and poll until
  * last_normalize_info.row_counts; the rows are in Postgres exactly once; a
  * second job loads only what is new; 409 for a second active job;
- * Idempotency-Key; cancel at a chunk boundary; bearer-token auth.
+ * Idempotency-Key; cancel at a chunk boundary; bearer-token auth; /metrics
+ * after a load. And crashes mid-job: a replica killed with SIGKILL, Redis
+ * restarted (its data gone), PostgreSQL restarted: the job finishes, or
+ * fails and a new job finishes it; every message is in Postgres once.
  */
 #include "tests/support/test_support.h"
 #include "core/util/err.h"
@@ -25,12 +28,21 @@ struct server {
 static struct kl_http *http;
 static const char *shared_redis; /* REDIS_URL for replicas sharing state, or NULL */
 static char stream[96], dataset[64], access_key[64];
+static int messages_put; /* messages in the stream so far */
+
+/* Servers still running, killed by the teardown when a test failed midway. */
+static pid_t running[4];
 
 static void server_start(struct server *s, int port, const char *token, const char *kinesis_env)
 {
     char url[128];
     s->pid = fork();
     assert_true(s->pid >= 0);
+    for (size_t i = 0; s->pid > 0 && i < sizeof running / sizeof running[0]; i++)
+        if (running[i] == 0) {
+            running[i] = s->pid;
+            break;
+        }
     if (s->pid == 0) {
         char listen[32];
         snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
@@ -70,11 +82,19 @@ static void server_start(struct server *s, int port, const char *token, const ch
     fail_msg("the service did not answer on %s", s->base);
 }
 
+static void forget_server(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (running[i] == pid)
+            running[i] = 0;
+}
+
 static void server_stop(struct server *s)
 {
     int status;
     kill(s->pid, SIGTERM);
     waitpid(s->pid, &status, 0);
+    forget_server(s->pid);
     assert_true(WIFEXITED(status));
 }
 
@@ -119,6 +139,27 @@ static long call(const struct server *s, const char *method, const char *path, c
     }
     kl_http_response_free(&resp);
     return status;
+}
+
+/* GET of a text document (the body, malloc'ed). */
+static char *get_text(const struct server *s, const char *path)
+{
+    struct kl_http_request req = {0};
+    struct kl_http_response resp;
+    char url[256], *text;
+    struct kl_err err;
+
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    req.method = "GET";
+    req.url = url;
+    kl_http_response_init(&resp);
+    if (kl_http_send(http, &req, &resp, &err) != KL_OK)
+        fail_msg("GET %s: %s", path, err.msg);
+    assert_int_equal(resp.status, 200);
+    text = strndup(resp.body, resp.body_len);
+    kl_http_response_free(&resp);
+    assert_non_null(text);
+    return text;
 }
 
 static const char *status_of(const cJSON *job)
@@ -170,6 +211,8 @@ static long long pg_rows(const char *table)
 
 static void put(int start, int count)
 {
+    if (start + count > messages_put)
+        messages_put = start + count;
     assert_int_equal(kl_test_run(NULL,
                                  "cd '%s' && node put-records.js --endpoint '%s' --stream '%s' "
                                  "--start %d --count %d --access-key '%s' >/dev/null",
@@ -177,6 +220,33 @@ static void put(int start, int count)
                                  kl_test_require_env("KL_TEST_PROXY_URL"), stream, start, count,
                                  access_key),
                      0);
+}
+
+/* The root table's name: the stream's, with '-' as '_'. */
+static void table_of_stream(char *table, size_t cap)
+{
+    snprintf(table, cap, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+}
+
+/* The dataset `dataset``suffix` holds `want` messages in `table`, each once. */
+static void assert_exactly_once(const char *suffix, const char *table, int want)
+{
+    char sql[256];
+    PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
+    PGresult *r;
+    snprintf(sql, sizeof sql,
+             "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"%s%s\".\"%s\"", dataset,
+             suffix, table);
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    assert_int_equal(atoll(PQgetvalue(r, 0, 1)), want);
+    assert_int_equal(atoll(PQgetvalue(r, 0, 0)), want);
+    PQclear(r);
+    PQfinish(c);
 }
 
 static void proxy_faults(const char *rule)
@@ -198,10 +268,7 @@ static void loads_over_http(void **state)
     (void)state;
 
     server_start(&s, 18000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
-    snprintf(table, sizeof table, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
+    table_of_stream(table, sizeof table);
     snprintf(body, sizeof body,
              "{\"dataset_name\":\"%s\",\"initial_at_timestamp\":null,"
              "\"milliseconds_behind_latest\":0,\"chunk_size\":100}",
@@ -217,6 +284,24 @@ static void loads_over_http(void **state)
     assert_int_equal(row_count(job, "_dlt_pipeline_state"), 1);
     cJSON_Delete(job);
     assert_int_equal(pg_rows(table), 400);
+
+    /* /metrics: the job, its messages and rows, each shard's lag */
+    {
+        char *text = get_text(&s, "/metrics"), want[256];
+        assert_non_null(strstr(text, "\nkl_jobs{status=\"succeeded\"} 1\n"));
+        assert_non_null(strstr(text, "\nkl_messages_loaded_total 400\n"));
+        assert_non_null(strstr(text, "\nkl_rows_loaded_total 400\n"));
+        assert_non_null(strstr(text, "\nkl_store_up 1\n"));
+        for (int shard = 0; shard < 2; shard++) {
+            snprintf(want, sizeof want,
+                     "\nkl_shard_millis_behind_latest{pipeline=\"kinesis_pipeline\",stream=\"%s\","
+                     "shard=\"shardId-00000000000%d\"} 0\n",
+                     stream, shard);
+            if (strstr(text, want) == NULL)
+                fail_msg("no '%s' in /metrics:\n%s", want + 1, text);
+        }
+        free(text);
+    }
 
     /* the next job loads only what is new */
     put(400, 50);
@@ -262,43 +347,112 @@ static void loads_over_http(void **state)
     server_stop(&s);
 }
 
+/* A load of every message of the stream into the pipeline and dataset
+ * named by `suffix`, in small chunks. */
+static void load_body(const char *suffix, char *body, size_t cap)
+{
+    snprintf(body, cap,
+             "{\"dataset_name\":\"%s%s\",\"pipeline_name\":\"p%s\","
+             "\"initial_at_timestamp\":null,\"milliseconds_behind_latest\":0,\"chunk_size\":40}",
+             dataset, suffix, suffix);
+}
+
+/* Starts a slow job of a fresh pipeline and dataset over every message of the
+ * stream (with `more` new ones) and returns once it has committed some. */
+static void start_slow_job(const struct server *s, const char *suffix, int more, char *loc,
+                           size_t loc_cap)
+{
+    char body[512], path[160], rule[256];
+    cJSON *job = NULL;
+
+    snprintf(rule, sizeof rule,
+             "{\"access_key\":\"%s\",\"fault\":\"slow\",\"every\":1,\"delay_ms\":150,"
+             "\"target\":\"GetRecords\"}",
+             access_key);
+    proxy_faults(rule);
+    put(messages_put, more);
+    load_body(suffix, body, sizeof body);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    assert_int_equal(call(s, "POST", path, body, NULL, NULL, loc, loc_cap), 202);
+    for (int i = 0; i < 300; i++) {
+        const cJSON *m;
+        assert_int_equal(call(s, "GET", loc, NULL, NULL, &job, NULL, 0), 200);
+        m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(job, "progress"),
+                                             "messages");
+        if (cJSON_IsNumber(m) && m->valuedouble > 0) {
+            assert_string_equal(status_of(job), "running");
+            cJSON_Delete(job);
+            return;
+        }
+        cJSON_Delete(job);
+        usleep(50000);
+    }
+    fail_msg("job %s committed nothing", loc);
+}
+
+/* After a crash: the job finished, or it failed (or vanished with the state
+ * store) and a new job of the same pipeline finishes what is left. */
+static void finish_after_crash(const struct server *s, const char *suffix, const char *loc)
+{
+    char body[512], path[160], loc2[128];
+    cJSON *job = NULL;
+    long status = 503;
+
+    /* 503 while the service reconnects to the store */
+    for (int i = 0; i < 100 && status == 503; i++) {
+        cJSON_Delete(job);
+        job = NULL;
+        status = call(s, "GET", loc, NULL, NULL, &job, NULL, 0);
+        if (status == 503)
+            usleep(100000);
+    }
+    if (status == 200) {
+        cJSON_Delete(job);
+        job = poll(s, loc);
+        printf("# the job after the crash: %s\n", status_of(job));
+        if (strcmp(status_of(job), "succeeded") == 0) {
+            cJSON_Delete(job);
+            return;
+        }
+        assert_string_equal(status_of(job), "failed");
+    } else {
+        printf("# the job after the crash: %ld (the state store lost it)\n", status);
+        assert_int_equal(status, 404);
+    }
+    cJSON_Delete(job);
+    load_body(suffix, body, sizeof body); /* the same parameters */
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    assert_int_equal(call(s, "POST", path, body, NULL, NULL, loc2, sizeof loc2), 202);
+    job = poll(s, loc2);
+    if (strcmp(status_of(job), "succeeded") != 0) {
+        char *text = cJSON_Print(job);
+        fail_msg("the job after the crash did not succeed: %s", text);
+    }
+    cJSON_Delete(job);
+}
+
 /* Two replicas share Redis and Postgres; one is killed with SIGKILL while it
  * loads; the other takes its work over after the lease and finishes the job;
  * Postgres holds every message exactly once. */
 static void a_killed_replica_loses_and_repeats_nothing(void **state)
 {
     struct server a, b;
-    char body[512], path[160], loc[128], rule[256], table[96], prefix[64];
+    char loc[128], table[96];
     cJSON *job;
     int status;
     (void)state;
 
-    snprintf(prefix, sizeof prefix, "%s", kl_test_require_env("KL_TEST_REDIS_URL"));
-    shared_redis = prefix;
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
     server_start(&a, 20000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
     server_start(&b, 21000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
-    snprintf(table, sizeof table, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
+    table_of_stream(table, sizeof table);
     /* slow reads, so the job is still running when replica A dies */
-    snprintf(rule, sizeof rule,
-             "{\"access_key\":\"%s\",\"fault\":\"slow\",\"every\":1,\"delay_ms\":150,"
-             "\"target\":\"GetRecords\"}",
-             access_key);
-    proxy_faults(rule);
-    put(750, 600);
-    snprintf(body, sizeof body,
-             "{\"dataset_name\":\"%s_r\",\"pipeline_name\":\"replicas\","
-             "\"initial_at_timestamp\":null,\"milliseconds_behind_latest\":0,\"chunk_size\":40}",
-             dataset);
-    snprintf(path, sizeof path, "/streams/%s/loads", stream);
-    assert_int_equal(call(&a, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    start_slow_job(&a, "_r", 600, loc, sizeof loc);
     /* both replicas answer for the job */
-    usleep(1500000);
     assert_int_equal(call(&b, "GET", loc, NULL, NULL, NULL, NULL, 0), 200);
     kill(a.pid, SIGKILL);
     waitpid(a.pid, &status, 0);
+    forget_server(a.pid);
     job = poll(&b, loc);
     if (strcmp(status_of(job), "succeeded") != 0) {
         char *text = cJSON_Print(job);
@@ -308,21 +462,58 @@ static void a_killed_replica_loses_and_repeats_nothing(void **state)
     proxy_faults(NULL);
     server_stop(&b);
     shared_redis = NULL;
-    {
-        char sql[256];
-        PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
-        PGresult *r;
-        snprintf(sql, sizeof sql,
-                 "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"%s_r\".\"%s\"",
-                 dataset, table);
-        r = PQexec(c, sql);
-        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-        /* a fresh pipeline and dataset: all 1350 messages of the stream, each once */
-        assert_int_equal(atoll(PQgetvalue(r, 0, 1)), 1350);
-        assert_int_equal(atoll(PQgetvalue(r, 0, 0)), 1350);
-        PQclear(r);
-        PQfinish(c);
-    }
+    /* a fresh pipeline and dataset: all messages of the stream, each once */
+    assert_exactly_once("_r", table, messages_put);
+}
+
+static void restart_service(const char *name)
+{
+    char *out = NULL;
+    int rc = kl_test_run(&out, "'%s/scripts/services.sh' restart %s 2>&1", KL_SOURCE_DIR, name);
+    if (rc != 0)
+        fail_msg("services.sh restart %s failed (%d): %s", name, rc, out != NULL ? out : "");
+    free(out);
+}
+
+/* Redis restarted mid-job (it keeps no data: jobs, queue, leases, fencing
+ * counters are gone). The destination's checkpoints and fencing tokens keep
+ * the rows exactly once. */
+static void a_restarted_redis_loses_and_repeats_nothing(void **state)
+{
+    struct server s;
+    char loc[128], table[96];
+    (void)state;
+
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
+    server_start(&s, 22000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
+    start_slow_job(&s, "_redis", 300, loc, sizeof loc);
+    restart_service("redis");
+    proxy_faults(NULL);
+    finish_after_crash(&s, "_redis", loc);
+    server_stop(&s);
+    shared_redis = NULL;
+    table_of_stream(table, sizeof table);
+    assert_exactly_once("_redis", table, messages_put);
+}
+
+/* PostgreSQL restarted mid-job: connections drop, chunks in flight roll
+ * back, writers reconnect. */
+static void a_restarted_postgres_loses_and_repeats_nothing(void **state)
+{
+    struct server s;
+    char loc[128], table[96];
+    (void)state;
+
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
+    server_start(&s, 23000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
+    start_slow_job(&s, "_pg", 300, loc, sizeof loc);
+    restart_service("postgres");
+    proxy_faults(NULL);
+    finish_after_crash(&s, "_pg", loc);
+    server_stop(&s);
+    shared_redis = NULL;
+    table_of_stream(table, sizeof table);
+    assert_exactly_once("_pg", table, messages_put);
 }
 
 static void bearer_token_auth(void **state)
@@ -358,6 +549,20 @@ static int setup(void **state)
     return 0;
 }
 
+/* After each test: a server a failed test left behind is killed. */
+static int stop_leftovers(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (running[i] != 0) {
+            kill(running[i], SIGKILL);
+            waitpid(running[i], NULL, 0);
+            running[i] = 0;
+        }
+    shared_redis = NULL;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -368,9 +573,11 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(loads_over_http),
-        cmocka_unit_test(a_killed_replica_loses_and_repeats_nothing),
-        cmocka_unit_test(bearer_token_auth),
+        cmocka_unit_test_teardown(loads_over_http, stop_leftovers),
+        cmocka_unit_test_teardown(a_killed_replica_loses_and_repeats_nothing, stop_leftovers),
+        cmocka_unit_test_teardown(a_restarted_redis_loses_and_repeats_nothing, stop_leftovers),
+        cmocka_unit_test_teardown(a_restarted_postgres_loses_and_repeats_nothing, stop_leftovers),
+        cmocka_unit_test_teardown(bearer_token_auth, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

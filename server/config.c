@@ -44,9 +44,6 @@ static const struct kl_config_var vars[] = {
      "Kubernetes secret. Not together with KL_API_TOKEN."},
     {"KL_WORKERS", "4", 1, 256, NULL, KL_CONFIG_INT, 0, FIELD(workers),
      "Worker threads of this process that run shard tasks (one shard each at a time)."},
-    {"KL_READ_CONCURRENCY", "4", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(read_concurrency),
-     "Shards of one job this process reads at the same time (at most KL_WORKERS), so one "
-     "wide stream does not take every worker."},
     {"KL_HTTP_THREADS", "4", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(http_threads),
      "Threads of the HTTP server's pool."},
     {"KL_HTTP_MAX_CONNECTIONS", "1024", 1, 65536, NULL, KL_CONFIG_INT, 0,

@@ -45,7 +45,6 @@ static void defaults_without_any_variable(void **state)
     assert_string_equal(cfg.redis_url, "");
     assert_int_equal(cfg.job_retention_hours, 168);
     assert_string_equal(cfg.kinesis_pacing, "auto");
-    assert_int_equal(cfg.read_concurrency, 4);
     kl_config_free(&cfg);
 }
 
@@ -171,7 +170,6 @@ static void bad_values_name_the_variable_and_the_rule(void **state)
         {"KL_KINESIS_PACING", "yes", "one of auto, on, off"},
         {"KL_JOB_RETENTION_HOURS", "0", "an integer from 1 to 8760"},
         {"KL_LEASE_TTL_S", "4", "an integer from 5 to 600"},
-        {"KL_READ_CONCURRENCY", "65", "an integer from 1 to 64"},
         {"KL_HTTP_MAX_CONNECTIONS", "0", "an integer from 1 to 65536"},
         {"KL_HTTP_IDLE_TIMEOUT_S", "0", "an integer from 1 to 3600"},
         {"KL_SQLITE_PATH", "a\nb", "a file path"},

@@ -475,45 +475,39 @@ static void restart_service(const char *name)
     free(out);
 }
 
+/* A load with Redis and Postgres; `service` is restarted while it runs. */
+static void restart_mid_job(const char *service, const char *suffix, int port)
+{
+    struct server s;
+    char loc[128], table[96];
+
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
+    server_start(&s, port, NULL, "KL_TEST_PROXY_URL");
+    start_slow_job(&s, suffix, 300, loc, sizeof loc);
+    restart_service(service);
+    proxy_faults(NULL);
+    finish_after_crash(&s, suffix, loc);
+    server_stop(&s);
+    shared_redis = NULL;
+    table_of_stream(table, sizeof table);
+    assert_exactly_once(suffix, table, messages_put);
+}
+
 /* Redis restarted mid-job (it keeps no data: jobs, queue, leases, fencing
  * counters are gone). The destination's checkpoints and fencing tokens keep
  * the rows exactly once. */
 static void a_restarted_redis_loses_and_repeats_nothing(void **state)
 {
-    struct server s;
-    char loc[128], table[96];
     (void)state;
-
-    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
-    server_start(&s, 22000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
-    start_slow_job(&s, "_redis", 300, loc, sizeof loc);
-    restart_service("redis");
-    proxy_faults(NULL);
-    finish_after_crash(&s, "_redis", loc);
-    server_stop(&s);
-    shared_redis = NULL;
-    table_of_stream(table, sizeof table);
-    assert_exactly_once("_redis", table, messages_put);
+    restart_mid_job("redis", "_redis", 22000 + getpid() % 1000);
 }
 
 /* PostgreSQL restarted mid-job: connections drop, chunks in flight roll
  * back, writers reconnect. */
 static void a_restarted_postgres_loses_and_repeats_nothing(void **state)
 {
-    struct server s;
-    char loc[128], table[96];
     (void)state;
-
-    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
-    server_start(&s, 23000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
-    start_slow_job(&s, "_pg", 300, loc, sizeof loc);
-    restart_service("postgres");
-    proxy_faults(NULL);
-    finish_after_crash(&s, "_pg", loc);
-    server_stop(&s);
-    shared_redis = NULL;
-    table_of_stream(table, sizeof table);
-    assert_exactly_once("_pg", table, messages_put);
+    restart_mid_job("postgres", "_pg", 23000 + getpid() % 1000);
 }
 
 static void bearer_token_auth(void **state)

@@ -17,7 +17,8 @@
 # Environment: RECORDS (400000), SHARDS (4), PAD (40), RUNS (3),
 #   REPLAY_CLOSED=1 (closed shards: the last page has no NextShardIterator;
 #   default open shards ending in an empty page at the tip), KL_BIN
-#   (build/kinesis-loader), BENCH_KEEP=1 (keep the datasets).
+#   (build/kinesis-loader), BENCH_KEEP=1 (keep the datasets), BENCH_REDIS=0
+#   (the service keeps its state in the process instead of Redis).
 # Needs PostgreSQL and Redis of scripts/services.sh (make bench starts them).
 set -euo pipefail
 
@@ -86,7 +87,7 @@ for run in $(seq "$RUNS"); do
 done
 
 service_start "$ENDPOINT" "$SHARDS"
-echo "service: $SERVICE_URL, KL_WORKERS=$SHARDS, PostgreSQL + Redis"
+echo "service: $SERVICE_URL, KL_WORKERS=$SHARDS, PostgreSQL, state: $SERVICE_STATE"
 load_rates=() load_served=()
 for run in $(seq "$RUNS"); do
     dataset="bench_replay_$$_$run"
@@ -112,8 +113,8 @@ done
 best_read=$(printf '%s\n' "${read_rates[@]}" | sort -g | tail -1)
 best_load=$(printf '%s\n' "${load_rates[@]}" | sort -g | tail -1)
 echo
-printf 'replay endpoint: %d messages, %d shards, KL_WORKERS=%d, best of %d (median)\n' \
-    "$RECORDS" "$SHARDS" "$SHARDS" "$RUNS"
+printf 'replay endpoint: %d messages, %d shards, KL_WORKERS=%d, state: %s, best of %d (median)\n' \
+    "$RECORDS" "$SHARDS" "$SHARDS" "$SERVICE_STATE" "$RUNS"
 printf '  %-44s %10s %10s\n' "" "best" "median"
 printf '  %-44s %10.0f %10.0f\n' "kinesis-loader read, records/s" "$best_read" "$(median "${read_rates[@]}")"
 printf '  %-44s %10.0f %10.0f\n' "service load (POST to succeeded), messages/s" "$best_load" "$(median "${load_rates[@]}")"

@@ -21,7 +21,8 @@
 #   PAD (40: characters of "pad"), RUNS (3: loads without wrk, and reads),
 #   WRK_RUNS (2: loads with wrk), WRK_SECONDS (5), WRK_THREADS (2),
 #   WRK_CONNECTIONS (32), KL_BIN (build/kinesis-loader), BENCH_KEEP=1 (keep
-#   the datasets and the stream).
+#   the datasets and the stream), BENCH_REDIS=0 (the service keeps its
+#   state in the process instead of Redis).
 # Needs the services of scripts/services.sh (make bench starts them).
 set -euo pipefail
 
@@ -83,7 +84,7 @@ for run in $(seq "$RUNS"); do
 done
 
 service_start "$KL_TEST_KINESALITE_URL" "$SHARDS"
-echo "service: $SERVICE_URL, KL_WORKERS=$SHARDS, PostgreSQL + Redis"
+echo "service: $SERVICE_URL, KL_WORKERS=$SHARDS, PostgreSQL, state: $SERVICE_STATE"
 
 # one_load NAME WRK_SECONDS: a job into a fresh dataset; checks the rows.
 # Sets LOAD_JSON.
@@ -138,8 +139,8 @@ done
 best_read=$(printf '%s\n' "${read_rates[@]}" | sort -g | tail -1)
 best_load=$(printf '%s\n' "${load_rates[@]}" | sort -g | tail -1)
 echo
-printf 'service end to end: %d messages, %d kinesalite shards (%s), KL_WORKERS=%d, best of %d (median)\n' \
-    "$RECORDS" "$SHARDS" "$spread" "$SHARDS" "$RUNS"
+printf 'service end to end: %d messages, %d kinesalite shards (%s), KL_WORKERS=%d, state: %s, best of %d (median)\n' \
+    "$RECORDS" "$SHARDS" "$spread" "$SHARDS" "$SERVICE_STATE" "$RUNS"
 printf '  %-44s %10s %10s\n' "" "best" "median"
 printf '  %-44s %10.0f %10.0f\n' "kinesis-loader read, records/s" "$best_read" "$(median "${read_rates[@]}")"
 printf '  %-44s %10.0f %10.0f\n' "service load (POST to succeeded), messages/s" "$best_load" "$(median "${load_rates[@]}")"

@@ -10,17 +10,22 @@ bench_free_port() {
 }
 
 # service_start ENDPOINT [WORKERS]: runs `kinesis-loader serve` against the
-# Kinesis endpoint ENDPOINT with the local PostgreSQL and Redis; waits until
-# /readyz answers 200. Sets SERVICE_PID, SERVICE_URL and SERVICE_LOG.
+# Kinesis endpoint ENDPOINT with the local PostgreSQL and Redis (with
+# BENCH_REDIS=0 the state stays in the process); waits until /readyz answers
+# 200. Sets SERVICE_PID, SERVICE_URL, SERVICE_LOG and SERVICE_STATE.
 service_start() {
-    local endpoint=$1 workers=${2:-4} port i
+    local endpoint=$1 workers=${2:-4} port i redis=$KL_TEST_REDIS_URL
+    SERVICE_STATE=Redis
+    if [ "${BENCH_REDIS:-1}" = 0 ]; then
+        redis=
+        SERVICE_STATE=in-process
+    fi
     port=$(bench_free_port)
     SERVICE_LOG=$(mktemp "${TMPDIR:-/tmp}/kl-bench-serve.XXXXXX")
     SERVICE_URL="http://127.0.0.1:$port"
     KL_LISTEN="127.0.0.1:$port" KL_WORKERS=$workers KL_READ_CONCURRENCY=$workers \
         KL_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
-        DATABASE_URL=$KL_TEST_PG_URL REDIS_URL=$KL_TEST_REDIS_URL \
-        AWS_ENDPOINT_URL_KINESIS=$endpoint \
+        DATABASE_URL=$KL_TEST_PG_URL REDIS_URL=$redis AWS_ENDPOINT_URL_KINESIS=$endpoint \
         "$BIN" serve >"$SERVICE_LOG" 2>&1 &
     SERVICE_PID=$!
     for i in $(seq 200); do

@@ -121,7 +121,8 @@ function runWrk(url) {
     polls,
     error: job.error,
     wrk: w ? (({ started, ended, ...rest }) => rest)(w) : null,
-    wrk_during_load: w && !w.error ? Number((Math.min(w.ended, t1) - w.started).toFixed(3)) : null,
+    wrk_during_load: w && !w.error
+      ? Number(Math.min(w.seconds, Math.max(0, t1 - w.started)).toFixed(3)) : null,
   };
   process.stdout.write(JSON.stringify(out) + '\n');
   agent.destroy();

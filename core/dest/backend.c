@@ -195,6 +195,33 @@ static int conn_read_state(void *impl, const char *dataset, const char *pipeline
     return KL_OK;
 }
 
+static int conn_claim_shard(void *impl, const char *dataset, const char *pipeline,
+                            const char *stream, const char *shard_id, int64_t fencing_token,
+                            struct kl_err *err)
+{
+    struct kl_dest_conn *c = impl;
+    struct kl_dest_ds *d;
+    int rc;
+
+    if (pipeline == NULL || stream == NULL || shard_id == NULL || shard_id[0] == '\0')
+        return kl_err_set(err, KL_ERR_INVALID, "claim without pipeline, stream or shard");
+    rc = kl_dest_conn_open_dataset(c, dataset, &d, err);
+    if (rc != KL_OK)
+        return rc;
+    /* A transaction of its own: in SQLite BEGIN IMMEDIATE waits for the
+     * write lock (a chunk in progress) rather than failing on a stale
+     * snapshot; in Postgres the upsert waits for the row lock of a chunk
+     * in progress and then sees its token. */
+    rc = c->be->begin(c->impl, err);
+    if (rc == KL_OK)
+        rc = c->be->claim_shard(c->impl, d, pipeline, stream, shard_id, fencing_token, err);
+    if (rc == KL_OK)
+        rc = c->be->commit(c->impl, err);
+    if (rc != KL_OK)
+        c->be->rollback(c->impl);
+    return rc;
+}
+
 static int conn_delete_state(void *impl, const char *dataset, const char *pipeline,
                              const char *stream, struct kl_err *err)
 {
@@ -239,6 +266,7 @@ static const struct kl_dest_ops CONN_OPS = {
     .prepare = conn_prepare,
     .load_schema = conn_load_schema,
     .read_state = conn_read_state,
+    .claim_shard = conn_claim_shard,
     .delete_state = conn_delete_state,
     .write_chunk = conn_write_chunk,
     .complete_load = conn_complete_load,

@@ -22,7 +22,8 @@
  * failure 40001, deadlock 40P01, admin shutdown 57P01, SQLite busy); the
  * connection re-establishes itself on the next call. KL_ERR_CONFLICT means a
  * checkpoint carried an older fencing token than the stored one: the whole
- * chunk was rolled back and the caller has lost its lease. KL_ERR_EXPIRED
+ * chunk was rolled back and the caller has lost its lease (from
+ * kl_dest_claim_shard: a newer owner claimed the shard). KL_ERR_EXPIRED
  * means the caller's schema is stale (a column exists in the destination with
  * another type): reload it with kl_dest_load_schema and normalise again.
  * Everything else is final; the database's SQLSTATE and message are in
@@ -53,10 +54,14 @@ const char *kl_write_disposition_name(enum kl_write_disposition d);
 /* Parses the name; returns 0, or -1 for an unknown name. */
 int kl_write_disposition_parse(const char *name, enum kl_write_disposition *out);
 
-/* A shard's position, stored in `_kinesis_checkpoints` with the rows it covers. */
+/* A shard's position, stored in `_kinesis_checkpoints` with the rows it covers.
+ * A shard claimed (kl_dest_claim_shard) before its first commit has a row
+ * with its fencing token and no position: sequence "" and sub_sequence -1.
+ * kl_dest_read_state reports such rows too, for their token; never resume
+ * from one. */
 struct kl_checkpoint {
     char shard_id[KL_DEST_SHARD_ID_MAX];
-    char sequence[KL_DEST_SEQ_MAX]; /* last sequence number whose rows are committed */
+    char sequence[KL_DEST_SEQ_MAX]; /* last sequence number whose rows are committed; "": none */
     int64_t sub_sequence;           /* last KPL sub-record of that sequence; -1: the whole record */
     int64_t fencing_token;          /* the writer's lease token; never decreases */
     int64_t updated_ms;             /* read only: when it was written (epoch ms, UTC) */
@@ -163,6 +168,9 @@ struct kl_dest_ops {
                        int64_t *version_out, struct kl_err *err);
     int (*read_state)(void *impl, const char *dataset, const char *pipeline, const char *stream,
                       struct kl_dest_state *out, struct kl_err *err);
+    /* Raises the shard's stored fencing token to `fencing_token`. */
+    int (*claim_shard)(void *impl, const char *dataset, const char *pipeline, const char *stream,
+                       const char *shard_id, int64_t fencing_token, struct kl_err *err);
     /* Forgets checkpoints and the run time of pipeline+stream (the rows stay). */
     int (*delete_state)(void *impl, const char *dataset, const char *pipeline, const char *stream,
                         struct kl_err *err);
@@ -206,12 +214,30 @@ static inline int kl_dest_load_schema(struct kl_dest *d, const char *dataset,
     return d->ops->load_schema(d->impl, dataset, schema_name, json_out, version_out, err);
 }
 
-/* Fills `out` (initialised by the caller; free it with kl_dest_state_free). */
+/* Fills `out` (initialised by the caller; free it with kl_dest_state_free).
+ * Claimed shards without a position are among the checkpoints, with
+ * sequence "" (see struct kl_checkpoint). */
 static inline int kl_dest_read_state(struct kl_dest *d, const char *dataset, const char *pipeline,
                                      const char *stream, struct kl_dest_state *out,
                                      struct kl_err *err)
 {
     return d->ops->read_state(d->impl, dataset, pipeline, stream, out, err);
+}
+
+/* Claims the shard for `fencing_token` before its new owner reads the
+ * position to resume from, so that a former owner (an older token) can
+ * never commit again: without the claim a stalled owner could still write
+ * until the new one's first commit raised the stored token, and both would
+ * continue from the same position. In one transaction: the stored token is
+ * raised to `fencing_token` (the position stays); a shard without a row
+ * gets one with the token and no position. An equal token is fine (a
+ * retried claim); KL_ERR_CONFLICT when the stored token is newer: the
+ * shard has a newer owner. */
+static inline int kl_dest_claim_shard(struct kl_dest *d, const char *dataset, const char *pipeline,
+                                      const char *stream, const char *shard_id,
+                                      int64_t fencing_token, struct kl_err *err)
+{
+    return d->ops->claim_shard(d->impl, dataset, pipeline, stream, shard_id, fencing_token, err);
 }
 
 static inline int kl_dest_delete_state(struct kl_dest *d, const char *dataset, const char *pipeline,

@@ -730,6 +730,34 @@ static int pg_read_stream_rows(void *impl, const struct kl_dest_ds *d, const cha
     return KL_OK;
 }
 
+static int pg_claim_shard(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                          const char *stream, const char *shard_id, int64_t token,
+                          struct kl_err *err)
+{
+    char tok[24];
+    const char *vals[4] = {pipeline, stream, shard_id, tok};
+    PGresult *res = NULL;
+    int rc;
+
+    snprintf(tok, sizeof tok, "%lld", (long long)token);
+    /* The position stays as it is; only the token moves, and never down. */
+    rc = query_on(impl, "INSERT INTO ", d, "_kinesis_checkpoints",
+                  " AS c (pipeline_name, stream_name, shard_id, sequence, sub_sequence,"
+                  " fencing_token, load_id, updated_at)"
+                  " VALUES ($1, $2, $3, '', NULL, $4::bigint, NULL, now())"
+                  " ON CONFLICT (pipeline_name, stream_name, shard_id) DO UPDATE SET"
+                  " fencing_token = EXCLUDED.fencing_token"
+                  " WHERE c.fencing_token <= EXCLUDED.fencing_token RETURNING 1",
+                  4, vals, &res, "claim shard", err);
+    if (rc == KL_OK && PQntuples(res) != 1)
+        rc = kl_err_set(err, KL_ERR_CONFLICT,
+                        "claim of shard %s refused: fencing token %lld is older than the stored "
+                        "one",
+                        shard_id, (long long)token);
+    PQclear(res);
+    return rc;
+}
+
 static int pg_delete_stream_rows(void *impl, const struct kl_dest_ds *d, const char *table,
                                  const char *pipeline, const char *stream, struct kl_err *err)
 {
@@ -872,6 +900,7 @@ static const struct kl_dest_backend PG_BACKEND = {
     .write_dead_letters = pg_copy_dead_letters,
     .read_schema = pg_read_schema,
     .read_stream_rows = pg_read_stream_rows,
+    .claim_shard = pg_claim_shard,
     .delete_stream_rows = pg_delete_stream_rows,
     .load_done = pg_load_done,
     .write_run_time = pg_write_run_time,

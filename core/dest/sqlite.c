@@ -814,6 +814,45 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
     return KL_OK;
 }
 
+static int lite_claim_shard(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                            const char *stream, const char *shard_id, int64_t token,
+                            struct kl_err *err)
+{
+    struct lite *l = impl;
+    sqlite3_stmt *st = NULL;
+    char now[KL_FMT_MAX];
+    int src, rc;
+
+    now_iso(l, now);
+    /* The position stays as it is; only the token moves, and never down. */
+    rc = prep_on(l, "INSERT INTO", d->name, "_kinesis_checkpoints",
+                 " AS c (pipeline_name, stream_name, shard_id, sequence, sub_sequence,"
+                 " fencing_token, load_id, updated_at) VALUES (?1, ?2, ?3, '', NULL, ?4, NULL, ?5)"
+                 " ON CONFLICT (pipeline_name, stream_name, shard_id) DO UPDATE SET"
+                 " fencing_token = excluded.fencing_token"
+                 " WHERE c.fencing_token <= excluded.fencing_token RETURNING 1",
+                 &st, "claim shard", err);
+    if (rc == KL_OK) {
+        const struct lite_param p[5] = {p_text(pipeline), p_text(stream), p_text(shard_id),
+                                        p_int(token), p_text(now)};
+        rc = bind_all(l, st, p, 5, err);
+    }
+    if (rc == KL_OK) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_DONE)
+            rc = kl_err_set(err, KL_ERR_CONFLICT,
+                            "claim of shard %s refused: fencing token %lld is older than the "
+                            "stored one",
+                            shard_id, (long long)token);
+        else if (src != SQLITE_ROW)
+            rc = lite_fail(l, src, "claim shard", err);
+        else
+            rc = step_done(l, st, "claim shard", err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int lite_delete_stream_rows(void *impl, const struct kl_dest_ds *d, const char *table,
                                    const char *pipeline, const char *stream, struct kl_err *err)
 {
@@ -963,6 +1002,7 @@ static const struct kl_dest_backend LITE_BACKEND = {
     .write_dead_letters = lite_insert_dead_letters,
     .read_schema = lite_read_schema,
     .read_stream_rows = lite_read_stream_rows,
+    .claim_shard = lite_claim_shard,
     .delete_stream_rows = lite_delete_stream_rows,
     .load_done = lite_load_done,
     .write_run_time = lite_write_run_time,

@@ -412,7 +412,7 @@ static long resume_from(struct kl_dest *d, const char *ds, const char *shard)
     if (rc != KL_OK)
         fail_msg("read_state: %s", err.msg);
     for (size_t i = 0; i < st.n_checkpoints; i++)
-        if (strcmp(st.checkpoints[i].shard_id, shard) == 0)
+        if (strcmp(st.checkpoints[i].shard_id, shard) == 0 && st.checkpoints[i].sequence[0] != '\0')
             next = atol(st.checkpoints[i].sequence) - SEQ_BASE + 1;
     kl_dest_state_free(&st);
     return next;
@@ -1713,6 +1713,194 @@ static void test_state_document(void **state)
     kl_dest_destroy(d);
 }
 
+/* The shard's checkpoint row as read_state reports it; fails when there is none. */
+static struct kl_checkpoint stored_checkpoint(struct kl_dest *d, const char *ds, const char *shard)
+{
+    struct kl_dest_state st;
+    struct kl_checkpoint cp;
+    struct kl_err err = {0};
+    bool found = false;
+
+    kl_dest_state_init(&st);
+    if (kl_dest_read_state(d, ds, "kinesis_pipeline", "stream", &st, &err) != KL_OK)
+        fail_msg("read_state: %s", err.msg);
+    memset(&cp, 0, sizeof cp);
+    for (size_t i = 0; i < st.n_checkpoints; i++) {
+        if (strcmp(st.checkpoints[i].shard_id, shard) == 0) {
+            cp = st.checkpoints[i];
+            found = true;
+        }
+    }
+    kl_dest_state_free(&st);
+    if (!found)
+        fail_msg("no checkpoint row for shard %s", shard);
+    return cp;
+}
+
+/* The last value dlt's pipeline state holds for `stream`'s shards. */
+static cJSON *state_last_values(cJSON *doc, const char *stream)
+{
+    static const char *const path[] = {"sources",     "kinesis",  "resources", NULL,
+                                       "incremental", "_kinesis", "last_value"};
+    cJSON *o = doc;
+    for (size_t i = 0; o != NULL && i < sizeof path / sizeof path[0]; i++)
+        o = cJSON_GetObjectItem(o, path[i] != NULL ? path[i] : stream);
+    if (o == NULL)
+        fail_msg("no last_value for stream %s in the pipeline state", stream);
+    return o;
+}
+
+/* A claim on a shard without a row leaves one that holds only the token:
+ * read_state reports it without a position, tokens only rise, and dlt's
+ * pipeline state leaves it out. */
+static void test_claim_new_shard(void **state)
+{
+    const char *ds0 = unique_dataset("claim");
+    char ds[64];
+    struct ts x;
+    struct kl_dest *owner = open_default(), *zombie = open_default();
+    struct kl_err err = {0};
+    struct kl_checkpoint cp;
+    struct kl_load_complete c;
+    size_t root, tags;
+    char *json;
+    cJSON *doc, *last;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    tags = ts_child(&x, "events__tags", "events");
+
+    assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 3, &err),
+                     KL_OK);
+    cp = stored_checkpoint(owner, ds, "s0");
+    assert_string_equal(cp.sequence, "");
+    assert_int_equal(cp.sub_sequence, -1);
+    assert_int_equal(cp.fencing_token, 3);
+    assert_int_equal(resume_from(owner, ds, "s0"), 0);
+    /* Twice with the same token is fine; an older token is refused. */
+    assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 3, &err),
+                     KL_OK);
+    assert_int_equal(kl_dest_claim_shard(zombie, ds, "kinesis_pipeline", "stream", "s0", 2, &err),
+                     KL_ERR_CONFLICT);
+    assert_non_null(strstr(err.msg, "fencing"));
+    assert_int_equal(stored_checkpoint(owner, ds, "s0").fencing_token, 3);
+    /* A writer with an older token never commits to it; the claimer does. */
+    assert_int_equal(
+        write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 2, &err),
+        KL_ERR_CONFLICT);
+    assert_int_equal(resume_from(owner, ds, "s0"), 0); /* (its tables were rolled back too) */
+    assert_int_equal(
+        write_range(owner, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 3, &err),
+        KL_OK);
+    assert_int_equal(count_rows(ds, "events", NULL), 5);
+    assert_int_equal(resume_from(owner, ds, "s0"), 5);
+
+    /* dlt's pipeline state knows positions only: a claimed shard is not in it. */
+    assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s1", 1, &err),
+                     KL_OK);
+    memset(&c, 0, sizeof c);
+    c.load_id = "L";
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = "stream";
+    c.disposition = KL_WRITE_APPEND;
+    c.next_run_ms = 1700000000500LL;
+    if (kl_dest_complete_load(owner, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+    json = stored_state(ds);
+    doc = cJSON_Parse(json);
+    assert_non_null(doc);
+    last = state_last_values(doc, "stream");
+    assert_int_equal(cJSON_GetArraySize(last), 1);
+    assert_string_equal(cJSON_GetObjectItem(last, "s0")->valuestring, "100004");
+    cJSON_Delete(doc);
+    free(json);
+
+    /* Deleting the state forgets claimed shards too. */
+    assert_int_equal(kl_dest_delete_state(owner, ds, "kinesis_pipeline", "stream", &err), KL_OK);
+    assert_int_equal(count_rows(ds, "_kinesis_checkpoints", NULL), 0);
+    kl_dest_destroy(owner);
+    kl_dest_destroy(zombie);
+}
+
+/* The stale writer race: the former owner (token 5) committed up to
+ * message 4 and stalls; the new owner claims the shard with 6 and reads
+ * position 4; the former owner wakes up and commits 5..9 before the new
+ * owner's first commit. Refused, and nothing of its chunk is written; the
+ * new owner continues from position 4. A claim moves only the token. */
+static void test_claim_fences_stale_writer(void **state)
+{
+    const char *ds0 = unique_dataset("claimrace");
+    char ds[64];
+    struct ts x;
+    struct kl_dest *owner = open_default(), *zombie = open_default();
+    struct kl_err err = {0};
+    struct kl_checkpoint cp;
+    size_t root, tags;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    tags = ts_child(&x, "events__tags", "events");
+    assert_int_equal(
+        write_range(zombie, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 0, 5, 5, 5, &err),
+        KL_OK);
+    assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 6, &err),
+                     KL_OK);
+    assert_int_equal(resume_from(owner, ds, "s0"), 5);
+    {
+        struct tb b;
+        struct kl_checkpoint stale;
+        struct kl_chunk_write w;
+        tb_init(&b, &x);
+        for (long k = 5; k < 10; k++)
+            add_msg(&b, root, tags, TS_MAX_TABLES, "L", "s0", k, 2, "v");
+        add_dead_letter(&b, "s0", 7, "not JSON");
+        checkpoint_of(&stale, "s0", 9, 5);
+        w = chunk_of("L", KL_WRITE_APPEND, &b, &stale);
+        assert_int_equal(kl_dest_write_chunk(zombie, ds, &w, NULL, &err), KL_ERR_CONFLICT);
+        assert_non_null(strstr(err.msg, "fencing"));
+        tb_free(&b);
+    }
+    assert_int_equal(count_rows(ds, "events", NULL), 5);
+    assert_int_equal(count_rows(ds, "events__tags", NULL), 10);
+    assert_int_equal(count_rows(ds, "_kinesis_dead_letters", NULL), 0);
+    cp = stored_checkpoint(owner, ds, "s0");
+    assert_int_equal(atol(cp.sequence), SEQ_BASE + 4);
+    assert_int_equal(cp.fencing_token, 6);
+
+    /* The new owner continues from the old position. */
+    assert_int_equal(
+        write_range(owner, ds, &x, root, tags, "L", KL_WRITE_APPEND, "s0", 5, 10, 5, 6, &err),
+        KL_OK);
+    assert_int_equal(count_rows(ds, "events", NULL), 10);
+    assert_int_equal(count_distinct(ds, "events", "_dlt_id"), 10);
+    assert_int_equal(resume_from(owner, ds, "s0"), 10);
+
+    /* A claim keeps the position (a KPL sub-record here); an older one is refused. */
+    {
+        struct kl_checkpoint sub;
+        struct kl_chunk_write w;
+        checkpoint_of(&sub, "s0", 12, 6);
+        sub.sub_sequence = 3;
+        w = chunk_of("L", KL_WRITE_APPEND, NULL, &sub);
+        assert_int_equal(kl_dest_write_chunk(owner, ds, &w, NULL, &err), KL_OK);
+    }
+    assert_int_equal(kl_dest_claim_shard(zombie, ds, "kinesis_pipeline", "stream", "s0", 5, &err),
+                     KL_ERR_CONFLICT);
+    assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 8, &err),
+                     KL_OK);
+    cp = stored_checkpoint(owner, ds, "s0");
+    assert_int_equal(atol(cp.sequence), SEQ_BASE + 12);
+    assert_int_equal(cp.sub_sequence, 3);
+    assert_int_equal(cp.fencing_token, 8);
+    kl_dest_destroy(owner);
+    kl_dest_destroy(zombie);
+}
+
 /* Someone drops the dataset behind a connection's back: one retryable
  * failure, then the next call creates everything again. */
 static void test_dropped_dataset_recovers(void **state)
@@ -2032,6 +2220,7 @@ static void test_corpus_end_to_end(void **state)
         cmocka_unit_test(test_stale_schema), cmocka_unit_test(test_state_and_complete_load),       \
         cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),              \
         cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
-        cmocka_unit_test(test_state_document)
+        cmocka_unit_test(test_state_document), cmocka_unit_test(test_claim_new_shard),             \
+        cmocka_unit_test(test_claim_fences_stale_writer)
 
 #endif

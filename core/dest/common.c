@@ -332,9 +332,6 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool 
         bool cp = r->cp.shard_id[0] != '\0';
         size_t k = ns;
 
-        /* A claimed shard without a position is no part of dlt's state. */
-        if (cp && r->cp.sequence[0] == '\0')
-            continue;
         if (ns > 0 && strcmp(streams[ns - 1].stream_name, r->stream) == 0)
             k = ns - 1;
         for (size_t j = 0; !cp && k == ns && j < ns; j++)

@@ -95,8 +95,7 @@ struct kl_dest_stream_row {
     int64_t last_run_ms;
 };
 
-/* Groups checkpoint and run-time rows into state streams, leaving out
- * checkpoints without a position (claimed shards). With `sort`, in
+/* Groups checkpoint and run-time rows into state streams. With `sort`, in
  * strcmp order of stream and shard; otherwise in the order the rows come
  * (a stream's checkpoint rows one after another), a run-time row joining
  * its stream wherever it stands. *out is malloc'ed and points into `rows`;

@@ -26,6 +26,18 @@ static int build_state(struct kl_dest_conn *c, const struct kl_dest_ds *d,
     int rc;
 
     rc = c->be->read_stream_rows(c->impl, d, lc->pipeline_name, NULL, true, &rows, &n_rows, err);
+    /* dlt's state holds positions: a claimed shard without one is left out. */
+    if (rc == KL_OK) {
+        size_t kept = 0;
+        for (size_t i = 0; i < n_rows; i++) {
+            if (rows[i].cp.shard_id[0] != '\0' && rows[i].cp.sequence[0] == '\0')
+                continue;
+            if (kept != i)
+                rows[kept] = rows[i];
+            kept++;
+        }
+        n_rows = kept;
+    }
     if (rc == KL_OK)
         rc = kl_dest_group_streams(rows, n_rows, c->be->sort_streams, &streams, &n_streams, &cps,
                                    err);

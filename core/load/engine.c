@@ -664,22 +664,17 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     closed = t->meta[0] == '1';
     sscanf(t->meta, "%*d|%128[^|]|%128s", parents[0], parents[1]);
     kl_dest_state_init(&state);
+    /* Only the stored fencing token, so that the lease's token is above it
+     * even when the store lost its counters. The position is read after the
+     * claim below: read now, it could move before the lease is ours. */
     rc = kl_dest_read_state(w->dest, w->params.dataset_name, w->params.pipeline_name,
                             w->params.stream, &state, &err);
     if (rc != KL_OK)
         goto failed;
-    for (size_t i = 0; i < state.n_checkpoints; i++) {
-        const struct kl_checkpoint *c = &state.checkpoints[i];
-        if (strcmp(c->shard_id, t->shard_id) == 0) {
-            snprintf(resume.shard_id, sizeof resume.shard_id, "%s", c->shard_id);
-            snprintf(resume.sequence, sizeof resume.sequence, "%s", c->sequence);
-            resume.sub_sequence = c->sub_sequence;
-            have_resume = true;
-            min_token = c->fencing_token;
-        }
-        from_parent = from_parent || (parents[0][0] && strcmp(c->shard_id, parents[0]) == 0) ||
-                      (parents[1][0] && strcmp(c->shard_id, parents[1]) == 0);
-    }
+    for (size_t i = 0; i < state.n_checkpoints; i++)
+        if (strcmp(state.checkpoints[i].shard_id, t->shard_id) == 0)
+            min_token = state.checkpoints[i].fencing_token;
+    kl_dest_state_free(&state);
 
     r.w = w;
     r.task = t;
@@ -695,6 +690,36 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     }
     if (rc != KL_OK)
         goto failed;
+
+    /* Claim the shard in the destination with the lease's token before
+     * reading where to resume: from now on a former owner (a stalled worker,
+     * or one whose lease the store forgot) can commit nothing, so the
+     * position read next is the last one anybody but us writes. A newer
+     * token stored there (KL_ERR_CONFLICT) means a newer owner: as a lost
+     * lease, below. */
+    rc = kl_dest_claim_shard(w->dest, w->params.dataset_name, w->params.pipeline_name,
+                             w->params.stream, t->shard_id, r.token, &err);
+    if (rc == KL_OK)
+        rc = kl_dest_read_state(w->dest, w->params.dataset_name, w->params.pipeline_name,
+                                w->params.stream, &state, &err);
+    if (rc != KL_OK) {
+        kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
+        goto failed;
+    }
+    for (size_t i = 0; i < state.n_checkpoints; i++) {
+        const struct kl_checkpoint *c = &state.checkpoints[i];
+        /* a claimed shard that nobody committed to yet has no position */
+        if (c->sequence[0] == '\0')
+            continue;
+        if (strcmp(c->shard_id, t->shard_id) == 0) {
+            snprintf(resume.shard_id, sizeof resume.shard_id, "%s", c->shard_id);
+            snprintf(resume.sequence, sizeof resume.sequence, "%s", c->sequence);
+            resume.sub_sequence = c->sub_sequence;
+            have_resume = true;
+        }
+        from_parent = from_parent || (parents[0][0] && strcmp(c->shard_id, parents[0]) == 0) ||
+                      (parents[1][0] && strcmp(c->shard_id, parents[1]) == 0);
+    }
 
     memset(&env, 0, sizeof env);
     env.client = cfg->client;

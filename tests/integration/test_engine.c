@@ -3,7 +3,8 @@
  * leases, a pool of workers, kinesalite, and a real destination (SQLite,
  * then PostgreSQL). A job loads every message exactly once and reports dlt's
  * row counts; the next job loads only what is new; a budget stops a job
- * early and the next one continues without loss.
+ * early and the next one continues without loss. A former owner of a shard
+ * that wakes up after a new owner took the shard over commits nothing.
  */
 #include "tests/support/test_support.h"
 #include "core/dest/pg.h"
@@ -13,6 +14,9 @@
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +31,179 @@ struct rig {
     struct kl_engine *engine;
 };
 
-static void rig_open(struct rig *r, bool postgres)
+/* ---- a stalled former owner ----
+ * The engine's destinations, wrapped: once armed, the first chunk a worker
+ * writes is first committed by the shard's former owner, on a connection
+ * of its own and with its older fencing token, as a worker that stalled
+ * after reading the same records would commit them. That is after the new
+ * owner took the lease and read its position, and before its first commit:
+ * the window the destination's claim closes. */
+struct stale_owner {
+    struct kl_dest_factory *real;
+    pthread_mutex_t lock;
+    bool armed, fired;
+    int64_t token; /* the former owner's */
+    int rc;        /* what its commit returned */
+    char msg[256];
+};
+
+struct stale_dest {
+    struct kl_dest *inner;
+    struct stale_owner *o;
+};
+
+static const char *sd_name(void *impl)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_name(s->inner);
+}
+
+static int sd_ping(void *impl, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_ping(s->inner, err);
+}
+
+static int sd_prepare(void *impl, const char *dataset, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_prepare(s->inner, dataset, err);
+}
+
+static int sd_load_schema(void *impl, const char *dataset, const char *schema_name, char **json_out,
+                          int64_t *version_out, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_load_schema(s->inner, dataset, schema_name, json_out, version_out, err);
+}
+
+static int sd_read_state(void *impl, const char *dataset, const char *pipeline, const char *stream,
+                         struct kl_dest_state *out, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_read_state(s->inner, dataset, pipeline, stream, out, err);
+}
+
+static int sd_claim_shard(void *impl, const char *dataset, const char *pipeline, const char *stream,
+                          const char *shard_id, int64_t token, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_claim_shard(s->inner, dataset, pipeline, stream, shard_id, token, err);
+}
+
+static int sd_delete_state(void *impl, const char *dataset, const char *pipeline,
+                           const char *stream, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_delete_state(s->inner, dataset, pipeline, stream, err);
+}
+
+/* The former owner's commit of the chunk `w`, with its own token. */
+static void stale_commit(struct stale_owner *o, const char *dataset, const struct kl_chunk_write *w)
+{
+    struct kl_checkpoint cps[4];
+    struct kl_chunk_write mine = *w;
+    struct kl_dest *d = NULL;
+    struct kl_err err = {0};
+
+    assert_true(w->n_checkpoints >= 1 && w->n_checkpoints <= 4);
+    for (size_t i = 0; i < w->n_checkpoints; i++) {
+        cps[i] = w->checkpoints[i];
+        assert_true(cps[i].fencing_token > o->token); /* the new owner's is newer */
+        cps[i].fencing_token = o->token;
+    }
+    mine.checkpoints = cps;
+    o->rc = kl_dest_factory_open(o->real, &d, &err);
+    if (o->rc == KL_OK)
+        o->rc = kl_dest_write_chunk(d, dataset, &mine, NULL, &err);
+    snprintf(o->msg, sizeof o->msg, "%s", o->rc == KL_OK ? "" : err.msg);
+    kl_dest_destroy(d);
+}
+
+static int sd_write_chunk(void *impl, const char *dataset, const struct kl_chunk_write *w,
+                          struct kl_chunk_result *res, struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    struct stale_owner *o = s->o;
+
+    pthread_mutex_lock(&o->lock);
+    if (o->armed && !o->fired && w->n_checkpoints > 0) {
+        o->fired = true;
+        stale_commit(o, dataset, w);
+    }
+    pthread_mutex_unlock(&o->lock);
+    return kl_dest_write_chunk(s->inner, dataset, w, res, err);
+}
+
+static int sd_complete_load(void *impl, const char *dataset, const struct kl_load_complete *c,
+                            struct kl_err *err)
+{
+    struct stale_dest *s = impl;
+    return kl_dest_complete_load(s->inner, dataset, c, err);
+}
+
+static void sd_destroy(void *impl)
+{
+    struct stale_dest *s = impl;
+    kl_dest_destroy(s->inner);
+    free(s);
+}
+
+static const struct kl_dest_ops STALE_DEST_OPS = {
+    .name = sd_name,
+    .ping = sd_ping,
+    .prepare = sd_prepare,
+    .load_schema = sd_load_schema,
+    .read_state = sd_read_state,
+    .claim_shard = sd_claim_shard,
+    .delete_state = sd_delete_state,
+    .write_chunk = sd_write_chunk,
+    .complete_load = sd_complete_load,
+    .destroy = sd_destroy,
+};
+
+static int sf_open(void *impl, struct kl_dest **out, struct kl_err *err)
+{
+    struct stale_owner *o = impl;
+    struct stale_dest *s = calloc(1, sizeof *s);
+    struct kl_dest *d = calloc(1, sizeof *d);
+    int rc;
+
+    assert_non_null(s);
+    assert_non_null(d);
+    rc = kl_dest_factory_open(o->real, &s->inner, err);
+    if (rc != KL_OK) {
+        free(s);
+        free(d);
+        return rc;
+    }
+    s->o = o;
+    d->ops = &STALE_DEST_OPS;
+    d->impl = s;
+    *out = d;
+    return KL_OK;
+}
+
+static const char *sf_name(void *impl)
+{
+    struct stale_owner *o = impl;
+    return o->real->ops->name(o->real->impl);
+}
+
+static void sf_destroy(void *impl)
+{
+    struct stale_owner *o = impl;
+    kl_dest_factory_destroy(o->real);
+    o->real = NULL;
+}
+
+static const struct kl_dest_factory_ops STALE_FACTORY_OPS = {
+    .open = sf_open,
+    .name = sf_name,
+    .destroy = sf_destroy,
+};
+
+static void rig_open(struct rig *r, bool postgres, struct stale_owner *stale)
 {
     struct kl_store_options so;
     struct kl_dest_options dopts;
@@ -44,6 +220,14 @@ static void rig_open(struct rig *r, bool postgres)
                         : kl_dest_sqlite_factory_create(sqlite_path, &dopts, &err);
     if (r->dests == NULL)
         fail_msg("destination: %s", err.msg);
+    if (stale != NULL) {
+        struct kl_dest_factory *f = calloc(1, sizeof *f);
+        assert_non_null(f);
+        stale->real = r->dests;
+        f->ops = &STALE_FACTORY_OPS;
+        f->impl = stale;
+        r->dests = f;
+    }
     memset(&ec, 0, sizeof ec);
     ec.store = r->store;
     ec.dests = r->dests;
@@ -124,7 +308,7 @@ static void jobs_load_exactly_once(bool postgres)
     char stream[96], table[96];
     cJSON *doc;
 
-    rig_open(&r, postgres);
+    rig_open(&r, postgres, NULL);
     snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-engine"));
     assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 3, &err), KL_OK);
     put(&r, stream, 0, 600);
@@ -175,6 +359,133 @@ static void jobs_load_exactly_once(bool postgres)
     rig_close(&r);
 }
 
+/* Rows of `table` in the dataset, all or distinct `_dlt_id`s. */
+static long long stored_rows(bool postgres, const char *dataset, const char *table, bool distinct)
+{
+    char sql[512];
+    long long n = -1;
+
+    if (postgres) {
+        PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
+        PGresult *res;
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\".\"%s\"",
+                 distinct ? "count(DISTINCT _dlt_id)" : "count(*)", dataset, table);
+        res = PQexec(c, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", sql, PQerrorMessage(c));
+        n = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        PQfinish(c);
+    } else {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open_v2(sqlite_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(db, 10000);
+        snprintf(sql, sizeof sql, "SELECT %s FROM \"%s.%s\"",
+                 distinct ? "count(DISTINCT _dlt_id)" : "count(*)", dataset, table);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+            fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    return n;
+}
+
+/* Worker A owns the shard (token T) and has committed up to X; it stalls,
+ * its lease expires, and a worker of the next job takes the shard over
+ * (T + 1) and reads X. A wakes up before the new owner's first commit and
+ * commits the records after X with T: refused, because the new owner
+ * claimed the shard in the destination before it read X. The new owner's
+ * rows land once. */
+static void a_stalled_former_owner_commits_nothing(bool postgres)
+{
+    struct rig r;
+    struct stale_owner stale;
+    struct kl_load_params p;
+    struct kl_dest *d = NULL;
+    struct kl_dest_state st;
+    struct kl_err err;
+    char stream[96], table[96];
+    cJSON *doc;
+
+    memset(&stale, 0, sizeof stale);
+    pthread_mutex_init(&stale.lock, NULL);
+    rig_open(&r, postgres, &stale);
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-stale"));
+    assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 1, &err), KL_OK);
+    put(&r, stream, 0, 300);
+    snprintf(table, sizeof table, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    kl_load_params_defaults(&p, stream);
+    snprintf(p.dataset_name, sizeof p.dataset_name, "stale_%d_%s", (int)getpid(),
+             postgres ? "pg" : "lite");
+    p.initial.kind = KL_INITIAL_TRIM_HORIZON;
+    snprintf(p.initial_text, sizeof p.initial_text, "null");
+    p.millis_behind_latest = 0;
+    p.chunk_size = 100;
+
+    /* A's job: everything up to X, with token T. */
+    doc = run_job(&r, &p, "succeeded");
+    assert_int_equal(messages(doc), 300);
+    cJSON_Delete(doc);
+    kl_dest_state_init(&st);
+    assert_int_equal(kl_dest_factory_open(stale.real, &d, &err), KL_OK);
+    assert_int_equal(kl_dest_read_state(d, p.dataset_name, p.pipeline_name, stream, &st, &err),
+                     KL_OK);
+    assert_int_equal(st.n_checkpoints, 1);
+    stale.token = st.checkpoints[0].fencing_token;
+    assert_true(stale.token > 0);
+    kl_dest_state_free(&st);
+
+    /* The next job's owner; A commits right before its first chunk. */
+    put(&r, stream, 300, 150);
+    pthread_mutex_lock(&stale.lock);
+    stale.armed = true;
+    pthread_mutex_unlock(&stale.lock);
+    doc = run_job(&r, &p, "succeeded");
+    pthread_mutex_lock(&stale.lock);
+    assert_true(stale.fired);
+    if (stale.rc != KL_ERR_CONFLICT)
+        fail_msg("the former owner's commit returned %d (%s), not a conflict", stale.rc, stale.msg);
+    pthread_mutex_unlock(&stale.lock);
+    assert_non_null(strstr(stale.msg, "fencing"));
+    assert_int_equal(messages(doc), 150);
+    assert_int_equal(row_count(doc, table), 150);
+    cJSON_Delete(doc);
+    assert_int_equal(stored_rows(postgres, p.dataset_name, table, false), 450);
+    assert_int_equal(stored_rows(postgres, p.dataset_name, table, true), 450);
+
+    /* the state: the new owner's token and position */
+    kl_dest_state_init(&st);
+    assert_int_equal(kl_dest_read_state(d, p.dataset_name, p.pipeline_name, stream, &st, &err),
+                     KL_OK);
+    assert_int_equal(st.n_checkpoints, 1);
+    assert_true(st.checkpoints[0].fencing_token > stale.token);
+    assert_true(st.checkpoints[0].sequence[0] != '\0');
+    kl_dest_state_free(&st);
+    kl_dest_destroy(d);
+    kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
+    rig_close(&r);
+    pthread_mutex_destroy(&stale.lock);
+}
+
+static void sqlite_stalled_former_owner(void **state)
+{
+    (void)state;
+    a_stalled_former_owner_commits_nothing(false);
+}
+
+static void postgres_stalled_former_owner(void **state)
+{
+    (void)state;
+    a_stalled_former_owner_commits_nothing(true);
+}
+
 static void sqlite_jobs_load_exactly_once(void **state)
 {
     (void)state;
@@ -192,6 +503,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sqlite_jobs_load_exactly_once),
         cmocka_unit_test(postgres_jobs_load_exactly_once),
+        cmocka_unit_test(sqlite_stalled_former_owner),
+        cmocka_unit_test(postgres_stalled_former_owner),
     };
     int rc;
     snprintf(sqlite_path, sizeof sqlite_path, "/tmp/kl-test-engine-%d.db", (int)getpid());

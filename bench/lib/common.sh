@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the service benchmarks (sourced, not run): starting and stopping
 # a `kinesis-loader serve` of their own, counting rows in PostgreSQL, small
 # number helpers. Needs KL_TEST_PG_URL and KL_TEST_REDIS_URL
@@ -13,8 +14,9 @@ bench_free_port() {
 # Kinesis endpoint ENDPOINT with the local PostgreSQL and Redis (with
 # BENCH_REDIS=0 the state stays in the process); waits until /readyz answers
 # 200. Sets SERVICE_PID, SERVICE_URL, SERVICE_LOG and SERVICE_STATE.
+# shellcheck disable=SC2034 # SERVICE_STATE is for the caller
 service_start() {
-    local endpoint=$1 workers=${2:-4} port i redis=$KL_TEST_REDIS_URL
+    local endpoint=$1 workers=${2:-4} port redis=$KL_TEST_REDIS_URL
     SERVICE_STATE=Redis
     if [ "${BENCH_REDIS:-1}" = 0 ]; then
         redis=
@@ -28,7 +30,7 @@ service_start() {
         DATABASE_URL=$KL_TEST_PG_URL REDIS_URL=$redis AWS_ENDPOINT_URL_KINESIS=$endpoint \
         "$BIN" serve >"$SERVICE_LOG" 2>&1 &
     SERVICE_PID=$!
-    for i in $(seq 200); do
+    for _ in $(seq 200); do
         if curl -sf -o /dev/null "$SERVICE_URL/readyz"; then
             return 0
         fi

@@ -256,7 +256,12 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline,
     }
     for (size_t i = 0; arr != NULL && i < st.n_checkpoints; i++) {
         const struct kl_checkpoint *c = &st.checkpoints[i];
-        cJSON *x = cJSON_CreateObject();
+        cJSON *x;
+        /* left out: a shard claimed by a worker that committed nothing yet
+         * has only a token, and the document lists positions */
+        if (c->sequence[0] == '\0')
+            continue;
+        x = cJSON_CreateObject();
         kl_format_timestamp(c->updated_ms, ts);
         if (x == NULL || !cJSON_AddItemToArray(arr, x) ||
             cJSON_AddStringToObject(x, "shard_id", c->shard_id) == NULL ||

@@ -692,11 +692,10 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
         goto failed;
 
     /* Claim the shard in the destination with the lease's token before
-     * reading where to resume: from now on a former owner (a stalled worker,
-     * or one whose lease the store forgot) can commit nothing, so the
-     * position read next is the last one anybody but us writes. A newer
-     * token stored there (KL_ERR_CONFLICT) means a newer owner: as a lost
-     * lease, below. */
+     * reading where to resume: from then on a former owner (a stalled
+     * worker, or one whose lease the store forgot) can commit nothing, so
+     * nobody but us moves the position read next. A newer token stored
+     * there (KL_ERR_CONFLICT) means a newer owner: as a lost lease, below. */
     rc = kl_dest_claim_shard(w->dest, w->params.dataset_name, w->params.pipeline_name,
                              w->params.stream, t->shard_id, r.token, &err);
     if (rc == KL_OK)

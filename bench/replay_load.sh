@@ -12,7 +12,9 @@
 #     into a fresh dataset; the table must hold exactly RECORDS rows (RECORDS
 #     distinct _kinesis_msg_id) and row_counts must say so.
 # Also shows how many records the endpoint served per message (1.00: nothing
-# read twice). Fails only on wrong results, never on a time figure.
+# read twice), and how fast the endpoint alone serves pages (wrk posting
+# GetRecords for 2 s, bench/lib/wrk-getrecords.lua), to show it is not what
+# limits the loader. Fails only on wrong results, never on a time figure.
 #
 # Environment: RECORDS (400000), SHARDS (4), PAD (40), RUNS (3),
 #   REPLAY_CLOSED=1 (closed shards: the last page has no NextShardIterator;
@@ -73,6 +75,16 @@ printf 'replay endpoint %s: %d shards x %d records, %d pages built in %d ms%s\n'
 
 served() { json_get "$(curl -sf "$ENDPOINT/__stats")" 'j.records'; }
 
+# The endpoint alone: whole pages of 1000 records, as fast as wrk asks.
+endpoint_rate=
+if command -v wrk >/dev/null; then
+    line=$(wrk -t1 -c2 -d2s -s bench/lib/wrk-getrecords.lua "$ENDPOINT/" | grep '^WRK_JSON ' || true)
+    if [ -n "$line" ] && [ "$(json_get "${line#WRK_JSON }" 'j.status_errors')" = 0 ]; then
+        endpoint_rate=$(calc "$(json_get "${line#WRK_JSON }" 'j.rps') * $(json_get "$info" 'Math.min(1000, j.records_per_shard)')")
+        printf 'replay endpoint alone (wrk, GetRecords pages): %.0f records/s\n' "$endpoint_rate"
+    fi
+fi
+
 read_rates=() read_served=()
 for run in $(seq "$RUNS"); do
     before=$(served)
@@ -118,4 +130,11 @@ printf 'replay endpoint: %d messages, %d shards, KL_WORKERS=%d, state: %s, best 
 printf '  %-44s %10s %10s\n' "" "best" "median"
 printf '  %-44s %10.0f %10.0f\n' "kinesis-loader read, records/s" "$best_read" "$(median "${read_rates[@]}")"
 printf '  %-44s %10.0f %10.0f\n' "service load (POST to succeeded), messages/s" "$best_load" "$(median "${load_rates[@]}")"
+if [ -n "$endpoint_rate" ]; then
+    printf '  %-44s %10.0f\n' "replay endpoint alone (wrk), records/s" "$endpoint_rate"
+fi
 printf '  ratio load / read: %.2f (what loading into PostgreSQL costs over reading)\n' "$(calc "$best_load / $best_read")"
+if [ -n "$endpoint_rate" ]; then
+    printf '  ratio read / endpoint alone: %.2f (well below 1: the endpoint is not the limit)\n' \
+        "$(calc "$best_read / $endpoint_rate")"
+fi

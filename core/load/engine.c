@@ -676,6 +676,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
             min_token = state.checkpoints[i].fencing_token;
     kl_dest_state_free(&state);
 
+    memset(&r, 0, sizeof r);
     r.w = w;
     r.task = t;
     r.key.pipeline = w->params.pipeline_name;

@@ -356,6 +356,57 @@ static int command(struct rstore *r, const struct args *a, int64_t block_ms, red
     }
 }
 
+static int bad_reply(const char *what, struct kl_err *err);
+
+/* Runs `n` commands as one MULTI/EXEC, sent together: one round trip. On
+ * KL_OK `*out` is EXEC's reply, an array of the n replies. A failure on a
+ * connection that sat idle in the pool is retried once on a fresh one. */
+static int transaction(struct rstore *r, const struct args *cmds, size_t n, redisReply **out,
+                       struct kl_err *err)
+{
+    for (int attempt = 0;; attempt++) {
+        redisContext *c;
+        redisReply *reply = NULL;
+        bool reused, ok;
+        int rc = borrow(r, &c, &reused, err);
+        if (rc != KL_OK)
+            return rc;
+        ok = redisAppendCommand(c, "MULTI") == REDIS_OK;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = redisAppendCommandArgv(c, (int)cmds[i].n, cmds[i].v, cmds[i].len) == REDIS_OK;
+        ok = ok && redisAppendCommand(c, "EXEC") == REDIS_OK;
+        /* MULTI's +OK and a +QUEUED per command, then EXEC's array */
+        for (size_t i = 0; ok && i <= n; i++) {
+            void *queued = NULL;
+            ok = redisGetReply(c, &queued) == REDIS_OK && queued != NULL;
+            freeReplyObject(queued);
+        }
+        ok = ok && redisGetReply(c, (void **)&reply) == REDIS_OK && reply != NULL;
+        if (!ok) {
+            char why[128];
+            kl_store_copy(why, sizeof why, c->errstr);
+            freeReplyObject(reply);
+            give_back(r, c, true);
+            if (reused && attempt == 0)
+                continue;
+            return KL_STORE_FAIL(err, KL_ERR_UNAVAILABLE, "redis %s: %s", r->where,
+                                 why[0] != '\0' ? why : "connection lost");
+        }
+        give_back(r, c, false);
+        if (reply->type == REDIS_REPLY_ERROR) {
+            rc = map_error_reply("transaction", reply->str, err);
+            freeReplyObject(reply);
+            return rc != KL_OK ? rc : KL_ERR_INTERNAL;
+        }
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+            freeReplyObject(reply);
+            return bad_reply("transaction", err);
+        }
+        *out = reply;
+        return KL_OK;
+    }
+}
+
 /* Starts a script call's arguments: the reserved EVALSHA head and ARGV[1] = prefix. */
 static int script_args(struct rstore *r, struct args *a, size_t n_argv, struct kl_err *err)
 {
@@ -794,25 +845,36 @@ cleanup:
     return rc;
 }
 
+/* GET /jobs/{id} is the hottest read: three HGETALLs in one MULTI/EXEC,
+ * atomic like a script but without running Lua, which costs Redis more than
+ * the reads themselves. */
 static int impl_job_get(void *impl, const char *id, struct kl_store_job *out, struct kl_err *err)
 {
     struct rstore *r = impl;
+    static const char *const suffix[3] = {"", ":rows", ":shards"};
+    char keys[3][KL_STORE_PREFIX_MAX + KL_STORE_JOB_ID_SIZE + 16];
+    const char *argv[3][2];
+    size_t len[3][2];
+    struct args cmds[3];
     redisReply *reply = NULL;
-    struct args a;
     int rc;
 
-    if ((rc = script_args(r, &a, 1, err)) != KL_OK)
-        goto cleanup;
-    arg_str(&a, id);
-    if ((rc = script(r, KL_RS_JOB_GET, &a, &reply, err)) != KL_OK)
-        goto cleanup;
-    if (reply->type == REDIS_REPLY_NIL)
+    for (size_t i = 0; i < 3; i++) {
+        int n = snprintf(keys[i], sizeof keys[i], "%sjob:%s%s", r->prefix, id, suffix[i]);
+        argv[i][0] = "HGETALL";
+        argv[i][1] = keys[i];
+        len[i][0] = 7;
+        len[i][1] = (size_t)n;
+        cmds[i] = (struct args){.n = 2, .cap = 2, .v = argv[i], .len = len[i]};
+    }
+    rc = transaction(r, cmds, 3, &reply, err);
+    if (rc != KL_OK)
+        return rc;
+    if (reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 0)
         rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         rc = parse_job(reply, out, err);
-cleanup:
     freeReplyObject(reply);
-    args_free(&a);
     return rc;
 }
 

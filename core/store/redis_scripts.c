@@ -101,13 +101,6 @@ static const char job_create[] =
             "prune(P .. 'jobs:stream:' .. stream)\n"
             "return {'created', id}\n";
 
-/* ARGV: P id -> nil | {job hash, rows hash, shards hash} */
-static const char job_get[] = PRELUDE
-    "local k = jk(ARGV[2])\n"
-    "local h = redis.call('HGETALL', k)\n"
-    "if #h == 0 then return false end\n"
-    "return {h, redis.call('HGETALL', k .. ':rows'), redis.call('HGETALL', k .. ':shards')}\n";
-
 /* ARGV: P stream status cursor limit scan_cap
  * -> {next_cursor, {hash, rows, shards}, ...} newest first */
 static const char job_list[] =
@@ -428,7 +421,6 @@ static const char state_merge[] =
 
 const char *const kl_redis_script_source[KL_RS_COUNT] = {
     [KL_RS_JOB_CREATE] = job_create,
-    [KL_RS_JOB_GET] = job_get,
     [KL_RS_JOB_LIST] = job_list,
     [KL_RS_JOB_ACTIVE] = job_active,
     [KL_RS_JOB_TRANSITION] = job_transition,
@@ -448,7 +440,6 @@ const char *const kl_redis_script_source[KL_RS_COUNT] = {
 
 const char *const kl_redis_script_name[KL_RS_COUNT] = {
     [KL_RS_JOB_CREATE] = "job_create",
-    [KL_RS_JOB_GET] = "job_get",
     [KL_RS_JOB_LIST] = "job_list",
     [KL_RS_JOB_ACTIVE] = "job_active",
     [KL_RS_JOB_TRANSITION] = "job_transition",

@@ -9,7 +9,6 @@
 
 enum kl_redis_script {
     KL_RS_JOB_CREATE = 0,
-    KL_RS_JOB_GET,
     KL_RS_JOB_LIST,
     KL_RS_JOB_ACTIVE,
     KL_RS_JOB_TRANSITION,

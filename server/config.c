@@ -44,8 +44,9 @@ static const struct kl_config_var vars[] = {
      "Kubernetes secret. Not together with KL_API_TOKEN."},
     {"KL_WORKERS", "4", 1, 256, NULL, KL_CONFIG_INT, 0, FIELD(workers),
      "Worker threads of this process that run shard tasks (one shard each at a time)."},
-    {"KL_HTTP_THREADS", "4", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(http_threads),
-     "Threads of the HTTP server's pool."},
+    {"KL_HTTP_THREADS", "16", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(http_threads),
+     "Threads of the HTTP server's pool. A request waits for the state store (a Redis round "
+     "trip) on its thread, so more threads than cores keep the API fast."},
     {"KL_HTTP_MAX_CONNECTIONS", "1024", 1, 65536, NULL, KL_CONFIG_INT, 0,
      FIELD(http_max_connections),
      "Open HTTP connections at most; more are refused until some close."},

@@ -35,7 +35,7 @@ static void defaults_without_any_variable(void **state)
     assert_string_equal(cfg.listen_host, "0.0.0.0");
     assert_int_equal(cfg.listen_port, 8080);
     assert_int_equal(cfg.workers, 4);
-    assert_int_equal(cfg.http_threads, 4);
+    assert_int_equal(cfg.http_threads, 16);
     assert_int_equal(cfg.max_body, 1 << 20);
     assert_int_equal(cfg.shutdown_grace_s, 25);
     assert_string_equal(cfg.log_level, "info");

@@ -94,8 +94,16 @@ static void ignore_notice(void *arg, const char *message)
 static int pg_connect(void *impl, struct kl_err *err)
 {
     struct pg *pg = impl;
-    const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *vals[] = {pg->conninfo, "kinesis-loader", "UTF8", NULL};
+    /* Defaults before dbname, so the user's connection string overrides them:
+     * a server that does not answer, or a network that drops packets, fails
+     * a call within seconds instead of holding a worker or an HTTP thread
+     * for the kernel's TCP timeouts (minutes). */
+    const char *keys[] = {"connect_timeout", "keepalives",       "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname",          "fallback_application_name", "client_encoding",
+                          NULL};
+    const char *vals[] = {"10", "1", "30", "10", "3", "60000",
+                          pg->conninfo, "kinesis-loader", "UTF8", NULL};
 
     if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
         return KL_OK;

@@ -8,7 +8,11 @@
 #include "tests/integration/test_dest_suite.h"
 #include "core/dest/pg.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static PGconn *check_conn;
 
@@ -243,11 +247,42 @@ static void test_pg_connection_killed(void **state)
     kl_dest_destroy(d);
 }
 
+/* A server that accepts the connection and never answers: the call fails
+ * as retryable after the default connect_timeout instead of hanging. */
+static void test_pg_silent_server(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char conninfo[128];
+    struct kl_dest *d;
+    struct kl_err err = {0};
+    (void)state;
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0); /* the kernel accepts; nobody speaks */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    snprintf(conninfo, sizeof conninfo, "postgresql://loader@127.0.0.1:%d/db?sslmode=disable",
+             ntohs(a.sin_port));
+    /* creating connects at once; a later call would reconnect the same way */
+    d = kl_dest_pg_create(conninfo, NULL, &err);
+    if (d != NULL) {
+        assert_int_equal(kl_dest_ping(d, &err), KL_ERR_UNAVAILABLE);
+        kl_dest_destroy(d);
+    }
+    assert_int_equal(err.code, KL_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.msg, "timeout"));
+    printf("# %s\n", err.msg);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         KL_DEST_SUITE_TESTS,
         cmocka_unit_test(test_pg_connection_killed),
+        cmocka_unit_test(test_pg_silent_server),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_group);
 }

@@ -49,7 +49,7 @@ trap 'exit 143' TERM
 step "start services"
 scripts/services.sh start
 # shellcheck source=/dev/null
-source .run/services.env
+source "${KL_RUN_DIR:-.run}/services.env"
 
 failed=()
 

@@ -25,7 +25,7 @@ service_start() {
     port=$(bench_free_port)
     SERVICE_LOG=$(mktemp "${TMPDIR:-/tmp}/kl-bench-serve.XXXXXX")
     SERVICE_URL="http://127.0.0.1:$port"
-    KL_LISTEN="127.0.0.1:$port" KL_WORKERS=$workers KL_READ_CONCURRENCY=$workers \
+    KL_LISTEN="127.0.0.1:$port" KL_WORKERS=$workers \
         KL_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
         DATABASE_URL=$KL_TEST_PG_URL REDIS_URL=$redis AWS_ENDPOINT_URL_KINESIS=$endpoint \
         "$BIN" serve >"$SERVICE_LOG" 2>&1 &

@@ -834,10 +834,10 @@ cleanup:
     return rc;
 }
 
-static int impl_task_nack(void *impl, const struct kl_store_task *t, int64_t delay_ms,
-                          struct kl_err *err)
+/* nack and release: the task is queued again, its attempts counted or not. */
+static int requeue(struct memory *m, const struct kl_store_task *t, int64_t delay_ms,
+                   bool count_attempt, struct kl_err *err)
 {
-    struct memory *m = impl;
     struct mtask *k;
     int rc;
 
@@ -848,7 +848,8 @@ static int impl_task_nack(void *impl, const struct kl_store_task *t, int64_t del
         rc = lost(err, t);
         goto cleanup;
     }
-    k->attempt++;
+    if (count_attempt)
+        k->attempt++;
     k->order = ++m->next_order;
     if (delay_ms > 0) {
         k->state = TASK_DELAYED;
@@ -860,6 +861,18 @@ static int impl_task_nack(void *impl, const struct kl_store_task *t, int64_t del
 cleanup:
     unlock(m);
     return rc;
+}
+
+static int impl_task_nack(void *impl, const struct kl_store_task *t, int64_t delay_ms,
+                          struct kl_err *err)
+{
+    return requeue(impl, t, delay_ms, true, err);
+}
+
+static int impl_task_release(void *impl, const struct kl_store_task *t, int64_t delay_ms,
+                             struct kl_err *err)
+{
+    return requeue(impl, t, delay_ms, false, err);
 }
 
 static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
@@ -1242,6 +1255,7 @@ static const struct kl_store_ops memory_ops = {
     .task_heartbeat = impl_task_heartbeat,
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
+    .task_release = impl_task_release,
     .task_reap = impl_task_reap,
     .stats = impl_stats,
     .lease_take = impl_lease_take,

@@ -1278,6 +1278,12 @@ static int impl_task_heartbeat(void *impl, const struct kl_store_task *t, int64_
     return task_call(impl, KL_RS_TASK_HEARTBEAT, t, lease_ms, err);
 }
 
+static int impl_task_release(void *impl, const struct kl_store_task *t, int64_t delay_ms,
+                             struct kl_err *err)
+{
+    return task_call(impl, KL_RS_TASK_RELEASE, t, delay_ms, err);
+}
+
 static int impl_task_nack(void *impl, const struct kl_store_task *t, int64_t delay_ms,
                           struct kl_err *err)
 {
@@ -1689,6 +1695,7 @@ static const struct kl_store_ops redis_ops = {
     .task_heartbeat = impl_task_heartbeat,
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
+    .task_release = impl_task_release,
     .task_reap = impl_task_reap,
     .stats = impl_stats,
     .lease_take = impl_lease_take,

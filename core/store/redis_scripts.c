@@ -305,23 +305,27 @@ static const char task_ack[] = PRELUDE
     "return {tostring(done), total}\n";
 
 /* ARGV: P job_id shard delivery delay_ms -> 1 | 0 (not held) */
-static const char task_nack[] =
-    PRELUDE "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"
-            "local tid = ARGV[2] .. '/' .. sh\n"
-            "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv')\n"
-            "if v[1] ~= 'f' or v[2] ~= ARGV[4] then return 0 end\n"
-            "redis.call('ZREM', P .. 'q:inflight', tid)\n"
-            "redis.call('HINCRBY', tk, sh .. '|att', 1)\n"
-            "local delay = tonumber(ARGV[5])\n"
-            "if delay > 0 then\n"
-            "  redis.call('HSET', tk, sh .. '|st', 'd')\n"
-            "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"
-            "else\n"
-            "  redis.call('HSET', tk, sh .. '|st', 'q')\n"
-            "  redis.call('LPUSH', P .. 'q', tid)\n"
-            "  wake()\n"
-            "end\n"
-            "return 1\n";
+#define TASK_REQUEUE(count_attempt)                                                                \
+    PRELUDE "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"                                     \
+            "local tid = ARGV[2] .. '/' .. sh\n"                                                   \
+            "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv')\n"                       \
+            "if v[1] ~= 'f' or v[2] ~= ARGV[4] then return 0 end\n"                                \
+            "redis.call('ZREM', P .. 'q:inflight', tid)\n" count_attempt                           \
+            "local delay = tonumber(ARGV[5])\n"                                                    \
+            "if delay > 0 then\n"                                                                  \
+            "  redis.call('HSET', tk, sh .. '|st', 'd')\n"                                         \
+            "  redis.call('ZADD', P .. 'q:delayed', now_ms() + delay, tid)\n"                      \
+            "else\n"                                                                               \
+            "  redis.call('HSET', tk, sh .. '|st', 'q')\n"                                         \
+            "  redis.call('LPUSH', P .. 'q', tid)\n"                                               \
+            "  wake()\n"                                                                           \
+            "end\n"                                                                                \
+            "return 1\n"
+
+static const char task_nack[] = TASK_REQUEUE("redis.call('HINCRBY', tk, sh .. '|att', 1)\n");
+
+/* As task_nack, without counting an attempt. */
+static const char task_release[] = TASK_REQUEUE("");
 
 /* ARGV: P -> {queued, in_flight, delayed, jobs queued, running, succeeded, failed,
  * cancelled}. A finished job's record expires on its own; its index entries
@@ -430,6 +434,7 @@ const char *const kl_redis_script_source[KL_RS_COUNT] = {
     [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
     [KL_RS_TASK_ACK] = task_ack,
     [KL_RS_TASK_NACK] = task_nack,
+    [KL_RS_TASK_RELEASE] = task_release,
     [KL_RS_STATS] = stats,
     [KL_RS_LEASE_TAKE] = lease_take,
     [KL_RS_LEASE_RENEW] = lease_renew,
@@ -449,6 +454,7 @@ const char *const kl_redis_script_name[KL_RS_COUNT] = {
     [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
     [KL_RS_TASK_ACK] = "task_ack",
     [KL_RS_TASK_NACK] = "task_nack",
+    [KL_RS_TASK_RELEASE] = "task_release",
     [KL_RS_STATS] = "stats",
     [KL_RS_LEASE_TAKE] = "lease_take",
     [KL_RS_LEASE_RENEW] = "lease_renew",

@@ -18,6 +18,7 @@ enum kl_redis_script {
     KL_RS_TASK_HEARTBEAT,
     KL_RS_TASK_ACK,
     KL_RS_TASK_NACK,
+    KL_RS_TASK_RELEASE,
     KL_RS_STATS,
     KL_RS_LEASE_TAKE,
     KL_RS_LEASE_RENEW,

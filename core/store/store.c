@@ -552,15 +552,26 @@ int kl_store_task_ack(struct kl_store *s, const struct kl_store_task *t,
     return s->ops->task_ack(s->impl, t, out != NULL ? out : &ignored, err);
 }
 
+static int check_requeue(const struct kl_store_task *t, int64_t delay_ms, struct kl_err *err)
+{
+    int rc = check_task(t, err);
+    if (rc == KL_OK && !ms_ok(delay_ms, true))
+        rc = bad(err, "delay");
+    return rc;
+}
+
 int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
                        struct kl_err *err)
 {
-    int rc = check_task(t, err);
-    if (rc != KL_OK)
-        return rc;
-    if (!ms_ok(delay_ms, true))
-        return bad(err, "delay");
-    return s->ops->task_nack(s->impl, t, delay_ms, err);
+    int rc = check_requeue(t, delay_ms, err);
+    return rc != KL_OK ? rc : s->ops->task_nack(s->impl, t, delay_ms, err);
+}
+
+int kl_store_task_release(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
+                          struct kl_err *err)
+{
+    int rc = check_requeue(t, delay_ms, err);
+    return rc != KL_OK ? rc : s->ops->task_release(s->impl, t, delay_ms, err);
 }
 
 int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err)

@@ -294,6 +294,8 @@ struct kl_store_ops {
                     struct kl_err *err);
     int (*task_nack)(void *impl, const struct kl_store_task *t, int64_t delay_ms,
                      struct kl_err *err);
+    int (*task_release)(void *impl, const struct kl_store_task *t, int64_t delay_ms,
+                        struct kl_err *err);
     int (*task_reap)(void *impl, int64_t *requeued, struct kl_err *err);
     int (*stats)(void *impl, struct kl_store_stats *out, struct kl_err *err);
 
@@ -431,6 +433,13 @@ int kl_store_task_ack(struct kl_store *s, const struct kl_store_task *t,
  * delay_ms. KL_ERR_CONFLICT as for ack. */
 int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
                        struct kl_err *err);
+
+/* Gives the task back without counting an attempt, for a task that did not
+ * fail: its replica is stopping, it yields its worker to other work, or its
+ * shard is still leased to a worker that vanished. Queued behind what waits
+ * now (or after delay_ms). KL_ERR_CONFLICT as for ack. */
+int kl_store_task_release(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
+                          struct kl_err *err);
 
 /* Requeues in-flight tasks whose lease has expired and readies delayed
  * tasks that are due; take does this too. `*requeued` (may be NULL) counts

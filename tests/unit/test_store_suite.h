@@ -672,6 +672,43 @@ static void test_queue_nack_delay(void **state)
     kl_store_destroy(s);
 }
 
+/* A release gives the task back like a nack but counts no attempt. */
+static void test_queue_release(void **state)
+{
+    struct kl_store *s = open_store();
+    struct kl_err err = {0};
+    struct kl_store_task t, u, v;
+    struct kl_store_task_ack ack;
+    char id[JOB_ID_BUF];
+    (void)state;
+
+    new_job(s, "orders", "pipe", NULL, id);
+    MUST(kl_store_task_enqueue(s, id, "shard-1", NULL, 0, NULL, &err));
+    MUST(kl_store_task_enqueue(s, id, "shard-2", NULL, 0, NULL, &err));
+    take(s, "w1", 60000, &t);
+    assert_string_equal(t.shard_id, "shard-1");
+    MUST(kl_store_task_release(s, &t, 0, &err));
+    ASSERT_RC(kl_store_task_release(s, &t, 0, &err), KL_ERR_CONFLICT);
+    /* behind what waited, the same attempt, a new delivery */
+    take(s, "w1", 60000, &u);
+    assert_string_equal(u.shard_id, "shard-2");
+    take(s, "w2", 60000, &v);
+    assert_string_equal(v.shard_id, "shard-1");
+    assert_int_equal(v.attempt, 0);
+    assert_int_equal(v.delivery, 2);
+    /* a delayed release hides it until due, still without an attempt */
+    MUST(kl_store_task_release(s, &v, BACKEND.ttl_ms, &err));
+    assert_empty(s);
+    BACKEND.advance(BACKEND.ttl_ms + BACKEND.ttl_ms / 2);
+    take(s, "w3", 60000, &v);
+    assert_int_equal(v.attempt, 0);
+    assert_int_equal(v.delivery, 3);
+    MUST(kl_store_task_ack(s, &v, &ack, &err));
+    MUST(kl_store_task_ack(s, &u, &ack, &err));
+    assert_true(ack.last);
+    kl_store_destroy(s);
+}
+
 static void test_queue_expiry_takeover(void **state)
 {
     int64_t lease = BACKEND.ttl_ms;
@@ -1153,6 +1190,7 @@ static void test_invalid_arguments(void **state)
         cmocka_unit_test(test_job_cancel), cmocka_unit_test(test_job_progress),                    \
         cmocka_unit_test(test_job_list), cmocka_unit_test(test_job_retention),                     \
         cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),            \
+        cmocka_unit_test(test_queue_release),                                                      \
         cmocka_unit_test(test_queue_expiry_takeover), cmocka_unit_test(test_queue_take_timeout),   \
         cmocka_unit_test(test_lease_fencing), cmocka_unit_test(test_checkpoint_forward_only),      \
         cmocka_unit_test(test_state_fill_missing), cmocka_unit_test(test_concurrent_workers),      \

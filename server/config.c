@@ -77,6 +77,10 @@ static const struct kl_config_var vars[] = {
     {"KL_LEASE_TTL_S", "30", 5, 600, NULL, KL_CONFIG_INT, 0, FIELD(lease_ttl_s),
      "Lifetime of a shard lease, renewed while a worker reads: a task whose worker died is "
      "taken over after this long."},
+    {"KL_TASK_SLICE_S", "60", 0, 86400, NULL, KL_CONFIG_INT, 0, FIELD(task_slice_s),
+     "A shard task that has read this many seconds gives its worker to waiting tasks at the "
+     "next chunk boundary and queues again behind them, so one wide stream does not hold "
+     "every worker while other jobs wait. 0: never."},
     {"KL_KINESIS_PACING", "auto", 0, 0, pacing_modes, KL_CONFIG_ENUM, 0, FIELD(kinesis_pacing),
      "on: keep each shard to Kinesis' 5 GetRecords calls/s and 2 MiB/s; off: read as fast as "
      "answered; auto: on for AWS endpoints, off for others (emulators)."},

@@ -62,6 +62,7 @@ struct kl_config {
     char redis_url[1024]; /* "" = in-process state; wiped by _free */
     int job_retention_hours;
     int lease_ttl_s;
+    int task_slice_s;
     char kinesis_pacing[8]; /* "auto", "on", "off" */
     const struct kl_env
         *env; /* where it was read from (borrowed), for the AWS entries of the log */

@@ -434,6 +434,7 @@ static struct kl_service *rig_start(void *arg, const struct kl_config *cfg, stru
     ec.workers = cfg->workers;
     ec.shard_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
     ec.task_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
+    ec.task_slice_ms = cfg->task_slice_s > 0 ? (int64_t)cfg->task_slice_s * 1000 : -1;
     if (strcmp(cfg->kinesis_pacing, "on") == 0 ||
         (strcmp(cfg->kinesis_pacing, "auto") == 0 && kl_cli_is_aws_endpoint(r->conn.endpoint))) {
         ec.min_call_interval_ms = 200;

@@ -360,6 +360,11 @@ int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *o
                             "Shard task attempts that failed and were queued again.",
                             e->task_retries, err);
     if (rc == KL_OK)
+        rc = render_counter(out, "kl_task_yields_total",
+                            "Shard tasks that gave their worker to waiting tasks "
+                            "(KL_TASK_SLICE_S).",
+                            e->task_yields, err);
+    if (rc == KL_OK)
         rc = render_counter(out, "kl_task_failures_total",
                             "Shard tasks that failed their job after their attempts.",
                             e->task_failures, err);

@@ -39,7 +39,8 @@ struct kl_engine {
     int n_threads;
     atomic_bool stopping;
     /* counters for kl_engine_stats */
-    atomic_uint_least64_t messages, rows, dead_letters, chunks, task_retries, task_failures;
+    atomic_uint_least64_t messages, rows, dead_letters, chunks, task_retries, task_failures,
+        task_yields;
     /* per-shard MillisBehindLatest for kl_engine_shard_lags */
     pthread_mutex_t lag_lock;
     struct lag *lags; /* grows up to KL_ENGINE_LAGS_MAX */
@@ -65,6 +66,9 @@ struct shard_run {
     const struct kl_store_task *task;
     struct kl_store_shard_key key;
     int64_t token;
+    int64_t slice_start_ms; /* monotonic: when the task last took or kept its worker */
+    bool committed;         /* a chunk was committed in this delivery */
+    bool yielded;           /* stopped at a chunk boundary to let waiting tasks run */
 };
 
 static struct kl_store *store_of(const struct worker *w)
@@ -472,6 +476,7 @@ void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out)
     out->chunks = atomic_load(&e->chunks);
     out->task_retries = atomic_load(&e->task_retries);
     out->task_failures = atomic_load(&e->task_failures);
+    out->task_yields = atomic_load(&e->task_yields);
 }
 
 /* Drops shards not read for KL_ENGINE_LAG_KEEP_MS (lag_lock held). */
@@ -591,6 +596,7 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     atomic_fetch_add(&r->w->e->rows, (uint64_t)res->rows);
     atomic_fetch_add(&r->w->e->dead_letters, (uint64_t)res->dead_letters);
     atomic_fetch_add(&r->w->e->chunks, 1);
+    r->committed = true;
     note_lag(r->w->e, &r->key, millis_behind);
     for (size_t i = 0; batch != NULL && i < batch->n_tables && n < 64; i++) {
         snprintf(rows[n].table, sizeof rows[n].table, "%s",
@@ -615,6 +621,27 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
                                    err);
 }
 
+/* After a slice of work, a task yields its worker when other tasks wait,
+ * so one wide stream's open shards cannot hold every worker until they
+ * reach the tip while other jobs wait. */
+static bool time_to_yield(struct shard_run *r)
+{
+    const struct kl_engine_config *cfg = &r->w->e->cfg;
+    int64_t now = kl_clock_monotonic_ms(clock_of(r->w->e));
+    struct kl_store_stats st;
+    struct kl_err err;
+
+    /* a task that committed nothing yet keeps going: yielding then would
+     * hand the worker around without progress */
+    if (cfg->task_slice_ms < 0 || !r->committed || now - r->slice_start_ms < cfg->task_slice_ms)
+        return false;
+    r->slice_start_ms = now; /* nobody waits: look again after another slice */
+    if (kl_store_stats(cfg->store, &st, &err) != KL_OK || st.queued == 0)
+        return false;
+    r->yielded = true;
+    return true;
+}
+
 static bool hook_cancelled(void *ctx)
 {
     struct shard_run *r = ctx;
@@ -622,7 +649,7 @@ static bool hook_cancelled(void *ctx)
     bool cancel = false;
     struct kl_err err;
 
-    if (atomic_load(&r->w->e->stopping))
+    if (atomic_load(&r->w->e->stopping) || time_to_yield(r))
         return true;
     if (kl_store_job_status(store_of(r->w), r->task->job_id, &status, &cancel, &err) != KL_OK)
         return false; /* the store is away: go on, the commit path will tell */
@@ -682,11 +709,12 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     r.key.pipeline = w->params.pipeline_name;
     r.key.stream = w->params.stream;
     r.key.shard_id = t->shard_id;
+    r.slice_start_ms = kl_clock_monotonic_ms(clock_of(w->e));
     rc = kl_store_lease_take(cfg->store, &r.key, w->owner, cfg->shard_lease_ms, min_token,
                              &r.token, &err);
     if (rc == KL_ERR_CONFLICT) {
         /* a worker that vanished still holds it: try again after its lease */
-        kl_store_task_nack(cfg->store, t, cfg->shard_lease_ms, NULL);
+        kl_store_task_release(cfg->store, t, cfg->shard_lease_ms, NULL);
         goto cleanup;
     }
     if (rc != KL_OK)
@@ -749,9 +777,12 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
     if (rc != KL_OK)
         goto failed;
-    if (result.end == KL_TASK_CANCELLED && atomic_load(&w->e->stopping)) {
-        /* this replica is stopping, not the job: let another one continue */
-        kl_store_task_nack(cfg->store, t, 0, NULL);
+    if (result.end == KL_TASK_CANCELLED && (atomic_load(&w->e->stopping) || r.yielded)) {
+        /* this replica is stopping, or the task yields: not the job. Queued
+         * behind the waiting tasks, it continues from its checkpoint. */
+        if (r.yielded)
+            atomic_fetch_add(&w->e->task_yields, 1);
+        kl_store_task_release(cfg->store, t, 0, NULL);
         goto cleanup;
     }
     note_lag(w->e, &r.key, result.millis_behind);
@@ -777,7 +808,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
 failed:
     if (rc == KL_ERR_CONFLICT) {
         /* the lease went to a newer owner: its delivery finishes the task */
-        kl_store_task_nack(cfg->store, t, cfg->shard_lease_ms, NULL);
+        kl_store_task_release(cfg->store, t, cfg->shard_lease_ms, NULL);
     } else if (kl_err_retryable((enum kl_err_code)rc) || rc == KL_ERR_EXPIRED) {
         retry_or_fail(w, t, &err);
     } else {
@@ -889,6 +920,8 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
         e->cfg.take_timeout_ms = 500;
     if (e->cfg.task_attempts <= 0)
         e->cfg.task_attempts = 5;
+    if (e->cfg.task_slice_ms == 0)
+        e->cfg.task_slice_ms = 60000;
     if (cfg->owner != NULL) {
         snprintf(e->owner, sizeof e->owner, "%.100s", cfg->owner);
     } else {

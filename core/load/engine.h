@@ -34,6 +34,10 @@ struct kl_engine_config {
     int64_t shard_lease_ms;          /* a shard lease; default 30000 */
     int64_t take_timeout_ms;         /* how long a worker waits for a task; default 500 */
     int task_attempts;               /* deliveries of a task before its job fails; default 5 */
+    /* A shard task that ran this long yields its worker at the next chunk
+     * boundary when other tasks wait (it is queued again behind them);
+     * 0: default 60000; < 0: never. */
+    int64_t task_slice_ms;
     int64_t min_call_interval_ms;    /* Kinesis pacing per shard (see cursor.h) */
     int64_t max_bytes_per_s;
 };
@@ -70,6 +74,7 @@ struct kl_engine_stats {
     uint64_t chunks;        /* chunk transactions committed */
     uint64_t task_retries;  /* task attempts that failed and were queued again */
     uint64_t task_failures; /* tasks that failed their job */
+    uint64_t task_yields;   /* tasks that gave their worker to waiting tasks */
 };
 
 void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out);

@@ -23,6 +23,9 @@
 #include <unistd.h>
 
 static char sqlite_path[256];
+/* the engine of the next rig_open: workers, and its task slice (0: default) */
+static int rig_workers = 3;
+static int64_t rig_slice_ms;
 
 struct rig {
     struct kl_test_kinesis k;
@@ -232,7 +235,8 @@ static void rig_open(struct rig *r, bool postgres, struct stale_owner *stale)
     ec.store = r->store;
     ec.dests = r->dests;
     ec.client = r->k.conn.client;
-    ec.workers = 3;
+    ec.workers = rig_workers;
+    ec.task_slice_ms = rig_slice_ms;
     ec.take_timeout_ms = 100;
     r->engine = kl_engine_create(&ec, &err);
     assert_non_null(r->engine);
@@ -474,6 +478,52 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
     pthread_mutex_destroy(&stale.lock);
 }
 
+/* One worker, two shards, a slice of 1 ms: after each chunk the running
+ * task gives the worker to the waiting one, so both shards advance in
+ * turns; every message lands once. */
+static void postgres_tasks_take_turns(void **state)
+{
+    struct rig r;
+    struct kl_load_params p;
+    struct kl_engine_stats st;
+    struct kl_err err;
+    char stream[96], table[96];
+    cJSON *doc;
+    (void)state;
+
+    rig_workers = 1;
+    rig_slice_ms = 1;
+    rig_open(&r, true, NULL);
+    rig_workers = 3;
+    rig_slice_ms = 0;
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-turns"));
+    assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 2, &err), KL_OK);
+    put(&r, stream, 0, 400);
+    snprintf(table, sizeof table, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    kl_load_params_defaults(&p, stream);
+    snprintf(p.dataset_name, sizeof p.dataset_name, "turns_%d", (int)getpid());
+    p.initial.kind = KL_INITIAL_TRIM_HORIZON;
+    snprintf(p.initial_text, sizeof p.initial_text, "null");
+    p.millis_behind_latest = 0;
+    p.chunk_size = 50;
+
+    doc = run_job(&r, &p, "succeeded");
+    assert_int_equal(messages(doc), 400);
+    assert_int_equal(row_count(doc, table), 400);
+    cJSON_Delete(doc);
+    kl_engine_stats(r.engine, &st);
+    printf("# %llu yields\n", (unsigned long long)st.task_yields);
+    assert_true(st.task_yields > 0);
+    assert_int_equal(st.task_failures, 0);
+    assert_int_equal(stored_rows(true, p.dataset_name, table, false), 400);
+    assert_int_equal(stored_rows(true, p.dataset_name, table, true), 400);
+    kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
+    rig_close(&r);
+}
+
 static void sqlite_stalled_former_owner(void **state)
 {
     (void)state;
@@ -505,6 +555,7 @@ int main(void)
         cmocka_unit_test(postgres_jobs_load_exactly_once),
         cmocka_unit_test(sqlite_stalled_former_owner),
         cmocka_unit_test(postgres_stalled_former_owner),
+        cmocka_unit_test(postgres_tasks_take_turns),
     };
     int rc;
     snprintf(sqlite_path, sizeof sqlite_path, "/tmp/kl-test-engine-%d.db", (int)getpid());

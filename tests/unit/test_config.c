@@ -44,6 +44,7 @@ static void defaults_without_any_variable(void **state)
     assert_string_equal(cfg.sqlite_path, "./kinesis-loader.db");
     assert_string_equal(cfg.redis_url, "");
     assert_int_equal(cfg.job_retention_hours, 168);
+    assert_int_equal(cfg.task_slice_s, 60);
     assert_string_equal(cfg.kinesis_pacing, "auto");
     kl_config_free(&cfg);
 }

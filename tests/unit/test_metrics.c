@@ -38,7 +38,8 @@ static void every_figure_is_reported(void **state)
     struct kl_store_stats ss = {.queued = 5, .in_flight = 2, .delayed = 1,
                                 .jobs = {1, 2, 30, 4, 0}};
     struct kl_engine_stats es = {.messages = 1000, .rows = 2500, .dead_letters = 7,
-                                 .chunks = 12, .task_retries = 6, .task_failures = 1};
+                                 .chunks = 12, .task_retries = 6, .task_failures = 1,
+                                 .task_yields = 9};
     struct kl_engine_shard_lag lags[2] = {
         {.pipeline = "p", .stream = "orders", .shard_id = "shardId-000000000000",
          .millis_behind = 0},
@@ -67,6 +68,7 @@ static void every_figure_is_reported(void **state)
     has_line(text, "kl_dead_letters_total 7");
     has_line(text, "kl_chunks_committed_total 12");
     has_line(text, "kl_task_retries_total 6");
+    has_line(text, "kl_task_yields_total 9");
     has_line(text, "kl_task_failures_total 1");
     has_line(text, "# TYPE kl_shard_millis_behind_latest gauge");
     has_line(text, "kl_shard_millis_behind_latest{pipeline=\"p\",stream=\"orders\","

@@ -304,31 +304,40 @@ static long long messages(const cJSON *doc)
     return cJSON_IsNumber(n) ? (long long)n->valuedouble : -1;
 }
 
+/* A new stream of `shards` shards with `count` messages, its root table
+ * name, and load parameters from the start of the stream into `dataset`. */
+static void new_stream(struct rig *r, const char *prefix, int shards, int count,
+                       const char *dataset, int chunk_size, char stream[96], char table[96],
+                       struct kl_load_params *p)
+{
+    struct kl_err err;
+
+    snprintf(stream, 96, "%s", kl_test_unique(prefix));
+    assert_int_equal(kl_kinesis_create_stream(r->k.conn.client, stream, shards, &err), KL_OK);
+    put(r, stream, 0, count);
+    /* the root table: the stream name in dlt's snake_case */
+    snprintf(table, 96, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    kl_load_params_defaults(p, stream);
+    snprintf(p->dataset_name, sizeof p->dataset_name, "%s", dataset);
+    p->initial.kind = KL_INITIAL_TRIM_HORIZON;
+    snprintf(p->initial_text, sizeof p->initial_text, "null");
+    p->millis_behind_latest = 0;
+    p->chunk_size = chunk_size;
+}
+
 static void jobs_load_exactly_once(bool postgres)
 {
     struct rig r;
     struct kl_load_params p;
-    struct kl_err err;
-    char stream[96], table[96];
+    char stream[96], table[96], dataset[64];
     cJSON *doc;
 
     rig_open(&r, postgres, NULL);
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-engine"));
-    assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 3, &err), KL_OK);
-    put(&r, stream, 0, 600);
-    /* the root table: the stream name in dlt's snake_case */
-    snprintf(table, sizeof table, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
-
-    kl_load_params_defaults(&p, stream);
-    snprintf(p.dataset_name, sizeof p.dataset_name, "eng_%d_%s", (int)getpid(),
-             postgres ? "pg" : "lite");
-    p.initial.kind = KL_INITIAL_TRIM_HORIZON;
-    snprintf(p.initial_text, sizeof p.initial_text, "null");
-    p.millis_behind_latest = 0;
-    p.chunk_size = 100;
+    snprintf(dataset, sizeof dataset, "eng_%d_%s", (int)getpid(), postgres ? "pg" : "lite");
+    new_stream(&r, "kl-engine", 3, 600, dataset, 100, stream, table, &p);
 
     doc = run_job(&r, &p, "succeeded");
     assert_int_equal(messages(doc), 600);
@@ -412,26 +421,14 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
     struct kl_dest *d = NULL;
     struct kl_dest_state st;
     struct kl_err err;
-    char stream[96], table[96];
+    char stream[96], table[96], dataset[64];
     cJSON *doc;
 
     memset(&stale, 0, sizeof stale);
     pthread_mutex_init(&stale.lock, NULL);
     rig_open(&r, postgres, &stale);
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-stale"));
-    assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 1, &err), KL_OK);
-    put(&r, stream, 0, 300);
-    snprintf(table, sizeof table, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
-    kl_load_params_defaults(&p, stream);
-    snprintf(p.dataset_name, sizeof p.dataset_name, "stale_%d_%s", (int)getpid(),
-             postgres ? "pg" : "lite");
-    p.initial.kind = KL_INITIAL_TRIM_HORIZON;
-    snprintf(p.initial_text, sizeof p.initial_text, "null");
-    p.millis_behind_latest = 0;
-    p.chunk_size = 100;
+    snprintf(dataset, sizeof dataset, "stale_%d_%s", (int)getpid(), postgres ? "pg" : "lite");
+    new_stream(&r, "kl-stale", 1, 300, dataset, 100, stream, table, &p);
 
     /* A's job: everything up to X, with token T. */
     doc = run_job(&r, &p, "succeeded");
@@ -486,8 +483,7 @@ static void postgres_tasks_take_turns(void **state)
     struct rig r;
     struct kl_load_params p;
     struct kl_engine_stats st;
-    struct kl_err err;
-    char stream[96], table[96];
+    char stream[96], table[96], dataset[64];
     cJSON *doc;
     (void)state;
 
@@ -496,19 +492,8 @@ static void postgres_tasks_take_turns(void **state)
     rig_open(&r, true, NULL);
     rig_workers = 3;
     rig_slice_ms = 0;
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-turns"));
-    assert_int_equal(kl_kinesis_create_stream(r.k.conn.client, stream, 2, &err), KL_OK);
-    put(&r, stream, 0, 400);
-    snprintf(table, sizeof table, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
-    kl_load_params_defaults(&p, stream);
-    snprintf(p.dataset_name, sizeof p.dataset_name, "turns_%d", (int)getpid());
-    p.initial.kind = KL_INITIAL_TRIM_HORIZON;
-    snprintf(p.initial_text, sizeof p.initial_text, "null");
-    p.millis_behind_latest = 0;
-    p.chunk_size = 50;
+    snprintf(dataset, sizeof dataset, "turns_%d", (int)getpid());
+    new_stream(&r, "kl-turns", 2, 400, dataset, 50, stream, table, &p);
 
     doc = run_job(&r, &p, "succeeded");
     assert_int_equal(messages(doc), 400);

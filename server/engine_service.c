@@ -11,6 +11,7 @@
 #include "server/metrics.h"
 #include "core/aws/creds.h"
 #include "core/dest/pg.h"
+#include "core/dest/pool.h"
 #include "core/dest/sqlite.h"
 #include "core/kinesis/conn.h"
 #include "core/load/engine.h"
@@ -25,11 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Destination connections the API and /readyz share (workers keep their own). */
+#define POOL_MAX 4
+#define POOL_WAIT_MS 5000
+
 struct rig {
     struct kl_kinesis_conn conn;
     bool conn_open;
     struct kl_store *store;
     struct kl_dest_factory *dests;
+    struct kl_dest_pool *pool; /* connections for API calls and readiness */
     struct kl_engine *engine;
     struct kl_service svc;
 };
@@ -234,9 +240,11 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline,
     int rc;
 
     kl_dest_state_init(&st);
-    rc = kl_dest_factory_open(r->dests, &d, err);
-    if (rc == KL_OK)
+    rc = kl_dest_pool_acquire(r->pool, POOL_WAIT_MS, &d, err);
+    if (rc == KL_OK) {
         rc = kl_dest_read_state(d, dataset, pipeline, stream, &st, err);
+        kl_dest_pool_release(r->pool, d, rc == KL_ERR_UNAVAILABLE);
+    }
     if (rc != KL_OK)
         goto cleanup;
     o = cJSON_CreateObject();
@@ -282,7 +290,6 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline,
 cleanup:
     cJSON_Delete(o);
     kl_dest_state_free(&st);
-    kl_dest_destroy(d);
     return rc;
 }
 
@@ -301,12 +308,13 @@ static int svc_delete_state(void *impl, const char *stream, const char *pipeline
     if (active)
         return kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is active",
                           id, stream, pipeline);
-    rc = kl_dest_factory_open(r->dests, &d, err);
-    if (rc == KL_OK)
+    rc = kl_dest_pool_acquire(r->pool, POOL_WAIT_MS, &d, err);
+    if (rc == KL_OK) {
         rc = kl_dest_delete_state(d, dataset, pipeline, stream, err);
+        kl_dest_pool_release(r->pool, d, rc == KL_ERR_UNAVAILABLE);
+    }
     if (rc == KL_OK)
         rc = kl_store_state_delete(r->store, pipeline, stream, err);
-    kl_dest_destroy(d);
     return rc;
 }
 
@@ -339,10 +347,11 @@ static bool svc_readiness(void *impl, cJSON **doc)
     }
     rc = kl_store_ping(r->store, &err);
     ready = check(checks, "store", rc, &err) && ready;
-    rc = kl_dest_factory_open(r->dests, &d, &err);
-    if (rc == KL_OK)
+    rc = kl_dest_pool_acquire(r->pool, POOL_WAIT_MS, &d, &err);
+    if (rc == KL_OK) {
         rc = kl_dest_ping(d, &err);
-    kl_dest_destroy(d);
+        kl_dest_pool_release(r->pool, d, rc != KL_OK);
+    }
     ready = check(checks, "destination", rc, &err) && ready;
     kl_aws_creds_init(&creds);
     rc = kl_cred_provider_resolve(r->conn.creds, &creds, &err);
@@ -395,6 +404,7 @@ static const struct kl_service_ops engine_service_ops = {
 static void rig_free(struct rig *r)
 {
     kl_engine_destroy(r->engine);
+    kl_dest_pool_destroy(r->pool);
     kl_dest_factory_destroy(r->dests);
     kl_store_destroy(r->store);
     if (r->conn_open)
@@ -426,6 +436,9 @@ static struct kl_service *rig_start(void *arg, const struct kl_config *cfg, stru
     r->dests = cfg->database_url[0] ? kl_dest_pg_factory_create(cfg->database_url, &dopts, err)
                                     : kl_dest_sqlite_factory_create(cfg->sqlite_path, &dopts, err);
     if (r->dests == NULL)
+        goto fail;
+    r->pool = kl_dest_pool_create(r->dests, POOL_MAX, err);
+    if (r->pool == NULL)
         goto fail;
     memset(&ec, 0, sizeof ec);
     ec.store = r->store;

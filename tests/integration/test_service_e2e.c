@@ -344,6 +344,21 @@ static void loads_over_http(void **state)
     assert_string_equal(status_of(job), "succeeded");
     cJSON_Delete(job);
     assert_int_equal(pg_rows(table), 750);
+
+    /* the state as the database holds it; readiness; deleting the state */
+    char state_path[320];
+    snprintf(state_path, sizeof state_path, "/streams/%s/state?pipeline_name=kinesis_pipeline&dataset_name=%s",
+             stream, dataset);
+    assert_int_equal(call(&s, "GET", state_path, NULL, NULL, &job, NULL, 0), 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(job, "shards")), 2);
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(job, "last_run")));
+    cJSON_Delete(job);
+    assert_int_equal(call(&s, "GET", "/readyz", NULL, NULL, NULL, NULL, 0), 200);
+    assert_int_equal(call(&s, "DELETE", state_path, NULL, NULL, NULL, NULL, 0), 204);
+    assert_int_equal(call(&s, "GET", state_path, NULL, NULL, &job, NULL, 0), 200);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(job, "shards")), 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(job, "last_run")));
+    cJSON_Delete(job);
     server_stop(&s);
 }
 

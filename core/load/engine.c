@@ -26,6 +26,7 @@
 #define MAX_WORKERS 256
 #define SCHEMA_NAME "kinesis"
 #define RETRY_DELAY_MS 1000
+#define FINALIZE_TRIES 6 /* 250 ms, 500 ms, ... 4 s between them */
 
 struct lag {
     struct kl_engine_shard_lag l;
@@ -37,6 +38,8 @@ struct kl_engine {
     char owner[KL_STORE_OWNER_MAX];
     pthread_t threads[MAX_WORKERS];
     int n_threads;
+    pthread_t sweeper;
+    bool sweeping;
     atomic_bool stopping;
     /* counters for kl_engine_stats */
     atomic_uint_least64_t messages, rows, dead_letters, chunks, task_retries, task_failures,
@@ -301,28 +304,31 @@ static int ensure_job(struct worker *w, const struct kl_store_job *job, struct k
     return KL_OK;
 }
 
-/* The last task of a job finished: record the load and the next run time. */
-static void finalize(struct worker *w, const char *job_id)
+/* Completes a job whose tasks are all done: dlt's load and pipeline-state
+ * rows and the next run time in the destination, then succeeded (or
+ * cancelled when a cancel was asked for). Every step is idempotent, so a
+ * retry, or a second replica doing the same, is harmless. */
+static int complete_job(struct worker *w, const char *job_id, struct kl_err *err)
 {
     struct kl_store_job job;
     struct kl_load_complete c;
     struct kl_log_ctx ctx = {job_id, w->params.stream, NULL};
     char root[KL_NAME_CAP];
     size_t root_len = 0;
-    struct kl_err err;
     int rc;
 
     kl_store_job_init(&job);
-    rc = kl_store_job_get(store_of(w), job_id, &job, &err);
-    if (rc == KL_OK && job.cancel_requested) {
+    rc = kl_store_job_get(store_of(w), job_id, &job, err);
+    if (rc != KL_OK || kl_store_job_status_final(job.status))
+        goto cleanup;
+    if (job.cancel_requested) {
         rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_CANCELLED, NULL, NULL,
-                                     &err);
+                                     err);
         goto cleanup;
     }
-    if (rc == KL_OK)
-        rc = ensure_job(w, &job, &err);
+    rc = ensure_job(w, &job, err);
     if (rc != KL_OK)
-        goto fail;
+        goto cleanup;
     memset(&c, 0, sizeof c);
     c.load_id = w->load_id;
     c.schema_name = SCHEMA_NAME;
@@ -335,27 +341,50 @@ static void finalize(struct worker *w, const char *job_id)
         const char *name = w->params.table_name[0] ? w->params.table_name : w->params.stream;
         rc = kl_naming_normalize_path(name, strlen(name), KL_IDENT_MAX - 1, root, &root_len);
         if (rc != KL_OK) {
-            kl_err_set(&err, (enum kl_err_code)rc, "the root table name of '%s'", name);
-            goto fail;
+            kl_err_set(err, (enum kl_err_code)rc, "the root table name of '%s'", name);
+            goto cleanup;
         }
         c.root_table = root;
     }
-    rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, &err);
+    rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, err);
     if (rc == KL_OK)
         rc = kl_store_run_put(store_of(w), w->params.pipeline_name, w->params.stream,
-                              c.next_run_ms, &err);
+                              c.next_run_ms, err);
     if (rc == KL_OK)
         rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL,
-                                     &err);
-    if (rc == KL_OK) {
+                                     err);
+    if (rc == KL_OK)
         KL_INFO("engine", &ctx, "job succeeded: %lld messages, %lld dead letters",
                 (long long)job.messages, (long long)job.dead_letters);
-        goto cleanup;
-    }
-fail:
-    fail_job(w, job_id, NULL, &err);
 cleanup:
     kl_store_job_free(&job);
+    return rc;
+}
+
+/* The last task of a job finished: complete it, retrying while the store or
+ * the destination is briefly away. A job still running after that is found
+ * again by the sweep (sweep_main). */
+static void finalize(struct worker *w, const char *job_id)
+{
+    struct kl_log_ctx ctx = {job_id, w->params.stream, NULL};
+    struct kl_err err;
+    int rc;
+
+    for (int n = 1;; n++) {
+        rc = complete_job(w, job_id, &err);
+        if (rc == KL_OK || !kl_err_retryable((enum kl_err_code)rc) || n >= FINALIZE_TRIES ||
+            atomic_load(&w->e->stopping))
+            break;
+        KL_WARN("engine", &ctx, "completing the job (try %d of %d), retrying: %s", n,
+                FINALIZE_TRIES, err.msg);
+        kl_clock_sleep_ms(clock_of(w->e), (int64_t)250 << (n - 1));
+    }
+    if (rc == KL_ERR_NOT_FOUND)
+        KL_WARN("engine", &ctx, "the job is gone from the state store: %s", err.msg);
+    else if (rc != KL_OK && !kl_err_retryable((enum kl_err_code)rc))
+        fail_job(w, job_id, NULL, &err);
+    else if (rc != KL_OK)
+        KL_WARN("engine", &ctx, "completing the job: %s (the sweep tries again)", err.msg);
 }
 
 /* Acks a task and completes the job when it was the last one. */
@@ -868,6 +897,100 @@ cleanup:
     kl_store_job_free(&job);
 }
 
+/* ---- the sweep ---- */
+
+#define SWEEP_SEEN_MAX 1024
+
+/* Running jobs whose tasks are all done, in ids[]. */
+struct sweep_seen {
+    char ids[SWEEP_SEEN_MAX][KL_STORE_JOB_ID_SIZE];
+    size_t n;
+};
+
+static bool seen_has(const struct sweep_seen *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+/* One sweep: a running job whose tasks were all done at the last sweep too
+ * was left behind (its last worker died between the ack and completing it,
+ * or the store or the destination stayed away longer than finalize's
+ * retries): complete it. Two sweeps apart, so a finalize in progress is
+ * not raced. */
+static void sweep_once(struct worker *w, struct sweep_seen *prev, struct sweep_seen *now)
+{
+    struct kl_store_job_filter f;
+    struct kl_store_job_page page = {0};
+    char cursor[KL_STORE_JOB_ID_SIZE] = "";
+    struct kl_err err;
+
+    now->n = 0;
+    memset(&f, 0, sizeof f);
+    f.has_status = true;
+    f.status = KL_STORE_JOB_RUNNING;
+    f.limit = KL_STORE_LIST_MAX;
+    do {
+        f.cursor = cursor[0] ? cursor : NULL;
+        if (kl_store_job_list(store_of(w), &f, &page, &err) != KL_OK) {
+            KL_WARN("engine", NULL, "sweep: listing running jobs: %s", err.msg);
+            break;
+        }
+        for (size_t i = 0; i < page.n_jobs && !atomic_load(&w->e->stopping); i++) {
+            const struct kl_store_job *j = &page.jobs[i];
+            if (j->tasks_total == 0 || j->tasks_done < j->tasks_total)
+                continue;
+            if (seen_has(prev, j->id)) {
+                struct kl_log_ctx ctx = {j->id, j->stream, NULL};
+                KL_WARN("engine", &ctx, "sweep: every task is done but the job is still "
+                                        "running: completing it");
+                finalize(w, j->id);
+            } else if (now->n < SWEEP_SEEN_MAX) {
+                snprintf(now->ids[now->n++], KL_STORE_JOB_ID_SIZE, "%s", j->id);
+            }
+        }
+        snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+    } while (cursor[0] != '\0' && !atomic_load(&w->e->stopping));
+    kl_store_job_page_free(&page);
+}
+
+static void *sweep_main(void *arg)
+{
+    struct worker *w = arg;
+    struct kl_engine *e = w->e;
+    struct sweep_seen *seen = calloc(2, sizeof *seen);
+    int64_t next = kl_clock_monotonic_ms(clock_of(e)) + e->cfg.sweep_interval_ms;
+    int cur = 0;
+
+    while (seen != NULL && !atomic_load(&e->stopping)) {
+        if (kl_clock_monotonic_ms(clock_of(e)) < next) {
+            kl_clock_sleep_ms(clock_of(e), 100);
+            continue;
+        }
+        sweep_once(w, &seen[cur], &seen[1 - cur]);
+        cur = 1 - cur;
+        next = kl_clock_monotonic_ms(clock_of(e)) + e->cfg.sweep_interval_ms;
+    }
+    free(seen);
+    kl_normalizer_destroy(w->norm);
+    kl_dest_destroy(w->dest);
+    free(w);
+    return NULL;
+}
+
+static struct worker *worker_new(struct kl_engine *e, const char *name)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->e = e;
+    w->schema_written = -1;
+    snprintf(w->owner, sizeof w->owner, "%.100s-%s", e->owner, name);
+    return w;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -922,6 +1045,8 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
         e->cfg.task_attempts = 5;
     if (e->cfg.task_slice_ms == 0)
         e->cfg.task_slice_ms = 60000;
+    if (e->cfg.sweep_interval_ms == 0)
+        e->cfg.sweep_interval_ms = 30000;
     if (cfg->owner != NULL) {
         snprintf(e->owner, sizeof e->owner, "%.100s", cfg->owner);
     } else {
@@ -937,13 +1062,23 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
 
 int kl_engine_start(struct kl_engine *e, struct kl_err *err)
 {
+    if (e->cfg.sweep_interval_ms > 0 && !e->sweeping) {
+        struct worker *w = worker_new(e, "sweep");
+        if (w == NULL)
+            return kl_err_set(err, KL_ERR_NOMEM, "out of memory starting the sweep");
+        if (pthread_create(&e->sweeper, NULL, sweep_main, w) != 0) {
+            free(w);
+            return kl_err_set(err, KL_ERR_INTERNAL, "cannot start the sweep");
+        }
+        e->sweeping = true;
+    }
     for (int i = 0; i < e->cfg.workers; i++) {
-        struct worker *w = calloc(1, sizeof *w);
+        char name[16];
+        struct worker *w;
+        snprintf(name, sizeof name, "w%d", i);
+        w = worker_new(e, name);
         if (w == NULL)
             return kl_err_set(err, KL_ERR_NOMEM, "out of memory starting worker %d", i);
-        w->e = e;
-        w->schema_written = -1;
-        snprintf(w->owner, sizeof w->owner, "%.100s-w%d", e->owner, i);
         if (pthread_create(&e->threads[e->n_threads], NULL, worker_main, w) != 0) {
             free(w);
             return kl_err_set(err, KL_ERR_INTERNAL, "cannot start worker %d", i);
@@ -961,6 +1096,9 @@ void kl_engine_stop(struct kl_engine *e)
     for (int i = 0; i < e->n_threads; i++)
         pthread_join(e->threads[i], NULL);
     e->n_threads = 0;
+    if (e->sweeping)
+        pthread_join(e->sweeper, NULL);
+    e->sweeping = false;
 }
 
 void kl_engine_destroy(struct kl_engine *e)

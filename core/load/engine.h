@@ -38,6 +38,10 @@ struct kl_engine_config {
      * boundary when other tasks wait (it is queued again behind them);
      * 0: default 60000; < 0: never. */
     int64_t task_slice_ms;
+    /* How often running jobs are checked for one whose tasks are all done
+     * but that nobody completed (its last worker died in between): found
+     * on two checks in a row, it is completed. 0: default 30000; < 0: never. */
+    int64_t sweep_interval_ms;
     int64_t min_call_interval_ms;    /* Kinesis pacing per shard (see cursor.h) */
     int64_t max_bytes_per_s;
 };

@@ -25,7 +25,8 @@
 static char sqlite_path[256];
 /* the engine of the next rig_open: workers, and its task slice (0: default) */
 static int rig_workers = 3;
-static int64_t rig_slice_ms;
+static int64_t rig_slice_ms, rig_sweep_ms;
+static bool rig_no_start; /* the test starts the engine itself */
 
 struct rig {
     struct kl_test_kinesis k;
@@ -237,10 +238,12 @@ static void rig_open(struct rig *r, bool postgres, struct stale_owner *stale)
     ec.client = r->k.conn.client;
     ec.workers = rig_workers;
     ec.task_slice_ms = rig_slice_ms;
+    ec.sweep_interval_ms = rig_sweep_ms;
     ec.take_timeout_ms = 100;
     r->engine = kl_engine_create(&ec, &err);
     assert_non_null(r->engine);
-    assert_int_equal(kl_engine_start(r->engine, &err), KL_OK);
+    if (!rig_no_start)
+        assert_int_equal(kl_engine_start(r->engine, &err), KL_OK);
 }
 
 static void rig_close(struct rig *r)
@@ -509,6 +512,51 @@ static void postgres_tasks_take_turns(void **state)
     rig_close(&r);
 }
 
+/* The worker that acked a job's last task dies before completing the job:
+ * the job stays running with every task done. The sweep of another engine
+ * finds it on two checks in a row and completes it. */
+static void sqlite_a_job_left_running_is_completed(void **state)
+{
+    struct rig r;
+    struct kl_load_params p;
+    struct kl_store_task t;
+    struct kl_store_task_ack ack;
+    struct kl_store_job job;
+    struct kl_err err;
+    char id[KL_STORE_JOB_ID_SIZE], stream[96], table[96], dataset[64];
+    bool existing, got = false;
+    cJSON *doc;
+    (void)state;
+
+    rig_no_start = true;
+    rig_sweep_ms = 100;
+    rig_open(&r, false, NULL);
+    rig_no_start = false;
+    rig_sweep_ms = 0;
+    snprintf(dataset, sizeof dataset, "left_%d", (int)getpid());
+    new_stream(&r, "kl-left", 1, 10, dataset, 100, stream, table, &p);
+    /* the job's planning task is taken and acked by a worker that then dies */
+    assert_int_equal(kl_engine_submit(r.engine, &p, NULL, id, &existing, &err), KL_OK);
+    assert_int_equal(kl_store_job_transition(r.store, id, KL_STORE_JOB_RUNNING, NULL, NULL, &err),
+                     KL_OK);
+    assert_int_equal(kl_store_task_take(r.store, "dead", 60000, 0, &t, &got, &err), KL_OK);
+    assert_true(got);
+    assert_int_equal(kl_store_task_ack(r.store, &t, &ack, &err), KL_OK);
+    assert_true(ack.last);
+
+    assert_int_equal(kl_engine_start(r.engine, &err), KL_OK);
+    kl_store_job_init(&job);
+    if (kl_engine_wait(r.engine, id, 60000, &job, &err) != KL_OK)
+        fail_msg("the job was not completed: %s", err.msg);
+    assert_int_equal(job.status, KL_STORE_JOB_SUCCEEDED);
+    doc = kl_job_document(&job);
+    assert_int_equal(row_count(doc, "_dlt_pipeline_state"), 1);
+    cJSON_Delete(doc);
+    kl_store_job_free(&job);
+    kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
+    rig_close(&r);
+}
+
 static void sqlite_stalled_former_owner(void **state)
 {
     (void)state;
@@ -541,6 +589,7 @@ int main(void)
         cmocka_unit_test(sqlite_stalled_former_owner),
         cmocka_unit_test(postgres_stalled_former_owner),
         cmocka_unit_test(postgres_tasks_take_turns),
+        cmocka_unit_test(sqlite_a_job_left_running_is_completed),
     };
     int rc;
     snprintf(sqlite_path, sizeof sqlite_path, "/tmp/kl-test-engine-%d.db", (int)getpid());

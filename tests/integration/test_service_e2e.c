@@ -446,39 +446,54 @@ static void finish_after_crash(const struct server *s, const char *suffix, const
     cJSON_Delete(job);
 }
 
-/* Two replicas share Redis and Postgres; one is killed with SIGKILL while it
- * loads; the other takes its work over after the lease and finishes the job;
+/* Two replicas share Redis and Postgres; replica A gets `sig` while it
+ * loads. After SIGKILL the other takes A's work over once the lease has
+ * expired; after SIGTERM A finishes its chunk, gives its shards back and
+ * exits 0, and B goes on at once. Either way B finishes the job and
  * Postgres holds every message exactly once. */
-static void a_killed_replica_loses_and_repeats_nothing(void **state)
+static void replica_stops_mid_job(int sig, const char *suffix, int port_a, int port_b)
 {
     struct server a, b;
     char loc[128], table[96];
     cJSON *job;
     int status;
-    (void)state;
 
     shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
-    server_start(&a, 20000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
-    server_start(&b, 21000 + getpid() % 1000, NULL, "KL_TEST_PROXY_URL");
+    server_start(&a, port_a, NULL, "KL_TEST_PROXY_URL");
+    server_start(&b, port_b, NULL, "KL_TEST_PROXY_URL");
     table_of_stream(table, sizeof table);
-    /* slow reads, so the job is still running when replica A dies */
-    start_slow_job(&a, "_r", 600, loc, sizeof loc);
+    /* slow reads, so the job is still running when replica A stops */
+    start_slow_job(&a, suffix, 600, loc, sizeof loc);
     /* both replicas answer for the job */
     assert_int_equal(call(&b, "GET", loc, NULL, NULL, NULL, NULL, 0), 200);
-    kill(a.pid, SIGKILL);
+    kill(a.pid, sig);
     waitpid(a.pid, &status, 0);
     forget_server(a.pid);
+    if (sig == SIGTERM)
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     job = poll(&b, loc);
     if (strcmp(status_of(job), "succeeded") != 0) {
         char *text = cJSON_Print(job);
-        fail_msg("the job did not survive a killed replica: %s", text);
+        fail_msg("the job did not survive replica A's signal %d: %s", sig, text);
     }
     cJSON_Delete(job);
     proxy_faults(NULL);
     server_stop(&b);
     shared_redis = NULL;
     /* a fresh pipeline and dataset: all messages of the stream, each once */
-    assert_exactly_once("_r", table, messages_put);
+    assert_exactly_once(suffix, table, messages_put);
+}
+
+static void a_killed_replica_loses_and_repeats_nothing(void **state)
+{
+    (void)state;
+    replica_stops_mid_job(SIGKILL, "_r", 20000 + getpid() % 1000, 21000 + getpid() % 1000);
+}
+
+static void a_stopped_replica_hands_its_work_over(void **state)
+{
+    (void)state;
+    replica_stops_mid_job(SIGTERM, "_t", 24000 + getpid() % 1000, 25000 + getpid() % 1000);
 }
 
 static void restart_service(const char *name)
@@ -584,6 +599,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(loads_over_http, stop_leftovers),
         cmocka_unit_test_teardown(a_killed_replica_loses_and_repeats_nothing, stop_leftovers),
+        cmocka_unit_test_teardown(a_stopped_replica_hands_its_work_over, stop_leftovers),
         cmocka_unit_test_teardown(a_restarted_redis_loses_and_repeats_nothing, stop_leftovers),
         cmocka_unit_test_teardown(a_restarted_postgres_loses_and_repeats_nothing, stop_leftovers),
         cmocka_unit_test_teardown(bearer_token_auth, stop_leftovers),

@@ -58,8 +58,8 @@ static int job_doc(struct rig *r, const char *id, cJSON **out, struct kl_err *er
     return rc;
 }
 
-static int svc_create_load(void *impl, const struct kl_load_params *p, const char *key,
-                           cJSON **job, bool *existing, struct kl_err *err)
+static int svc_create_load(void *impl, const struct kl_load_params *p, const char *key, cJSON **job,
+                           bool *existing, struct kl_err *err)
 {
     struct rig *r = impl;
     char id[KL_STORE_JOB_ID_SIZE];
@@ -112,9 +112,9 @@ static int svc_list_jobs(void *impl, const char *stream, const char *status, int
             jobs = NULL;
         }
     }
-    if (jobs == NULL || (pg.next_cursor[0] ? cJSON_AddStringToObject(doc, "next_cursor",
-                                                                      pg.next_cursor)
-                                           : cJSON_AddNullToObject(doc, "next_cursor")) == NULL) {
+    if (jobs == NULL ||
+        (pg.next_cursor[0] ? cJSON_AddStringToObject(doc, "next_cursor", pg.next_cursor)
+                           : cJSON_AddNullToObject(doc, "next_cursor")) == NULL) {
         cJSON_Delete(doc);
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
     } else {
@@ -229,8 +229,8 @@ cleanup:
     return rc;
 }
 
-static int svc_get_state(void *impl, const char *stream, const char *pipeline,
-                         const char *dataset, cJSON **doc, struct kl_err *err)
+static int svc_get_state(void *impl, const char *stream, const char *pipeline, const char *dataset,
+                         cJSON **doc, struct kl_err *err)
 {
     struct rig *r = impl;
     struct kl_dest *d = NULL;
@@ -274,8 +274,9 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline,
         if (x == NULL || !cJSON_AddItemToArray(arr, x) ||
             cJSON_AddStringToObject(x, "shard_id", c->shard_id) == NULL ||
             cJSON_AddStringToObject(x, "sequence", c->sequence) == NULL ||
-            !put(x, "sub_sequence", c->sub_sequence >= 0 ? cJSON_CreateNumber((double)c->sub_sequence)
-                                                         : cJSON_CreateNull()) ||
+            !put(x, "sub_sequence",
+                 c->sub_sequence >= 0 ? cJSON_CreateNumber((double)c->sub_sequence)
+                                      : cJSON_CreateNull()) ||
             cJSON_AddNumberToObject(x, "fencing_token", (double)c->fencing_token) == NULL ||
             cJSON_AddStringToObject(x, "updated_at", ts) == NULL)
             arr = NULL;
@@ -306,8 +307,8 @@ static int svc_delete_state(void *impl, const char *stream, const char *pipeline
         return rc;
     /* the checkpoints carry the fencing tokens: never while a job writes */
     if (active)
-        return kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is active",
-                          id, stream, pipeline);
+        return kl_err_set(err, KL_ERR_CONFLICT, "job %s of stream %s and pipeline %s is active", id,
+                          stream, pipeline);
     rc = kl_dest_pool_acquire(r->pool, POOL_WAIT_MS, &d, err);
     if (rc == KL_OK) {
         rc = kl_dest_delete_state(d, dataset, pipeline, stream, err);

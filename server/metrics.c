@@ -341,13 +341,13 @@ int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *o
                            "kl_tasks{state=\"in_flight\"} %lld\nkl_tasks{state=\"delayed\"} %lld\n",
                            (long long)s->queued, (long long)s->in_flight, (long long)s->delayed);
     if (rc == KL_OK)
-        rc = render_counter(out, "kl_messages_loaded_total",
-                            "Messages this process committed to the destination.", e->messages,
-                            err);
+        rc =
+            render_counter(out, "kl_messages_loaded_total",
+                           "Messages this process committed to the destination.", e->messages, err);
     if (rc == KL_OK)
         rc = render_counter(out, "kl_rows_loaded_total",
-                            "Rows this process committed to the destination, all tables.",
-                            e->rows, err);
+                            "Rows this process committed to the destination, all tables.", e->rows,
+                            err);
     if (rc == KL_OK)
         rc = render_counter(out, "kl_dead_letters_total",
                             "Messages this process wrote to _kinesis_dead_letters.",

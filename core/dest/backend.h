@@ -117,8 +117,7 @@ struct kl_dest_backend {
      * position (sequence '', sub_sequence NULL); KL_ERR_CONFLICT when the
      * stored token is newer. One statement, in a transaction. */
     int (*claim_shard)(void *impl, const struct kl_dest_ds *d, const char *pipeline,
-                       const char *stream, const char *shard_id, int64_t token,
-                       struct kl_err *err);
+                       const char *stream, const char *shard_id, int64_t token, struct kl_err *err);
     /* Deletes pipeline+stream's row(s) from one of our state tables. */
     int (*delete_stream_rows)(void *impl, const struct kl_dest_ds *d, const char *table,
                               const char *pipeline, const char *stream, struct kl_err *err);

@@ -98,12 +98,13 @@ static int pg_connect(void *impl, struct kl_err *err)
      * a server that does not answer, or a network that drops packets, fails
      * a call within seconds instead of holding a worker or an HTTP thread
      * for the kernel's TCP timeouts (minutes). */
-    const char *keys[] = {"connect_timeout", "keepalives",       "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                          "dbname",          "fallback_application_name", "client_encoding",
-                          NULL};
-    const char *vals[] = {"10", "1", "30", "10", "3", "60000",
-                          pg->conninfo, "kinesis-loader", "UTF8", NULL};
+    const char *keys[] = {"connect_timeout",  "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout",
+                          "dbname",           "fallback_application_name",
+                          "client_encoding",  NULL};
+    const char *vals[] = {"10",   "1", "30", "10", "3", "60000", pg->conninfo, "kinesis-loader",
+                          "UTF8", NULL};
 
     if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
         return KL_OK;

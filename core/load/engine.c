@@ -130,25 +130,26 @@ cJSON *kl_job_document(const struct kl_store_job *j)
     for (size_t i = 0; ok && shards != NULL && i < j->n_shards; i++) {
         const struct kl_store_shard_progress *s = &j->shards[i];
         cJSON *o = cJSON_CreateObject();
-        ok = o != NULL && cJSON_AddItemToArray(shards, o) &&
-             cJSON_AddStringToObject(o, "shard_id", s->shard_id) != NULL &&
-             add(o, "sequence",
-                 s->sequence[0] ? cJSON_CreateString(s->sequence) : cJSON_CreateNull()) &&
-             add(o, "sub_sequence", s->sequence[0] && s->sub_sequence >= 0
-                                        ? cJSON_CreateNumber((double)s->sub_sequence)
-                                        : cJSON_CreateNull()) &&
-             add(o, "millis_behind_latest", s->millis_behind_latest >= 0
-                                                ? cJSON_CreateNumber((double)s->millis_behind_latest)
-                                                : cJSON_CreateNull()) &&
-             cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
-             cJSON_AddBoolToObject(o, "done", s->done) != NULL;
+        ok =
+            o != NULL && cJSON_AddItemToArray(shards, o) &&
+            cJSON_AddStringToObject(o, "shard_id", s->shard_id) != NULL &&
+            add(o, "sequence",
+                s->sequence[0] ? cJSON_CreateString(s->sequence) : cJSON_CreateNull()) &&
+            add(o, "sub_sequence",
+                s->sequence[0] && s->sub_sequence >= 0 ? cJSON_CreateNumber((double)s->sub_sequence)
+                                                       : cJSON_CreateNull()) &&
+            add(o, "millis_behind_latest",
+                s->millis_behind_latest >= 0 ? cJSON_CreateNumber((double)s->millis_behind_latest)
+                                             : cJSON_CreateNull()) &&
+            cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
+            cJSON_AddBoolToObject(o, "done", s->done) != NULL;
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&
                  cJSON_AddStringToObject(g, "shard_id", s->shard_id) != NULL &&
                  cJSON_AddStringToObject(g, "from_sequence", s->gap.from_sequence) != NULL &&
-                 add(g, "to_sequence", s->gap.to_sequence[0]
-                                           ? cJSON_CreateString(s->gap.to_sequence)
+                 add(g, "to_sequence",
+                     s->gap.to_sequence[0] ? cJSON_CreateString(s->gap.to_sequence)
                                            : cJSON_CreateNull()) &&
                  cJSON_AddStringToObject(g, "reason", s->gap.reason) != NULL;
         }
@@ -168,8 +169,8 @@ cJSON *kl_job_document(const struct kl_store_job *j)
         cJSON *e = cJSON_AddObjectToObject(doc, "error");
         ok = e != NULL && cJSON_AddStringToObject(e, "type", j->error_type) != NULL &&
              cJSON_AddStringToObject(e, "detail", j->error_detail) != NULL &&
-             add(e, "shard_id", j->error_shard[0] ? cJSON_CreateString(j->error_shard)
-                                                  : cJSON_CreateNull());
+             add(e, "shard_id",
+                 j->error_shard[0] ? cJSON_CreateString(j->error_shard) : cJSON_CreateNull());
     } else if (ok) {
         ok = cJSON_AddNullToObject(doc, "error") != NULL;
     }
@@ -184,8 +185,8 @@ cJSON *kl_job_document(const struct kl_store_job *j)
 /* ---- jobs ---- */
 
 int kl_engine_submit(struct kl_engine *e, const struct kl_load_params *p,
-                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE],
-                     bool *existing, struct kl_err *err)
+                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE], bool *existing,
+                     struct kl_err *err)
 {
     struct kl_store_job_new j;
     cJSON *params = NULL;
@@ -245,8 +246,7 @@ static void fail_job(struct worker *w, const char *job_id, const char *shard,
     struct kl_err err;
 
     KL_ERROR("engine", &ctx, "job failed: %s", why->msg);
-    if (kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_FAILED, &e, NULL, &err) !=
-        KL_OK)
+    if (kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_FAILED, &e, NULL, &err) != KL_OK)
         KL_WARN("engine", &ctx, "recording the failure: %s", err.msg);
 }
 
@@ -322,8 +322,7 @@ static int complete_job(struct worker *w, const char *job_id, struct kl_err *err
     if (rc != KL_OK || kl_store_job_status_final(job.status))
         goto cleanup;
     if (job.cancel_requested) {
-        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_CANCELLED, NULL, NULL,
-                                     err);
+        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_CANCELLED, NULL, NULL, err);
         goto cleanup;
     }
     rc = ensure_job(w, &job, err);
@@ -348,11 +347,10 @@ static int complete_job(struct worker *w, const char *job_id, struct kl_err *err
     }
     rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, err);
     if (rc == KL_OK)
-        rc = kl_store_run_put(store_of(w), w->params.pipeline_name, w->params.stream,
-                              c.next_run_ms, err);
+        rc = kl_store_run_put(store_of(w), w->params.pipeline_name, w->params.stream, c.next_run_ms,
+                              err);
     if (rc == KL_OK)
-        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL,
-                                     err);
+        rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL, err);
     if (rc == KL_OK)
         KL_INFO("engine", &ctx, "job succeeded: %lld messages, %lld dead letters",
                 (long long)job.messages, (long long)job.dead_letters);
@@ -445,8 +443,8 @@ static void plan(struct worker *w, const struct kl_store_task *t)
         if ((s->parent_id[0] && kl_shard_index(&shards, s->parent_id) >= 0) ||
             (s->adjacent_parent_id[0] && kl_shard_index(&shards, s->adjacent_parent_id) >= 0))
             continue;
-        rc = kl_store_task_enqueue(store_of(w), t->job_id, s->id,
-                                   shard_meta(s, meta, sizeof meta), 0, &created, &err);
+        rc = kl_store_task_enqueue(store_of(w), t->job_id, s->id, shard_meta(s, meta, sizeof meta),
+                                   0, &created, &err);
     }
     kl_shard_list_free(&shards);
     if (rc == KL_OK)
@@ -482,8 +480,8 @@ static int queue_children(struct worker *w, const struct kl_store_task *t, struc
             if (parents[p][0] == '\0' || done || kl_shard_index(&shards, parents[p]) < 0)
                 continue;
             for (size_t k = 0; k < job.n_shards; k++)
-                done = done || (strcmp(job.shards[k].shard_id, parents[p]) == 0 &&
-                                job.shards[k].done);
+                done =
+                    done || (strcmp(job.shards[k].shard_id, parents[p]) == 0 && job.shards[k].done);
             ready = ready && done;
         }
         if (mine && ready)
@@ -646,8 +644,7 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
         return rc;
     cp.position = *pos;
     cp.fencing_token = r->token;
-    return kl_store_checkpoint_put(store_of(r->w), r->key.pipeline, r->key.stream, &cp, NULL,
-                                   err);
+    return kl_store_checkpoint_put(store_of(r->w), r->key.pipeline, r->key.stream, &cp, NULL, err);
 }
 
 /* After a slice of work, a task yields its worker when other tasks wait,
@@ -689,8 +686,8 @@ static int hook_renew(void *ctx, struct kl_err *err)
 {
     struct shard_run *r = ctx;
     const struct kl_engine_config *cfg = &r->w->e->cfg;
-    int rc = kl_store_lease_renew(cfg->store, &r->key, r->w->owner, r->token, cfg->shard_lease_ms,
-                                  err);
+    int rc =
+        kl_store_lease_renew(cfg->store, &r->key, r->w->owner, r->token, cfg->shard_lease_ms, err);
     if (rc == KL_OK)
         rc = kl_store_task_heartbeat(cfg->store, r->task, cfg->task_lease_ms, err);
     return rc;
@@ -739,8 +736,8 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     r.key.stream = w->params.stream;
     r.key.shard_id = t->shard_id;
     r.slice_start_ms = kl_clock_monotonic_ms(clock_of(w->e));
-    rc = kl_store_lease_take(cfg->store, &r.key, w->owner, cfg->shard_lease_ms, min_token,
-                             &r.token, &err);
+    rc = kl_store_lease_take(cfg->store, &r.key, w->owner, cfg->shard_lease_ms, min_token, &r.token,
+                             &err);
     if (rc == KL_ERR_CONFLICT) {
         /* a worker that vanished still holds it: try again after its lease */
         kl_store_task_release(cfg->store, t, cfg->shard_lease_ms, NULL);
@@ -873,8 +870,8 @@ static void run_delivery(struct worker *w, const struct kl_store_task *t)
     }
     rc = ensure_job(w, &job, &err);
     if (rc == KL_OK)
-        rc = kl_store_job_transition(store_of(w), t->job_id, KL_STORE_JOB_RUNNING, NULL, NULL,
-                                     &err);
+        rc =
+            kl_store_job_transition(store_of(w), t->job_id, KL_STORE_JOB_RUNNING, NULL, NULL, &err);
     if (rc == KL_ERR_CONFLICT) {
         /* cancelled (or failed) since we read it: nothing left to do */
         finish(w, t);
@@ -944,8 +941,9 @@ static void sweep_once(struct worker *w, struct sweep_seen *prev, struct sweep_s
                 continue;
             if (seen_has(prev, j->id)) {
                 struct kl_log_ctx ctx = {j->id, j->stream, NULL};
-                KL_WARN("engine", &ctx, "sweep: every task is done but the job is still "
-                                        "running: completing it");
+                KL_WARN("engine", &ctx,
+                        "sweep: every task is done but the job is still "
+                        "running: completing it");
                 finalize(w, j->id);
             } else if (now->n < SWEEP_SEEN_MAX) {
                 snprintf(now->ids[now->n++], KL_STORE_JOB_ID_SIZE, "%s", j->id);
@@ -1001,8 +999,8 @@ static void *worker_main(void *arg)
         struct kl_err err;
         bool got = false;
 
-        if (kl_store_task_take(cfg->store, w->owner, cfg->task_lease_ms, cfg->take_timeout_ms,
-                               &t, &got, &err) != KL_OK) {
+        if (kl_store_task_take(cfg->store, w->owner, cfg->task_lease_ms, cfg->take_timeout_ms, &t,
+                               &got, &err) != KL_OK) {
             KL_WARN("engine", NULL, "taking a task: %s", err.msg);
             kl_clock_sleep_ms(clock_of(w->e), 500);
             continue;

@@ -24,16 +24,16 @@ struct kl_kinesis;
 struct kl_dest_factory;
 
 struct kl_engine_config {
-    struct kl_store *store;          /* borrowed; thread-safe */
-    struct kl_dest_factory *dests;   /* borrowed; each worker opens its own connection */
-    struct kl_kinesis *client;       /* borrowed; thread-safe */
-    const struct kl_clock *clock;    /* NULL: system */
-    int workers;                     /* worker threads, 1..256; default 4 */
-    const char *owner;               /* this replica's name in leases; default host:pid */
-    int64_t task_lease_ms;           /* a task's in-flight lease; default 30000 */
-    int64_t shard_lease_ms;          /* a shard lease; default 30000 */
-    int64_t take_timeout_ms;         /* how long a worker waits for a task; default 500 */
-    int task_attempts;               /* deliveries of a task before its job fails; default 5 */
+    struct kl_store *store;        /* borrowed; thread-safe */
+    struct kl_dest_factory *dests; /* borrowed; each worker opens its own connection */
+    struct kl_kinesis *client;     /* borrowed; thread-safe */
+    const struct kl_clock *clock;  /* NULL: system */
+    int workers;                   /* worker threads, 1..256; default 4 */
+    const char *owner;             /* this replica's name in leases; default host:pid */
+    int64_t task_lease_ms;         /* a task's in-flight lease; default 30000 */
+    int64_t shard_lease_ms;        /* a shard lease; default 30000 */
+    int64_t take_timeout_ms;       /* how long a worker waits for a task; default 500 */
+    int task_attempts;             /* deliveries of a task before its job fails; default 5 */
     /* A shard task that ran this long yields its worker at the next chunk
      * boundary when other tasks wait (it is queued again behind them);
      * 0: default 60000; < 0: never. */
@@ -42,7 +42,7 @@ struct kl_engine_config {
      * but that nobody completed (its last worker died in between): found
      * on two checks in a row, it is completed. 0: default 30000; < 0: never. */
     int64_t sweep_interval_ms;
-    int64_t min_call_interval_ms;    /* Kinesis pacing per shard (see cursor.h) */
+    int64_t min_call_interval_ms; /* Kinesis pacing per shard (see cursor.h) */
     int64_t max_bytes_per_s;
 };
 
@@ -62,8 +62,8 @@ void kl_engine_destroy(struct kl_engine *e);
  * the stream and pipeline is active (`id_out` is that job). `*existing`:
  * the Idempotency-Key named an earlier job (nothing new was queued). */
 int kl_engine_submit(struct kl_engine *e, const struct kl_load_params *p,
-                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE],
-                     bool *existing, struct kl_err *err);
+                     const char *idempotency_key, char id_out[KL_STORE_JOB_ID_SIZE], bool *existing,
+                     struct kl_err *err);
 
 /* Waits until the job is final (or timeout_ms passes: KL_ERR_UNAVAILABLE). */
 int kl_engine_wait(struct kl_engine *e, const char *job_id, int64_t timeout_ms,
@@ -91,8 +91,8 @@ struct kl_engine_shard_lag {
     int64_t millis_behind;
 };
 
-#define KL_ENGINE_LAGS_MAX 4096        /* shards remembered at most (the least recent go) */
-#define KL_ENGINE_LAG_KEEP_MS 900000   /* a shard is forgotten 15 min after its last read */
+#define KL_ENGINE_LAGS_MAX 4096      /* shards remembered at most (the least recent go) */
+#define KL_ENGINE_LAG_KEEP_MS 900000 /* a shard is forgotten 15 min after its last read */
 
 /* Copies the shards this process read within KL_ENGINE_LAG_KEEP_MS, ordered
  * by pipeline, stream and shard, into `*out` (malloc'ed; the caller frees

@@ -219,9 +219,9 @@ static void rig_open(struct rig *r, bool postgres, struct stale_owner *stale)
     r->store = kl_store_memory_create(&so, &err);
     assert_non_null(r->store);
     kl_dest_options_init(&dopts);
-    r->dests = postgres ? kl_dest_pg_factory_create(kl_test_require_env("KL_TEST_PG_URL"), &dopts,
-                                                    &err)
-                        : kl_dest_sqlite_factory_create(sqlite_path, &dopts, &err);
+    r->dests = postgres
+                   ? kl_dest_pg_factory_create(kl_test_require_env("KL_TEST_PG_URL"), &dopts, &err)
+                   : kl_dest_sqlite_factory_create(sqlite_path, &dopts, &err);
     if (r->dests == NULL)
         fail_msg("destination: %s", err.msg);
     if (stale != NULL) {
@@ -378,36 +378,10 @@ static void jobs_load_exactly_once(bool postgres)
 /* Rows of `table` in the dataset, all or distinct `_dlt_id`s. */
 static long long stored_rows(bool postgres, const char *dataset, const char *table, bool distinct)
 {
-    char sql[512];
-    long long n = -1;
-
-    if (postgres) {
-        PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
-        PGresult *res;
-        assert_int_equal(PQstatus(c), CONNECTION_OK);
-        snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\".\"%s\"",
-                 distinct ? "count(DISTINCT _dlt_id)" : "count(*)", dataset, table);
-        res = PQexec(c, sql);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            fail_msg("%s: %s", sql, PQerrorMessage(c));
-        n = atoll(PQgetvalue(res, 0, 0));
-        PQclear(res);
-        PQfinish(c);
-    } else {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        assert_int_equal(sqlite3_open_v2(sqlite_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        sqlite3_busy_timeout(db, 10000);
-        snprintf(sql, sizeof sql, "SELECT %s FROM \"%s.%s\"",
-                 distinct ? "count(DISTINCT _dlt_id)" : "count(*)", dataset, table);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-            fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-    }
-    return n;
+    const char *what = distinct ? "count(DISTINCT _dlt_id)" : "count(*)";
+    return postgres ? kl_test_pg_scalar("SELECT %s FROM \"%s\".\"%s\"", what, dataset, table)
+                    : kl_test_sqlite_scalar(sqlite_path, "SELECT %s FROM \"%s.%s\"", what, dataset,
+                                            table);
 }
 
 /* Worker A owns the shard (token T) and has committed up to X; it stalls,

@@ -43,21 +43,9 @@ static struct kl_dest *open_pg(const struct kl_dest_options *o)
 
 static long long count_pg(const char *dataset, const char *table, bool distinct_ids)
 {
-    char sql[512];
-    PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
-    PGresult *res;
-    long long n;
-
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\".\"%s\"",
-             distinct_ids ? "count(DISTINCT _kinesis_msg_id)" : "count(*)", dataset, table);
-    res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    PQfinish(c);
-    return n;
+    return kl_test_pg_scalar("SELECT %s FROM \"%s\".\"%s\"",
+                             distinct_ids ? "count(DISTINCT _kinesis_msg_id)" : "count(*)", dataset,
+                             table);
 }
 
 static struct kl_dest *open_sqlite(const struct kl_dest_options *o)
@@ -71,22 +59,9 @@ static struct kl_dest *open_sqlite(const struct kl_dest_options *o)
 
 static long long count_sqlite(const char *dataset, const char *table, bool distinct_ids)
 {
-    char sql[512];
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    long long n;
-
-    assert_int_equal(sqlite3_open_v2(sqlite_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    snprintf(sql, sizeof sql, "SELECT %s FROM \"%s.%s\"",
-             distinct_ids ? "count(DISTINCT _kinesis_msg_id)" : "count(*)", dataset, table);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return kl_test_sqlite_scalar(sqlite_path, "SELECT %s FROM \"%s.%s\"",
+                                 distinct_ids ? "count(DISTINCT _kinesis_msg_id)" : "count(*)",
+                                 dataset, table);
 }
 
 static const struct target pg = {"postgres", open_pg, count_pg};

@@ -30,15 +30,17 @@ static void session_open(struct kl_test_kinesis *s, const char *url_env)
 static void tool(const struct kl_test_kinesis *s, const char *fmt_args)
 {
     char *out = NULL;
-    int rc = kl_test_run(&out, "cd '%s' && ( %s --endpoint '%s' --access-key '%s' --secret-key '%s' )",
-                         kl_test_require_env("KL_TEST_NODE_TOOLS"), fmt_args, s->url,
-                         s->access_key, kl_test_require_env("KL_TEST_PROXY_SECRET"));
+    int rc =
+        kl_test_run(&out, "cd '%s' && ( %s --endpoint '%s' --access-key '%s' --secret-key '%s' )",
+                    kl_test_require_env("KL_TEST_NODE_TOOLS"), fmt_args, s->url, s->access_key,
+                    kl_test_require_env("KL_TEST_PROXY_SECRET"));
     if (rc != 0)
         fail_msg("`%s` exited %d: %s", fmt_args, rc, out ? out : "");
     free(out);
 }
 
-static void create_stream(struct kl_test_kinesis *s, char *name, size_t cap, const char *prefix, int shards)
+static void create_stream(struct kl_test_kinesis *s, char *name, size_t cap, const char *prefix,
+                          int shards)
 {
     struct kl_err err;
     snprintf(name, cap, "%s", kl_test_unique(prefix));
@@ -99,8 +101,8 @@ static void note_delivery(struct seen *v, const char *shard)
 }
 
 struct read_options {
-    const char *initial;  /* "trim-horizon", "latest", timestamp */
-    int64_t last_run_ms;  /* -1 */
+    const char *initial; /* "trim-horizon", "latest", timestamp */
+    int64_t last_run_ms; /* -1 */
     int chunk_size;
     int64_t max_messages; /* -1 */
     int64_t mbl;
@@ -188,7 +190,8 @@ static void assert_each_once(const struct seen *v, int from, int to)
 }
 
 /* Every child's first message came after every parent's last one. */
-static void assert_parents_first(struct kl_test_kinesis *s, const char *stream, const struct seen *v)
+static void assert_parents_first(struct kl_test_kinesis *s, const char *stream,
+                                 const struct seen *v)
 {
     struct kl_shard_list shards = {0};
     struct kl_err err;
@@ -205,8 +208,8 @@ static void assert_parents_first(struct kl_test_kinesis *s, const char *stream, 
         for (int p = 0; p < 2; p++) {
             for (size_t k = 0; parents[p][0] && k < v->n_shards; k++) {
                 if (strcmp(v->shards[k].shard, parents[p]) == 0 && v->shards[k].last > child_first)
-                    fail_msg("%s delivered before its parent %s was drained",
-                             shards.shards[i].id, parents[p]);
+                    fail_msg("%s delivered before its parent %s was drained", shards.shards[i].id,
+                             parents[p]);
             }
         }
     }
@@ -342,8 +345,9 @@ static void the_budget_is_shared_fairly(void **state)
 static void proxy_admin(const char *body)
 {
     char *out = NULL;
-    int rc = kl_test_run(&out, "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' '%s/__faults'",
-                         body, kl_test_require_env("KL_TEST_PROXY_URL"));
+    int rc = kl_test_run(
+        &out, "curl -sf -X POST -H 'Content-Type: application/json' -d '%s' '%s/__faults'", body,
+        kl_test_require_env("KL_TEST_PROXY_URL"));
     if (rc != 0)
         fail_msg("proxy admin: %d %s", rc, out ? out : "");
     free(out);
@@ -364,7 +368,8 @@ static void faults_cost_time_not_records(void **state)
      * step so that one shard met four expired iterators in a row, which the
      * cursor rightly treats as an error (MAX_EXPIRED_RETRIES) */
     snprintf(rule, sizeof rule,
-             "{\"access_key\":\"%s\",\"fault\":\"expired_iterator\",\"every\":7,\"target\":\"GetRecords\"}",
+             "{\"access_key\":\"%s\",\"fault\":\"expired_iterator\",\"every\":7,\"target\":"
+             "\"GetRecords\"}",
              s.access_key);
     proxy_admin(rule);
     snprintf(rule, sizeof rule,

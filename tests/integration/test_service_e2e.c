@@ -12,7 +12,6 @@
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,19 +193,8 @@ static long long row_count(const cJSON *job, const char *table)
 
 static long long pg_rows(const char *table)
 {
-    char sql[256];
-    PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
-    PGresult *r;
-    long long n;
-    snprintf(sql, sizeof sql, "SELECT count(DISTINCT _kinesis_msg_id) FROM \"%s\".\"%s\"",
-             dataset, table);
-    r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    n = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(c);
-    return n;
+    return kl_test_pg_scalar("SELECT count(DISTINCT _kinesis_msg_id) FROM \"%s\".\"%s\"", dataset,
+                             table);
 }
 
 static void put(int start, int count)
@@ -234,19 +222,12 @@ static void table_of_stream(char *table, size_t cap)
 /* The dataset `dataset``suffix` holds `want` messages in `table`, each once. */
 static void assert_exactly_once(const char *suffix, const char *table, int want)
 {
-    char sql[256];
-    PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
-    PGresult *r;
-    snprintf(sql, sizeof sql,
-             "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"%s%s\".\"%s\"", dataset,
-             suffix, table);
-    r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    assert_int_equal(atoll(PQgetvalue(r, 0, 1)), want);
-    assert_int_equal(atoll(PQgetvalue(r, 0, 0)), want);
-    PQclear(r);
-    PQfinish(c);
+    assert_int_equal(
+        kl_test_pg_scalar("SELECT count(*) FROM \"%s%s\".\"%s\"", dataset, suffix, table), want);
+    assert_int_equal(
+        kl_test_pg_scalar("SELECT count(DISTINCT _kinesis_msg_id) FROM \"%s%s\".\"%s\"", dataset,
+                          suffix, table),
+        want);
 }
 
 static void proxy_faults(const char *rule)
@@ -320,13 +301,12 @@ static void loads_over_http(void **state)
     proxy_faults(rule);
     assert_int_equal(call(&s, "POST", path, body, "Idempotency-Key: k-1", NULL, loc, sizeof loc),
                      202);
-    assert_int_equal(call(&s, "POST", path, body, "Idempotency-Key: k-1", NULL, loc2,
-                          sizeof loc2),
+    assert_int_equal(call(&s, "POST", path, body, "Idempotency-Key: k-1", NULL, loc2, sizeof loc2),
                      200);
     assert_string_equal(loc, loc2);
     assert_int_equal(call(&s, "POST", path, body, NULL, &job, NULL, 0), 409);
-    assert_string_equal(
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "type")), "/problems/conflict");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(job, "type")),
+                        "/problems/conflict");
     cJSON_Delete(job);
 
     /* cancel stops at a chunk boundary; what was committed stays */
@@ -347,8 +327,8 @@ static void loads_over_http(void **state)
 
     /* the state as the database holds it; readiness; deleting the state */
     char state_path[320];
-    snprintf(state_path, sizeof state_path, "/streams/%s/state?pipeline_name=kinesis_pipeline&dataset_name=%s",
-             stream, dataset);
+    snprintf(state_path, sizeof state_path,
+             "/streams/%s/state?pipeline_name=kinesis_pipeline&dataset_name=%s", stream, dataset);
     assert_int_equal(call(&s, "GET", state_path, NULL, NULL, &job, NULL, 0), 200);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(job, "shards")), 2);
     assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(job, "last_run")));

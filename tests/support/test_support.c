@@ -4,6 +4,10 @@
 #include "tests/support/test_support.h"
 #include "core/util/err.h"
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,8 +179,7 @@ static void fake_sleep_ms(void *impl, int64_t ms)
     c->slept_ms += ms;
 }
 
-static const struct kl_clock_ops fake_clock_ops = {fake_wall_ms, fake_monotonic_ms,
-                                                   fake_sleep_ms};
+static const struct kl_clock_ops fake_clock_ops = {fake_wall_ms, fake_monotonic_ms, fake_sleep_ms};
 
 void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms)
 {
@@ -187,8 +190,8 @@ void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms)
     c->slept_ms = 0;
 }
 
-static int fake_send(void *impl, const struct kl_http_request *req,
-                     struct kl_http_response *resp, struct kl_err *err)
+static int fake_send(void *impl, const struct kl_http_request *req, struct kl_http_response *resp,
+                     struct kl_err *err)
 {
     struct kl_fake_http *f = impl;
     struct kl_fake_http_sent *s;
@@ -286,4 +289,50 @@ const char *kl_fake_http_sent_header(const struct kl_fake_http_sent *s, const ch
         line = end ? end + 1 : NULL;
     }
     return NULL;
+}
+
+long long kl_test_pg_scalar(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    PGconn *c = PQconnectdb(kl_test_require_env("KL_TEST_PG_URL"));
+    PGresult *res;
+    long long n;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("postgres: %s", PQerrorMessage(c));
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(c);
+    return n;
+}
+
+long long kl_test_sqlite_scalar(const char *path, const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long n;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        fail_msg("sqlite %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("%s: no row", sql);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }

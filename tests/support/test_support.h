@@ -30,6 +30,13 @@ const char *kl_test_require_env(const char *name);
  * exit status, or -1 when it could not run. */
 int kl_test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The first column of the first row of a query, as an integer (a count):
+ * on the PostgreSQL of KL_TEST_PG_URL, or in the SQLite file `path`. A
+ * failing query fails the test. */
+long long kl_test_pg_scalar(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+long long kl_test_sqlite_scalar(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* A name unique to this process and call, for streams and keys: "<prefix>-<pid>-<n>". */
 const char *kl_test_unique(const char *prefix);
 
@@ -67,9 +74,9 @@ void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms);
  * responses and records what was sent. */
 #define KL_FAKE_HTTP_MAX 64
 struct kl_fake_http_reply {
-    long status;          /* 0: fail the send with `fail_code` instead */
-    int fail_code;        /* enum kl_err_code used when status is 0 */
-    const char *body;     /* copied when replayed */
+    long status;      /* 0: fail the send with `fail_code` instead */
+    int fail_code;    /* enum kl_err_code used when status is 0 */
+    const char *body; /* copied when replayed */
 };
 struct kl_fake_http_sent {
     char method[8];

@@ -35,15 +35,23 @@ static void has_line(const char *text, const char *line)
 static void every_figure_is_reported(void **state)
 {
     struct kl_kinesis_stats ks = {.requests = 40, .retries = 3, .throttles = 2, .failures = 1};
-    struct kl_store_stats ss = {.queued = 5, .in_flight = 2, .delayed = 1,
-                                .jobs = {1, 2, 30, 4, 0}};
-    struct kl_engine_stats es = {.messages = 1000, .rows = 2500, .dead_letters = 7,
-                                 .chunks = 12, .task_retries = 6, .task_failures = 1,
+    struct kl_store_stats ss = {
+        .queued = 5, .in_flight = 2, .delayed = 1, .jobs = {1, 2, 30, 4, 0}};
+    struct kl_engine_stats es = {.messages = 1000,
+                                 .rows = 2500,
+                                 .dead_letters = 7,
+                                 .chunks = 12,
+                                 .task_retries = 6,
+                                 .task_failures = 1,
                                  .task_yields = 9};
     struct kl_engine_shard_lag lags[2] = {
-        {.pipeline = "p", .stream = "orders", .shard_id = "shardId-000000000000",
+        {.pipeline = "p",
+         .stream = "orders",
+         .shard_id = "shardId-000000000000",
          .millis_behind = 0},
-        {.pipeline = "p", .stream = "orders", .shard_id = "shardId-000000000001",
+        {.pipeline = "p",
+         .stream = "orders",
+         .shard_id = "shardId-000000000001",
          .millis_behind = 86400000},
     };
     struct kl_engine_metrics m = {&ks, &ss, &es, lags, 2};
@@ -87,14 +95,15 @@ static void label_values_are_escaped(void **state)
     struct kl_kinesis_stats ks = {0};
     struct kl_store_stats ss = {0};
     struct kl_engine_stats es = {0};
-    struct kl_engine_shard_lag lag = {.pipeline = "a\"b\\c\nd", .stream = "s", .shard_id = "x",
-                                      .millis_behind = 5};
+    struct kl_engine_shard_lag lag = {
+        .pipeline = "a\"b\\c\nd", .stream = "s", .shard_id = "x", .millis_behind = 5};
     struct kl_engine_metrics m = {&ks, &ss, &es, &lag, 1};
     struct kl_buf out;
     (void)state;
 
-    has_line(render(&m, &out),
-             "kl_shard_millis_behind_latest{pipeline=\"a\\\"b\\\\c\\nd\",stream=\"s\",shard=\"x\"} 5");
+    has_line(
+        render(&m, &out),
+        "kl_shard_millis_behind_latest{pipeline=\"a\\\"b\\\\c\\nd\",stream=\"s\",shard=\"x\"} 5");
     kl_buf_free(&out);
 }
 

@@ -1190,10 +1190,10 @@ static void test_invalid_arguments(void **state)
         cmocka_unit_test(test_job_cancel), cmocka_unit_test(test_job_progress),                    \
         cmocka_unit_test(test_job_list), cmocka_unit_test(test_job_retention),                     \
         cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),            \
-        cmocka_unit_test(test_queue_release),                                                      \
-        cmocka_unit_test(test_queue_expiry_takeover), cmocka_unit_test(test_queue_take_timeout),   \
-        cmocka_unit_test(test_lease_fencing), cmocka_unit_test(test_checkpoint_forward_only),      \
-        cmocka_unit_test(test_state_fill_missing), cmocka_unit_test(test_concurrent_workers),      \
-        cmocka_unit_test(test_queue_wakeup), cmocka_unit_test(test_invalid_arguments)
+        cmocka_unit_test(test_queue_release), cmocka_unit_test(test_queue_expiry_takeover),        \
+        cmocka_unit_test(test_queue_take_timeout), cmocka_unit_test(test_lease_fencing),           \
+        cmocka_unit_test(test_checkpoint_forward_only), cmocka_unit_test(test_state_fill_missing), \
+        cmocka_unit_test(test_concurrent_workers), cmocka_unit_test(test_queue_wakeup),            \
+        cmocka_unit_test(test_invalid_arguments)
 
 #endif

@@ -9,6 +9,7 @@
 #include "api/openapi_doc.h"
 #include "api/problem.h"
 #include "api/service.h"
+#include "core/load/check.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
@@ -52,13 +53,16 @@ bool kl_api_media_type_is_json(const char *ct)
         p++;
         while (is_space(*p))
             p++;
+        /* RFC 9110 §5.6.6: parameters = *( OWS ";" OWS [ parameter ] ) */
+        if (*p == ';' || *p == '\0')
+            continue;
         name = p;
         while (*p != '\0' && *p != '=' && *p != ';' && !is_space(*p))
             p++;
         name_len = (size_t)(p - name);
         while (is_space(*p))
             p++;
-        if (*p != '=')
+        if (name_len == 0 || *p != '=')
             return false;
         p++;
         while (is_space(*p))
@@ -153,6 +157,10 @@ void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *r
     }
     rc = kl_load_request_parse(param(req, 0), req->body, req->body_len, &p, &fe, detail,
                                sizeof detail);
+    if (rc == KL_ERR_NOMEM) {
+        kl_api_resp_internal(resp, detail);
+        return;
+    }
     if (key != NULL && !kl_api_idempotency_key_valid(key))
         kl_field_errors_add(&fe, "Idempotency-Key", "must be 1 to 255 printable ASCII characters");
     if (rc != KL_OK || fe.n > 0) {
@@ -316,14 +324,17 @@ void kl_api_get_stream(const struct kl_api_ctx *ctx, const struct kl_api_req *re
         answer_doc(resp, 200, doc, "stream");
 }
 
-/* The stream of the path and the pipeline/dataset of the query, with defaults. */
+/* The stream of the path and the pipeline/dataset of the query, with
+ * defaults; the dataset normalised as a load job's is (into `dataset`,
+ * KL_IDENT_MAX bytes). */
 static bool state_args(const struct kl_api_req *req, struct kl_api_resp *resp,
-                       const char **pipeline, const char **dataset)
+                       const char **pipeline, char *dataset)
 {
     struct kl_field_errors fe;
+    const char *ds = kl_api_req_query(req, "dataset_name");
+    char why[200];
 
     *pipeline = kl_api_req_query(req, "pipeline_name");
-    *dataset = kl_api_req_query(req, "dataset_name");
     kl_field_errors_init(&fe);
     if (!kl_stream_name_valid(param(req, 0)))
         kl_field_errors_add(&fe, "stream", STREAM_RULE);
@@ -332,12 +343,14 @@ static bool state_args(const struct kl_api_req *req, struct kl_api_resp *resp,
     else if (!kl_pipeline_name_valid(*pipeline))
         kl_field_errors_add(&fe, "pipeline_name",
                             "must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'");
-    if (*dataset == NULL)
-        *dataset = "kinesis";
-    else if (!kl_sql_name_valid(*dataset))
+    if (ds == NULL)
+        ds = "kinesis";
+    if (!kl_sql_name_valid(ds))
         kl_field_errors_add(&fe, "dataset_name",
                             "must be 1 to 63 characters of a-z, A-Z, 0-9, '_', not starting "
                             "with a digit");
+    else if (kl_load_dataset_normalize(ds, dataset, why, sizeof why) != KL_OK)
+        kl_field_errors_add(&fe, "dataset_name", "%s", why);
     if (fe.n > 0) {
         kl_problem_invalid(resp, req, NULL, &fe);
         return false;
@@ -349,11 +362,12 @@ void kl_api_get_state(const struct kl_api_ctx *ctx, const struct kl_api_req *req
                       struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    const char *pipeline, *dataset;
+    const char *pipeline;
+    char dataset[KL_IDENT_MAX];
     cJSON *doc = NULL;
     int rc;
 
-    if (!state_args(req, resp, &pipeline, &dataset))
+    if (!state_args(req, resp, &pipeline, dataset))
         return;
     rc = ctx->svc->ops->get_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &doc, &err);
     if (rc != KL_OK)
@@ -366,10 +380,11 @@ void kl_api_delete_state(const struct kl_api_ctx *ctx, const struct kl_api_req *
                          struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    const char *pipeline, *dataset;
+    const char *pipeline;
+    char dataset[KL_IDENT_MAX];
     int rc;
 
-    if (!state_args(req, resp, &pipeline, &dataset))
+    if (!state_args(req, resp, &pipeline, dataset))
         return;
     rc = ctx->svc->ops->delete_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &err);
     if (rc != KL_OK) {

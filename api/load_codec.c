@@ -6,6 +6,8 @@
  */
 #include "api/load_codec.h"
 #include "api/problem.h"
+#include "core/load/check.h"
+#include "core/normalize/json.h"
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
@@ -16,6 +18,9 @@
 
 #define NAME_RULE "1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'"
 #define SQL_NAME_RULE "1 to 63 characters of a-z, A-Z, 0-9, '_', not starting with a digit"
+#define LOAD_FIELD_NAMES                                                                           \
+    "pipeline_name, dataset_name, table_name, initial_at_timestamp, max_number_of_messages, "      \
+    "milliseconds_behind_latest, parse_json, chunk_size, write_disposition"
 
 static const char *type_name(const cJSON *v)
 {
@@ -128,6 +133,7 @@ static void parse_initial(const cJSON *v, const char *name, struct kl_load_param
                           struct kl_field_errors *fe)
 {
     struct kl_err err;
+    char text[32];
     int64_t ms;
 
     if (cJSON_IsNull(v)) {
@@ -146,11 +152,20 @@ static void parse_initial(const cJSON *v, const char *name, struct kl_load_param
             p->initial.kind = KL_INITIAL_LATEST;
             p->initial.at_ms = 0;
             snprintf(p->initial_text, sizeof p->initial_text, "0");
-        } else {
-            p->initial.kind = KL_INITIAL_AT_TIMESTAMP;
-            p->initial.at_ms = (int64_t)llround(d * 1000.0);
-            kl_json_number_text(d, p->initial_text, sizeof p->initial_text);
+            return;
         }
+        /* The job reads the stored text back (kl_parse_timestamp: whole
+         * milliseconds, no exponent), so the milliseconds come from the
+         * same text; below 0.001 s that text has an exponent or reads as 0. */
+        kl_json_number_text(d, text, sizeof text);
+        if (kl_parse_timestamp(text, &ms, &err) != KL_OK || ms <= 0) {
+            kl_field_errors_add(
+                fe, name, "must be 0 (LATEST) or epoch seconds of at least 0.001, not %s", text);
+            return;
+        }
+        p->initial.kind = KL_INITIAL_AT_TIMESTAMP;
+        p->initial.at_ms = ms;
+        memcpy(p->initial_text, text, strlen(text) + 1);
     } else if (cJSON_IsString(v) && v->valuestring != NULL) {
         size_t len = strlen(v->valuestring);
         if (len == 0 || len > KL_TIMESTAMP_TEXT_MAX) {
@@ -184,7 +199,7 @@ static void parse_max_messages(const cJSON *v, const char *name, struct kl_load_
         p->max_messages = -1;
         return;
     }
-    if (get_int(v, name, 1, KL_JSON_MAX_SAFE_INT, &n, fe) == KL_OK)
+    if (get_int(v, name, 1, KL_MAX_MESSAGES_MAX, &n, fe) == KL_OK)
         p->max_messages = n;
 }
 
@@ -261,30 +276,52 @@ static const struct load_field *find_field(const char *name)
     return NULL;
 }
 
-static bool contains_escaped_nul(const char *body, size_t len)
+/* RFC 8259 or nothing: cJSON alone takes NUL and control characters as
+ * whitespace, leading zeros, "5." and invalid UTF-8, and a NUL inside a
+ * string or key (raw or as \u0000) cuts it short without anyone noticing.
+ * The normaliser's exact parser decides what is JSON; cJSON then only reads
+ * what passed. LoadRequest is flat, so only the top level can smuggle a
+ * NUL into a value that is used (a nested value is refused by its type). */
+static int strict_json(const char *body, size_t len, char *detail, size_t detail_cap)
 {
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (body[i] == '\\' && body[i + 1] == 'u' && body[i + 2] == '0' && body[i + 3] == '0' &&
-            body[i + 4] == '0' && body[i + 5] == '0')
-            return true;
+    struct kl_json_doc doc;
+    char reason[96];
+    int rc;
+
+    if (len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0) {
+        snprintf(detail, detail_cap, "the body must not start with a byte order mark");
+        return KL_ERR_INVALID;
     }
-    return false;
+    kl_json_doc_init(&doc);
+    rc = kl_json_parse(&doc, body, len, reason, sizeof reason);
+    if (rc == KL_ERR_NOMEM) {
+        snprintf(detail, detail_cap, "out of memory reading the body");
+        goto cleanup;
+    }
+    if (rc != KL_OK) {
+        snprintf(detail, detail_cap, "the body is not valid JSON (RFC 8259): %s", reason);
+        goto cleanup;
+    }
+    if (doc.root.type == KL_JSON_OBJECT) {
+        for (uint32_t i = 0; i < doc.root.len; i++) {
+            const struct kl_json_member *m = &doc.root.u.members[i];
+            if (memchr(m->key, '\0', m->key_len) != NULL ||
+                (m->value.type == KL_JSON_STRING && m->value.has_nul)) {
+                snprintf(detail, detail_cap,
+                         "names and strings in the body must not contain U+0000");
+                rc = KL_ERR_INVALID;
+                goto cleanup;
+            }
+        }
+    }
+cleanup:
+    kl_json_doc_free(&doc);
+    return rc;
 }
 
-/* kl_load_params_validate names the field before a ':'; keep that as the field. */
-static void add_validate_error(struct kl_field_errors *fe, const char *msg)
+static void add_problem(void *arg, const char *field, const char *msg)
 {
-    char field[64];
-    const char *colon = strchr(msg, ':');
-    size_t n = colon != NULL ? (size_t)(colon - msg) : 0;
-
-    if (n == 0 || n >= sizeof field) {
-        kl_field_errors_add(fe, "(body)", "%s", msg);
-        return;
-    }
-    memcpy(field, msg, n);
-    field[n] = '\0';
-    kl_field_errors_add(fe, field, "%s", colon + 1 + (colon[1] == ' '));
+    kl_field_errors_add(arg, field, "%s", msg);
 }
 
 int kl_load_request_parse(const char *stream, const char *body, size_t len,
@@ -292,7 +329,6 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
                           size_t detail_cap)
 {
     struct kl_load_params p;
-    struct kl_err err;
     cJSON *doc = NULL;
     const char *end = NULL;
     bool seen[N_LOAD_FIELDS] = {false};
@@ -309,12 +345,10 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
     }
     kl_load_params_defaults(&p, stream);
     if (len > 0) {
-        /* cJSON turns \u0000 into a NUL inside the string, which would cut a
-         * name short without anyone noticing: refuse it outright. */
-        if (contains_escaped_nul(body, len)) {
-            snprintf(detail, detail_cap, "strings in the body must not contain \\u0000");
+        rc = strict_json(body, len, detail, detail_cap);
+        if (rc != KL_OK)
             goto cleanup;
-        }
+        rc = KL_ERR_INVALID;
         /* Trailing bytes are checked here: cJSON's own check wants a NUL
          * inside `len`, which would also hide bytes after an embedded NUL. */
         doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
@@ -340,10 +374,7 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
             const struct load_field *f = find_field(it->string != NULL ? it->string : "");
             if (f == NULL) {
                 kl_field_errors_add(fe, it->string != NULL ? it->string : "",
-                                    "unknown field (LoadRequest has pipeline_name, "
-                                    "dataset_name, table_name, initial_at_timestamp, "
-                                    "max_number_of_messages, milliseconds_behind_latest, "
-                                    "parse_json, chunk_size, write_disposition)");
+                                    "unknown field (LoadRequest has " LOAD_FIELD_NAMES ")");
                 continue;
             }
             if (seen[f - load_fields]) {
@@ -356,8 +387,10 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
     }
     if (fe->n > 0 || fe->dropped > 0)
         goto cleanup;
-    if (kl_load_params_validate(&p, &err) != KL_OK) {
-        add_validate_error(fe, err.msg);
+    rc = kl_load_params_check(&p, add_problem, fe);
+    if (rc != KL_OK) {
+        if (rc == KL_ERR_NOMEM)
+            snprintf(detail, detail_cap, "out of memory checking the parameters");
         goto cleanup;
     }
     *out = p;

@@ -13,16 +13,18 @@
 
 struct kl_field_errors;
 
-/* The largest JSON integer that is exact as a double (2^53 - 1). */
-#define KL_JSON_MAX_SAFE_INT 9007199254740991LL
 /* initial_at_timestamp as epoch seconds: at most 9999-12-31T23:59:59Z. */
 #define KL_EPOCH_S_MAX 253402300799.0
 
 /* Parses the body of POST /streams/{stream}/loads for `stream` (the path's,
- * validated here too). `len` 0 takes every default. On KL_OK `*out` holds the
- * parameters; on KL_ERR_INVALID `fe` names each bad field, or, when the body
- * is not a JSON object at all, `detail` says why (and `fe` is empty).
- * `*out` is written only on KL_OK. */
+ * validated here too). `len` 0 takes every default. The body must be RFC
+ * 8259 JSON without U+0000 in its names and strings. The parameters then
+ * pass kl_load_params_check (core/load/check.h), as the `load` command's do:
+ * what a job would fail on is refused here, and dataset_name is normalised.
+ * On KL_OK `*out` holds the parameters; on KL_ERR_INVALID `fe` names each
+ * bad field, or, when the body is not a JSON object at all, `detail` says
+ * why (and `fe` is empty); KL_ERR_NOMEM when memory ran out. `*out` is
+ * written only on KL_OK. */
 int kl_load_request_parse(const char *stream, const char *body, size_t len,
                           struct kl_load_params *out, struct kl_field_errors *fe, char *detail,
                           size_t detail_cap);

@@ -10,6 +10,7 @@
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
 #include "core/kinesis/conn.h"
+#include "core/load/check.h"
 #include "core/load/engine.h"
 #include "core/store/memory.h"
 #include "core/store/redis.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define DEFAULT_SQLITE_PATH "kinesis-loader.db"
 
@@ -59,6 +61,56 @@ void kl_cmd_load_usage(FILE *out)
             "running services; without it, in-process. AWS settings as for `read`.\n"
             "Ctrl-C cancels the job at the next chunk boundary (what is loaded stays loaded).\n"
             "Exit status: 0 succeeded, 1 failed, cancelled or refused, 2 bad usage.\n");
+}
+
+/* A name flag into its field: never cut short, which could turn a name that
+ * is too long into a valid shorter one. */
+static int copy_name(const char *flag, const char *val, char *dst, size_t cap)
+{
+    size_t n = strlen(val);
+
+    if (n >= cap) {
+        fprintf(stderr, "kinesis-loader load: %s must be at most %zu characters (got %zu)\n", flag,
+                cap - 1, n);
+        return -1;
+    }
+    memcpy(dst, val, n + 1);
+    return 0;
+}
+
+/* dlt's 0 (LATEST) as a flag: "latest", or a number that is zero ("0", "0.0"). */
+static bool means_latest(const char *s)
+{
+    if (strcasecmp(s, "latest") == 0)
+        return true;
+    if (*s != '0')
+        return false;
+    while (*s == '0')
+        s++;
+    if (*s == '.')
+        for (s++; *s == '0'; s++)
+            ;
+    return *s == '\0';
+}
+
+/* A problem kl_load_params_check found, named by the option that sets it. */
+static void print_problem(void *arg, const char *field, const char *msg)
+{
+    char flag[64];
+    const char *name = field;
+    size_t i = 0;
+
+    (void)arg;
+    if (strcmp(field, "stream") == 0) {
+        fprintf(stderr, "kinesis-loader load: STREAM %s\n", msg);
+        return;
+    }
+    flag[i++] = '-';
+    flag[i++] = '-';
+    for (; *name != '\0' && i + 1 < sizeof flag; name++)
+        flag[i++] = *name == '_' ? '-' : *name;
+    flag[i] = '\0';
+    fprintf(stderr, "kinesis-loader load: %s (%s) %s\n", flag, field, msg);
 }
 
 static int parse_args(int argc, char **argv, struct kl_load_params *p, int *workers,
@@ -100,21 +152,34 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
         }
         i++;
         if (strcmp(arg, "--pipeline-name") == 0) {
-            snprintf(p->pipeline_name, sizeof p->pipeline_name, "%s", val);
+            if (copy_name(arg, val, p->pipeline_name, sizeof p->pipeline_name) != 0)
+                return -1;
         } else if (strcmp(arg, "--dataset-name") == 0) {
-            snprintf(p->dataset_name, sizeof p->dataset_name, "%s", val);
+            if (copy_name(arg, val, p->dataset_name, sizeof p->dataset_name) != 0)
+                return -1;
         } else if (strcmp(arg, "--table-name") == 0) {
-            snprintf(p->table_name, sizeof p->table_name, "%s", val);
+            if (val[0] == '\0') {
+                fprintf(stderr, "kinesis-loader load: --table-name must not be empty (without "
+                                "it the table is the stream name)\n");
+                return -1;
+            }
+            if (copy_name(arg, val, p->table_name, sizeof p->table_name) != 0)
+                return -1;
         } else if (strcmp(arg, "--initial-at-timestamp") == 0) {
-            snprintf(p->initial_text, sizeof p->initial_text, "%s", val);
+            if (copy_name(arg, val, p->initial_text, sizeof p->initial_text) != 0)
+                return -1;
             if (strcmp(val, "null") == 0) {
                 p->initial.kind = KL_INITIAL_TRIM_HORIZON;
             } else if (kl_parse_initial_position(val, &p->initial, &err) != KL_OK) {
                 fprintf(stderr, "kinesis-loader load: --initial-at-timestamp: %s\n", err.msg);
                 return -1;
+            } else if (p->initial.kind == KL_INITIAL_LATEST && !means_latest(val)) {
+                /* a timestamp at the epoch is AT_TIMESTAMP 0 in dlt, not LATEST:
+                 * left for the check to refuse, as POST does */
+                p->initial.kind = KL_INITIAL_AT_TIMESTAMP;
             }
         } else if (strcmp(arg, "--max-number-of-messages") == 0) {
-            if (kl_cli_parse_int("load", arg, val, 1, INT64_MAX, &p->max_messages) != 0)
+            if (kl_cli_parse_int("load", arg, val, 1, KL_MAX_MESSAGES_MAX, &p->max_messages) != 0)
                 return -1;
         } else if (strcmp(arg, "--milliseconds-behind-latest") == 0) {
             if (kl_cli_parse_int("load", arg, val, 0, 604800000, &p->millis_behind_latest) != 0)
@@ -125,8 +190,9 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
             p->chunk_size = (int)v;
         } else if (strcmp(arg, "--write-disposition") == 0) {
             if (kl_write_disposition_parse(val, &p->write_disposition) != 0) {
-                fprintf(stderr, "kinesis-loader load: --write-disposition is append, merge or "
-                                "replace, not '%s'\n",
+                fprintf(stderr,
+                        "kinesis-loader load: --write-disposition is append, merge or "
+                        "replace, not '%s'\n",
                         val);
                 return -1;
             }
@@ -191,9 +257,13 @@ int kl_cmd_load(int argc, char **argv)
         fprintf(stderr, "(kinesis-loader load --help lists the options)\n");
         return 2;
     }
-    if (kl_load_params_validate(&p, &err) != KL_OK) {
-        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
-        return 2;
+    /* What POST /streams/{stream}/loads refuses, refused here: the same check */
+    rc = kl_load_params_check(&p, print_problem, NULL);
+    if (rc != KL_OK) {
+        if (rc == KL_ERR_NOMEM)
+            fprintf(stderr, "kinesis-loader load: out of memory\n");
+        fprintf(stderr, "(kinesis-loader load --help lists the options)\n");
+        return rc == KL_ERR_NOMEM ? 1 : 2;
     }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -217,11 +287,11 @@ int kl_cmd_load(int argc, char **argv)
         goto cleanup;
     }
     kl_dest_options_init(&dopts);
-    dests = db != NULL && db[0] != '\0'
-                ? kl_dest_pg_factory_create(db, &dopts, &err)
-                : kl_dest_sqlite_factory_create(sqlite_path && sqlite_path[0] ? sqlite_path
-                                                                              : DEFAULT_SQLITE_PATH,
-                                                &dopts, &err);
+    dests =
+        db != NULL && db[0] != '\0'
+            ? kl_dest_pg_factory_create(db, &dopts, &err)
+            : kl_dest_sqlite_factory_create(
+                  sqlite_path && sqlite_path[0] ? sqlite_path : DEFAULT_SQLITE_PATH, &dopts, &err);
     if (dests == NULL) {
         fprintf(stderr, "kinesis-loader load: destination: %s\n", err.msg);
         goto cleanup;
@@ -242,8 +312,9 @@ int kl_cmd_load(int argc, char **argv)
     }
     rc = kl_engine_submit(engine, &p, NULL, id, &existing, &err);
     if (rc == KL_ERR_CONFLICT) {
-        fprintf(stderr, "kinesis-loader load: job %s of stream %s and pipeline %s is still "
-                        "active\n",
+        fprintf(stderr,
+                "kinesis-loader load: job %s of stream %s and pipeline %s is still "
+                "active\n",
                 id, p.stream, p.pipeline_name);
         goto cleanup;
     }
@@ -260,8 +331,8 @@ int kl_cmd_load(int argc, char **argv)
             goto cleanup;
         }
         waited_ms += 1000;
-        if (!cancel_sent && (atomic_load(&interrupted) ||
-                             (timeout_s > 0 && waited_ms >= timeout_s * 1000))) {
+        if (!cancel_sent &&
+            (atomic_load(&interrupted) || (timeout_s > 0 && waited_ms >= timeout_s * 1000))) {
             fprintf(stderr, "kinesis-loader load: cancelling job %s at its next chunk\n", id);
             kl_store_job_cancel(store, id, NULL, NULL);
             cancel_sent = true;

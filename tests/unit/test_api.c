@@ -288,11 +288,17 @@ static void load_bodies_must_be_json(void **state)
                                         "application/x-www-form-urlencoded",
                                         "application/json; charset=latin1",
                                         "application/jsonx",
-                                        "application/json;",
+                                        "application/json; charset",
+                                        "application/json; =utf-8",
                                         NULL};
-    static const char *const ok[] = {"application/json", "Application/JSON",
+    /* RFC 9110 §5.6.6 allows empty parameters: "application/json;" is JSON */
+    static const char *const ok[] = {"application/json",
+                                     "Application/JSON",
                                      "application/json ; charset=\"UTF-8\"",
-                                     "application/json;charset=utf8"};
+                                     "application/json;charset=utf8",
+                                     "application/json;",
+                                     "application/json; ",
+                                     "application/json;;charset=utf-8;"};
     struct kl_fake_service f;
     struct reply r;
     (void)state;
@@ -307,6 +313,12 @@ static void load_bodies_must_be_json(void **state)
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         assert_true(kl_api_media_type_is_json(ok[i]));
     assert_int_equal(f.calls, 0);
+    {
+        const char *headers[] = {"Content-Type", "application/json;", NULL};
+        call(&f, "POST", "/streams/orders2/loads", headers, "{}", &r);
+        assert_int_equal(r.resp.status, 202);
+        done(&r);
+    }
     /* no body, no content type needed: the defaults */
     call(&f, "POST", "/streams/orders/loads", NULL, NULL, &r);
     assert_int_equal(r.resp.status, 202);
@@ -339,7 +351,27 @@ static void invalid_loads_get_400_with_the_fields(void **state)
     expect_problem(&r, 400, "/problems/invalid-request", "stream");
     assert_string_equal(str(r.json, "instance"), "/streams/bad%20name/loads");
     done(&r);
+    /* what the job would fail on at its first worker, refused here */
+    call(&f, "POST", "/streams/orders/loads", json,
+         "{\"dataset_name\":\"pg_stats\",\"table_name\":\"_dlt_loads\"}", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "dataset_name");
+    expect_problem(&r, 400, "/problems/invalid-request", "table_name");
+    done(&r);
+    call(&f, "POST", "/streams/____/loads", json, "{}", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "table_name");
+    done(&r);
+    call(&f, "POST", "/streams/orders/loads", json,
+         "{\"initial_at_timestamp\":\"1969-07-20T20:17:40Z\"}", &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "initial_at_timestamp");
+    done(&r);
     assert_int_equal(f.calls, 0); /* nothing invalid reached the service */
+    /* issue 9: "Sales" was queued as is and the job failed on it; the
+     * destination's name is dlt's normalisation, "sales" */
+    call(&f, "POST", "/streams/demo/loads", json, "{\"dataset_name\": \"Sales\"}", &r);
+    assert_int_equal(r.resp.status, 202);
+    assert_string_equal(f.last_params.dataset_name, "sales");
+    assert_string_equal(str(cJSON_GetObjectItem(r.json, "parameters"), "dataset_name"), "sales");
+    done(&r);
     kl_fake_service_free(&f);
 }
 
@@ -561,6 +593,14 @@ static void stream_state(void **state)
     done(&r);
     call(&f, "DELETE", "/streams/orders/state?pipeline_name=a%20b&dataset_name=9x", NULL, NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request", "pipeline_name");
+    expect_problem(&r, 400, "/problems/invalid-request", "dataset_name");
+    done(&r);
+    /* the dataset is normalised as a load job's is: its state is where the job put it */
+    call(&f, "GET", "/streams/orders/state?dataset_name=MySales", NULL, NULL, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(f.last_dataset, "my_sales");
+    done(&r);
+    call(&f, "GET", "/streams/orders/state?dataset_name=PG_toast", NULL, NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request", "dataset_name");
     done(&r);
     kl_fake_service_free(&f);

@@ -8,6 +8,7 @@
 #include "api/problem.h"
 #include "core/util/err.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,8 +164,11 @@ static const struct bad_case bad_cases[] = {
     {"s", "{\"chunk_size\":1e999}", "chunk_size", "must be an integer"},
     {"s", "{\"max_number_of_messages\":0}", "max_number_of_messages", "from 1 to"},
     {"s", "{\"max_number_of_messages\":-5}", "max_number_of_messages", "from 1 to"},
-    {"s", "{\"max_number_of_messages\":9007199254740992}", "max_number_of_messages",
-     "from 1 to 9007199254740991"},
+    {"s", "{\"max_number_of_messages\":1000000000000000}", "max_number_of_messages",
+     "from 1 to 999999999999999"},
+    /* stored with 15 digits, this would run as 9007199254740990 */
+    {"s", "{\"max_number_of_messages\":9007199254740991}", "max_number_of_messages",
+     "from 1 to 999999999999999"},
     {"s", "{\"max_number_of_messages\":99999999999999999999}", "max_number_of_messages",
      "from 1 to"},
     {"s", "{\"milliseconds_behind_latest\":-1}", "milliseconds_behind_latest",
@@ -181,7 +185,7 @@ static const struct bad_case bad_cases[] = {
     {"s",
      "{\"pipeline_name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
      "pipeline_name", "got 65 characters"},
-    {"s", "{\"pipeline_name\":\"p\\u0000x\"}", NULL, "must not contain \\u0000"},
+    {"s", "{\"pipeline_name\":\"p\\u0000x\"}", NULL, "must not contain U+0000"},
     {"s", "{\"dataset_name\":\"1raw\"}", "dataset_name", "not starting with a digit"},
     {"s", "{\"dataset_name\":\"raw-data\"}", "dataset_name", "1 to 63 characters"},
     {"s", "{\"dataset_name\":\"r\\u00e9sum\\u00e9\"}", "dataset_name", "1 to 63 characters"},
@@ -326,6 +330,198 @@ static void number_text_is_the_shortest_round_trip(void **state)
     }
 }
 
+/* dlt normalises dataset_name with its snake_case naming
+ * (normalize_table_identifier) before the destination sees it; so do we,
+ * at POST, so the job and its document use the name the tables live in. */
+static void dataset_names_are_normalised_like_dlt(void **state)
+{
+    static const struct {
+        const char *given, *normalised;
+    } cases[] = {
+        {"Sales", "sales"},           {"SALES", "sales"}, {"MySales", "my_sales"},
+        {"mySalesV2", "my_sales_v2"}, {"raw_", "rawx"},   {"a__b", "a_b"},
+        {"kinesis", "kinesis"},       {"_raw", "_raw"},   {"Raw_2024", "raw_2024"},
+    };
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char body[128], detail[160];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"dataset_name\":\"%s\"}", cases[i].given);
+        if (parse("s", body, &p, &fe, detail, sizeof detail) != KL_OK)
+            fail_msg("%s: %s", body, fe.n ? fe.e[0].message : detail);
+        assert_string_equal(p.dataset_name, cases[i].normalised);
+    }
+}
+
+/* What a job would fail on at its first worker is refused at POST, with
+ * the field named: the destination's name rules after normalisation, the
+ * root table, and start positions the job would read back differently. */
+static const struct bad_case job_failures[] = {
+    /* the destination refuses these datasets (after normalisation) */
+    {"s", "{\"dataset_name\":\"pg_temp\"}", "dataset_name", "reserved"},
+    {"s", "{\"dataset_name\":\"PG_Catalog\"}", "dataset_name", "\"pg_catalog\""},
+    {"s", "{\"dataset_name\":\"information_schema\"}", "dataset_name", "reserved"},
+    {"s", "{\"dataset_name\":\"sqlite_x\"}", "dataset_name", "reserved"},
+    /* root tables that would be system tables */
+    {"s", "{\"table_name\":\"_dlt_loads\"}", "table_name", "reserved"},
+    {"s", "{\"table_name\":\"_DLT_Version\"}", "table_name", "\"_dlt_version\""},
+    {"s", "{\"table_name\":\"_kinesis_dead_letters\"}", "table_name", "reserved"},
+    {"_dlt_pipeline_state", "{}", "table_name", "the stream name"},
+    /* a stream whose name normalises to nothing needs a table_name */
+    {"____", "{}", "table_name", "normalises to no table name"},
+    {"__", "{\"write_disposition\":\"replace\"}", "table_name", "no table name"},
+    /* AT_TIMESTAMP at or before the epoch: stored as 0 the job reads LATEST,
+     * and Kinesis refuses negative timestamps */
+    {"s", "{\"initial_at_timestamp\":\"0\"}", "initial_at_timestamp", "after 1970"},
+    {"s", "{\"initial_at_timestamp\":\"0.0004\"}", "initial_at_timestamp", "after 1970"},
+    {"s", "{\"initial_at_timestamp\":\"1970-01-01T00:00:00Z\"}", "initial_at_timestamp",
+     "after 1970"},
+    {"s", "{\"initial_at_timestamp\":\"1969-12-31T23:59:59Z\"}", "initial_at_timestamp",
+     "after 1970"},
+    {"s", "{\"initial_at_timestamp\":\"1970-01-01T00:30:00+01:00\"}", "initial_at_timestamp",
+     "after 1970"},
+    /* numbers whose stored text the job cannot read back the same */
+    {"s", "{\"initial_at_timestamp\":0.0001}", "initial_at_timestamp", "at least 0.001"},
+    {"s", "{\"initial_at_timestamp\":1e-7}", "initial_at_timestamp", "at least 0.001"},
+    {"s", "{\"initial_at_timestamp\":5e-324}", "initial_at_timestamp", "at least 0.001"},
+};
+
+static void what_a_job_would_fail_on_is_refused(void **state)
+{
+    (void)state;
+
+    for (size_t i = 0; i < sizeof job_failures / sizeof job_failures[0]; i++) {
+        const struct bad_case *c = &job_failures[i];
+        struct kl_load_params p;
+        struct kl_field_errors fe;
+        const struct kl_field_error *e;
+        char detail[160];
+
+        if (parse(c->stream, c->body, &p, &fe, detail, sizeof detail) != KL_ERR_INVALID)
+            fail_msg("case %zu %s %s: accepted", i, c->stream, c->body);
+        e = kl_field_errors_find(&fe, c->field);
+        if (e == NULL)
+            fail_msg("case %zu %s: no error for '%s' (%zu errors, first '%s': %s; %s)", i, c->body,
+                     c->field, fe.n, fe.n ? fe.e[0].field : "", fe.n ? fe.e[0].message : "",
+                     detail);
+        if (strstr(e->message, c->needle) == NULL)
+            fail_msg("case %zu %s: '%s' lacks '%s'", i, c->body, e->message, c->needle);
+    }
+}
+
+/* The job reads its parameters back from the stored document: whatever POST
+ * accepted reads back as the same parameters. (0.0015 s used to be
+ * accepted as 2 ms and run as 1 ms.) */
+static void accepted_parameters_read_back_unchanged(void **state)
+{
+    static const char *const bodies[] = {
+        "{}",
+        "{\"initial_at_timestamp\":null}",
+        "{\"initial_at_timestamp\":0.0015}",
+        "{\"initial_at_timestamp\":0.001}",
+        "{\"initial_at_timestamp\":1.005}",
+        "{\"initial_at_timestamp\":1700000000.0005}",
+        "{\"initial_at_timestamp\":253402300799}",
+        "{\"initial_at_timestamp\":\"2024-05-01T14:00:00.123456+02:00\"}",
+        "{\"initial_at_timestamp\":\"1700000000.9999\"}",
+        "{\"max_number_of_messages\":999999999999999,\"chunk_size\":1}",
+        "{\"dataset_name\":\"MySales\",\"table_name\":\"Orders\",\"write_disposition\":"
+        "\"replace\"}",
+        "{\"pipeline_name\":\"a.b-c_D\",\"parse_json\":false,\"write_disposition\":\"merge\"}",
+    };
+    struct kl_load_params p, back;
+    struct kl_field_errors fe;
+    struct kl_err err;
+    char detail[160];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        cJSON *doc;
+        char *text;
+
+        if (parse("orders", bodies[i], &p, &fe, detail, sizeof detail) != KL_OK)
+            fail_msg("%s: %s", bodies[i], fe.n ? fe.e[0].message : detail);
+        doc = kl_load_params_to_json(&p);
+        text = cJSON_PrintUnformatted(doc);
+        memset(&back, 0, sizeof back);
+        snprintf(back.stream, sizeof back.stream, "orders");
+        if (kl_load_params_from_json(text, &back, &err) != KL_OK)
+            fail_msg("%s: %s", text, err.msg);
+        assert_int_equal(back.initial.kind, p.initial.kind);
+        assert_int_equal(back.initial.at_ms, p.initial.at_ms);
+        assert_string_equal(back.dataset_name, p.dataset_name);
+        assert_string_equal(back.table_name, p.table_name);
+        assert_int_equal(back.max_messages, p.max_messages);
+        assert_int_equal(back.chunk_size, p.chunk_size);
+        assert_int_equal(back.write_disposition, p.write_disposition);
+        free(text);
+        cJSON_Delete(doc);
+    }
+    assert_int_equal(
+        parse("s", "{\"initial_at_timestamp\":0.0015}", &p, &fe, detail, sizeof detail), KL_OK);
+    assert_int_equal(p.initial.at_ms, 1);
+    assert_string_equal(p.initial_text, "0.0015");
+}
+
+/* Request bodies are RFC 8259 JSON or 400. cJSON alone takes all of these;
+ * a raw NUL inside a string or key used to cut it short ("ab\0cd" -> "ab"). */
+static void bodies_are_strict_rfc8259(void **state)
+{
+    static const struct {
+        const char *body;
+        size_t len; /* 0: strlen */
+    } cases[] = {
+        {"{\"pipeline_name\": \"ab\0cd\", \"table_name\": \"t\0x\"}", 48},
+        {"{\"chunk_size\0x\": 5}", 19},
+        {"{\"pipeline_name\":\"p\\u0000\"}", 0},
+        {"{\"p\\u0000ipeline_name\":\"p\"}", 0},
+        {"{\0}", 3},
+        {"\0{}", 3},
+        {"{}\0", 3},
+        {"{\"chunk_size\":\0 5}", 18},
+        {"{\v}", 0},
+        {"{\f}", 0},
+        {"{\"chunk_size\":05}", 0},
+        {"{\"chunk_size\":5.}", 0},
+        {"{\"chunk_size\":.5}", 0},
+        {"{\"chunk_size\":+5}", 0},
+        {"{\"chunk_size\":5.e1}", 0},
+        {"{\"chunk_size\":0x10}", 0},
+        {"{\"chunk_size\":-}", 0},
+        {"{\"chunk_size\":Infinity}", 0},
+        {"{\"pipeline_name\":\"a\tb\"}", 0},
+        {"{\"pipeline_name\":\"a\nb\"}", 0},
+        {"{\"pipeline_name\":\"\xff\"}", 0},
+        {"{\"pipeline_name\":\"\xc0\xaf\"}", 0},
+        {"{\"\xed\xa0\x80\":1}", 0},
+        {"{\"pipeline_name\":'p'}", 0},
+        {"{pipeline_name:\"p\"}", 0},
+        {"\xef\xbb\xbf{}", 0},
+        {"{\"chunk_size\":5 /* five */}", 0},
+    };
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].body);
+        if (kl_load_request_parse("s", cases[i].body, len, &p, &fe, detail, sizeof detail) !=
+            KL_ERR_INVALID)
+            fail_msg("case %zu: accepted", i);
+        if (detail[0] == '\0')
+            fail_msg("case %zu: refused without a detail (%zu field errors)", i, fe.n);
+    }
+    /* and what RFC 8259 allows still parses */
+    assert_int_equal(parse("s", "{\"chunk_size\":5e1,\"pipeline_name\":\"\\u0070\"}", &p, &fe,
+                           detail, sizeof detail),
+                     KL_OK);
+    assert_int_equal(p.chunk_size, 50);
+    assert_string_equal(p.pipeline_name, "p");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +534,10 @@ int main(void)
         cmocka_unit_test(many_errors_are_bounded),
         cmocka_unit_test(bodies_are_read_by_length_not_by_nul),
         cmocka_unit_test(number_text_is_the_shortest_round_trip),
+        cmocka_unit_test(dataset_names_are_normalised_like_dlt),
+        cmocka_unit_test(what_a_job_would_fail_on_is_refused),
+        cmocka_unit_test(accepted_parameters_read_back_unchanged),
+        cmocka_unit_test(bodies_are_strict_rfc8259),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

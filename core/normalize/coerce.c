@@ -6,6 +6,7 @@
  */
 #include "core/normalize/coerce.h"
 
+#include <inttypes.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 static int week_day(int y, int m, int d)
 {
     int64_t days = days_from_civil(y, m, d); /* 1970-01-01 was a Thursday */
-    int w = (int)(((days % 7) + 7 + 3) % 7);  /* 0 = Monday */
+    int w = (int)(((days % 7) + 7 + 3) % 7); /* 0 = Monday */
     return w + 1;
 }
 
@@ -530,6 +531,21 @@ static void strip(const char **s, size_t *n)
         (*n)--;
 }
 
+static bool ascii_ieq(const char *s, size_t n, const char *word)
+{
+    size_t wl = strlen(word);
+    if (n != wl)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        if (c != word[i])
+            return false;
+    }
+    return true;
+}
+
 /* Digits with single underscores between them (Python literal grouping).
  * Returns the number of characters consumed, 0 when none. */
 static size_t digitpart(const char *s, size_t n, bool hex, char *out, size_t *o)
@@ -537,8 +553,8 @@ static size_t digitpart(const char *s, size_t n, bool hex, char *out, size_t *o)
     size_t i = 0;
     while (i < n) {
         char c = s[i];
-        bool is_d = (c >= '0' && c <= '9') ||
-                    (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+        bool is_d =
+            (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
         if (is_d) {
             if (out)
                 out[(*o)++] = c;
@@ -644,31 +660,101 @@ static bool float_syntax(const char *s, size_t n, char *out, bool *nonzero)
     return i == n;
 }
 
-bool kl_text_to_double(const char *s, size_t n, double *out)
+/* Python's float() of a str, after strip: a decimal literal with
+ * underscores, or inf/infinity/nan in any case, each with an optional sign.
+ * Out of range is not an error in Python: 1e400 is inf, 1e-400 is 0.0. */
+static bool py_float(const char *s, size_t n, double *out)
 {
     char stackbuf[128];
-    int64_t iv;
     bool nonzero, ok;
-    strip(&s, &n);
-    if (n >= 2 && s[0] == '0' && s[1] == 'x') {
-        if (!kl_text_to_int64(s, n, &iv))
-            return false;
-        *out = (double)iv;
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (ascii_ieq(s + i, n - i, "inf") || ascii_ieq(s + i, n - i, "infinity")) {
+        *out = neg ? -INFINITY : INFINITY;
+        return true;
+    }
+    if (ascii_ieq(s + i, n - i, "nan")) {
+        *out = neg ? -NAN : NAN;
         return true;
     }
     char *buf = n < sizeof stackbuf ? stackbuf : malloc(n + 1);
     if (buf == NULL)
         return false;
     ok = float_syntax(s, n, buf, &nonzero);
-    if (ok) {
-        double d = c_strtod(buf);
-        ok = isfinite(d) && !(d == 0.0 && nonzero);
-        if (ok)
-            *out = d;
-    }
+    if (ok)
+        *out = c_strtod(buf);
     if (buf != stackbuf)
         free(buf);
     return ok;
+}
+
+/* int(s, 16) after a "0x": whitespace, a sign, an optional 0x prefix and
+ * hex digits with single underscores. `digits` gets the digits (cap >= n + 1). */
+static bool hex_syntax(const char *s, size_t n, bool *neg, char *digits, size_t *nd)
+{
+    size_t i = 0, o = 0;
+    strip(&s, &n);
+    *neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        *neg = s[i++] == '-';
+    if (i + 1 < n && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X')) {
+        i += 2;
+        if (i < n && s[i] == '_')
+            i++;
+    }
+    size_t used = digitpart(s + i, n - i, true, digits, &o);
+    digits[o] = '\0';
+    *nd = o;
+    return used > 0 && i + used == n;
+}
+
+bool kl_text_to_double(const char *s, size_t n, double *out)
+{
+    strip(&s, &n);
+    if (n >= 2 && s[0] == '0' && s[1] == 'x') {
+        /* float(int(s[2:], 16)): correctly rounded, as strtod reads hex */
+        char stackbuf[128];
+        char *buf = n + 4 < sizeof stackbuf ? stackbuf : malloc(n + 4);
+        bool neg, ok;
+        size_t nd;
+        if (buf == NULL)
+            return false;
+        buf[0] = '-';
+        buf[1] = '0';
+        buf[2] = 'x';
+        ok = hex_syntax(s + 2, n - 2, &neg, buf + 3, &nd);
+        if (ok) {
+            double d = c_strtod(neg ? buf : buf + 1);
+            ok = isfinite(d); /* Python raises OverflowError */
+            if (ok)
+                *out = d;
+        }
+        if (buf != stackbuf)
+            free(buf);
+        return ok;
+    }
+    return py_float(s, n, out);
+}
+
+bool kl_text_to_timestamp(const char *s, size_t n, int64_t *us)
+{
+    double d;
+    const char *t = s;
+    size_t tn = n;
+    switch (kl_iso_parse(s, n, us)) {
+    case KL_ISO_DATETIME:
+    case KL_ISO_DATE:
+        return true;
+    case KL_ISO_TIME:
+        return false; /* "Cannot coerce ... to a pendulum.DateTime" */
+    default:
+        break;
+    }
+    /* _datetime_from_ts_or_iso: float(value), then from_timestamp */
+    strip(&t, &tn);
+    return py_float(t, tn, &d) && kl_seconds_to_us(d, us);
 }
 
 bool kl_text_to_bool(const char *s, size_t n, bool *out)
@@ -696,14 +782,150 @@ bool kl_text_to_bool(const char *s, size_t n, bool *out)
     return false;
 }
 
+/* str() of a finite Decimal given by sign, coefficient digits (no leading
+ * zeros but a lone "0") and exponent: Python's __str__, scientific when the
+ * exponent is positive or the value is small. */
+static size_t decimal_str(bool neg, const char *digits, size_t nd, int64_t exp, char *out)
+{
+    int64_t left = exp + (int64_t)nd, dot = (exp <= 0 && left > -6) ? left : 1;
+    size_t o = 0;
+    if (neg)
+        out[o++] = '-';
+    if (dot <= 0) {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int64_t k = 0; k < -dot; k++)
+            out[o++] = '0';
+        memcpy(out + o, digits, nd);
+        o += nd;
+    } else if ((size_t)dot >= nd) {
+        memcpy(out + o, digits, nd);
+        o += nd;
+        for (size_t k = nd; k < (size_t)dot; k++)
+            out[o++] = '0';
+    } else {
+        memcpy(out + o, digits, (size_t)dot);
+        o += (size_t)dot;
+        out[o++] = '.';
+        memcpy(out + o, digits + dot, nd - (size_t)dot);
+        o += nd - (size_t)dot;
+    }
+    if (left != dot)
+        o += (size_t)sprintf(out + o, "E%+" PRId64, left - dot);
+    out[o] = '\0';
+    return o;
+}
+
 bool kl_text_to_decimal(const char *s, size_t n, char *buf, size_t *len)
 {
-    bool nonzero;
+    size_t i = 0, o = 0, used, nfrac = 0;
+    bool neg = false;
+    int64_t exp = 0;
     strip(&s, &n);
-    if (!float_syntax(s, n, buf, &nonzero))
+    if (n >= 2 && s[0] == '0' && s[1] == 'x') {
+        /* Decimal(int(s[2:], 16)): the integer's digits, inside 64 bits */
+        int64_t v;
+        if (!kl_text_to_int64(s, n, &v))
+            return false;
+        *len = (size_t)sprintf(buf, "%" PRId64, v);
+        return true;
+    }
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    /* NaN and infinities as PostgreSQL's numeric reads them; a signed NaN,
+     * a NaN payload or sNaN would fail dlt's load */
+    if (ascii_ieq(s + i, n - i, "inf") || ascii_ieq(s + i, n - i, "infinity")) {
+        *len = (size_t)sprintf(buf, "%s", neg ? "-Infinity" : "Infinity");
+        return true;
+    }
+    if (ascii_ieq(s + i, n - i, "nan") && !neg) {
+        *len = (size_t)sprintf(buf, "NaN");
+        return true;
+    }
+    /* the coefficient's digits go to the end of buf, then move */
+    char *digits = buf + 24;
+    used = digitpart(s + i, n - i, false, digits, &o);
+    i += used;
+    bool any = used > 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        size_t before = o;
+        used = digitpart(s + i, n - i, false, digits, &o);
+        i += used;
+        nfrac = o - before;
+        any = any || used > 0;
+    }
+    if (!any)
         return false;
-    *len = strlen(buf);
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        bool eneg = false;
+        char ed[32];
+        size_t eo = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        if (n - i > 64)
+            return false;
+        used = digitpart(s + i, n - i, false, ed, &eo);
+        if (used == 0)
+            return false;
+        i += used;
+        size_t k = 0;
+        while (k < eo && ed[k] == '0')
+            k++;
+        if (eo - k > 9)
+            return false; /* beyond what any database's numeric holds */
+        for (; k < eo; k++)
+            exp = exp * 10 + (ed[k] - '0');
+        if (eneg)
+            exp = -exp;
+    }
+    if (i != n)
+        return false;
+    exp -= (int64_t)nfrac;
+    size_t lead = 0;
+    while (lead + 1 < o && digits[lead] == '0')
+        lead++;
+    char tmp[64];
+    char *d = o - lead < sizeof tmp ? tmp : malloc(o - lead + 1);
+    if (d == NULL)
+        return false;
+    memcpy(d, digits + lead, o - lead);
+    *len = decimal_str(neg, d, o - lead, exp, buf);
+    if (d != tmp)
+        free(d);
     return true;
+}
+
+size_t kl_double_to_decimal(double d, char out[KL_DOUBLE_DECIMAL_CAP])
+{
+    /* Decimal(float) is exact: the integer's digits, or n/2^k written as
+     * n*5^k with exponent -k (no trailing zeros); %f prints it exactly */
+    char buf[KL_DOUBLE_DECIMAL_CAP];
+    char *p = buf;
+    bool neg = signbit(d) != 0;
+    size_t nd;
+    int64_t exp = 0;
+    if (!isfinite(d))
+        return (size_t)snprintf(out, 16, "%s", isnan(d) ? "NaN" : neg ? "-Infinity" : "Infinity");
+    snprintf(buf, sizeof buf, "%.1074f", fabs(d));
+    char *dot = strchr(buf, '.');
+    size_t len = strlen(buf);
+    if (d == floor(d)) {
+        len = (size_t)(dot - buf);
+    } else {
+        while (buf[len - 1] == '0')
+            len--;
+        exp = -(int64_t)(buf + len - dot - 1);
+        memmove(dot, dot + 1, (size_t)(buf + len - dot - 1));
+        len--;
+    }
+    while (len > 1 && *p == '0') {
+        p++;
+        len--;
+    }
+    nd = len;
+    return decimal_str(neg, p, nd, exp, out);
 }
 
 size_t kl_double_repr(double d, char out[32])
@@ -765,8 +987,7 @@ size_t kl_double_repr(double d, char out[32])
         for (int k = 1; k < nd; k++)
             out[o++] = digits[k];
     }
-    o += (size_t)snprintf(out + o, 32 - o, "e%c%02d", decpt - 1 < 0 ? '-' : '+',
-                          abs(decpt - 1));
+    o += (size_t)snprintf(out + o, 32 - o, "e%c%02d", decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
     return o;
 }
 

@@ -30,14 +30,27 @@ bool kl_int_seconds_to_us(int64_t seconds, int64_t *us);
 
 /* Python's int(s.strip()) or int(s[2:], 16) after "0x", inside int64. */
 bool kl_text_to_int64(const char *s, size_t n, int64_t *out);
-/* Python's float(s.strip()) (or of a "0x" integer), refusing what is not
- * finite or a non-zero value that underflows to zero. */
+/* dlt's text -> double: float(int(s[2:], 16)) after "0x", else Python's
+ * float(s.strip()), which reads "nan", "inf" and "1e400" (inf) and "1e-400"
+ * (0.0) too. False where Python raises (and for a hex integer beyond a double). */
 bool kl_text_to_double(const char *s, size_t n, double *out);
-/* dlt's str2bool: yes/true/t/y/1 and no/false/f/n/0, any case. */
+/* dlt's str2bool: yes/true/t/y/1 and no/false/f/n/0, any case, nothing stripped. */
 bool kl_text_to_bool(const char *s, size_t n, bool *out);
-/* A finite decimal as Python's Decimal reads it; `*start`/`*len` give the
- * stripped text without underscores written to `buf` (cap >= n + 1). */
+/* str(Decimal(s.strip())) (or of a "0x" integer inside int64): the
+ * canonical text, "1.50", "1E+5", "1E-7", "NaN", "-Infinity". False where
+ * Python raises, and for what PostgreSQL's numeric would refuse (sNaN, a
+ * signed NaN or one with a payload, an exponent beyond 9 digits). `buf`
+ * needs n + 40 bytes. */
 bool kl_text_to_decimal(const char *s, size_t n, char *buf, size_t *len);
+/* dlt's ensure_pendulum_datetime of a str: an ISO date or date-time (a date
+ * is midnight UTC), else float(s) seconds since the epoch; a time of day is
+ * refused. */
+bool kl_text_to_timestamp(const char *s, size_t n, int64_t *us);
+
+#define KL_DOUBLE_DECIMAL_CAP 1600
+/* str(Decimal(d)): the exact value of the double ("0.1" is
+ * "0.1000000000000000055511151231257827021181583404541015625"). */
+size_t kl_double_to_decimal(double d, char out[KL_DOUBLE_DECIMAL_CAP]);
 
 /* Python's repr/str of a float ("1.5", "1e+16", "0.0001", "1e-05"). */
 size_t kl_double_repr(double d, char out[32]);

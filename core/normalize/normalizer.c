@@ -25,8 +25,8 @@
 #include <string.h>
 
 #define NONE UINT32_MAX
-#define N_TYPES 9            /* enum kl_data_type */
-#define PY_NUL_STRING 100    /* a string holding U+0000: kept as binary */
+#define N_TYPES 9         /* enum kl_data_type */
+#define PY_NUL_STRING 100 /* a string holding U+0000: kept as binary */
 #define MAX_CACHED_NODES 200000
 
 /* A key -> value hash map over (scope, bytes). Keys are copied. */
@@ -149,8 +149,8 @@ struct node {
     uint32_t parent;
     char *joined; /* components from the tctx root joined with "__", blanks skipped */
     size_t joined_len;
-    uint32_t slot;       /* slot of this path as a column */
-    uint32_t list_tctx;  /* tctx of a list at this path, NONE until needed */
+    uint32_t slot;      /* slot of this path as a column */
+    uint32_t list_tctx; /* tctx of a list at this path, NONE until needed */
 };
 
 struct rowent {
@@ -301,14 +301,13 @@ static int slot_for(struct kl_normalizer *n, uint32_t nti, const char *name, siz
     return KL_OK;
 }
 
-static int ntable_for(struct kl_normalizer *n, const char *name, const char *parent,
-                      uint32_t *out, struct kl_err *err)
+static int ntable_for(struct kl_normalizer *n, const char *name, const char *parent, uint32_t *out,
+                      struct kl_err *err)
 {
     size_t ti;
     int rc;
     if (!kl_schema_find_table(n->schema, name, &ti)) {
-        if ((rc = kl_schema_add_table(n->schema, name, parent, n->opt.write_disposition, &ti,
-                                      err)))
+        if ((rc = kl_schema_add_table(n->schema, name, parent, n->opt.write_disposition, &ti, err)))
             return rc;
         n->schema_dirty = true;
     }
@@ -460,7 +459,9 @@ static int canon_child(struct kl_normalizer *n, uint32_t parent, const char *nor
     return KL_OK;
 }
 
-/* The node for raw key `k` under `parent`: normalize_path(k), or "_empty". */
+/* The node for raw key `k` under `parent`: relational._flatten's
+ * normalize_identifier(k) ("a__b" is "a_b", "__" is "xx"), or "_empty" for
+ * an empty or blank key. Paths are joined with "__" only after that. */
 static int child_for_key(struct kl_normalizer *n, uint32_t parent, const char *k, size_t kl,
                          uint32_t *out, struct kl_err *err)
 {
@@ -475,7 +476,7 @@ static int child_for_key(struct kl_normalizer *n, uint32_t parent, const char *k
     if (kl_naming_is_blank(k, kl)) {
         strcpy(norm, KL_NAMING_EMPTY_KEY);
         nl = strlen(norm);
-    } else if ((rc = kl_naming_normalize_path(k, kl, KL_NAMING_MAX_LENGTH, norm, &nl))) {
+    } else if ((rc = kl_naming_normalize_identifier(k, kl, KL_NAMING_MAX_LENGTH, norm, &nl))) {
         return kl_err_set(err, rc, "cannot normalise a key");
     }
     if ((rc = canon_child(n, parent, norm, nl, &v, err)))
@@ -573,25 +574,114 @@ static int set_json(struct kl_normalizer *n, struct kl_value *out, const struct 
     return set_text(n, out, KL_TYPE_JSON, n->scratch.data, n->scratch.len);
 }
 
-/* Exact decimal digits of an integer-valued double, as %.0f writes them. */
-static bool double_equals_integer_text(double d, const char *s, size_t len)
+/* A JSON integer outside int64 (dlt sees a Python int) rather than a float
+ * a double cannot hold. */
+static bool is_big_int(const struct kl_json *v)
 {
-    char buf[400];
-    if (!isfinite(d) || fabs(d) > 1e300)
-        return false;
-    int k = snprintf(buf, sizeof buf, "%.0f", d);
-    /* "-0" and "0" */
-    if (len == 2 && s[0] == '-' && s[1] == '0')
-        s++, len--;
-    return (size_t)k == len && memcmp(buf, s, len) == 0;
+    return v->type == KL_JSON_NUMBER && v->num == KL_JSON_BIGINT;
 }
 
-/* dlt's coerce_value(to, py, v) with our lossless refusals. 0: coerced;
- * -1: cannot coerce (variant); -2: out of memory. */
+/* int.to_bytes((bit_length + 7) // 8, "little") of a non-negative decimal
+ * integer, into the batch. Python raises for a negative one. */
+static int int_text_to_bytes(struct kl_normalizer *n, const char *s, size_t len,
+                             struct kl_value *out)
+{
+    unsigned char digits[4400], *bytes;
+    size_t nd = 0, o = 0;
+    if (len == 0 || s[0] == '-' || len > sizeof digits)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        digits[nd++] = (unsigned char)(s[i] - '0');
+    /* a decimal digit is under 3.33 bits: len / 2 + 1 bytes are enough */
+    bytes = kl_arena_alloc(&n->batch, len / 2 + 1);
+    if (bytes == NULL)
+        return -2;
+    size_t start = 0;
+    while (start < nd && digits[start] == 0)
+        start++;
+    while (start < nd) {
+        unsigned rem = 0;
+        for (size_t i = start; i < nd; i++) {
+            unsigned cur = rem * 10 + digits[i];
+            digits[i] = (unsigned char)(cur / 256);
+            rem = cur % 256;
+        }
+        bytes[o++] = (unsigned char)rem;
+        while (start < nd && digits[start] == 0)
+            start++;
+    }
+    out->type = KL_TYPE_BINARY;
+    out->v.s.ptr = (const char *)bytes;
+    out->v.s.len = o;
+    return 0;
+}
+
+/* bytes.fromhex(s) of the text after "0x": pairs of hex digits, ASCII
+ * whitespace allowed before each pair. */
+static int hex_to_bytes(struct kl_normalizer *n, const char *s, size_t sl, struct kl_value *out)
+{
+    unsigned char *p = kl_arena_alloc(&n->batch, sl / 2 + 1);
+    size_t o = 0, i = 0;
+    if (p == NULL)
+        return -2;
+    while (i < sl) {
+        if (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')) {
+            i++;
+            continue;
+        }
+        int hi, lo;
+        if (i + 1 >= sl)
+            return -1;
+        hi = s[i] <= '9' && s[i] >= '0' ? s[i] - '0' : ((s[i] | 0x20) - 'a' + 10);
+        lo = s[i + 1] <= '9' && s[i + 1] >= '0' ? s[i + 1] - '0' : ((s[i + 1] | 0x20) - 'a' + 10);
+        if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+            return -1;
+        p[o++] = (unsigned char)(hi << 4 | lo);
+        i += 2;
+    }
+    out->type = KL_TYPE_BINARY;
+    out->v.s.ptr = (const char *)p;
+    out->v.s.len = o;
+    return 0;
+}
+
+/* base64.b64decode(s, validate=True) as Python 3.11 runs it (strict mode):
+ * only the alphabet, then padding; 4k data characters take any padding
+ * (none when empty), 4k+2 exactly two "=", 4k+3 exactly one. */
+static int b64_to_bytes(struct kl_normalizer *n, const char *s, size_t sl, struct kl_value *out)
+{
+    size_t d = 0, pads;
+    while (d < sl && ((s[d] >= 'A' && s[d] <= 'Z') || (s[d] >= 'a' && s[d] <= 'z') ||
+                      (s[d] >= '0' && s[d] <= '9') || s[d] == '+' || s[d] == '/'))
+        d++;
+    for (pads = 0; d + pads < sl && s[d + pads] == '='; pads++)
+        ;
+    if (d + pads != sl)
+        return -1;
+    if (!(d % 4 == 0 ? (d > 0 || pads == 0) : d % 4 == 2 ? pads == 2 : d % 4 == 3 && pads == 1))
+        return -1;
+    unsigned char *p = kl_arena_alloc(&n->batch, kl_base64_decoded_max(d) + 1);
+    size_t o;
+    if (p == NULL)
+        return -2;
+    if (kl_base64_decode(s, d, p, &o) != 0)
+        return -1;
+    out->type = KL_TYPE_BINARY;
+    out->v.s.ptr = (const char *)p;
+    out->v.s.len = o;
+    return 0;
+}
+
+/* dlt's coerce_value(to, py, v) (dlt/common/data_types/type_helpers.py),
+ * with ensure_pendulum_datetime for timestamps. Where dlt raises ValueError
+ * the value goes to a variant; where dlt crashes (TypeError, OverflowError)
+ * or writes what the database refuses, the value goes to a variant too. 0:
+ * coerced (a KL_TYPE_NULL cell for JSON text "null"); -1: cannot coerce;
+ * -2: out of memory. */
 static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const struct kl_json *v,
                   struct kl_value *out)
 {
-    char buf[64];
+    char buf[KL_DOUBLE_DECIMAL_CAP];
     size_t len;
     memset(out, 0, sizeof *out);
     if (py == PY_NUL_STRING) {
@@ -602,6 +692,7 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
     }
     switch (to) {
     case KL_TYPE_TEXT:
+        /* str(custom_encode(v)) or str(v); json.dumps for complex */
         switch (py) {
         case KL_TYPE_TEXT:
             return set_text(n, out, KL_TYPE_TEXT, v->u.s, v->len);
@@ -616,11 +707,9 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
         case KL_TYPE_BOOL:
             return v->type == KL_JSON_TRUE ? set_text(n, out, KL_TYPE_TEXT, "True", 4)
                                            : set_text(n, out, KL_TYPE_TEXT, "False", 5);
-        case KL_TYPE_TIMESTAMP: {
-            char iso[40];
-            len = kl_timestamp_iso(v->i, iso);
-            return set_text(n, out, KL_TYPE_TEXT, iso, len);
-        }
+        case KL_TYPE_TIMESTAMP:
+            len = kl_timestamp_iso(v->i, buf);
+            return set_text(n, out, KL_TYPE_TEXT, buf, len);
         case KL_TYPE_BINARY: {
             char *p = kl_arena_alloc(&n->batch, kl_base64_encoded_size(v->len));
             if (p == NULL)
@@ -648,12 +737,14 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
         if (py == KL_TYPE_TEXT)
             return kl_text_to_int64(v->u.s, v->len, &out->v.i) ? 0 : -1;
         if (py == KL_TYPE_DOUBLE) {
+            /* value % 1 != 0 raises; int(value) beyond int64 fails dlt's load */
             double d = kl_json_number_double(v, NULL);
             if (d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
                 return -1;
             out->v.i = (int64_t)d;
             return 0;
         }
+        /* bool, timestamp, binary raise; an int beyond int64 fails dlt's load */
         return -1;
     case KL_TYPE_DOUBLE:
         out->type = KL_TYPE_DOUBLE;
@@ -662,18 +753,14 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
             return 0;
         }
         if (py == KL_TYPE_BIGINT) {
-            /* lossless: only integers a double holds exactly */
-            double d = (double)v->i;
-            if (d >= 9223372036854775808.0 || (int64_t)d != v->i)
-                return -1;
-            out->v.d = d;
+            out->v.d = (double)v->i; /* float(value): nearest, ties to even */
             return 0;
         }
         if (py == KL_TYPE_DECIMAL) {
-            if (v->num != KL_JSON_BIGINT)
-                return -1;
+            /* float(int) of an integer beyond int64; Python raises
+             * OverflowError past the largest double */
             double d = kl_json_number_double(v, NULL);
-            if (!double_equals_integer_text(d, v->u.s, v->len))
+            if (!is_big_int(v) || !isfinite(d))
                 return -1;
             out->v.d = d;
             return 0;
@@ -683,101 +770,76 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
         return -1;
     case KL_TYPE_BOOL:
         out->type = KL_TYPE_BOOL;
-        if (py == KL_TYPE_BOOL) {
+        switch (py) {
+        case KL_TYPE_BOOL:
             out->v.b = v->type == KL_JSON_TRUE;
             return 0;
-        }
-        if (py == KL_TYPE_TEXT)
+        case KL_TYPE_TEXT:
             return kl_text_to_bool(v->u.s, v->len, &out->v.b) ? 0 : -1;
-        if (py == KL_TYPE_BIGINT && (v->i == 0 || v->i == 1)) {
-            out->v.b = v->i == 1;
+        case KL_TYPE_BIGINT: /* bool(value): any non-zero number is true */
+            out->v.b = v->i != 0;
             return 0;
-        }
-        if (py == KL_TYPE_DOUBLE) {
-            double d = kl_json_number_double(v, NULL);
-            if (d != 0.0 && d != 1.0)
+        case KL_TYPE_DOUBLE:
+            out->v.b = kl_json_number_double(v, NULL) != 0.0;
+            return 0;
+        case KL_TYPE_DECIMAL:
+            if (!is_big_int(v))
                 return -1;
-            out->v.b = d == 1.0;
+            out->v.b = true; /* never zero outside int64 */
             return 0;
+        default: /* complex, binary and timestamp are refused */
+            return -1;
         }
-        return -1;
     case KL_TYPE_TIMESTAMP:
         out->type = KL_TYPE_TIMESTAMP;
-        if (py == KL_TYPE_TIMESTAMP) {
+        switch (py) {
+        case KL_TYPE_TIMESTAMP:
             out->v.us = v->i;
             return 0;
-        }
-        if (py == KL_TYPE_TEXT) {
-            enum kl_iso_kind k = kl_iso_parse(v->u.s, v->len, &out->v.us);
-            return k == KL_ISO_DATETIME || k == KL_ISO_DATE ? 0 : -1;
-        }
-        if (py == KL_TYPE_BIGINT)
+        case KL_TYPE_TEXT:
+            return kl_text_to_timestamp(v->u.s, v->len, &out->v.us) ? 0 : -1;
+        case KL_TYPE_BIGINT: /* pendulum.from_timestamp, years 1..9999 */
             return kl_int_seconds_to_us(v->i, &out->v.us) ? 0 : -1;
-        if (py == KL_TYPE_DOUBLE)
+        case KL_TYPE_DOUBLE:
             return kl_seconds_to_us(kl_json_number_double(v, NULL), &out->v.us) ? 0 : -1;
-        return -1;
+        case KL_TYPE_BOOL: /* a bool is an int: from_timestamp(True) is 1 s */
+            out->v.us = v->type == KL_JSON_TRUE ? 1000000 : 0;
+            return 0;
+        default: /* dlt: OverflowError (big ints) or TypeError (bytes, complex) */
+            return -1;
+        }
     case KL_TYPE_BINARY:
         if (py == KL_TYPE_BINARY)
             return set_text(n, out, KL_TYPE_BINARY, v->u.s, v->len);
         if (py == KL_TYPE_TEXT) {
-            const char *s = v->u.s;
-            size_t sl = v->len;
-            if (sl >= 2 && s[0] == '0' && s[1] == 'x') {
-                unsigned char *p = kl_arena_alloc(&n->batch, sl / 2 + 1);
-                size_t o = 0, i = 2;
-                if (p == NULL)
-                    return -2;
-                while (i < sl) {
-                    if (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')) {
-                        i++;
-                        continue;
-                    }
-                    int hi, lo;
-                    if (i + 1 >= sl)
-                        return -1;
-                    hi = s[i] <= '9' && s[i] >= '0' ? s[i] - '0' : ((s[i] | 0x20) - 'a' + 10);
-                    lo = s[i + 1] <= '9' && s[i + 1] >= '0' ? s[i + 1] - '0'
-                                                            : ((s[i + 1] | 0x20) - 'a' + 10);
-                    if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
-                        return -1;
-                    p[o++] = (unsigned char)(hi << 4 | lo);
-                    i += 2;
-                }
-                out->type = KL_TYPE_BINARY;
-                out->v.s.ptr = (const char *)p;
-                out->v.s.len = o;
-                return 0;
-            }
-            if (sl % 4 != 0)
-                return -1;
-            unsigned char *p = kl_arena_alloc(&n->batch, kl_base64_decoded_max(sl) + 1);
-            size_t o;
-            if (p == NULL)
-                return -2;
-            if (kl_base64_decode(s, sl, p, &o) != 0)
-                return -1;
-            out->type = KL_TYPE_BINARY;
-            out->v.s.ptr = (const char *)p;
-            out->v.s.len = o;
-            return 0;
+            /* value.startswith("0x") is tested on the text as it is */
+            if (v->len >= 2 && v->u.s[0] == '0' && v->u.s[1] == 'x')
+                return hex_to_bytes(n, v->u.s + 2, v->len - 2, out);
+            return b64_to_bytes(n, v->u.s, v->len, out);
         }
-        if (py == KL_TYPE_BIGINT && v->i >= 0) {
-            unsigned char bytes[8];
-            size_t o = 0;
-            for (uint64_t x = (uint64_t)v->i; x; x >>= 8)
-                bytes[o++] = (unsigned char)(x & 0xFF);
-            return set_text(n, out, KL_TYPE_BINARY, (const char *)bytes, o);
+        if (py == KL_TYPE_BIGINT || (py == KL_TYPE_DECIMAL && is_big_int(v))) {
+            if (py == KL_TYPE_BIGINT)
+                len = (size_t)snprintf(buf, sizeof buf, "%" PRId64, v->i);
+            else if (v->len < sizeof buf)
+                len = (size_t)snprintf(buf, sizeof buf, "%.*s", (int)v->len, v->u.s);
+            else
+                return -1;
+            return int_text_to_bytes(n, buf, len, out);
         }
         return -1;
     case KL_TYPE_DECIMAL:
-        if (py == KL_TYPE_DECIMAL || py == KL_TYPE_DOUBLE)
+        if (py == KL_TYPE_DECIMAL)
             return set_text(n, out, KL_TYPE_DECIMAL, v->u.s, v->len);
+        if (py == KL_TYPE_DOUBLE) {
+            len = kl_double_to_decimal(kl_json_number_double(v, NULL), buf);
+            return set_text(n, out, KL_TYPE_DECIMAL, buf, len);
+        }
         if (py == KL_TYPE_BIGINT) {
             len = (size_t)snprintf(buf, sizeof buf, "%" PRId64, v->i);
             return set_text(n, out, KL_TYPE_DECIMAL, buf, len);
         }
         if (py == KL_TYPE_TEXT) {
-            char *p = kl_arena_alloc(&n->batch, (size_t)v->len + 1);
+            char *p = kl_arena_alloc(&n->batch, (size_t)v->len + 40);
             if (p == NULL)
                 return -2;
             if (!kl_text_to_decimal(v->u.s, v->len, p, &len))
@@ -792,8 +854,11 @@ static int coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const s
         if (py == KL_TYPE_JSON)
             return set_json(n, out, v);
         if (py == KL_TYPE_TEXT) {
+            /* json.loads(value); "null" loads as None: a NULL cell */
             if (kl_json_parse(&n->scratch_doc, v->u.s, v->len, NULL, 0) != KL_OK)
                 return -1;
+            if (n->scratch_doc.root.type == KL_JSON_NULL)
+                return 0;
             return set_json(n, out, &n->scratch_doc.root);
         }
         return -1;
@@ -831,8 +896,9 @@ static int add_column(struct kl_normalizer *n, struct ntable *nt, const char *na
     col.type = type;
     col.variant = variant;
     col.unique = strcmp(name, "_dlt_id") == 0;
-    col.primary_key = n->opt.write_disposition == KL_WRITE_MERGE && t->parent[0] == '\0' &&
-                      strcmp(name, "_kinesis_msg_id") == 0;
+    /* the source's primary_key hint, under every write disposition; dlt
+     * makes a primary key non-nullable */
+    col.primary_key = t->parent[0] == '\0' && strcmp(name, "_kinesis_msg_id") == 0;
     col.nullable = !is_not_null_name(name) && !col.primary_key;
     if ((rc = kl_schema_add_column(n->schema, nt->table, &col, &idx, err)))
         return rc;
@@ -843,8 +909,12 @@ static int add_column(struct kl_normalizer *n, struct ntable *nt, const char *na
     return KL_OK;
 }
 
+/* py_type_to_sc_type's name of the value's type, as variant names use it:
+ * dlt 0.5.4 calls dicts and lists "complex". */
 static const char *type_suffix(int py)
 {
+    if (py == KL_TYPE_JSON)
+        return "complex";
     return kl_data_type_name(py == PY_NUL_STRING ? KL_TYPE_BINARY : (enum kl_data_type)py);
 }
 
@@ -908,7 +978,7 @@ static int emit_value(struct kl_normalizer *n, struct ntable *nt, uint32_t si,
         cols = n->schema->tables[nt->table].columns;
         rc = coerce(n, cols[s->base].type, py, v, &cell);
         if (rc == 0)
-            return push_cell(n, nt, s->base, &cell, err);
+            return cell.type == KL_TYPE_NULL ? KL_OK : push_cell(n, nt, s->base, &cell, err);
         if (rc == -2)
             return oom(n, err);
     }
@@ -926,7 +996,7 @@ static int emit_value(struct kl_normalizer *n, struct ntable *nt, uint32_t si,
     cols = n->schema->tables[nt->table].columns;
     rc = coerce(n, cols[s->var[vi]].type, py, v, &cell);
     if (rc == 0)
-        return push_cell(n, nt, s->var[vi], &cell, err);
+        return cell.type == KL_TYPE_NULL ? KL_OK : push_cell(n, nt, s->var[vi], &cell, err);
     if (rc == -2)
         return oom(n, err);
     /* dlt fails the whole run here (CannotCoerceColumnException); we keep
@@ -935,8 +1005,9 @@ static int emit_value(struct kl_normalizer *n, struct ntable *nt, uint32_t si,
         char name[KL_IDENT_MAX];
         int32_t c;
         variant_name(cols[s->var[vi]].name, py, name);
-        if ((rc = add_column(n, nt, name, py == PY_NUL_STRING ? KL_TYPE_BINARY : (enum kl_data_type)py,
-                             true, &c, err)))
+        if ((rc = add_column(n, nt, name,
+                             py == PY_NUL_STRING ? KL_TYPE_BINARY : (enum kl_data_type)py, true, &c,
+                             err)))
             return rc;
         s = &nt->slots[si];
         s->var2[vi] = c;
@@ -944,7 +1015,7 @@ static int emit_value(struct kl_normalizer *n, struct ntable *nt, uint32_t si,
     cols = n->schema->tables[nt->table].columns;
     rc = coerce(n, cols[s->var2[vi]].type, py, v, &cell);
     if (rc == 0)
-        return push_cell(n, nt, s->var2[vi], &cell, err);
+        return cell.type == KL_TYPE_NULL ? KL_OK : push_cell(n, nt, s->var2[vi], &cell, err);
     if (rc == -2)
         return oom(n, err);
     return kl_err_set(err, KL_ERR_INTERNAL, "cannot store a %s value in %s", type_suffix(py),
@@ -1029,8 +1100,8 @@ static int flatten(struct kl_normalizer *n, uint32_t tci, uint32_t parent_node,
                 if (kl_naming_is_blank(m->key, m->key_len) &&
                     (rc = canon_child(n, parent_node, "", 0, &lnode, err)))
                     return rc;
-                if ((rc = grow((void **)&n->lists, &n->cap_lists, n->n_lists + 1,
-                               sizeof *n->lists)))
+                if ((rc =
+                         grow((void **)&n->lists, &n->cap_lists, n->n_lists + 1, sizeof *n->lists)))
                     return kl_err_set(err, rc, "out of memory");
                 n->lists[n->n_lists].node = lnode;
                 n->lists[n->n_lists].v = v;
@@ -1098,7 +1169,7 @@ static int normalize_row(struct kl_normalizer *n, uint32_t tci,
 
 /* Emits the row being built and processes the lists it set aside. */
 static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
-                      const char *parent_id, int64_t pos, int r_lvl, bool is_root,
+                      const char *parent_id, int64_t pos, int r_lvl, bool is_root, bool scalar,
                       struct kl_err *err)
 {
     uint32_t nti = n->tctxs[tci].nt;
@@ -1107,11 +1178,15 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
     const struct kl_json *v;
     int rc;
 
-    /* extend: the root key of merge */
+    /* relational.py's column order: a row of a list of objects gets the
+     * propagated root key (merge) after its data, then _dlt_parent_id,
+     * _dlt_list_idx and _dlt_id; a row of a list of scalars is
+     * {value, _dlt_id, _dlt_parent_id, _dlt_list_idx} and then the root key */
+    const struct kl_json *root_key = NULL;
     if (!is_root && n->opt.write_disposition == KL_WRITE_MERGE) {
-        if ((v = synth_string(n, n->root_id, strlen(n->root_id))) == NULL)
+        if ((root_key = synth_string(n, n->root_id, strlen(n->root_id))) == NULL)
             return oom(n, err);
-        if ((rc = row_set(n, nt, nt->s_root_id, v, err)))
+        if (!scalar && (rc = row_set(n, nt, nt->s_root_id, root_key, err)))
             return rc;
     }
     if (is_root) {
@@ -1124,6 +1199,7 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
     const struct slot *ids = &nt->slots[nt->s_dlt_id];
     if (!(ids->row_pos >= 0 && given_row_id(n->row[ids->row_pos].v, row_id, sizeof row_id))) {
         char id[KL_DLT_ID_LEN + 8];
+        const struct kl_json *vid;
         if (is_root) {
             memcpy(id, n->root_id, sizeof n->root_id);
         } else {
@@ -1146,17 +1222,24 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
             while (dl)
                 in[k++] = digits[--dl];
             kl_digest_b64(in, k, KL_DLT_ID_BYTES, id);
+        }
+        if ((vid = synth_string(n, id, strlen(id))) == NULL)
+            return oom(n, err);
+        if ((is_root || scalar) && (rc = row_set(n, nt, nt->s_dlt_id, vid, err)))
+            return rc;
+        if (!is_root) {
             if ((v = synth_string(n, parent_id, strlen(parent_id))) == NULL ||
                 (rc = row_set(n, nt, nt->s_parent_id, v, err)))
                 return v == NULL ? oom(n, err) : rc;
             if ((v = synth_int(n, pos)) == NULL || (rc = row_set(n, nt, nt->s_list_idx, v, err)))
                 return v == NULL ? oom(n, err) : rc;
         }
-        if ((v = synth_string(n, id, strlen(id))) == NULL ||
-            (rc = row_set(n, nt, nt->s_dlt_id, v, err)))
-            return v == NULL ? oom(n, err) : rc;
+        if (!is_root && !scalar && (rc = row_set(n, nt, nt->s_dlt_id, vid, err)))
+            return rc;
         strcpy(row_id, id);
     }
+    if (scalar && root_key != NULL && (rc = row_set(n, nt, nt->s_root_id, root_key, err)))
+        return rc;
     if (is_root)
         snprintf(n->root_id, sizeof n->root_id, "%.*s", KL_DLT_ID_LEN, row_id);
 
@@ -1228,7 +1311,7 @@ static int normalize_row(struct kl_normalizer *n, uint32_t tci,
     } else if ((rc = flatten(n, tci, n->tctxs[tci].root, members, count, r_lvl, err))) {
         return rc;
     }
-    return finish_row(n, tci, lists_from, parent_id, pos, r_lvl, is_root, err);
+    return finish_row(n, tci, lists_from, parent_id, pos, r_lvl, is_root, scalar != NULL, err);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -1243,7 +1326,8 @@ struct kl_normalizer *kl_normalizer_create(const struct kl_normalizer_options *o
         return NULL;
     }
     n->opt = *opt;
-    n->stream_name = dupn(opt->stream_name ? opt->stream_name : "", opt->stream_name ? strlen(opt->stream_name) : 0);
+    n->stream_name = dupn(opt->stream_name ? opt->stream_name : "",
+                          opt->stream_name ? strlen(opt->stream_name) : 0);
     n->table_name = opt->table_name ? dupn(opt->table_name, strlen(opt->table_name)) : NULL;
     n->load_id = dupn(opt->load_id ? opt->load_id : "", opt->load_id ? strlen(opt->load_id) : 0);
     n->opt.stream_name = n->stream_name;
@@ -1308,8 +1392,8 @@ static int root_context(struct kl_normalizer *n, struct kl_err *err)
     if (n->root_tctx != NONE)
         return KL_OK;
     const char *root = n->table_name ? n->table_name : n->stream_name;
-    /* normalize_table_identifier with break_path: normalize_tables_path */
-    if ((rc = kl_naming_normalize_path(root, strlen(root), KL_NAMING_MAX_LENGTH, name, &nl)))
+    /* the extractor's and normalize_data_item's normalize_table_identifier */
+    if ((rc = kl_naming_normalize_identifier(root, strlen(root), KL_NAMING_MAX_LENGTH, name, &nl)))
         return kl_err_set(err, rc, "cannot normalise table name %.80s", root);
     if (nl == 0)
         return kl_err_set(err, KL_ERR_INVALID, "table name %.80s normalises to nothing", root);
@@ -1365,12 +1449,12 @@ int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struc
         return oom(n, err);
     memset(env, 0, 6 * sizeof *env);
     memset(root, 0, cap_root * sizeof *root);
-#define ENV_STR(k, str)                                                                              \
+#define ENV_STR(k, str)                                                                            \
     do {                                                                                           \
         env[n_env].key = k;                                                                        \
         env[n_env].key_len = (uint32_t)strlen(k);                                                  \
         env[n_env].value.type = KL_JSON_STRING;                                                    \
-        env[n_env].value.u.s = (str) ? (str) : "";                                                     \
+        env[n_env].value.u.s = (str) ? (str) : "";                                                 \
         env[n_env].value.len = (uint32_t)strlen(env[n_env].value.u.s);                             \
         n_env++;                                                                                   \
     } while (0)

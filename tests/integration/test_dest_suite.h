@@ -184,15 +184,41 @@ static size_t ts_root(struct ts *x, const char *name)
     return t;
 }
 
-/* A child table of a list of strings. */
+/* A child table of a list of strings, in dlt's order for lists of scalars. */
 static size_t ts_child(struct ts *x, const char *name, const char *parent)
 {
     size_t t = ts_table(x, name, parent);
     ts_col(x, t, "value", KL_TYPE_TEXT, true, false);
+    ts_col(x, t, "_dlt_id", KL_TYPE_TEXT, false, true);
     ts_col(x, t, "_dlt_parent_id", KL_TYPE_TEXT, false, false);
     ts_col(x, t, "_dlt_list_idx", KL_TYPE_BIGINT, false, false);
-    ts_col(x, t, "_dlt_id", KL_TYPE_TEXT, false, true);
     return t;
+}
+
+/* Where the database has a column: its 0-based position among the
+ * table's columns and whether it is NOT NULL. False when it is absent. */
+static bool column_shape(const char *ds, const char *table, const char *col, int *pos,
+                         bool *not_null)
+{
+    char *v;
+    if (BACKEND.dialect == KL_SQL_POSTGRES)
+        v = scalar_text("SELECT (SELECT count(*) FROM pg_attribute b WHERE b.attrelid = a.attrelid"
+                        " AND b.attnum > 0 AND b.attnum < a.attnum AND NOT b.attisdropped)"
+                        " || ':' || CASE WHEN a.attnotnull THEN 1 ELSE 0 END"
+                        " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '%s'"
+                        " AND c.relname = '%s' AND a.attname = '%s' AND NOT a.attisdropped",
+                        ds, table, col);
+    else
+        v = scalar_text("SELECT cid || ':' || \"notnull\" FROM pragma_table_info('%s.%s')"
+                        " WHERE name = '%s'",
+                        ds, table, col);
+    if (v == NULL)
+        return false;
+    *pos = atoi(v);
+    *not_null = strchr(v, ':') != NULL && strchr(v, ':')[1] == '1';
+    free(v);
+    return true;
 }
 
 static size_t col_of(const struct ts *x, size_t t, const char *name)
@@ -2161,6 +2187,16 @@ static void test_corpus_end_to_end(void **state)
                 kl_sql_type_tag(BACKEND.dialect,
                                 type_named(cJSON_GetObjectItem(c, "data_type")->valuestring)));
             free(type);
+            {
+                /* dlt's column order and NOT NULL (_kinesis_msg_id, the _dlt_ columns) */
+                int pos = -1;
+                bool not_null = false;
+                assert_true(column_shape(ds, t->string, name, &pos, &not_null));
+                if (pos != i)
+                    fail_msg("%s.%s is column %d, want %d", t->string, name, pos, i);
+                if (not_null != !cJSON_IsTrue(cJSON_GetObjectItem(c, "nullable")))
+                    fail_msg("%s.%s: NOT NULL is %d", t->string, name, (int)not_null);
+            }
             if (strcmp(name, "_dlt_id") == 0)
                 id_col = i;
             i++;
@@ -2211,6 +2247,97 @@ static void test_corpus_end_to_end(void **state)
     kl_dest_destroy(d);
 }
 
+/* Tables the previous version created (a nullable `_kinesis_msg_id`, a
+ * list-of-scalars table ordered value, _dlt_parent_id, _dlt_list_idx,
+ * _dlt_id) take the normaliser's rows, NOT NULL and dlt's order in its
+ * schema: no DDL fails, the tables keep their shape, rows land by name. */
+static void test_previous_version_tables(void **state)
+{
+    const char *ds0 = unique_dataset("oldshape");
+    char ds[64];
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct ts x;
+    size_t root, child;
+    int pos = -1;
+    bool not_null = true;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    x.c[root][col_of(&x, root, "_kinesis_msg_id")].nullable = true;
+    child = ts_table(&x, "events__tags", "events");
+    ts_col(&x, child, "value", KL_TYPE_TEXT, true, false);
+    ts_col(&x, child, "_dlt_parent_id", KL_TYPE_TEXT, false, false);
+    ts_col(&x, child, "_dlt_list_idx", KL_TYPE_BIGINT, false, false);
+    ts_col(&x, child, "_dlt_id", KL_TYPE_TEXT, false, true);
+    if (write_range(d, ds, &x, root, child, "1700000000.1", KL_WRITE_APPEND, "shard-old", 0, 3, 3,
+                    1, &err) != KL_OK)
+        fail_msg("old shape: %s", err.msg);
+
+    /* the normaliser, from an empty schema, for the same stream */
+    struct kl_normalizer_options o;
+    struct kl_normalizer *n;
+    struct kl_row_batch b;
+    struct kl_message m;
+    struct kl_checkpoint cp;
+    struct kl_buf json;
+    struct kl_chunk_write w;
+    const char *data = "{\"n\":7,\"label\":\"new\",\"tags\":[\"p\",\"q\"]}";
+    char *got;
+    memset(&o, 0, sizeof o);
+    o.stream_name = "events";
+    o.parse_json = true;
+    o.load_id = "1700000000.2";
+    n = kl_normalizer_create(&o, kl_schema_create("kinesis"), &err);
+    assert_non_null(n);
+    memset(&m, 0, sizeof m);
+    m.stream_name = "events";
+    m.shard_id = "shard-new";
+    m.sequence = "100000";
+    m.sub_sequence = -1;
+    m.partition_key = "pk";
+    m.arrival_ms = 1700000000000LL;
+    m.data = (const unsigned char *)data;
+    m.data_len = strlen(data);
+    assert_int_equal(kl_msg_id(m.shard_id, m.sequence, -1, m.msg_id, NULL), KL_OK);
+    assert_int_equal(kl_normalizer_add(n, &m, &err), KL_OK);
+    assert_int_equal(kl_normalizer_close(n, &b, &err), KL_OK);
+    kl_buf_init(&json, (size_t)1 << 20);
+    assert_int_equal(kl_schema_to_json(b.schema, &json, &err), KL_OK);
+    checkpoint_of(&cp, "shard-new", 0, 1);
+    w = chunk_of("1700000000.2", KL_WRITE_APPEND, NULL, &cp);
+    w.batch = &b;
+    w.stream_name = "events";
+    w.schema_json = json.data;
+    w.schema_hash = b.schema->version_hash;
+    /* a new process: its own connection */
+    kl_dest_destroy(d);
+    d = open_default();
+    if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
+        fail_msg("normaliser rows into old tables: %s", err.msg);
+    kl_normalizer_reset(n, true);
+    kl_normalizer_destroy(n);
+    kl_buf_free(&json);
+
+    assert_int_equal(count_rows(ds, "events", NULL), 4);
+    assert_int_equal(count_rows(ds, "events", "\"label\" = 'new' AND \"n\" = 7"), 1);
+    assert_int_equal(count_rows(ds, "events__tags", NULL), 8);
+    got = scalar_text("SELECT t.\"value\" FROM %s t JOIN %s r ON r.\"_dlt_id\" ="
+                      " t.\"_dlt_parent_id\" WHERE r.\"label\" = 'new' AND t.\"_dlt_list_idx\" = 1",
+                      ref(ds, "events__tags"), ref(ds, "events"));
+    assert_non_null(got);
+    assert_string_equal(got, "q");
+    free(got);
+    /* the old shape stays: no ALTER of nullability, no reordering */
+    assert_true(column_shape(ds, "events", "_kinesis_msg_id", &pos, &not_null));
+    assert_false(not_null);
+    assert_true(column_shape(ds, "events__tags", "_dlt_id", &pos, &not_null));
+    assert_int_equal(pos, 3);
+    kl_dest_destroy(d);
+}
+
 #define KL_DEST_SUITE_TESTS                                                                        \
     cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),          \
         cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),                 \
@@ -2221,6 +2348,7 @@ static void test_corpus_end_to_end(void **state)
         cmocka_unit_test(test_dropped_dataset_recovers), cmocka_unit_test(test_pool),              \
         cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
         cmocka_unit_test(test_state_document), cmocka_unit_test(test_claim_new_shard),             \
-        cmocka_unit_test(test_claim_fences_stale_writer)
+        cmocka_unit_test(test_claim_fences_stale_writer),                                          \
+        cmocka_unit_test(test_previous_version_tables)
 
 #endif

@@ -41,7 +41,8 @@ static const struct norm_case norm_cases[] = {
      false,
      {"{\"user\":{\"name\":\"Ann\",\"address\":{\"city\":\"Oslo\"}},\"id\":7}"},
      {"orders_stream.user__name:text", "orders_stream.user__address__city:text",
-      "orders_stream.id:bigint", "orders_stream#0.user__address__city=Oslo", "!orders_stream.user"}},
+      "orders_stream.id:bigint", "orders_stream#0.user__address__city=Oslo",
+      "!orders_stream.user"}},
     {"the kinesis envelope comes first, then _kinesis_msg_id, payload, _dlt_load_id, _dlt_id",
      KL_WRITE_APPEND,
      false,
@@ -50,8 +51,10 @@ static const struct norm_case norm_cases[] = {
       "orders_stream.col2=_kinesis__ts", "orders_stream.col3=_kinesis__partition",
       "orders_stream.col4=_kinesis__stream_name", "orders_stream.col5=_kinesis_msg_id",
       "orders_stream.col6=a", "orders_stream.col7=_dlt_load_id", "orders_stream.col8=_dlt_id",
-      "orders_stream._kinesis__ts:timestamp", "orders_stream#0._kinesis__ts=2023-11-14T22:13:20.123000+00:00",
-      "orders_stream#0._kinesis__stream_name=Orders-Stream", "orders_stream#0._dlt_load_id=1700000000.5"}},
+      "orders_stream._kinesis__ts:timestamp",
+      "orders_stream#0._kinesis__ts=2023-11-14T22:13:20.123000+00:00",
+      "orders_stream#0._kinesis__stream_name=Orders-Stream",
+      "orders_stream#0._dlt_load_id=1700000000.5"}},
     {"lists of objects become child tables linked by _dlt_parent_id/_dlt_list_idx",
      KL_WRITE_APPEND,
      false,
@@ -88,12 +91,14 @@ static const struct norm_case norm_cases[] = {
      false,
      {"{\"s\":\"x\",\"i\":-5,\"f\":2.5,\"b\":true,\"n\":null}"},
      {"orders_stream.s:text", "orders_stream.i:bigint", "orders_stream.f:double",
-      "orders_stream.b:bool", "!orders_stream.n", "orders_stream#0.b=true", "orders_stream#0.i=-5"}},
+      "orders_stream.b:bool", "!orders_stream.n", "orders_stream#0.b=true",
+      "orders_stream#0.i=-5"}},
     {"iso_timestamp detection: ISO-8601 date-times are timestamps, dates and times are text",
      KL_WRITE_APPEND,
      false,
      {"{\"t1\":\"2024-01-02T03:04:05Z\",\"t2\":\"2024-01-02 03:04:05.5+02:00\","
-      "\"t3\":\"20240102T030405\",\"d\":\"2024-01-02\",\"h\":\"12:30\",\"x\":\"2024-13-01T00:00:00\"}"},
+      "\"t3\":\"20240102T030405\",\"d\":\"2024-01-02\",\"h\":\"12:30\",\"x\":\"2024-13-01T00:00:"
+      "00\"}"},
      {"orders_stream.t1:timestamp", "orders_stream.t2:timestamp", "orders_stream.t3:timestamp",
       "orders_stream.d:text", "orders_stream.h:text", "orders_stream.x:text",
       "orders_stream#0.t2=2024-01-02T01:04:05.500000+00:00"}},
@@ -124,10 +129,10 @@ static const struct norm_case norm_cases[] = {
      KL_WRITE_APPEND,
      false,
      {"{\"i\":1,\"b\":true,\"d\":0.5}", "{\"i\":\" 0x1F \",\"b\":\"No\",\"d\":\"1_000.5\"}",
-      "{\"i\":\"12a\",\"b\":\"maybe\",\"d\":\"nan\"}"},
+      "{\"i\":\"12a\",\"b\":\"maybe\",\"d\":\"n/a\"}"},
      {"orders_stream#1.i=31", "orders_stream#1.b=false", "orders_stream#1.d=1000.5",
       "orders_stream#2.i__v_text=12a", "orders_stream#2.b__v_text=maybe",
-      "orders_stream#2.d__v_text=nan"}},
+      "orders_stream#2.d__v_text=n/a"}},
     {"a variant column is typed by autodetection (an ISO string into a bigint column)",
      KL_WRITE_APPEND,
      false,
@@ -141,8 +146,8 @@ static const struct norm_case norm_cases[] = {
     {"lossless: integers beyond int64 are decimal (exact digits), never bigint or double",
      KL_WRITE_APPEND,
      false,
-     {"{\"big\":123456789012345678901234567890,\"u\":18446744073709551615}",
-      "{\"big\":5}", "{\"n\":1}", "{\"n\":99999999999999999999}"},
+     {"{\"big\":123456789012345678901234567890,\"u\":18446744073709551615}", "{\"big\":5}",
+      "{\"n\":1}", "{\"n\":99999999999999999999}"},
      {"orders_stream.big:decimal", "orders_stream.u:decimal",
       "orders_stream#0.big=123456789012345678901234567890", "orders_stream#1.big=5",
       "orders_stream.n__v_decimal:decimal", "orders_stream#3.n__v_decimal=99999999999999999999"}},
@@ -151,22 +156,24 @@ static const struct norm_case norm_cases[] = {
      false,
      {"{\"x\":1e400,\"y\":-2.5E-999}"},
      {"orders_stream.x:decimal", "orders_stream#0.x=1e400", "orders_stream.y:decimal"}},
-    {"lossless: an int into a double column only when the double holds it exactly",
+    {"an int into a double column is float(value), the nearest double (coerce_value)",
      KL_WRITE_APPEND,
      false,
      {"{\"p\":0.5}", "{\"p\":9007199254740993}"},
-     {"orders_stream.p__v_bigint:bigint", "orders_stream#1.p__v_bigint=9007199254740993"}},
+     {"!orders_stream.p__v_bigint", "orders_stream#1.p=9007199254740992"}},
     {"lossless: strings with U+0000 (PostgreSQL text cannot hold them) go to __v_binary",
      KL_WRITE_APPEND,
      false,
      {"{\"s\":\"ok\"}", "{\"s\":\"a\\u0000b\"}", "{\"z\":\"\\u0000\"}"},
-     {"orders_stream.s:text", "orders_stream.s__v_binary:binary", "orders_stream#1.s__v_binary=0x610062",
-      "!orders_stream.z", "orders_stream.z__v_binary:binary"}},
-    {"lossless: ints into a bool column only as 0/1 (dlt's bool(5) would say true)",
+     {"orders_stream.s:text", "orders_stream.s__v_binary:binary",
+      "orders_stream#1.s__v_binary=0x610062", "!orders_stream.z",
+      "orders_stream.z__v_binary:binary"}},
+    {"numbers into a bool column are bool(value): any non-zero is true (coerce_value)",
      KL_WRITE_APPEND,
      false,
-     {"{\"f\":true}", "{\"f\":1}", "{\"f\":5}"},
-     {"orders_stream#1.f=true", "orders_stream#2.f__v_bigint=5"}},
+     {"{\"f\":true}", "{\"f\":1}", "{\"f\":5}", "{\"f\":0.0}"},
+     {"orders_stream#1.f=true", "orders_stream#2.f=true", "orders_stream#3.f=false",
+      "!orders_stream.f__v_bigint", "!orders_stream.f__v_double"}},
     {"snake_case names: camelCase, leading digits, collapsing, trailing underscores",
      KL_WRITE_APPEND,
      false,
@@ -178,11 +185,12 @@ static const struct norm_case norm_cases[] = {
      false,
      {"{\"Name\":\"first\",\"x\":0,\"name\":\"second\"}"},
      {"orders_stream.col6=name", "orders_stream#0.name=second"}},
-    {"empty and blank keys are `_empty`; a key that normalises to nothing too (dlt: load fails)",
+    {"empty and blank keys are `_empty` (relational._flatten); \"__\" is snake_case's \"xx\"",
      KL_WRITE_APPEND,
      false,
      {"{\"\":1,\" \":{\"x\":2},\"__\":3}"},
-     {"orders_stream._empty:bigint", "orders_stream._empty__x:bigint", "orders_stream#0._empty=3"}},
+     {"orders_stream._empty:bigint", "orders_stream._empty__x:bigint", "orders_stream#0._empty=1",
+      "orders_stream#0.xx=3"}},
     {"a payload key _kinesis replaces the envelope in place (message.update)",
      KL_WRITE_APPEND,
      false,
@@ -201,11 +209,12 @@ static const struct norm_case norm_cases[] = {
      {"orders_stream._kinesis_msg_id:text", "orders_stream.pk=_kinesis_msg_id",
       "orders_stream__items._dlt_root_id:text", "orders_stream__items.notnull=_dlt_root_id",
       "orders_stream__items#0._dlt_root_id=@root0"}},
-    {"append: no primary key, no root key",
+    {"append: _kinesis_msg_id is still the (non-null) primary key hint; no root key",
      KL_WRITE_APPEND,
      false,
      {"{\"items\":[{\"a\":1}]}"},
-     {"!orders_stream__items._dlt_root_id", "orders_stream.nopk=_kinesis_msg_id"}},
+     {"!orders_stream__items._dlt_root_id", "orders_stream.pk=_kinesis_msg_id",
+      "orders_stream__items.nopk=_dlt_id"}},
     {"a payload _dlt_id is kept as the row id and children link to it (relational._normalize_row)",
      KL_WRITE_APPEND,
      false,
@@ -247,18 +256,29 @@ static const struct kl_table_rows *rows_of(const struct kl_row_batch *b, const c
 static void cell_text(const struct kl_value *v, char *out, size_t cap)
 {
     switch (v->type) {
-    case KL_TYPE_NULL: out[0] = '\0'; break;
-    case KL_TYPE_BIGINT: snprintf(out, cap, "%" PRId64, v->v.i); break;
-    case KL_TYPE_DOUBLE: snprintf(out, cap, "%.17g", v->v.d); break;
-    case KL_TYPE_BOOL: snprintf(out, cap, "%s", v->v.b ? "true" : "false"); break;
-    case KL_TYPE_TIMESTAMP: kl_timestamp_iso(v->v.us, out); break;
+    case KL_TYPE_NULL:
+        out[0] = '\0';
+        break;
+    case KL_TYPE_BIGINT:
+        snprintf(out, cap, "%" PRId64, v->v.i);
+        break;
+    case KL_TYPE_DOUBLE:
+        snprintf(out, cap, "%.17g", v->v.d);
+        break;
+    case KL_TYPE_BOOL:
+        snprintf(out, cap, "%s", v->v.b ? "true" : "false");
+        break;
+    case KL_TYPE_TIMESTAMP:
+        kl_timestamp_iso(v->v.us, out);
+        break;
     case KL_TYPE_BINARY: {
         size_t o = (size_t)snprintf(out, cap, "0x");
         for (size_t i = 0; i < v->v.s.len && o + 3 < cap; i++)
             o += (size_t)snprintf(out + o, cap - o, "%02x", (unsigned char)v->v.s.ptr[i]);
         break;
     }
-    default: snprintf(out, cap, "%.*s", (int)v->v.s.len, v->v.s.ptr);
+    default:
+        snprintf(out, cap, "%.*s", (int)v->v.s.len, v->v.s.ptr);
     }
 }
 
@@ -409,8 +429,10 @@ static void row_ids_are_deterministic(void **state)
 /* The schema survives its stored JSON; the version moves once per changed chunk. */
 static void schema_versions_and_round_trip(void **state)
 {
-    struct kl_normalizer_options o = {
-        .stream_name = "s", .parse_json = true, .load_id = "1", .write_disposition = KL_WRITE_MERGE};
+    struct kl_normalizer_options o = {.stream_name = "s",
+                                      .parse_json = true,
+                                      .load_id = "1",
+                                      .write_disposition = KL_WRITE_MERGE};
     struct kl_err err;
     struct kl_normalizer *n = kl_normalizer_create(&o, kl_schema_create("kinesis"), &err);
     struct kl_row_batch b;
@@ -500,7 +522,8 @@ static void iso_parsing_as_pendulum(void **state)
         const char *utc; /* for DATE and DATETIME */
     } cases[] = {
         {"2024-01-02T03:04:05Z", KL_ISO_DATETIME, "2024-01-02T03:04:05+00:00"},
-        {"2024-01-02T03:04:05.123456789+01:30", KL_ISO_DATETIME, "2024-01-02T01:34:05.123456+00:00"},
+        {"2024-01-02T03:04:05.123456789+01:30", KL_ISO_DATETIME,
+         "2024-01-02T01:34:05.123456+00:00"},
         {"2024-01-02 03:04", KL_ISO_DATETIME, "2024-01-02T03:04:00+00:00"},
         {"20240102T0304", KL_ISO_DATETIME, "2024-01-02T03:04:00+00:00"},
         {"2024-W01-1T10:00:00", KL_ISO_DATETIME, "2024-01-01T10:00:00+00:00"},
@@ -543,10 +566,18 @@ static void float_repr_as_python(void **state)
         double d;
         const char *s;
     } cases[] = {
-        {1.5, "1.5"},       {0.1, "0.1"},         {100.0, "100.0"},   {1e16, "1e+16"},
-        {1e15, "1000000000000000.0"},             {0.0001, "0.0001"}, {0.00001, "1e-05"},
-        {-2.5e-7, "-2.5e-07"}, {123456789.125, "123456789.125"}, {1.7976931348623157e308, "1.7976931348623157e+308"},
-        {5e-324, "5e-324"}, {-0.0, "-0.0"},
+        {1.5, "1.5"},
+        {0.1, "0.1"},
+        {100.0, "100.0"},
+        {1e16, "1e+16"},
+        {1e15, "1000000000000000.0"},
+        {0.0001, "0.0001"},
+        {0.00001, "1e-05"},
+        {-2.5e-7, "-2.5e-07"},
+        {123456789.125, "123456789.125"},
+        {1.7976931348623157e308, "1.7976931348623157e+308"},
+        {5e-324, "5e-324"},
+        {-0.0, "-0.0"},
     };
     char out[32];
     (void)state;

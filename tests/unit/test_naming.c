@@ -43,8 +43,9 @@ static const struct naming_case identifier_cases[] = {
     {"1", 1, "_1"},
     {"\xd9\xa3"
      "abc",
-     5, "_\xd9\xa3"
-        "abc"},
+     5,
+     "_\xd9\xa3"
+     "abc"},
     {"\xef\xbc\x91\xef\xbc\x92", 6, "_\xef\xbc\x91\xef\xbc\x92"}, /* fullwidth digits are kept */
     /* trailing "_" become "x" (one x per underscore); a leading "_" stays */
     {"_leading", 8, "_leading"},
@@ -59,6 +60,20 @@ static const struct naming_case identifier_cases[] = {
     /* RE_UNDERSCORES "__+" -> "_" keeps "__" free for paths */
     {"a__b", 4, "a_b"},
     {"a___b", 5, "a_b"},
+    /* the order of the steps: trailing "_" -> "x" per underscore first, then
+     * every run of "_" collapses; a leading digit's "_" comes before both */
+    {"__a", 3, "_a"},
+    {"_a_", 3, "_ax"},
+    {"x__y__", 6, "x_yxx"},
+    {"___", 3, "xxx"},
+    {"1_", 2, "_1x"},
+    {"1__a", 4, "_1_a"},
+    {"__1a", 4, "_1a"},
+    {"_Foo__Bar_", 10, "_foo_barx"},
+    {"HTTP__Code", 10, "http_code"},
+    {"a__bC", 5, "a_b_c"},
+    {"a-_-b", 5, "a_b"},
+    {" a_ ", 4, "ax"},
     /* _TR_REDUCE_ALPHABET: "+-*@|" -> "x_xal" */
     {"a-b", 3, "a_b"},
     {"a+b", 3, "axb"},
@@ -143,8 +158,8 @@ static void normalizes_paths_as_dlt(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof path_cases / sizeof path_cases[0]; i++) {
         const struct naming_case *c = &path_cases[i];
-        assert_int_equal(
-            kl_naming_normalize_path(c->in, c->in_len, KL_NAMING_MAX_LENGTH, out, &n), KL_OK);
+        assert_int_equal(kl_naming_normalize_path(c->in, c->in_len, KL_NAMING_MAX_LENGTH, out, &n),
+                         KL_OK);
         if (strcmp(out, c->out) != 0)
             fail_msg("case %zu: got '%s', want '%s'", i, out, c->out);
     }
@@ -153,7 +168,8 @@ static void normalizes_paths_as_dlt(void **state)
 /* shorten_fragments: join normalized parts with "__", tag over the joined text. */
 static void shortens_fragments_as_dlt(void **state)
 {
-    static const char a70[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char a70[] =
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     static const char a40[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     static const char b40[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     char out[KL_NAME_CAP];
@@ -224,12 +240,9 @@ static void shake128_matches_openssl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(normalizes_identifiers_as_dlt),
-        cmocka_unit_test(normalizes_paths_as_dlt),
-        cmocka_unit_test(shortens_fragments_as_dlt),
-        cmocka_unit_test(blank_keys),
-        cmocka_unit_test(clips_to_postgres_bytes),
-        cmocka_unit_test(shake128_matches_openssl),
+        cmocka_unit_test(normalizes_identifiers_as_dlt), cmocka_unit_test(normalizes_paths_as_dlt),
+        cmocka_unit_test(shortens_fragments_as_dlt),     cmocka_unit_test(blank_keys),
+        cmocka_unit_test(clips_to_postgres_bytes),       cmocka_unit_test(shake128_matches_openssl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

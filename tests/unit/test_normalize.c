@@ -220,6 +220,52 @@ static const struct norm_case norm_cases[] = {
      false,
      {"{\"_dlt_id\":\"mine\",\"l\":[1]}"},
      {"orders_stream#0._dlt_id=mine", "orders_stream__l#0._dlt_parent_id=mine"}},
+    {"snake_case per key, then __ joins (relational._flatten): doubled, leading, trailing _",
+     KL_WRITE_APPEND,
+     false,
+     {"{\"a__b\":1,\"__lead\":2,\"trail__\":3,\"o\":{\"__in__\":4},\"__\":5}"},
+     {"orders_stream.a_b:bigint", "orders_stream._lead:bigint", "orders_stream.trailxx:bigint",
+      "orders_stream.o___inxx:bigint", "orders_stream.xx:bigint", "!orders_stream.a__b",
+      "!orders_stream.lead", "!orders_stream.o__in"}},
+    {"keys colliding after snake_case are one dict key: first place, last value (even null)",
+     KL_WRITE_APPEND,
+     false,
+     {"{\"a_b\":1,\"z\":0,\"a__b\":2}", "{\"a__b\":3,\"A_B\":null}",
+      "{\"q\":1,\"Q_\":2,\"q_\":null}"},
+     {"orders_stream.col6=a_b", "orders_stream#0.a_b=2", "orders_stream#1.a_b=",
+      "orders_stream.q:bigint", "!orders_stream.qx", "orders_stream#2.q=1"}},
+    {"a later null of a colliding key means the column is never created (all-null)",
+     KL_WRITE_APPEND,
+     false,
+     {"{\"a_b\":1,\"z\":0,\"A__B\":null}"},
+     {"!orders_stream.a_b", "orders_stream.col6=z"}},
+    {"list keys are normalised the same way before the table path is joined",
+     KL_WRITE_APPEND,
+     false,
+     {"{\"trail_\":[1],\"__l\":[{\"x\":1}],\"a__b\":[true]}"},
+     {"orders_stream__trailx#rows=1", "orders_stream___l#rows=1", "orders_stream__a_b#rows=1",
+      "orders_stream___l.x:bigint"}},
+    {"lists of scalars: value, _dlt_id, _dlt_parent_id, _dlt_list_idx (_normalize_list)",
+     KL_WRITE_APPEND,
+     false,
+     {"{\"tags\":[\"x\"],\"items\":[{\"a\":1}]}"},
+     {"orders_stream__tags.col0=value", "orders_stream__tags.col1=_dlt_id",
+      "orders_stream__tags.col2=_dlt_parent_id", "orders_stream__tags.col3=_dlt_list_idx",
+      "orders_stream__items.col0=a", "orders_stream__items.col1=_dlt_parent_id",
+      "orders_stream__items.col2=_dlt_list_idx", "orders_stream__items.col3=_dlt_id",
+      "orders_stream__tags.notnull=_dlt_id", "orders_stream__tags.notnull=_dlt_list_idx"}},
+    {"merge: the propagated _dlt_root_id follows the link columns of a scalar row, the data of "
+     "an object row",
+     KL_WRITE_MERGE,
+     false,
+     {"{\"tags\":[\"x\"],\"items\":[{\"a\":1}]}"},
+     {"orders_stream__tags.col4=_dlt_root_id", "orders_stream__tags.col1=_dlt_id",
+      "orders_stream__items.col1=_dlt_root_id", "orders_stream__items.col4=_dlt_id"}},
+    {"parse_json off: _kinesis_msg_id is the non-null primary key hint too",
+     KL_WRITE_APPEND,
+     true,
+     {"raw"},
+     {"orders_stream.pk=_kinesis_msg_id", "orders_stream.notnull=_kinesis_msg_id"}},
     {"non-objects are dead letters, not rows",
      KL_WRITE_APPEND,
      false,
@@ -560,6 +606,36 @@ static void iso_parsing_as_pendulum(void **state)
 }
 
 /* Python's repr of floats (what str() of a float into a text column gives). */
+/* The root table is normalize_table_identifier of the table or stream
+ * name (the extractor's _get_static_table_name), not a path: "__" inside
+ * collapses, trailing "_" become "x". */
+static void root_table_is_normalize_table_identifier(void **state)
+{
+    static const struct {
+        const char *name, *table;
+    } cases[] = {
+        {"My__Table", "my_table"},
+        {"orders_", "ordersx"},
+        {"__x", "_x"},
+        {"Orders-Stream", "orders_stream"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct kl_normalizer_options o = {
+            .stream_name = "s", .table_name = cases[i].name, .parse_json = true, .load_id = "1.5"};
+        struct kl_err err;
+        struct kl_normalizer *n = kl_normalizer_create(&o, NULL, &err);
+        char seq[32];
+        struct kl_message m = make_msg("{\"a\":1}", 1, seq);
+        struct kl_row_batch b;
+        assert_non_null(n);
+        assert_int_equal(kl_normalizer_add(n, &m, &err), KL_OK);
+        assert_int_equal(kl_normalizer_close(n, &b, &err), KL_OK);
+        assert_string_equal(b.schema->tables[b.tables[0].table].name, cases[i].table);
+        kl_normalizer_destroy(n);
+    }
+}
+
 static void float_repr_as_python(void **state)
 {
     static const struct {
@@ -596,6 +672,7 @@ int main(void)
         cmocka_unit_test(uncommitted_chunks_do_not_count),
         cmocka_unit_test(iso_parsing_as_pendulum),
         cmocka_unit_test(float_repr_as_python),
+        cmocka_unit_test(root_table_is_normalize_table_identifier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,6 +68,7 @@ struct request {
     bool too_large;
     bool close; /* answer with Connection: close */
     bool have_early;
+    bool nul_in_uri;            /* the raw request target holds %00 */
     enum kl_problem_kind early; /* answered on the last call */
     char early_detail[160];
     enum kl_router_result routed;
@@ -252,6 +253,65 @@ static long long content_length(struct MHD_Connection *conn)
     return v;
 }
 
+/* What the header block says about framing, and whether it is clean. */
+struct header_scan {
+    int content_lengths;
+    int transfer_encodings;
+    bool te_chunked_only; /* the one Transfer-Encoding is exactly "chunked" */
+    bool nul;             /* a NUL byte inside a header name or value */
+};
+
+static bool is_chunked(const char *v, size_t n)
+{
+    while (n > 0 && (*v == ' ' || *v == '\t'))
+        v++, n--;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n == 7 && strncasecmp(v, "chunked", 7) == 0;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct header_scan *sc = cls;
+
+    (void)kind;
+    /* A NUL inside a name or value: every C-string lookup would stop there.
+     * libmicrohttpd 0.9.75 itself cuts header lines at a NUL and reports the
+     * cut length, so this only fires with a library that keeps the real
+     * length (1.0 refuses such requests itself); README.md says so. */
+    if (key == NULL || strlen(key) != key_size || (value != NULL && strlen(value) != value_size))
+        sc->nul = true;
+    if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        sc->content_lengths++;
+    if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        sc->transfer_encodings++;
+        sc->te_chunked_only = value != NULL && is_chunked(value, value_size);
+    }
+    return MHD_YES;
+}
+
+/* RFC 9112 §6.3: a message whose length is ambiguous is answered 400 and
+ * the connection closed, since what follows its body cannot be trusted to
+ * be the next request. libmicrohttpd takes the first of two Content-Lengths
+ * and lets Transfer-Encoding win over Content-Length; either lets a proxy
+ * and this server disagree on where a request ends. NULL when clean. */
+static const char *bad_framing(struct MHD_Connection *conn)
+{
+    struct header_scan sc = {0, 0, false, false};
+
+    (void)MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &sc);
+    if (sc.nul)
+        return "a header holds a NUL byte";
+    if (sc.content_lengths > 1)
+        return "more than one Content-Length header";
+    if (sc.content_lengths > 0 && sc.transfer_encodings > 0)
+        return "Content-Length and Transfer-Encoding together";
+    if (sc.transfer_encodings > 1 || (sc.transfer_encodings == 1 && !sc.te_chunked_only))
+        return "the only Transfer-Encoding accepted is chunked";
+    return NULL;
+}
+
 static void early(struct request *rq, enum kl_problem_kind kind, const char *detail)
 {
     rq->have_early = true;
@@ -266,13 +326,26 @@ static enum MHD_Result begin(struct kl_httpd *h, struct request *rq, struct MHD_
     long long length = content_length(conn);
     bool open, serve_while_stopping;
 
+    const char *framing = bad_framing(conn);
+
+    /* In flight from here: a connection whose request never got this far
+     * (headers not complete) does not hold up a stop (kl_httpd_drain). */
     rq->begun = true;
+    atomic_fetch_add(&h->metrics.in_flight, 1);
     copy_printable(rq->method, sizeof rq->method, method);
     copy_printable(rq->path, sizeof rq->path, url);
-    if (rid != NULL && kl_api_request_id_valid(rid))
+    if (framing == NULL && rid != NULL && kl_api_request_id_valid(rid))
         copy_cut(rq->request_id, sizeof rq->request_id, rid);
     else
         new_request_id(rq->request_id);
+    if (framing != NULL) {
+        /* Answered now, before any body byte is read, and the connection
+         * closed after the answer: no byte after it is read as a request. */
+        rq->close = true;
+        rq->have_early = true;
+        rq->early = KL_PROBLEM_INVALID;
+        return answer_problem(rq, conn, KL_PROBLEM_INVALID, framing);
+    }
     rq->body_pending = length > 0 || header(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
     rq->routed = kl_router_match(kl_api_routes, kl_api_route_count, method, url, &rq->match);
     open = rq->routed == KL_ROUTER_MATCHED && (rq->match.route->flags & KL_ROUTE_OPEN) != 0;
@@ -287,6 +360,8 @@ static enum MHD_Result begin(struct kl_httpd *h, struct request *rq, struct MHD_
               header(conn, MHD_HTTP_HEADER_AUTHORIZATION) != NULL
                   ? "the bearer token is not valid"
                   : "this endpoint needs Authorization: Bearer <token>");
+    } else if (rq->nul_in_uri) {
+        early(rq, KL_PROBLEM_INVALID, "the request target holds %00");
     } else if (rq->routed == KL_ROUTER_NOT_FOUND) {
         early(rq, KL_PROBLEM_NOT_FOUND, "no such endpoint; see /openapi.yaml");
     } else if (rq->routed == KL_ROUTER_METHOD_NOT_ALLOWED) {
@@ -379,7 +454,6 @@ static struct request *request_new(struct kl_httpd *h)
         return NULL;
     clock_gettime(CLOCK_MONOTONIC, &rq->start);
     kl_buf_init(&rq->body, h->max_body);
-    atomic_fetch_add(&h->metrics.in_flight, 1);
     return rq;
 }
 
@@ -387,9 +461,14 @@ static struct request *request_new(struct kl_httpd *h)
  * request: the clock of the request starts here. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    (void)uri;
+    struct request *rq = request_new(cls);
+
     (void)conn;
-    return request_new(cls);
+    /* libmicrohttpd decodes %00 into the path and the query values, where
+     * every C string stops at it: refused (seen here, before decoding). */
+    if (rq != NULL && uri != NULL && strstr(uri, "%00") != NULL)
+        rq->nul_in_uri = true;
+    return rq;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -491,9 +570,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             kl_logline_str(&line, "error", rq->error);
         kl_logline_emit(&line, h->log);
     }
+    if (rq->begun)
+        atomic_fetch_sub(&h->metrics.in_flight, 1);
     kl_buf_free(&rq->body);
     free(rq);
-    atomic_fetch_sub(&h->metrics.in_flight, 1);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)

@@ -324,9 +324,8 @@ static enum MHD_Result begin(struct kl_httpd *h, struct request *rq, struct MHD_
 {
     const char *rid = header(conn, "X-Request-Id");
     long long length = content_length(conn);
-    bool open, serve_while_stopping;
-
     const char *framing = bad_framing(conn);
+    bool open, serve_while_stopping;
 
     /* In flight from here: a connection whose request never got this far
      * (headers not complete) does not hold up a stop (kl_httpd_drain). */

@@ -42,10 +42,12 @@ uint16_t kl_httpd_port(const struct kl_httpd *h);
 void kl_httpd_quiesce(struct kl_httpd *h);
 
 /* Waits until no request is being answered, at most `timeout_ms`. True when
- * none is left. */
+ * none is left. A request counts once its headers are complete: a
+ * connection that is idle, or whose client stalled before the end of its
+ * headers, does not hold this up (kl_httpd_destroy closes it). */
 bool kl_httpd_drain(struct kl_httpd *h, int64_t timeout_ms);
 
-/* Requests currently being answered. */
+/* Requests currently being answered (headers complete, not yet done). */
 long kl_httpd_in_flight(struct kl_httpd *h);
 
 /* Stops the daemon (closing idle connections; waits for handlers that still

@@ -592,6 +592,13 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
         sp->has_gap = true;
         sp->gap = *p->gap;
     }
+    if (p->waiting_on != NULL) {
+        kl_store_copy(sp->waiting_on, sizeof sp->waiting_on, p->waiting_on);
+        sp->waiting_since_ms = p->waiting_on[0] ? p->waiting_since_ms : 0;
+        sp->waiting_until_ms = p->waiting_on[0] ? p->waiting_until_ms : 0;
+        kl_store_copy(sp->waiting_why, sizeof sp->waiting_why,
+                      p->waiting_on[0] && p->waiting_why ? p->waiting_why : "");
+    }
     *applied = apply;
 cleanup:
     unlock(m);

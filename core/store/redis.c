@@ -643,6 +643,16 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
         else if (name_is(&f[i], "greason"))
             copy_n(s->gap.reason, sizeof s->gap.reason, f[i].val,
                    f[i].val_len < sizeof s->gap.reason ? f[i].val_len : sizeof s->gap.reason - 1);
+        else if (name_is(&f[i], "wop"))
+            copy_n(s->waiting_on, sizeof s->waiting_on, f[i].val,
+                   f[i].val_len < sizeof s->waiting_on ? f[i].val_len : sizeof s->waiting_on - 1);
+        else if (name_is(&f[i], "wsince"))
+            s->waiting_since_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
+        else if (name_is(&f[i], "wuntil"))
+            s->waiting_until_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
+        else if (name_is(&f[i], "wwhy"))
+            copy_n(s->waiting_why, sizeof s->waiting_why, f[i].val,
+                   f[i].val_len < sizeof s->waiting_why ? f[i].val_len : sizeof s->waiting_why - 1);
     }
 cleanup:
     free(f);
@@ -1072,7 +1082,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     struct args a;
     int rc;
 
-    if ((rc = script_args(r, &a, 11 + 2 * p->n_tables, err)) != KL_OK)
+    if ((rc = script_args(r, &a, 15 + 2 * p->n_tables, err)) != KL_OK)
         goto cleanup;
     arg_str(&a, id);
     arg_str(&a, p->shard_id);
@@ -1091,6 +1101,12 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
         arg_str(&a, "");
         arg_str(&a, "");
     }
+    /* waiting: "" unchanged, "-" cleared, else the operation */
+    arg_str(&a, p->waiting_on == NULL ? "" : p->waiting_on[0] ? p->waiting_on : "-");
+    arg_i64(&a, p->waiting_since_ms);
+    arg_i64(&a, p->waiting_until_ms);
+    arg_mem(&a, p->waiting_why ? p->waiting_why : "",
+            p->waiting_why ? strnlen(p->waiting_why, KL_STORE_WAIT_WHY_MAX - 1) : 0);
     for (size_t i = 0; i < p->n_tables; i++) {
         arg_str(&a, p->tables[i].table);
         arg_i64(&a, p->tables[i].rows);

@@ -13,6 +13,7 @@
  *                            messages dead_letters tasks_total tasks_done
  *   P job:<id>:rows          hash: table -> rows
  *   P job:<id>:shards        hash: <shard>|seq |sub |mbl |msgs |done |gfrom |gto |greason
+ *                            |wop |wsince |wuntil |wwhy (a Kinesis call it waits on)
  *   P job:<id>:tasks         hash: <shard>|st (q queued, f in flight, d delayed, a acked)
  *                            |att |dlv (deliveries) |meta |owner |adone |atotal
  *                            (all four job keys expire together, retention after the end)
@@ -180,6 +181,7 @@ static const char job_transition[] = PRELUDE
     "return {'ok', to}\n";
 
 /* ARGV: P id shard seq sub mbl msgs dead_letters done gap_from gap_to gap_reason
+ *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why
  *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job */
 static const char job_progress[] = PRELUDE
     "local k = jk(ARGV[2])\n"
@@ -195,13 +197,19 @@ static const char job_progress[] = PRELUDE
     "  redis.call('HINCRBY', sk, sh .. '|msgs', ARGV[7])\n"
     "  if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'messages', ARGV[7]) end\n"
     "  if ARGV[8] ~= '0' then redis.call('HINCRBY', k, 'dead_letters', ARGV[8]) end\n"
-    "  for i = 13, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  for i = 17, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
     "  if ARGV[6] ~= '-1' then redis.call('HSET', sk, sh .. '|mbl', ARGV[6]) end\n"
     "end\n"
     "if ARGV[9] == '1' then redis.call('HSET', sk, sh .. '|done', '1') end\n"
     "if ARGV[10] ~= '' then\n"
     "  redis.call('HSET', sk, sh .. '|gfrom', ARGV[10], sh .. '|gto', ARGV[11],\n"
     "             sh .. '|greason', ARGV[12])\n"
+    "end\n"
+    "if ARGV[13] == '-' then\n"
+    "  redis.call('HDEL', sk, sh .. '|wop', sh .. '|wsince', sh .. '|wuntil', sh .. '|wwhy')\n"
+    "elseif ARGV[13] ~= '' then\n"
+    "  redis.call('HSET', sk, sh .. '|wop', ARGV[13], sh .. '|wsince', ARGV[14],\n"
+    "             sh .. '|wuntil', ARGV[15], sh .. '|wwhy', ARGV[16])\n"
     "end\n"
     /* a finished job's keys all expire; keys created now must too */
     "local ttl = redis.call('PTTL', k)\n"
@@ -306,7 +314,7 @@ static const char task_ack[] = PRELUDE
 
 /* ARGV: P job_id shard delivery delay_ms -> 1 | 0 (not held) */
 #define TASK_REQUEUE(count_attempt)                                                                \
-    PRELUDE "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"                                     \
+    PRELUDE "local tk, sh = jk(ARGV[2]) .. ':tasks', ARGV[3]\n"                                    \
             "local tid = ARGV[2] .. '/' .. sh\n"                                                   \
             "local v = redis.call('HMGET', tk, sh .. '|st', sh .. '|dlv')\n"                       \
             "if v[1] ~= 'f' or v[2] ~= ARGV[4] then return 0 end\n"                                \
@@ -424,41 +432,25 @@ static const char state_merge[] =
             "return changed\n";
 
 const char *const kl_redis_script_source[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = job_create,
-    [KL_RS_JOB_LIST] = job_list,
-    [KL_RS_JOB_ACTIVE] = job_active,
-    [KL_RS_JOB_TRANSITION] = job_transition,
-    [KL_RS_JOB_PROGRESS] = job_progress,
-    [KL_RS_TASK_ENQUEUE] = task_enqueue,
-    [KL_RS_TASK_TAKE] = task_take,
-    [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
-    [KL_RS_TASK_ACK] = task_ack,
-    [KL_RS_TASK_NACK] = task_nack,
-    [KL_RS_TASK_RELEASE] = task_release,
-    [KL_RS_STATS] = stats,
-    [KL_RS_LEASE_TAKE] = lease_take,
-    [KL_RS_LEASE_RENEW] = lease_renew,
-    [KL_RS_LEASE_RELEASE] = lease_release,
-    [KL_RS_LEASE_GET] = lease_get,
+    [KL_RS_JOB_CREATE] = job_create,       [KL_RS_JOB_LIST] = job_list,
+    [KL_RS_JOB_ACTIVE] = job_active,       [KL_RS_JOB_TRANSITION] = job_transition,
+    [KL_RS_JOB_PROGRESS] = job_progress,   [KL_RS_TASK_ENQUEUE] = task_enqueue,
+    [KL_RS_TASK_TAKE] = task_take,         [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
+    [KL_RS_TASK_ACK] = task_ack,           [KL_RS_TASK_NACK] = task_nack,
+    [KL_RS_TASK_RELEASE] = task_release,   [KL_RS_STATS] = stats,
+    [KL_RS_LEASE_TAKE] = lease_take,       [KL_RS_LEASE_RENEW] = lease_renew,
+    [KL_RS_LEASE_RELEASE] = lease_release, [KL_RS_LEASE_GET] = lease_get,
     [KL_RS_STATE_MERGE] = state_merge,
 };
 
 const char *const kl_redis_script_name[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = "job_create",
-    [KL_RS_JOB_LIST] = "job_list",
-    [KL_RS_JOB_ACTIVE] = "job_active",
-    [KL_RS_JOB_TRANSITION] = "job_transition",
-    [KL_RS_JOB_PROGRESS] = "job_progress",
-    [KL_RS_TASK_ENQUEUE] = "task_enqueue",
-    [KL_RS_TASK_TAKE] = "task_take",
-    [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
-    [KL_RS_TASK_ACK] = "task_ack",
-    [KL_RS_TASK_NACK] = "task_nack",
-    [KL_RS_TASK_RELEASE] = "task_release",
-    [KL_RS_STATS] = "stats",
-    [KL_RS_LEASE_TAKE] = "lease_take",
-    [KL_RS_LEASE_RENEW] = "lease_renew",
-    [KL_RS_LEASE_RELEASE] = "lease_release",
-    [KL_RS_LEASE_GET] = "lease_get",
+    [KL_RS_JOB_CREATE] = "job_create",       [KL_RS_JOB_LIST] = "job_list",
+    [KL_RS_JOB_ACTIVE] = "job_active",       [KL_RS_JOB_TRANSITION] = "job_transition",
+    [KL_RS_JOB_PROGRESS] = "job_progress",   [KL_RS_TASK_ENQUEUE] = "task_enqueue",
+    [KL_RS_TASK_TAKE] = "task_take",         [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
+    [KL_RS_TASK_ACK] = "task_ack",           [KL_RS_TASK_NACK] = "task_nack",
+    [KL_RS_TASK_RELEASE] = "task_release",   [KL_RS_STATS] = "stats",
+    [KL_RS_LEASE_TAKE] = "lease_take",       [KL_RS_LEASE_RENEW] = "lease_renew",
+    [KL_RS_LEASE_RELEASE] = "lease_release", [KL_RS_LEASE_GET] = "lease_get",
     [KL_RS_STATE_MERGE] = "state_merge",
 };

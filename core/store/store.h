@@ -44,6 +44,8 @@ struct kl_clock;
 #define KL_STORE_OWNER_MAX 128       /* a worker's identity, with the NUL */
 #define KL_STORE_IDEMPOTENCY_MAX 256 /* an Idempotency-Key, with the NUL */
 #define KL_STORE_ERROR_MAX 1024      /* a job's error detail (longer is truncated) */
+#define KL_STORE_OPERATION_MAX 32    /* a Kinesis operation's name, e.g. "GetShardIterator" */
+#define KL_STORE_WAIT_WHY_MAX 256    /* why a shard waits (longer is truncated) */
 #define KL_STORE_TASK_META_MAX 1024  /* a task's opaque text, with the NUL */
 #define KL_STORE_PARAMS_MAX 65536    /* a job's parameters JSON */
 #define KL_STORE_PREFIX_MAX 64       /* the key prefix, with the NUL */
@@ -98,6 +100,13 @@ struct kl_store_shard_progress {
     bool done;
     bool has_gap;
     struct kl_store_gap gap;
+    /* A Kinesis call of the shard that is being retried or passed its
+     * deadline: the operation ("" when the shard waits on nothing), since
+     * when and until when at most (epoch ms), and the last error. */
+    char waiting_on[KL_STORE_OPERATION_MAX];
+    int64_t waiting_since_ms;
+    int64_t waiting_until_ms;
+    char waiting_why[KL_STORE_WAIT_WHY_MAX];
 };
 
 /* A snapshot of a job: kl_store_job_init before use, kl_store_job_free after. */
@@ -154,6 +163,14 @@ struct kl_store_progress {
     size_t n_tables;                          /* at most 1024 */
     bool done;                                /* sets the shard's done flag (never clears it) */
     const struct kl_store_gap *gap;           /* NULL: none; else replaces the shard's gap */
+    /* NULL: the shard's waiting state is unchanged; "": it waits on nothing
+     * (cleared); else the Kinesis operation it waits on, with since, until
+     * (epoch ms) and why (truncated to KL_STORE_WAIT_WHY_MAX - 1 bytes).
+     * Applied whether or not the position part is. */
+    const char *waiting_on;
+    int64_t waiting_since_ms;
+    int64_t waiting_until_ms;
+    const char *waiting_why;
 };
 
 struct kl_store_job_filter {

@@ -395,6 +395,37 @@ static void test_job_progress(void **state)
     assert_int_equal(j.shards[1].messages, 0);
     assert_false(j.shards[1].done);
     assert_false(j.shards[1].has_gap);
+    assert_string_equal(j.shards[1].waiting_on, "");
+    kl_store_job_free(&j);
+
+    /* a shard waiting on a Kinesis call shows it, whatever the position
+     * part does; "" clears it, NULL leaves it */
+    memset(&p, 0, sizeof p);
+    p.shard_id = "shard-b";
+    p.millis_behind_latest = -1;
+    p.waiting_on = "GetShardIterator";
+    p.waiting_since_ms = 1700000000000LL;
+    p.waiting_until_ms = 1700000060000LL;
+    p.waiting_why = "GetShardIterator: no answer within 30000 ms";
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    p.waiting_on = NULL;
+    p.messages = 0;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    kl_store_job_init(&j);
+    get_job(s, id, &j);
+    assert_string_equal(j.shards[1].waiting_on, "GetShardIterator");
+    assert_int_equal(j.shards[1].waiting_since_ms, 1700000000000LL);
+    assert_int_equal(j.shards[1].waiting_until_ms, 1700000060000LL);
+    assert_string_equal(j.shards[1].waiting_why, "GetShardIterator: no answer within 30000 ms");
+    assert_string_equal(j.shards[0].waiting_on, "");
+    kl_store_job_free(&j);
+    p.waiting_on = "";
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    kl_store_job_init(&j);
+    get_job(s, id, &j);
+    assert_string_equal(j.shards[1].waiting_on, "");
+    assert_int_equal(j.shards[1].waiting_since_ms, 0);
+    assert_string_equal(j.shards[1].waiting_why, "");
     kl_store_job_free(&j);
 
     ASSERT_RC(kl_store_job_progress(s, "0000000000000000000000000z", &p, &applied, &err),

@@ -53,33 +53,34 @@ static void on_signal(int sig)
 
 void kl_cmd_read_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: kinesis-loader read STREAM [options]\n"
-            "\n"
-            "Prints one JSON line per message: the `_kinesis` envelope (shard_id, seq_no, ts,\n"
-            "partition, stream_name, and sub_seq_no for KPL user records), `_kinesis_msg_id`, and\n"
-            "the fields of the message's JSON object, as dlt's kinesis source yields them. Data\n"
-            "that is not a JSON object is printed under `_kinesis_dead_letter` (error, base64\n"
-            "data). The final per-shard state goes to stderr, or to --state-out.\n"
-            "\n"
-            "  --from POS           where shards without a position start: trim-horizon (default),\n"
-            "                       latest, epoch seconds, or ISO-8601 (2024-05-01T12:00:00Z)\n"
-            "  --after SHARD=SEQ    continue a shard after this sequence number (repeatable)\n"
-            "  --state-in FILE      continue from a state file written by --state-out\n"
-            "  --state-out FILE     write the final state to FILE instead of stderr\n"
-            "  --max N              stop after about N messages (may overshoot by one chunk)\n"
-            "  --shard ID           read only this shard\n"
-            "  --raw                do not parse Data: print it base64-encoded as `data`\n"
-            "  --chunk-size N       records per GetRecords call, 1..10000 (default 1000)\n"
-            "  --concurrency N      shards read in parallel, 1..64 (default 4)\n"
-            "  --milliseconds-behind-latest MS\n"
-            "                       a shard is done once it is less than MS behind (default 0:\n"
-            "                       read to the tip)\n"
-            "  --pacing MODE        on: keep to Kinesis' 5 calls/s and 2 MiB/s per shard; off;\n"
-            "                       auto (default): on for AWS endpoints, off for others\n"
-            "\n"
-            "Exit status: 0 done, 1 a read failed, 2 bad usage. KL_LOG_LEVEL sets the log level\n"
-            "(default warn).\n");
+    fprintf(
+        out,
+        "usage: kinesis-loader read STREAM [options]\n"
+        "\n"
+        "Prints one JSON line per message: the `_kinesis` envelope (shard_id, seq_no, ts,\n"
+        "partition, stream_name, and sub_seq_no for KPL user records), `_kinesis_msg_id`, and\n"
+        "the fields of the message's JSON object, as dlt's kinesis source yields them. Data\n"
+        "that is not a JSON object is printed under `_kinesis_dead_letter` (error, base64\n"
+        "data). The final per-shard state goes to stderr, or to --state-out.\n"
+        "\n"
+        "  --from POS           where shards without a position start: trim-horizon (default),\n"
+        "                       latest, epoch seconds, or ISO-8601 (2024-05-01T12:00:00Z)\n"
+        "  --after SHARD=SEQ    continue a shard after this sequence number (repeatable)\n"
+        "  --state-in FILE      continue from a state file written by --state-out\n"
+        "  --state-out FILE     write the final state to FILE instead of stderr\n"
+        "  --max N              stop after about N messages (may overshoot by one chunk)\n"
+        "  --shard ID           read only this shard\n"
+        "  --raw                do not parse Data: print it base64-encoded as `data`\n"
+        "  --chunk-size N       records per GetRecords call, 1..10000 (default 1000)\n"
+        "  --concurrency N      shards read in parallel, 1..64 (default 4)\n"
+        "  --milliseconds-behind-latest MS\n"
+        "                       a shard is done once it is less than MS behind (default 0:\n"
+        "                       read to the tip)\n"
+        "  --pacing MODE        on: keep to Kinesis' 5 calls/s and 2 MiB/s per shard; off;\n"
+        "                       auto (default): on for AWS endpoints, off for others\n"
+        "\n"
+        "Exit status: 0 done, 1 a read failed, 2 bad usage. KL_LOG_LEVEL sets the log level\n"
+        "(default warn).\n");
 }
 
 static int add_position(struct kl_shard_position *list, size_t *n, const char *shard,
@@ -128,8 +129,8 @@ static int parse_args(int argc, char **argv, struct read_args *a)
             takes = false;
         } else if (arg[0] != '-') {
             if (a->stream != NULL) {
-                fprintf(stderr, "kinesis-loader read: one stream only ('%s' and '%s')\n",
-                        a->stream, arg);
+                fprintf(stderr, "kinesis-loader read: one stream only ('%s' and '%s')\n", a->stream,
+                        arg);
                 return -1;
             }
             a->stream = arg;
@@ -163,8 +164,9 @@ static int parse_args(int argc, char **argv, struct read_args *a)
             memcpy(shard, val, (size_t)(eq - val));
             shard[eq - val] = '\0';
             if (add_position(a->after, &a->n_after, shard, eq + 1, -1) != 0) {
-                fprintf(stderr, "kinesis-loader read: bad --after '%s' (sequence numbers are "
-                                "digits)\n",
+                fprintf(stderr,
+                        "kinesis-loader read: bad --after '%s' (sequence numbers are "
+                        "digits)\n",
                         val);
                 return -1;
             }
@@ -194,8 +196,9 @@ static int parse_args(int argc, char **argv, struct read_args *a)
         return -1;
     }
     if (!kl_stream_name_valid(a->stream)) {
-        fprintf(stderr, "kinesis-loader read: '%s' is not a valid stream name (1..128 of "
-                        "a-z A-Z 0-9 _ . -)\n",
+        fprintf(stderr,
+                "kinesis-loader read: '%s' is not a valid stream name (1..128 of "
+                "a-z A-Z 0-9 _ . -)\n",
                 a->stream);
         return -1;
     }
@@ -257,8 +260,8 @@ static int load_state(const char *path, const char *stream, struct read_args *a,
             continue; /* --after wins over the file */
         if (add_position(a->after, &a->n_after, sh->string, seq->valuestring,
                          cJSON_IsNumber(sub) ? (int64_t)sub->valuedouble : -1) != 0) {
-            fprintf(stderr, "kinesis-loader read: state file %s: bad position for shard %s\n",
-                    path, sh->string);
+            fprintf(stderr, "kinesis-loader read: state file %s: bad position for shard %s\n", path,
+                    sh->string);
             goto cleanup;
         }
     }
@@ -307,7 +310,8 @@ static int write_state(const struct read_args *a, struct kl_reader *r, int64_t r
         }
         if (info[i].has_gap) {
             cJSON *g = cJSON_AddObjectToObject(s, "gap");
-            if (g == NULL || cJSON_AddStringToObject(g, "from", info[i].gap.from_sequence) == NULL ||
+            if (g == NULL ||
+                cJSON_AddStringToObject(g, "from", info[i].gap.from_sequence) == NULL ||
                 cJSON_AddStringToObject(g, "to", info[i].gap.to_sequence) == NULL ||
                 cJSON_AddStringToObject(g, "reason", info[i].gap.reason) == NULL) {
                 rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory writing the state");
@@ -373,8 +377,8 @@ static int format_message(const struct kl_message *m, bool raw, struct kl_json_d
 
     kl_buf_reset(line);
     if (!raw)
-        parsed = kl_json_parse_object(doc, m->data, m->data_len, &obj, reason, sizeof reason) ==
-                 KL_OK;
+        parsed =
+            kl_json_parse_object(doc, m->data, m->data_len, &obj, reason, sizeof reason) == KL_OK;
     if (parsed) {
         /* dlt merges the payload over the envelope: its keys win, in place */
         over_env = kl_json_get(obj, "_kinesis", 8);
@@ -389,8 +393,8 @@ static int format_message(const struct kl_message *m, bool raw, struct kl_json_d
         if (rc == KL_OK)
             rc = kl_json_write_string(m->shard_id, strlen(m->shard_id), line, NULL);
         if (rc == KL_OK)
-            rc = kl_buf_printf(line, NULL, ",\"seq_no\":\"%s\",\"ts\":\"%s\",\"partition\":",
-                               m->sequence, ts);
+            rc = kl_buf_printf(line, NULL,
+                               ",\"seq_no\":\"%s\",\"ts\":\"%s\",\"partition\":", m->sequence, ts);
         if (rc == KL_OK)
             rc = kl_json_write_string(m->partition_key, strlen(m->partition_key), line, NULL);
         if (rc == KL_OK)
@@ -460,8 +464,9 @@ int kl_cmd_read(int argc, char **argv)
     kl_json_doc_init(&doc);
     kl_buf_init(&line, LINE_MAX_BYTES);
     if (kl_log_set_level_name(level ? level : "warn") != 0) {
-        fprintf(stderr, "kinesis-loader read: KL_LOG_LEVEL is debug, info, warn or error, not "
-                        "'%s'\n",
+        fprintf(stderr,
+                "kinesis-loader read: KL_LOG_LEVEL is debug, info, warn or error, not "
+                "'%s'\n",
                 level);
         status = 2;
         goto cleanup;
@@ -509,6 +514,7 @@ int kl_cmd_read(int argc, char **argv)
     ro.chunk_size = a.chunk_size;
     ro.max_messages = a.max;
     ro.millis_behind_latest = a.millis_behind;
+    ro.stop_at_arrival_ms = started_ms;
     ro.concurrency = a.concurrency;
     if (strcmp(a.pacing, "on") == 0 ||
         (strcmp(a.pacing, "auto") == 0 && kl_cli_is_aws_endpoint(conn.endpoint))) {
@@ -544,8 +550,7 @@ int kl_cmd_read(int argc, char **argv)
                 status = 0; /* the reader of our output has had enough */
                 goto finish;
             }
-            fprintf(stderr, "kinesis-loader read: writing to stdout failed: %s\n",
-                    strerror(errno));
+            fprintf(stderr, "kinesis-loader read: writing to stdout failed: %s\n", strerror(errno));
             goto finish;
         }
         kl_reader_commit(reader, chunk);

@@ -84,6 +84,12 @@ static const struct kl_config_var vars[] = {
     {"KL_KINESIS_PACING", "auto", 0, 0, pacing_modes, KL_CONFIG_ENUM, 0, FIELD(kinesis_pacing),
      "on: keep each shard to Kinesis' 5 GetRecords calls/s and 2 MiB/s; off: read as fast as "
      "answered; auto: on for AWS endpoints, off for others (emulators)."},
+{"KL_KINESIS_CALL_TIMEOUT_S", "60", 1, 3600, NULL, KL_CONFIG_INT, 0, FIELD(kinesis_call_timeout_s),
+     "Deadline of one Kinesis call, retries and backoff included (seconds). A "
+     "call past it is logged with the job, stream, shard and operation, fails its shard task "
+     "(which is retried), and GET /jobs/{id} shows the shard waiting on it while it lasts. "
+     "GetShardIterator AT_TIMESTAMP on an endpoint that is not AWS's waits 5 s at most: then "
+     "the shard is read from TRIM_HORIZON with the records before the timestamp skipped."},
     /* Read by core/aws and core/kinesis themselves; listed so --help is complete. */
     {"AWS_REGION", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The AWS region (else AWS_DEFAULT_REGION, else the profile's region)."},

@@ -64,6 +64,7 @@ struct kl_config {
     int lease_ttl_s;
     int task_slice_s;
     char kinesis_pacing[8]; /* "auto", "on", "off" */
+    int kinesis_call_timeout_s;
     const struct kl_env
         *env; /* where it was read from (borrowed), for the AWS entries of the log */
 };

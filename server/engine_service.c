@@ -424,6 +424,7 @@ static struct kl_service *rig_start(void *arg, const struct kl_config *cfg, stru
     memset(r, 0, sizeof *r);
     memset(&co, 0, sizeof co);
     co.env = cfg->env;
+    co.call_deadline_ms = (int64_t)cfg->kinesis_call_timeout_s * 1000;
     if (kl_kinesis_conn_init(&r->conn, &co, err) != KL_OK)
         goto fail;
     r->conn_open = true;

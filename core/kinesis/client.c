@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TARGET_PREFIX "Kinesis_20131202."
 #define MAX_RESPONSE ((size_t)48 << 20) /* 10 MiB of data is ~14 MiB of base64 */
@@ -35,6 +36,8 @@ struct kl_kinesis {
     int64_t backoff_cap_ms;
     long connect_timeout_ms;
     long timeout_ms;
+    int64_t call_deadline_ms;
+    bool aws; /* the endpoint is AWS's, not an emulator's */
     const atomic_bool *cancel;
     atomic_uint_fast64_t requests;
     atomic_uint_fast64_t retries;
@@ -96,13 +99,12 @@ static bool jnum(const cJSON *obj, const char *key, double *out)
 }
 
 /* Copies `src` into a fixed field; fails when it does not fit. */
-static int copy_field(char *dst, size_t cap, const char *src, const char *what,
-                      struct kl_err *err)
+static int copy_field(char *dst, size_t cap, const char *src, const char *what, struct kl_err *err)
 {
     size_t n = src ? strlen(src) : 0;
     if (n >= cap)
-        return kl_err_set(err, KL_ERR_UPSTREAM, "%s in the response is too long (%zu bytes)",
-                          what, n);
+        return kl_err_set(err, KL_ERR_UPSTREAM, "%s in the response is too long (%zu bytes)", what,
+                          n);
     memcpy(dst, src ? src : "", n + 1);
     return KL_OK;
 }
@@ -193,13 +195,29 @@ void kl_record_batch_free(struct kl_record_batch *b)
 
 /* ---- life cycle ---- */
 
+/* The host of an AWS endpoint ends in one of AWS's domains. */
+static bool endpoint_is_aws(const char *url)
+{
+    static const char *const domains[] = {".amazonaws.com", ".amazonaws.com.cn", ".api.aws"};
+    const char *host = strstr(url, "://");
+    size_t n;
+
+    host = host != NULL ? host + 3 : url;
+    n = strcspn(host, ":/");
+    for (size_t i = 0; i < sizeof domains / sizeof domains[0]; i++) {
+        size_t d = strlen(domains[i]);
+        if (n > d && strncasecmp(host + n - d, domains[i], d) == 0)
+            return true;
+    }
+    return false;
+}
+
 struct kl_kinesis *kl_kinesis_create(const struct kl_kinesis_config *cfg, struct kl_err *err)
 {
     struct kl_kinesis *k = NULL;
     size_t elen;
 
-    if (cfg->endpoint == NULL || cfg->region == NULL || cfg->http == NULL ||
-        cfg->creds == NULL) {
+    if (cfg->endpoint == NULL || cfg->region == NULL || cfg->http == NULL || cfg->creds == NULL) {
         kl_err_set(err, KL_ERR_INVALID, "Kinesis client needs endpoint, region, http and creds");
         return NULL;
     }
@@ -228,6 +246,8 @@ struct kl_kinesis *kl_kinesis_create(const struct kl_kinesis_config *cfg, struct
     k->backoff_cap_ms = cfg->backoff_cap_ms > 0 ? cfg->backoff_cap_ms : 5000;
     k->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 3000;
     k->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 30000;
+    k->call_deadline_ms = cfg->call_deadline_ms > 0 ? cfg->call_deadline_ms : 60000;
+    k->aws = endpoint_is_aws(k->endpoint_url);
     k->cancel = cfg->cancel;
     return k;
 
@@ -244,6 +264,11 @@ void kl_kinesis_destroy(struct kl_kinesis *k)
     free(k->endpoint_url);
     free(k->region);
     free(k);
+}
+
+bool kl_kinesis_is_aws(const struct kl_kinesis *k)
+{
+    return k->aws;
 }
 
 void kl_kinesis_stats(const struct kl_kinesis *k, struct kl_kinesis_stats *out)
@@ -299,7 +324,7 @@ static int classify_error(struct kl_kinesis *k, const char *op, const struct kl_
 
 /* One signed request; on success `*out` is the parsed answer. */
 static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_t body_len,
-                   cJSON **out, struct kl_err *err)
+                   long timeout_ms, cJSON **out, struct kl_err *err)
 {
     struct kl_aws_creds creds;
     struct kl_sigv4_signed signed_req;
@@ -340,7 +365,7 @@ static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_
     req.body = body;
     req.body_len = body_len;
     req.connect_timeout_ms = k->connect_timeout_ms;
-    req.timeout_ms = k->timeout_ms;
+    req.timeout_ms = timeout_ms;
     req.max_response = MAX_RESPONSE;
     atomic_fetch_add(&k->requests, 1);
     rc = kl_http_send(k->http, &req, &resp, err);
@@ -359,8 +384,8 @@ static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_
         *out = cJSON_ParseWithLength(resp.body, resp.body_len);
     if (*out == NULL) {
         /* A 200 with a broken body is a transport fault: worth another try. */
-        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: the answer is not valid JSON (%zu bytes)",
-                        op, resp.body_len);
+        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: the answer is not valid JSON (%zu bytes)", op,
+                        resp.body_len);
         goto cleanup;
     }
     rc = KL_OK;
@@ -387,31 +412,64 @@ static int64_t backoff_ms(const struct kl_kinesis *k, int n)
     return (int64_t)kl_rand_below((uint64_t)ceiling + 1);
 }
 
-/* Sends `request` as operation `op`, retrying what may pass. Takes ownership
- * of nothing; on success `*out` is the answer, which the caller deletes. */
-static int call(struct kl_kinesis *k, const char *op, const cJSON *request, cJSON **out,
-                struct kl_err *err)
+/* Sends `request` as operation `op`, retrying what may pass until the
+ * call's deadline. Takes ownership of nothing; on success `*out` is the
+ * answer, which the caller deletes. `opts` may be NULL. */
+static int call(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
+                const cJSON *request, cJSON **out, struct kl_err *err)
 {
     char *body = cJSON_PrintUnformatted(request);
     cJSON *answer = NULL;
+    struct kl_err last;
+    int64_t budget =
+        opts != NULL && opts->deadline_ms > 0 ? opts->deadline_ms : k->call_deadline_ms;
+    int64_t began = kl_clock_monotonic_ms(k->clock);
+    int64_t began_wall = kl_clock_wall_ms(k->clock);
+    int n = 0;
     int rc = KL_OK;
 
+    kl_err_clear(&last);
+    if (opts != NULL)
+        opts->timed_out = false;
     if (body == NULL) {
-        rc = nomem(err);
+        rc = nomem(&last);
         goto cleanup;
     }
-    for (int n = 1;; n++) {
-        rc = attempt(k, op, body, strlen(body), &answer, err);
+    for (;;) {
+        int64_t left = began + budget - kl_clock_monotonic_ms(k->clock);
+        long timeout = k->timeout_ms;
+        if (left < timeout)
+            timeout = left > 1 ? (long)left : 1;
+        n++;
+        rc = attempt(k, op, body, strlen(body), timeout, &answer, &last);
         if (rc == KL_OK || !kl_err_retryable((enum kl_err_code)rc) || n >= k->max_attempts)
             break;
         if (cancelled(k)) {
-            rc = kl_err_set(err, KL_ERR_CANCELLED, "%s: cancelled while retrying", op);
+            rc = kl_err_set(&last, KL_ERR_CANCELLED, "%s: cancelled while retrying", op);
             break;
         }
         int64_t wait = backoff_ms(k, n);
+        left = began + budget - kl_clock_monotonic_ms(k->clock);
+        if (left <= wait) {
+            /* no time for another attempt: the deadline ends the call */
+            char why[sizeof last.msg];
+            snprintf(why, sizeof why, "%s", last.msg);
+            rc = kl_err_set(&last, KL_ERR_UNAVAILABLE,
+                            "%s: no answer within the call's deadline of %lld ms (%d attempt%s; "
+                            "last: %.160s)",
+                            op, (long long)budget, n, n == 1 ? "" : "s", why);
+            if (opts != NULL) {
+                opts->timed_out = true;
+                if (opts->waiting != NULL)
+                    opts->waiting(opts->ctx, op, began_wall, began_wall + budget, &last);
+            }
+            break;
+        }
+        if (opts != NULL && opts->waiting != NULL)
+            opts->waiting(opts->ctx, op, began_wall, began_wall + budget, &last);
         atomic_fetch_add(&k->retries, 1);
         KL_DEBUG("kinesis", NULL, "retry %d of %s in %lld ms: %s", n, op, (long long)wait,
-                 err ? err->msg : "");
+                 last.msg);
         kl_clock_sleep_ms(k->clock, wait);
     }
     if (rc == KL_OK)
@@ -420,6 +478,8 @@ static int call(struct kl_kinesis *k, const char *op, const cJSON *request, cJSO
         atomic_fetch_add(&k->failures, 1);
 
 cleanup:
+    if (rc != KL_OK && err != NULL)
+        *err = last;
     free(body);
     return rc;
 }
@@ -439,11 +499,12 @@ int kl_kinesis_list_streams(struct kl_kinesis *k, struct kl_string_list *out, st
 
         req = cJSON_CreateObject();
         if (req == NULL || cJSON_AddNumberToObject(req, "Limit", 1000) == NULL ||
-            (last != NULL && cJSON_AddStringToObject(req, "ExclusiveStartStreamName", last) == NULL)) {
+            (last != NULL &&
+             cJSON_AddStringToObject(req, "ExclusiveStartStreamName", last) == NULL)) {
             rc = nomem(err);
             goto cleanup;
         }
-        rc = call(k, "ListStreams", req, &answer, err);
+        rc = call(k, NULL, "ListStreams", req, &answer, err);
         if (rc != KL_OK)
             goto cleanup;
         names = cJSON_GetObjectItemCaseSensitive(answer, "StreamNames");
@@ -526,7 +587,7 @@ int kl_kinesis_describe_stream_summary(struct kl_kinesis *k, const char *stream,
         rc = nomem(err);
         goto cleanup;
     }
-    rc = call(k, "DescribeStreamSummary", req, &answer, err);
+    rc = call(k, NULL, "DescribeStreamSummary", req, &answer, err);
     if (rc != KL_OK)
         goto cleanup;
     memset(&s, 0, sizeof s);
@@ -537,8 +598,7 @@ int kl_kinesis_describe_stream_summary(struct kl_kinesis *k, const char *stream,
     }
     if ((rc = copy_field(s.name, sizeof s.name, jstr(d, "StreamName"), "StreamName", err)) ||
         (rc = copy_field(s.arn, sizeof s.arn, jstr(d, "StreamARN"), "StreamARN", err)) ||
-        (rc = copy_field(s.status, sizeof s.status, jstr(d, "StreamStatus"), "StreamStatus",
-                         err)))
+        (rc = copy_field(s.status, sizeof s.status, jstr(d, "StreamStatus"), "StreamStatus", err)))
         goto cleanup;
     if (jnum(d, "RetentionPeriodHours", &num))
         s.retention_hours = (int)num;
@@ -558,14 +618,30 @@ cleanup:
     return rc;
 }
 
+/* Counts the retries of one call. */
+struct retry_count {
+    struct kl_kinesis_call call;
+    int retries;
+};
+
+static void count_retry(void *ctx, const char *operation, int64_t since_ms, int64_t deadline_ms,
+                        const struct kl_err *why)
+{
+    struct retry_count *c = ctx;
+    (void)operation, (void)since_ms, (void)deadline_ms, (void)why;
+    c->retries++;
+}
+
 int kl_kinesis_create_stream(struct kl_kinesis *k, const char *stream, int shard_count,
                              struct kl_err *err)
 {
+    struct retry_count retried = {{0, count_retry, NULL, false}, 0};
     struct kl_stream_summary s;
     cJSON *req = NULL, *answer = NULL;
     int64_t deadline;
     int rc = check_stream_name(stream, err);
 
+    retried.call.ctx = &retried;
     if (rc != KL_OK)
         return rc;
     req = stream_request(stream);
@@ -573,7 +649,11 @@ int kl_kinesis_create_stream(struct kl_kinesis *k, const char *stream, int shard
         rc = nomem(err);
         goto cleanup;
     }
-    rc = call(k, "CreateStream", req, &answer, err);
+    rc = call(k, &retried.call, "CreateStream", req, &answer, err);
+    /* An attempt that timed out or failed in transit may still have created
+     * the stream: "in use" after a retry is our own creation. */
+    if (rc == KL_ERR_CONFLICT && retried.retries > 0)
+        rc = KL_OK;
     if (rc != KL_OK)
         goto cleanup;
     /* Wait for ACTIVE: emulators and AWS both create asynchronously. */
@@ -585,8 +665,8 @@ int kl_kinesis_create_stream(struct kl_kinesis *k, const char *stream, int shard
         if (rc == KL_OK && strcmp(s.status, "ACTIVE") == 0)
             break;
         if (kl_clock_monotonic_ms(k->clock) > deadline) {
-            rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "stream %s is not ACTIVE after %d ms",
-                            stream, CREATE_WAIT_MS);
+            rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "stream %s is not ACTIVE after %d ms", stream,
+                            CREATE_WAIT_MS);
             goto cleanup;
         }
         kl_clock_sleep_ms(k->clock, 50);
@@ -611,7 +691,7 @@ int kl_kinesis_delete_stream(struct kl_kinesis *k, const char *stream, struct kl
         rc = nomem(err);
         goto cleanup;
     }
-    rc = call(k, "DeleteStream", req, &answer, err);
+    rc = call(k, NULL, "DeleteStream", req, &answer, err);
 
 cleanup:
     cJSON_Delete(req);
@@ -684,7 +764,7 @@ int kl_kinesis_list_shards(struct kl_kinesis *k, const char *stream, struct kl_s
             rc = nomem(err);
             goto cleanup;
         }
-        rc = call(k, "ListShards", req, &answer, err);
+        rc = call(k, NULL, "ListShards", req, &answer, err);
         if (rc == KL_ERR_EXPIRED && token != NULL) {
             /* The token aged out (300 s): continue after the last shard we have. */
             free(token);
@@ -737,7 +817,8 @@ cleanup:
 
 /* ---- reading ---- */
 
-int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, const char *stream, const char *shard_id,
+int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, struct kl_kinesis_call *opts,
+                                  const char *stream, const char *shard_id,
                                   const struct kl_iterator_start *start, char **iterator_out,
                                   struct kl_err *err)
 {
@@ -755,8 +836,7 @@ int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, const char *stream, cons
         rc = nomem(err);
         goto cleanup;
     }
-    if (start->type == KL_ITER_AT_SEQUENCE_NUMBER ||
-        start->type == KL_ITER_AFTER_SEQUENCE_NUMBER) {
+    if (start->type == KL_ITER_AT_SEQUENCE_NUMBER || start->type == KL_ITER_AFTER_SEQUENCE_NUMBER) {
         if (start->sequence == NULL || start->sequence[0] == '\0') {
             rc = kl_err_set(err, KL_ERR_INVALID, "%s needs a sequence number",
                             kl_iterator_type_name(start->type));
@@ -773,13 +853,13 @@ int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, const char *stream, cons
             goto cleanup;
         }
     }
-    rc = call(k, "GetShardIterator", req, &answer, err);
+    rc = call(k, opts, "GetShardIterator", req, &answer, err);
     if (rc != KL_OK)
         goto cleanup;
     it = jstr(answer, "ShardIterator");
     if (it == NULL) {
-        rc = kl_err_set(err, KL_ERR_UPSTREAM, "GetShardIterator: no ShardIterator for %s",
-                        shard_id);
+        rc =
+            kl_err_set(err, KL_ERR_UPSTREAM, "GetShardIterator: no ShardIterator for %s", shard_id);
         goto cleanup;
     }
     copy = strdup(it);
@@ -822,16 +902,16 @@ static int parse_records(const cJSON *answer, struct kl_record_batch *out, struc
         if (seq == NULL || data == NULL)
             return kl_err_set(err, KL_ERR_UPSTREAM, "GetRecords: a record without %s",
                               seq == NULL ? "SequenceNumber" : "Data");
-        size += strlen(seq) + 1 + (pk ? strlen(pk) : 0) + 1 +
-                kl_base64_decoded_max(strlen(data)) + 1;
+        size +=
+            strlen(seq) + 1 + (pk ? strlen(pk) : 0) + 1 + kl_base64_decoded_max(strlen(data)) + 1;
         n++;
     }
     cJSON_ArrayForEach(r, children)
     {
         n_children++;
     }
-    size += align8(n * sizeof(struct kl_record)) + align8(n_children * sizeof(struct kl_child_shard)) +
-            (next ? strlen(next) + 1 : 0) + 1;
+    size += align8(n * sizeof(struct kl_record)) +
+            align8(n_children * sizeof(struct kl_child_shard)) + (next ? strlen(next) + 1 : 0) + 1;
     block = malloc(size);
     if (block == NULL)
         return nomem(err);
@@ -897,8 +977,8 @@ static int parse_records(const cJSON *answer, struct kl_record_batch *out, struc
     return KL_OK;
 }
 
-int kl_kinesis_get_records(struct kl_kinesis *k, const char *iterator, int limit,
-                           struct kl_record_batch *out, struct kl_err *err)
+int kl_kinesis_get_records(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *iterator,
+                           int limit, struct kl_record_batch *out, struct kl_err *err)
 {
     cJSON *req = NULL, *answer = NULL;
     int rc;
@@ -913,7 +993,7 @@ int kl_kinesis_get_records(struct kl_kinesis *k, const char *iterator, int limit
         rc = nomem(err);
         goto cleanup;
     }
-    rc = call(k, "GetRecords", req, &answer, err);
+    rc = call(k, opts, "GetRecords", req, &answer, err);
     if (rc != KL_OK)
         goto cleanup;
     rc = parse_records(answer, out, err);
@@ -988,7 +1068,7 @@ int kl_kinesis_put_records(struct kl_kinesis *k, const char *stream,
             rc = nomem(err);
             goto cleanup;
         }
-        rc = call(k, "PutRecords", req, &answer, err);
+        rc = call(k, NULL, "PutRecords", req, &answer, err);
         if (rc != KL_OK)
             goto cleanup;
         items = cJSON_GetObjectItemCaseSensitive(answer, "Records");

@@ -18,10 +18,10 @@ struct kl_http;
 struct kl_clock;
 struct kl_cred_provider;
 
-#define KL_SHARD_ID_MAX 129    /* AWS: at most 128 characters */
-#define KL_SEQ_MAX 130         /* AWS: 0|[1-9][0-9]{0,128}, at most 129 digits */
-#define KL_HASH_KEY_MAX 40     /* 0 .. 2^128-1 in decimal */
-#define KL_STREAM_NAME_MAX 129 /* AWS: 1..128 of [a-zA-Z0-9_.-] */
+#define KL_SHARD_ID_MAX 129                      /* AWS: at most 128 characters */
+#define KL_SEQ_MAX 130                           /* AWS: 0|[1-9][0-9]{0,128}, at most 129 digits */
+#define KL_HASH_KEY_MAX 40                       /* 0 .. 2^128-1 in decimal */
+#define KL_STREAM_NAME_MAX 129                   /* AWS: 1..128 of [a-zA-Z0-9_.-] */
 #define KL_KINESIS_MAX_RECORD ((size_t)10 << 20) /* 10 MiB, Kinesis' record limit */
 
 struct kl_kinesis_config {
@@ -34,7 +34,10 @@ struct kl_kinesis_config {
     int64_t backoff_base_ms;        /* default 100 */
     int64_t backoff_cap_ms;         /* default 5000 */
     long connect_timeout_ms;        /* default 3000 */
-    long timeout_ms;                /* whole call; default 30000 */
+    long timeout_ms;                /* one HTTP attempt; default 30000 */
+    /* One call, every retry and backoff included: past it the call fails
+     * with KL_ERR_UNAVAILABLE naming the operation. Default 60000. */
+    int64_t call_deadline_ms;
     /* When set and true, retry loops give up early with KL_ERR_CANCELLED. */
     const atomic_bool *cancel;
 };
@@ -125,8 +128,30 @@ struct kl_iterator_start {
     int64_t timestamp_ms; /* for AT_TIMESTAMP, epoch ms */
 };
 
-/* On success `*iterator_out` is malloc'ed; the caller frees it. */
-int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, const char *stream, const char *shard_id,
+/* How one reading call may run, and who hears that it is slow. Every field
+ * is optional; NULL for the whole struct means the client's defaults. */
+struct kl_kinesis_call {
+    /* The call's deadline, retries included; 0: the client's call_deadline_ms. */
+    int64_t deadline_ms;
+    /* Told once per failed attempt after which the call goes on (a retry is
+     * due), and once more when the deadline ends the call, with the
+     * operation, when the call began (epoch ms), when it gives up (epoch ms)
+     * and the last error. Runs on the calling thread. */
+    void (*waiting)(void *ctx, const char *operation, int64_t since_ms, int64_t deadline_ms,
+                    const struct kl_err *why);
+    void *ctx;
+    /* Out: the call ended because its deadline passed. */
+    bool timed_out;
+};
+
+/* True when the endpoint is an AWS one (*.amazonaws.com, *.amazonaws.com.cn,
+ * *.api.aws), false for emulators and proxies. */
+bool kl_kinesis_is_aws(const struct kl_kinesis *k);
+
+/* On success `*iterator_out` is malloc'ed; the caller frees it. `call` may
+ * be NULL. */
+int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, struct kl_kinesis_call *call,
+                                  const char *stream, const char *shard_id,
                                   const struct kl_iterator_start *start, char **iterator_out,
                                   struct kl_err *err);
 
@@ -159,9 +184,10 @@ void kl_record_batch_init(struct kl_record_batch *b);
 void kl_record_batch_free(struct kl_record_batch *b);
 
 /* One GetRecords call. `limit` 1..10000. ExpiredIteratorException comes back
- * as KL_ERR_EXPIRED (not retried: the caller re-acquires an iterator). */
-int kl_kinesis_get_records(struct kl_kinesis *k, const char *iterator, int limit,
-                           struct kl_record_batch *out, struct kl_err *err);
+ * as KL_ERR_EXPIRED (not retried: the caller re-acquires an iterator).
+ * `call` may be NULL. */
+int kl_kinesis_get_records(struct kl_kinesis *k, struct kl_kinesis_call *call, const char *iterator,
+                           int limit, struct kl_record_batch *out, struct kl_err *err);
 
 /* ---- writing (tests, benchmarks, demo data) ---- */
 

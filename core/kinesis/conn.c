@@ -11,10 +11,32 @@
 #include "core/util/env.h"
 #include "core/util/err.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FALLBACK_REGION "us-east-1"
+
+/* KL_KINESIS_CALL_TIMEOUT_S: whole seconds, 1..3600; unset: 0 (the client's). */
+static int deadline_from_env(const struct kl_env *env, int64_t *ms, struct kl_err *err)
+{
+    const char *v = kl_env_get(env, "KL_KINESIS_CALL_TIMEOUT_S");
+    char *end = NULL;
+    long s;
+
+    *ms = 0;
+    if (v == NULL || v[0] == '\0')
+        return KL_OK;
+    errno = 0;
+    s = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || s < 1 || s > 3600)
+        return kl_err_set(
+            err, KL_ERR_INVALID,
+            "KL_KINESIS_CALL_TIMEOUT_S must be whole seconds from 1 to 3600, not '%s'", v);
+    *ms = (int64_t)s * 1000;
+    return KL_OK;
+}
 
 int kl_kinesis_conn_init(struct kl_kinesis_conn *c, const struct kl_kinesis_conn_options *o,
                          struct kl_err *err)
@@ -90,6 +112,12 @@ int kl_kinesis_conn_init(struct kl_kinesis_conn *c, const struct kl_kinesis_conn
     kcfg.clock = clock;
     kcfg.max_attempts = o->max_attempts;
     kcfg.timeout_ms = o->timeout_ms;
+    kcfg.call_deadline_ms = o->call_deadline_ms;
+    if (kcfg.call_deadline_ms <= 0) {
+        rc = deadline_from_env(env, &kcfg.call_deadline_ms, err);
+        if (rc != KL_OK)
+            goto fail;
+    }
     kcfg.cancel = o->cancel;
     c->client = kl_kinesis_create(&kcfg, err);
     if (c->client == NULL) {

@@ -25,6 +25,9 @@ struct kl_kinesis_conn_options {
     const char *session_token;
     int max_attempts; /* 0: the client's default */
     long timeout_ms;  /* 0: the client's default */
+    /* One call's deadline, retries included; 0: KL_KINESIS_CALL_TIMEOUT_S
+     * from the environment (seconds, 1..3600), else the client's 60 s. */
+    int64_t call_deadline_ms;
     const atomic_bool *cancel;
 };
 

@@ -14,19 +14,25 @@
 #include <string.h>
 
 #define MAX_EXPIRED_RETRIES 3
+#define AT_TIMESTAMP_WAIT_MS 5000
 #define CHUNK_ARENA_BLOCK (16 * 1024)
 #define CHUNK_ARENA_MAX ((size_t)64 << 20)
 
 struct kl_cursor {
     struct kl_kinesis *client;
+    struct kl_kinesis_call call; /* the deadline hook for every call */
+    char job_id[64];
     char stream[KL_STREAM_NAME_MAX];
     char shard_id[KL_SHARD_ID_MAX];
     struct kl_iterator_start start;
     char start_sequence[KL_SEQ_MAX];
     /* resuming after a stored position */
     bool resuming;
-    bool resume_checked; /* the first record after opening was seen */
+    bool resume_checked;    /* the first record after opening was seen */
     bool from_trim_horizon; /* the stored position was gone: read what is left */
+    /* AT_TIMESTAMP went unanswered: TRIM_HORIZON, records before it skipped */
+    bool timestamp_fallback;
+    int64_t skip_before_ms;
     char resume_sequence[KL_SEQ_MAX];
     int64_t resume_sub;
     /* where we are */
@@ -39,6 +45,8 @@ struct kl_cursor {
     struct kl_gap gap;
     /* rules */
     int64_t millis_behind_latest;
+    int64_t stop_at_arrival_ms;
+    int64_t at_timestamp_wait_ms;
     int64_t min_interval_ms;
     int64_t max_bytes_per_s;
     int64_t next_call_ms;
@@ -104,6 +112,10 @@ struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_
         copy_id(c->shard_id, sizeof c->shard_id, o->shard_id, "shard id", err) != KL_OK)
         goto fail;
     c->client = o->client;
+    c->call.waiting = o->waiting;
+    c->call.ctx = o->waiting_ctx;
+    if (o->job_id != NULL)
+        snprintf(c->job_id, sizeof c->job_id, "%s", o->job_id);
     c->start = o->start;
     if (o->start.sequence != NULL) {
         if (copy_id(c->start_sequence, sizeof c->start_sequence, o->start.sequence,
@@ -119,6 +131,9 @@ struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_
     }
     c->last_sub = -1;
     c->millis_behind_latest = o->millis_behind_latest;
+    c->stop_at_arrival_ms = o->stop_at_arrival_ms;
+    c->at_timestamp_wait_ms =
+        o->at_timestamp_wait_ms > 0 ? o->at_timestamp_wait_ms : AT_TIMESTAMP_WAIT_MS;
     c->min_interval_ms = o->min_call_interval_ms;
     c->max_bytes_per_s = o->max_bytes_per_s;
     c->no_deaggregate = o->no_deaggregate;
@@ -159,15 +174,79 @@ uint64_t kl_cursor_expired_count(const struct kl_cursor *c)
     return c->expired;
 }
 
+bool kl_cursor_timestamp_fallback(const struct kl_cursor *c)
+{
+    return c->timestamp_fallback;
+}
+
+static struct kl_log_ctx log_ctx(const struct kl_cursor *c)
+{
+    struct kl_log_ctx ctx = {c->job_id[0] ? c->job_id : NULL, c->stream, c->shard_id};
+    return ctx;
+}
+
 static void note_gap(struct kl_cursor *c, const char *to_sequence, const char *reason)
 {
-    struct kl_log_ctx ctx = {NULL, c->stream, c->shard_id};
+    struct kl_log_ctx ctx = log_ctx(c);
     c->has_gap = true;
     snprintf(c->gap.from_sequence, sizeof c->gap.from_sequence, "%s", c->resume_sequence);
     snprintf(c->gap.to_sequence, sizeof c->gap.to_sequence, "%s", to_sequence);
     snprintf(c->gap.reason, sizeof c->gap.reason, "%.191s", reason);
     KL_WARN("reader", &ctx, "gap: stored sequence %s is no longer in the shard (%s)",
             c->resume_sequence, reason);
+}
+
+/* Opens an iterator at `at` under the cursor's deadline hook; a call past
+ * its deadline is logged with the operation. */
+static int open_iterator(struct kl_cursor *c, const struct kl_iterator_start *at,
+                         int64_t deadline_ms, struct kl_err *err)
+{
+    int rc;
+    c->call.deadline_ms = deadline_ms;
+    rc = kl_kinesis_get_shard_iterator(c->client, &c->call, c->stream, c->shard_id, at,
+                                       &c->iterator, err);
+    c->call.deadline_ms = 0;
+    return rc;
+}
+
+static void log_timed_out(const struct kl_cursor *c, const struct kl_err *err)
+{
+    struct kl_log_ctx ctx = log_ctx(c);
+    if (c->call.timed_out)
+        KL_WARN("reader", &ctx, "%s",
+                err != NULL ? err->msg : "a Kinesis call passed its deadline");
+}
+
+/* AT_TIMESTAMP, or on an endpoint that does not answer it in time, its
+ * equivalent: TRIM_HORIZON with the records before the timestamp skipped. */
+static int open_at_timestamp(struct kl_cursor *c, const struct kl_iterator_start *at,
+                             struct kl_err *err)
+{
+    struct kl_iterator_start trim = {KL_ITER_TRIM_HORIZON, NULL, 0};
+    struct kl_log_ctx ctx = log_ctx(c);
+    char when[32];
+    int rc;
+
+    if (kl_kinesis_is_aws(c->client))
+        return open_iterator(c, at, 0, err);
+    if (!c->timestamp_fallback) {
+        /* a probe: its wait is not worth showing as the shard's */
+        void (*waiting)(void *, const char *, int64_t, int64_t, const struct kl_err *) =
+            c->call.waiting;
+        c->call.waiting = NULL;
+        rc = open_iterator(c, at, c->at_timestamp_wait_ms, err);
+        c->call.waiting = waiting;
+        if (rc != KL_ERR_UNAVAILABLE || !c->call.timed_out)
+            return rc;
+        kl_format_timestamp(at->timestamp_ms, when);
+        KL_WARN("reader", &ctx,
+                "GetShardIterator AT_TIMESTAMP %s got no answer within %lld ms; reading from "
+                "TRIM_HORIZON and skipping the records that arrived before it",
+                when, (long long)c->at_timestamp_wait_ms);
+        c->timestamp_fallback = true;
+        c->skip_before_ms = at->timestamp_ms;
+    }
+    return open_iterator(c, &trim, 0, err);
 }
 
 /* Opens an iterator where reading should continue. */
@@ -184,10 +263,11 @@ static int acquire_iterator(struct kl_cursor *c, struct kl_err *err)
         at.type = KL_ITER_AT_SEQUENCE_NUMBER;
         at.sequence = c->resume_sequence;
         at.timestamp_ms = 0;
-        rc = kl_kinesis_get_shard_iterator(c->client, c->stream, c->shard_id, &at, &c->iterator,
-                                           err);
-        if (rc != KL_ERR_INVALID && rc != KL_ERR_NOT_FOUND)
+        rc = open_iterator(c, &at, 0, err);
+        if (rc != KL_ERR_INVALID && rc != KL_ERR_NOT_FOUND) {
+            log_timed_out(c, err);
             return rc;
+        }
         /* The stored record is gone (trimmed) or unknown to the shard: read
          * what is left and report the hole. A missing stream fails below. */
         note_gap(c, "", err ? err->msg : "stored sequence rejected");
@@ -199,11 +279,16 @@ static int acquire_iterator(struct kl_cursor *c, struct kl_err *err)
         at.type = KL_ITER_TRIM_HORIZON;
         at.sequence = NULL;
         at.timestamp_ms = 0;
+    } else if (c->start.type == KL_ITER_AT_TIMESTAMP) {
+        rc = open_at_timestamp(c, &c->start, err);
+        log_timed_out(c, err);
+        return rc;
     } else {
         at = c->start;
     }
-    return kl_kinesis_get_shard_iterator(c->client, c->stream, c->shard_id, &at, &c->iterator,
-                                         err);
+    rc = open_iterator(c, &at, 0, err);
+    log_timed_out(c, err);
+    return rc;
 }
 
 static int grow_messages(struct kl_chunk *out, size_t need, struct kl_err *err)
@@ -263,9 +348,9 @@ static int add_record(struct kl_cursor *c, struct kl_chunk *out, const struct kl
             goto cleanup;
     }
     if (rc != KL_OK) {
-        rc = skip_upto >= 0 ? KL_OK
-                            : add_message(c, out, r, -1, r->data, r->data_len, r->partition_key,
-                                          err);
+        rc = skip_upto >= 0
+                 ? KL_OK
+                 : add_message(c, out, r, -1, r->data, r->data_len, r->partition_key, err);
         goto cleanup;
     }
     for (size_t i = 0; i < sub.n; i++) {
@@ -308,10 +393,27 @@ static void schedule_next_call(struct kl_cursor *c, size_t bytes)
     c->next_call_ms = next;
 }
 
+/* The stop rule for an open shard (see kl_cursor_options). */
+static bool open_shard_done(const struct kl_cursor *c, const struct kl_record_batch *batch,
+                            int limit, const struct kl_chunk *out)
+{
+    bool full = batch->n >= (size_t)limit;
+    bool caught_up = batch->millis_behind >= 0 && batch->millis_behind < c->millis_behind_latest;
+    bool empty_at_tip = batch->n == 0 && batch->millis_behind == 0;
+
+    if ((!full && caught_up) || empty_at_tip)
+        return true;
+    if (c->stop_at_arrival_ms > 0)
+        for (size_t i = out->n_messages; i > 0; i--)
+            if (out->messages[i - 1].arrival_ms >= c->stop_at_arrival_ms)
+                return true;
+    return false;
+}
+
 int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct kl_err *err)
 {
     struct kl_record_batch batch;
-    struct kl_log_ctx ctx = {NULL, c->stream, c->shard_id};
+    struct kl_log_ctx ctx = log_ctx(c);
     int rc = KL_OK;
 
     chunk_reset(out);
@@ -334,9 +436,10 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
                 goto cleanup;
         }
         pace(c);
-        rc = kl_kinesis_get_records(c->client, c->iterator, limit, &batch, err);
+        rc = kl_kinesis_get_records(c->client, &c->call, c->iterator, limit, &batch, err);
         if (rc == KL_OK)
             break;
+        log_timed_out(c, err);
         if (rc != KL_ERR_EXPIRED || attempt >= MAX_EXPIRED_RETRIES)
             goto cleanup;
         /* Iterators live five minutes; continue after what we handed out. */
@@ -364,6 +467,8 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
         } else if (c->has_gap && c->gap.to_sequence[0] == '\0') {
             snprintf(c->gap.to_sequence, sizeof c->gap.to_sequence, "%s", r->sequence);
         }
+        if (c->timestamp_fallback && r->arrival_ms < c->skip_before_ms)
+            continue; /* before the AT_TIMESTAMP it stands for */
         rc = add_record(c, out, r, skip_upto, err);
         if (rc != KL_OK)
             goto cleanup;
@@ -380,9 +485,7 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
             rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory copying a shard iterator");
             goto cleanup;
         }
-        if (!c->read_to_end &&
-            ((batch.millis_behind >= 0 && batch.millis_behind < c->millis_behind_latest) ||
-             (batch.n == 0 && batch.millis_behind == 0)))
+        if (!c->read_to_end && open_shard_done(c, &batch, limit, out))
             c->done = true;
     } else {
         c->done = true;
@@ -393,9 +496,11 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
         snprintf(c->last_sequence, sizeof c->last_sequence, "%s", last->sequence);
         c->last_sub = last->sub_sequence;
     } else if (batch.n > 0) {
-        /* every record was a skipped re-delivery: still move past them */
-        snprintf(c->last_sequence, sizeof c->last_sequence, "%s", batch.records[batch.n - 1].sequence);
-        c->last_sub = c->resume_sub;
+        /* every record was a skipped re-delivery, or arrived before the
+         * timestamp read from: still move past them */
+        snprintf(c->last_sequence, sizeof c->last_sequence, "%s",
+                 batch.records[batch.n - 1].sequence);
+        c->last_sub = c->resuming ? c->resume_sub : -1;
     }
     snprintf(out->end_sequence, sizeof out->end_sequence, "%s", c->last_sequence);
     out->end_sub_sequence = c->last_sub;

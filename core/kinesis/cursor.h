@@ -31,15 +31,34 @@ struct kl_cursor_options {
      * the stored record must still be in the shard, else a gap is reported
      * and reading continues from the oldest record still there. */
     const struct kl_shard_position *resume;
-    /* dlt's milliseconds_behind_latest: the shard is done once a page reports
-     * less than this. A page with no records at the tip also ends it. */
+    const char *job_id; /* for log lines; may be NULL */
+    /* When an open shard is done (the stop rule): at the first page that is
+     * not full (fewer records than the limit asked for) and reports less
+     * than `millis_behind_latest` (dlt's milliseconds_behind_latest), or
+     * that is empty at the tip (MillisBehindLatest 0). A full page never
+     * ends a shard. */
     int64_t millis_behind_latest;
+    /* And in any case once the shard has delivered a record that arrived
+     * (ApproximateArrivalTimestamp) at or after this epoch ms, the job's
+     * start, so that a read ends while producers write faster than it reads.
+     * <= 0: no such bound. */
+    int64_t stop_at_arrival_ms;
+    /* How long an AT_TIMESTAMP GetShardIterator may take on an endpoint that
+     * is not AWS's before the cursor reads from TRIM_HORIZON instead and
+     * skips the records that arrived before the timestamp (the emulators do
+     * not answer AT_TIMESTAMP when no record is at or after it). 0: 5000. */
+    int64_t at_timestamp_wait_ms;
+    /* Told when a Kinesis call of this cursor is being retried (see
+     * kl_kinesis_call.waiting); may be NULL. */
+    void (*waiting)(void *ctx, const char *operation, int64_t since_ms, int64_t deadline_ms,
+                    const struct kl_err *why);
+    void *waiting_ctx;
     /* Pacing per shard: at least this long between GetRecords calls (Kinesis
      * allows 5 per second: 200), and no more than this many bytes per second
      * on average (Kinesis: 2 MiB). 0 disables either. */
     int64_t min_call_interval_ms;
     int64_t max_bytes_per_s;
-    bool no_deaggregate;          /* deliver KPL aggregated records as they are */
+    bool no_deaggregate; /* deliver KPL aggregated records as they are */
     /* Ignore the stop rule and read until the shard ends: for shards known to
      * be closed, whose children must not start before they are drained. */
     bool read_to_end;
@@ -67,8 +86,8 @@ struct kl_chunk {
      * previous chunk when the page was empty; "" when nothing was read yet). */
     char end_sequence[KL_SEQ_MAX];
     int64_t end_sub_sequence;
-    bool shard_done;   /* no more pages will come from this shard in this read */
-    bool shard_closed; /* the shard is closed and fully read */
+    bool shard_done;                 /* no more pages will come from this shard in this read */
+    bool shard_closed;               /* the shard is closed and fully read */
     struct kl_child_shard *children; /* ChildShards of a closed shard (if reported) */
     size_t n_children;
     /* storage */
@@ -99,5 +118,8 @@ const char *kl_cursor_shard_id(const struct kl_cursor *c);
 const struct kl_gap *kl_cursor_gap(const struct kl_cursor *c);
 /* Iterators re-acquired after ExpiredIteratorException. */
 uint64_t kl_cursor_expired_count(const struct kl_cursor *c);
+/* True when AT_TIMESTAMP was replaced by TRIM_HORIZON with the records
+ * before the timestamp skipped (see at_timestamp_wait_ms). */
+bool kl_cursor_timestamp_fallback(const struct kl_cursor *c);
 
 #endif

@@ -138,7 +138,8 @@ static void promote(struct kl_reader *r)
 
         if (s->state != S_WAITING)
             continue;
-        if (r->only_shard[0] == '\0' && !kl_shard_parents_drained(&r->list, &s->meta, is_drained, r))
+        if (r->only_shard[0] == '\0' &&
+            !kl_shard_parents_drained(&r->list, &s->meta, is_drained, r))
             continue;
         memset(&co, 0, sizeof co);
         co.client = r->o.client;
@@ -149,6 +150,7 @@ static void promote(struct kl_reader *r)
                         r->only_shard[0] == '\0' && kl_shard_any_parent(&s->meta, has_position, r),
                         &r->o.initial, &co.start);
         co.millis_behind_latest = r->o.millis_behind_latest;
+        co.stop_at_arrival_ms = r->o.stop_at_arrival_ms;
         co.min_call_interval_ms = r->o.min_call_interval_ms;
         co.max_bytes_per_s = r->o.max_bytes_per_s;
         co.no_deaggregate = r->o.no_deaggregate;
@@ -194,8 +196,7 @@ static struct rshard *pick_fetch(struct kl_reader *r, int *limit)
     size_t active = 0;
     int64_t left, share;
 
-    if (r->stopping || r->error != KL_OK || budget_spent(r) ||
-        r->in_flight >= r->o.concurrency)
+    if (r->stopping || r->error != KL_OK || budget_spent(r) || r->in_flight >= r->o.concurrency)
         return NULL;
     promote(r);
     for (size_t i = 0; i < r->n_shards; i++) {

@@ -31,7 +31,8 @@ struct kl_reader_options {
     int chunk_size;         /* GetRecords Limit, 1..10000 */
     int64_t max_messages;   /* budget for the whole read; < 0: none */
     int64_t millis_behind_latest;
-    int concurrency; /* shard reads in flight; 1..64 */
+    int64_t stop_at_arrival_ms; /* the read's start, epoch ms: see kl_cursor_options */
+    int concurrency;            /* shard reads in flight; 1..64 */
     int64_t min_call_interval_ms;
     int64_t max_bytes_per_s;
     bool no_deaggregate;

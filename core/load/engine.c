@@ -26,7 +26,8 @@
 #define MAX_WORKERS 256
 #define SCHEMA_NAME "kinesis"
 #define RETRY_DELAY_MS 1000
-#define FINALIZE_TRIES 6 /* 250 ms, 500 ms, ... 4 s between them */
+#define FINALIZE_TRIES 6        /* 250 ms, 500 ms, ... 4 s between them */
+#define WAIT_SHOW_AFTER_MS 5000 /* a Kinesis call slower than this shows in the job */
 
 struct lag {
     struct kl_engine_shard_lag l;
@@ -59,6 +60,7 @@ struct worker {
     char job_id[KL_STORE_JOB_ID_SIZE];
     struct kl_load_params params;
     char load_id[40];
+    int64_t job_started_ms; /* epoch ms: the stop rule's bound on arrival times */
     struct kl_normalizer *norm;
     int64_t schema_written;
 };
@@ -71,7 +73,9 @@ struct shard_run {
     int64_t token;
     int64_t slice_start_ms; /* monotonic: when the task last took or kept its worker */
     bool committed;         /* a chunk was committed in this delivery */
-    bool yielded;           /* stopped at a chunk boundary to let waiting tasks run */
+    bool waiting_shown;     /* the job shows the shard waiting on a Kinesis call */
+    int64_t waiting_shown_ms;
+    bool yielded; /* stopped at a chunk boundary to let waiting tasks run */
 };
 
 static struct kl_store *store_of(const struct worker *w)
@@ -104,6 +108,23 @@ static bool add(cJSON *obj, const char *key, cJSON *v)
         return false;
     }
     return true;
+}
+
+/* What a shard waits on ({operation, since, until, error}), or null. */
+static cJSON *waiting_document(const struct kl_store_shard_progress *s)
+{
+    cJSON *w;
+    if (s->waiting_on[0] == '\0')
+        return cJSON_CreateNull();
+    w = cJSON_CreateObject();
+    if (w == NULL || cJSON_AddStringToObject(w, "operation", s->waiting_on) == NULL ||
+        !add(w, "since", iso_or_null(s->waiting_since_ms)) ||
+        !add(w, "until", iso_or_null(s->waiting_until_ms)) ||
+        cJSON_AddStringToObject(w, "error", s->waiting_why) == NULL) {
+        cJSON_Delete(w);
+        return NULL;
+    }
+    return w;
 }
 
 cJSON *kl_job_document(const struct kl_store_job *j)
@@ -142,7 +163,8 @@ cJSON *kl_job_document(const struct kl_store_job *j)
                 s->millis_behind_latest >= 0 ? cJSON_CreateNumber((double)s->millis_behind_latest)
                                              : cJSON_CreateNull()) &&
             cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
-            cJSON_AddBoolToObject(o, "done", s->done) != NULL;
+            cJSON_AddBoolToObject(o, "done", s->done) != NULL &&
+            add(o, "waiting", waiting_document(s));
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&
@@ -278,6 +300,8 @@ static int ensure_job(struct worker *w, const struct kl_store_job *job, struct k
     /* dlt's load id: the job's creation time in seconds with microseconds */
     snprintf(w->load_id, sizeof w->load_id, "%lld.%06lld", (long long)(job->created_ms / 1000),
              (long long)(job->created_ms % 1000) * 1000);
+    /* the same bound for every shard and worker: the job's created_at */
+    w->job_started_ms = job->created_ms;
     rc = ensure_dest(w, err);
     if (rc != KL_OK)
         return rc;
@@ -338,7 +362,8 @@ static int complete_job(struct worker *w, const char *job_id, struct kl_err *err
     c.next_run_ms = (job.started_ms >= 0 ? job.started_ms : job.created_ms) - 1000;
     if (w->params.write_disposition == KL_WRITE_REPLACE) {
         const char *name = w->params.table_name[0] ? w->params.table_name : w->params.stream;
-        rc = kl_naming_normalize_path(name, strlen(name), KL_IDENT_MAX - 1, root, &root_len);
+        rc = kl_naming_normalize_identifier(name, strlen(name), KL_NAMING_MAX_LENGTH, root,
+                                            &root_len);
         if (rc != KL_OK) {
             kl_err_set(err, (enum kl_err_code)rc, "the root table name of '%s'", name);
             goto cleanup;
@@ -631,6 +656,10 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
         rows[n++].rows = (int64_t)batch->tables[i].n_rows;
     }
     memset(&p, 0, sizeof p);
+    if (r->waiting_shown) {
+        p.waiting_on = ""; /* the call it waited on answered */
+        r->waiting_shown = false;
+    }
     p.shard_id = r->task->shard_id;
     p.sequence = pos->sequence;
     p.sub_sequence = pos->sub_sequence;
@@ -645,6 +674,37 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     cp.position = *pos;
     cp.fencing_token = r->token;
     return kl_store_checkpoint_put(store_of(r->w), r->key.pipeline, r->key.stream, &cp, NULL, err);
+}
+
+/* A Kinesis call of the shard is being retried, or passed its deadline.
+ * Calls that answer within WAIT_SHOW_AFTER_MS (a throttled read, say) are
+ * not worth a store write; a longer wait shows in the job's progress (at
+ * most once per WAIT_SHOW_AFTER_MS) and in the log, with the operation. */
+static void hook_waiting(void *ctx, const char *operation, int64_t since_ms, int64_t until_ms,
+                         const struct kl_err *why)
+{
+    struct shard_run *r = ctx;
+    struct kl_store_progress p;
+    struct kl_log_ctx log = {r->task->job_id, r->key.stream, r->key.shard_id};
+    int64_t now = kl_clock_wall_ms(clock_of(r->w->e));
+
+    if (now - since_ms < WAIT_SHOW_AFTER_MS ||
+        (r->waiting_shown && now - r->waiting_shown_ms < WAIT_SHOW_AFTER_MS && now < until_ms))
+        return;
+    KL_WARN("load", &log, "%s has had no answer for %lld ms (gives up %lld ms from now): %s",
+            operation, (long long)(now - since_ms),
+            (long long)(until_ms > now ? until_ms - now : 0), why != NULL ? why->msg : "");
+    memset(&p, 0, sizeof p);
+    p.shard_id = r->task->shard_id;
+    p.millis_behind_latest = -1;
+    p.waiting_on = operation;
+    p.waiting_since_ms = since_ms;
+    p.waiting_until_ms = until_ms;
+    p.waiting_why = why != NULL ? why->msg : "";
+    if (kl_store_job_progress(store_of(r->w), r->task->job_id, &p, NULL, NULL) == KL_OK) {
+        r->waiting_shown = true;
+        r->waiting_shown_ms = now;
+    }
 }
 
 /* After a slice of work, a task yields its worker when other tasks wait,
@@ -785,7 +845,9 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     env.schema_version_written = &w->schema_written;
     memset(&spec, 0, sizeof spec);
     spec.params = &w->params;
+    spec.job_id = t->job_id;
     spec.load_id = w->load_id;
+    spec.job_started_ms = w->job_started_ms;
     spec.shard_id = t->shard_id;
     spec.shard_closed = closed;
     spec.resume = have_resume ? &resume : NULL;
@@ -798,6 +860,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     hooks.committed = hook_committed;
     hooks.cancelled = hook_cancelled;
     hooks.renew = hook_renew;
+    hooks.waiting = hook_waiting;
 
     rc = kl_task_run(&env, &spec, &hooks, &result, &err);
     kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
@@ -816,6 +879,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     done.shard_id = t->shard_id;
     done.millis_behind_latest = result.millis_behind;
     done.done = true;
+    done.waiting_on = ""; /* whatever it waited on answered */
     if (result.has_gap) {
         snprintf(gap.from_sequence, sizeof gap.from_sequence, "%s", result.gap.from_sequence);
         snprintf(gap.to_sequence, sizeof gap.to_sequence, "%s", result.gap.to_sequence);

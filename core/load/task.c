@@ -57,8 +57,9 @@ static int reload_schema(struct run *r, struct kl_err *err)
     if (rc != KL_OK)
         goto cleanup;
     if (json == NULL) {
-        rc = kl_err_set(err, KL_ERR_INTERNAL, "the destination called the schema stale but has "
-                                              "none stored");
+        rc = kl_err_set(err, KL_ERR_INTERNAL,
+                        "the destination called the schema stale but has "
+                        "none stored");
         goto cleanup;
     }
     rc = kl_schema_from_json(json, strlen(json), &fresh, err);
@@ -103,8 +104,9 @@ static bool committed_anyway(struct run *r, const struct kl_checkpoint *cp)
 
 /* Writes the closed chunk with the checkpoint of message `last`, retrying
  * what may pass. */
-static int write_batch(struct run *r, const struct kl_row_batch *batch, const struct kl_message *last,
-                       struct kl_chunk_result *res, struct kl_err *err)
+static int write_batch(struct run *r, const struct kl_row_batch *batch,
+                       const struct kl_message *last, struct kl_chunk_result *res,
+                       struct kl_err *err)
 {
     const struct kl_schema *schema = kl_normalizer_schema(r->env->normalizer);
     const struct kl_load_params *p = r->spec->params;
@@ -146,8 +148,10 @@ static int write_batch(struct run *r, const struct kl_row_batch *batch, const st
          * the destination's checkpoint can tell, and a chunk is never
          * written twice. */
         if (committed_anyway(r, &cp)) {
-            KL_INFO("load", &r->log, "the chunk up to %s was committed before the connection "
-                                     "broke", cp.sequence);
+            KL_INFO("load", &r->log,
+                    "the chunk up to %s was committed before the connection "
+                    "broke",
+                    cp.sequence);
             res->rows = 0;
             for (size_t t = 0; batch != NULL && t < batch->n_tables; t++)
                 res->rows += batch->tables[t].n_rows;
@@ -155,8 +159,8 @@ static int write_batch(struct run *r, const struct kl_row_batch *batch, const st
             rc = KL_OK;
             break;
         }
-        KL_WARN("load", &r->log, "writing a chunk failed (try %d of %d), retrying: %s", n,
-                attempts, err ? err->msg : "");
+        KL_WARN("load", &r->log, "writing a chunk failed (try %d of %d), retrying: %s", n, attempts,
+                err ? err->msg : "");
         /* jittered backoff: 100 ms, 200 ms, ... up to 3.2 s */
         kl_clock_sleep_ms(r->clock, (int64_t)kl_rand_below((uint64_t)(100 << (n < 6 ? n : 5))));
     }
@@ -199,8 +203,8 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
              c->messages[to - 1].sequence);
     r->result->position.sub_sequence = c->messages[to - 1].sub_sequence;
     if (r->hooks->committed != NULL)
-        rc = r->hooks->committed(r->hooks->ctx, &r->result->position, to - from,
-                                 c->millis_behind, &batch, &res, err);
+        rc = r->hooks->committed(r->hooks->ctx, &r->result->position, to - from, c->millis_behind,
+                                 &batch, &res, err);
     kl_normalizer_reset(r->env->normalizer, true);
     return rc;
 }
@@ -222,8 +226,7 @@ static int load_chunk(struct run *r, const struct kl_chunk *c, struct kl_err *er
                 break;
         }
         if (rc == KL_ERR_LIMIT && to == from)
-            return kl_err_set(err, KL_ERR_LIMIT,
-                              "message %s of shard %s is too large to normalise",
+            return kl_err_set(err, KL_ERR_LIMIT, "message %s of shard %s is too large to normalise",
                               c->messages[from].sequence, c->shard_id);
         if (rc != KL_OK && rc != KL_ERR_LIMIT)
             return rc;
@@ -258,7 +261,7 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     r.hooks = hooks != NULL ? hooks : &no_hooks;
     r.result = result;
     r.clock = env->clock != NULL ? env->clock : kl_clock_system();
-    r.log.job_id = spec->load_id;
+    r.log.job_id = spec->job_id != NULL ? spec->job_id : spec->load_id;
     r.log.stream = spec->params->stream;
     r.log.shard = spec->shard_id;
     kl_chunk_init(&chunk);
@@ -269,7 +272,11 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     co.shard_id = spec->shard_id;
     co.start = spec->start;
     co.resume = spec->resume;
+    co.job_id = r.log.job_id;
     co.millis_behind_latest = spec->params->millis_behind_latest;
+    co.stop_at_arrival_ms = spec->job_started_ms;
+    co.waiting = r.hooks->waiting;
+    co.waiting_ctx = r.hooks->ctx;
     co.min_call_interval_ms = env->min_call_interval_ms;
     co.max_bytes_per_s = env->max_bytes_per_s;
     co.read_to_end = spec->shard_closed;

@@ -30,7 +30,7 @@ struct kl_task_env {
     const struct kl_clock *clock; /* NULL: system */
     int64_t min_call_interval_ms; /* pacing per shard, see cursor.h */
     int64_t max_bytes_per_s;
-    int write_attempts;           /* tries per chunk on retryable destination errors; default 5 */
+    int write_attempts; /* tries per chunk on retryable destination errors; default 5 */
     /* Schema version this destination connection last stored (the task
      * updates it); -1 when unknown. */
     int64_t *schema_version_written;
@@ -53,13 +53,22 @@ struct kl_task_hooks {
     bool (*cancelled)(void *ctx);
     /* Keeps the shard lease alive; KL_ERR_CONFLICT when it was lost. */
     int (*renew)(void *ctx, struct kl_err *err);
+    /* A Kinesis call of the shard is being retried: `operation`, since when
+     * (epoch ms), until when at most (epoch ms), and the last error. Runs on
+     * the task's thread between attempts. */
+    void (*waiting)(void *ctx, const char *operation, int64_t since_ms, int64_t deadline_ms,
+                    const struct kl_err *why);
 };
 
 struct kl_task_spec {
     const struct kl_load_params *params;
+    const char *job_id; /* for log lines; NULL: the load id */
     const char *load_id;
     const char *shard_id;
     bool shard_closed; /* read to its end, ignoring milliseconds_behind_latest */
+    /* The job's start (epoch ms): an open shard is done once it delivered a
+     * record that arrived at or after it (kl_cursor_options); <= 0: none. */
+    int64_t job_started_ms;
     /* where to start without a checkpoint (kl_choose_start) */
     struct kl_iterator_start start;
     /* the destination's checkpoint of the shard, or NULL */
@@ -68,10 +77,10 @@ struct kl_task_spec {
 };
 
 enum kl_task_end {
-    KL_TASK_CAUGHT_UP,  /* the stop rule ended the shard */
-    KL_TASK_DRAINED,    /* closed and read to its end: children may start */
-    KL_TASK_BUDGET,     /* the job's message budget is spent */
-    KL_TASK_CANCELLED,  /* the job was cancelled */
+    KL_TASK_CAUGHT_UP, /* the stop rule ended the shard */
+    KL_TASK_DRAINED,   /* closed and read to its end: children may start */
+    KL_TASK_BUDGET,    /* the job's message budget is spent */
+    KL_TASK_CANCELLED, /* the job was cancelled */
 };
 
 struct kl_task_result {

@@ -34,7 +34,8 @@ static void session_open(struct kl_test_kinesis *s, const struct target *t, cons
     kl_test_kinesis_open(s, t->url_env, secret, token);
 }
 
-static void put_with_js_sdk(const struct kl_test_kinesis *s, const char *stream, int start, int count)
+static void put_with_js_sdk(const struct kl_test_kinesis *s, const char *stream, int start,
+                            int count)
 {
     char *out = NULL;
     int rc = kl_test_run(&out,
@@ -63,18 +64,18 @@ static size_t read_all(struct kl_kinesis *k, const char *stream, int *seen, int 
         char *it = NULL;
         int empty = 0;
 
-        if (kl_kinesis_get_shard_iterator(k, stream, shards.shards[i].id, &start, &it, &err))
+        if (kl_kinesis_get_shard_iterator(k, NULL, stream, shards.shards[i].id, &start, &it, &err))
             fail_msg("GetShardIterator %s: %s", shards.shards[i].id, err.msg);
         while (it != NULL && empty < 2) {
             struct kl_record_batch b;
             kl_record_batch_init(&b);
-            if (kl_kinesis_get_records(k, it, limit, &b, &err) != KL_OK)
+            if (kl_kinesis_get_records(k, NULL, it, limit, &b, &err) != KL_OK)
                 fail_msg("GetRecords %s: %s", shards.shards[i].id, err.msg);
             free(it);
             it = b.next_iterator ? strdup(b.next_iterator) : NULL;
             for (size_t r = 0; r < b.n; r++) {
-                cJSON *doc = cJSON_ParseWithLength((const char *)b.records[r].data,
-                                                   b.records[r].data_len);
+                cJSON *doc =
+                    cJSON_ParseWithLength((const char *)b.records[r].data, b.records[r].data_len);
                 const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
                 assert_true(cJSON_IsNumber(id));
                 assert_true(id->valueint >= 0 && id->valueint < max_id);
@@ -307,10 +308,10 @@ static void iterator_types_start_where_they_should(const struct target *t)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kl_record_batch_init(&b);
-        if (kl_kinesis_get_shard_iterator(s.conn.client, stream, r[0].shard_id, &cases[i].start,
-                                          &it, &err) != KL_OK)
+        if (kl_kinesis_get_shard_iterator(s.conn.client, NULL, stream, r[0].shard_id,
+                                          &cases[i].start, &it, &err) != KL_OK)
             fail_msg("%s: %s", kl_iterator_type_name(cases[i].start.type), err.msg);
-        assert_int_equal(kl_kinesis_get_records(s.conn.client, it, 100, &b, &err), KL_OK);
+        assert_int_equal(kl_kinesis_get_records(s.conn.client, NULL, it, 100, &b, &err), KL_OK);
         if (cases[i].first_id < 0) {
             assert_int_equal(b.n, 0);
         } else {
@@ -327,15 +328,15 @@ static void iterator_types_start_where_they_should(const struct target *t)
     /* a sequence number that is not in the shard is an invalid argument */
     {
         struct kl_iterator_start bogus = {KL_ITER_AT_SEQUENCE_NUMBER, "12345", 0};
-        assert_int_not_equal(kl_kinesis_get_shard_iterator(s.conn.client, stream, r[0].shard_id,
-                                                           &bogus, &it, &err),
+        assert_int_not_equal(kl_kinesis_get_shard_iterator(s.conn.client, NULL, stream,
+                                                           r[0].shard_id, &bogus, &it, &err),
                              KL_OK);
         assert_null(it);
     }
     /* an unknown stream is not found */
     {
         struct kl_iterator_start th = {KL_ITER_TRIM_HORIZON, NULL, 0};
-        assert_int_equal(kl_kinesis_get_shard_iterator(s.conn.client, "kl-no-such-stream",
+        assert_int_equal(kl_kinesis_get_shard_iterator(s.conn.client, NULL, "kl-no-such-stream",
                                                        "shardId-000000000000", &th, &it, &err),
                          KL_ERR_NOT_FOUND);
         assert_non_null(strstr(err.msg, "ResourceNotFoundException"));

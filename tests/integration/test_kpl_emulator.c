@@ -183,12 +183,12 @@ static void read_all(struct kl_kinesis *k, const char *stream, struct tally *t)
         char *it = NULL;
         int empty = 0;
 
-        if (kl_kinesis_get_shard_iterator(k, stream, shards.shards[i].id, &start, &it, &err))
+        if (kl_kinesis_get_shard_iterator(k, NULL, stream, shards.shards[i].id, &start, &it, &err))
             fail_msg("GetShardIterator %s: %s", shards.shards[i].id, err.msg);
         while (it != NULL && empty < 2) {
             struct kl_record_batch b;
             kl_record_batch_init(&b);
-            if (kl_kinesis_get_records(k, it, 100, &b, &err) != KL_OK)
+            if (kl_kinesis_get_records(k, NULL, it, 100, &b, &err) != KL_OK)
                 fail_msg("GetRecords %s: %s", shards.shards[i].id, err.msg);
             free(it);
             it = b.next_iterator ? strdup(b.next_iterator) : NULL;

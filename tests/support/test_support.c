@@ -208,6 +208,7 @@ static int fake_send(void *impl, const struct kl_http_request *req, struct kl_ht
             memcpy(s->body, req->body, req->body_len);
         s->body[req->body_len] = '\0';
         s->body_len = req->body_len;
+        s->timeout_ms = req->timeout_ms;
         s->headers[0] = '\0';
         for (size_t i = 0; i < req->n_headers && pos < sizeof s->headers; i++) {
             int n = snprintf(s->headers + pos, sizeof s->headers - pos, "%s: %s\n",
@@ -219,6 +220,14 @@ static int fake_send(void *impl, const struct kl_http_request *req, struct kl_ht
     if (f->next >= f->n_replies)
         fail_msg("fake HTTP: unexpected request %s %s", req->method, req->url);
     r = &f->replies[f->next++];
+    if (r->no_answer) {
+        if (f->clock != NULL) {
+            f->clock->wall_ms += req->timeout_ms;
+            f->clock->mono_ms += req->timeout_ms;
+        }
+        return kl_err_set(err, KL_ERR_UNAVAILABLE, "fake transport: no answer within %ld ms",
+                          req->timeout_ms);
+    }
     if (r->status == 0)
         return kl_err_set(err, (enum kl_err_code)r->fail_code, "fake transport failure");
     kl_http_response_init(resp);
@@ -267,6 +276,14 @@ void kl_fake_http_push_failure(struct kl_fake_http *f, int code)
     assert_true(f->n_replies < KL_FAKE_HTTP_MAX);
     f->replies[f->n_replies].status = 0;
     f->replies[f->n_replies].fail_code = code;
+    f->n_replies++;
+}
+
+void kl_fake_http_push_no_answer(struct kl_fake_http *f)
+{
+    assert_true(f->n_replies < KL_FAKE_HTTP_MAX);
+    memset(&f->replies[f->n_replies], 0, sizeof f->replies[f->n_replies]);
+    f->replies[f->n_replies].no_answer = true;
     f->n_replies++;
 }
 

@@ -8,6 +8,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -76,6 +77,7 @@ void kl_fake_clock_init(struct kl_fake_clock *c, int64_t wall_ms);
 struct kl_fake_http_reply {
     long status;      /* 0: fail the send with `fail_code` instead */
     int fail_code;    /* enum kl_err_code used when status is 0 */
+    bool no_answer;   /* the server never answers: the request's timeout passes */
     const char *body; /* copied when replayed */
 };
 struct kl_fake_http_sent {
@@ -84,6 +86,7 @@ struct kl_fake_http_sent {
     char *body; /* malloc'ed copy */
     size_t body_len;
     char headers[4096]; /* "name: value\n" lines */
+    long timeout_ms;    /* the request's */
 };
 struct kl_fake_http {
     struct kl_http http;
@@ -92,11 +95,15 @@ struct kl_fake_http {
     size_t next;
     struct kl_fake_http_sent sent[KL_FAKE_HTTP_MAX];
     size_t n_sent;
+    struct kl_fake_clock *clock; /* optional: advanced by requests that get no answer */
 };
 void kl_fake_http_init(struct kl_fake_http *f);
 void kl_fake_http_free(struct kl_fake_http *f);
 void kl_fake_http_push(struct kl_fake_http *f, long status, const char *body);
 void kl_fake_http_push_failure(struct kl_fake_http *f, int code);
+/* A request that gets no answer: the fake clock (f->clock) moves on by the
+ * request's timeout, and the send fails as a timeout (KL_ERR_UNAVAILABLE). */
+void kl_fake_http_push_no_answer(struct kl_fake_http *f);
 /* Value of a header in a sent request (case-insensitive), or NULL. Static buffer. */
 const char *kl_fake_http_sent_header(const struct kl_fake_http_sent *s, const char *name);
 

@@ -1,5 +1,8 @@
 /*
- * One shard's reading against a scripted transport: dlt's stop rule, resuming
+ * One shard's reading against a scripted transport: the stop rule (full,
+ * short and empty pages, with and without lag; records that arrived after
+ * the job started), AT_TIMESTAMP on an endpoint that does not answer it,
+ * a call that passes its deadline, resuming
  * right after a stored position, gaps when that position is gone, expired
  * iterators, closed shards and their children, and pacing.
  */
@@ -11,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 struct fixture {
     struct kl_fake_http http;
@@ -51,6 +53,20 @@ static int teardown(void **state)
     return 0;
 }
 
+static struct kl_cursor *open_cursor_with(struct fixture *f, struct kl_cursor_options *o)
+{
+    struct kl_err err;
+    struct kl_cursor *c;
+
+    o->client = f->k;
+    o->stream = "orders";
+    o->shard_id = "shardId-000000000001";
+    o->clock = &f->clock.clock;
+    c = kl_cursor_create(o, &err);
+    assert_non_null(c);
+    return c;
+}
+
 static struct kl_cursor *open_cursor(struct fixture *f, const struct kl_shard_position *resume,
                                      int64_t mbl, bool read_to_end, int64_t interval)
 {
@@ -74,10 +90,11 @@ static struct kl_cursor *open_cursor(struct fixture *f, const struct kl_shard_po
 }
 
 /* "{"id":N}" base64-encoded, for record Data. */
-static const char *const ids_b64[] = {"eyJpZCI6MH0=", "eyJpZCI6MX0=", "eyJpZCI6Mn0=",
-                                      "eyJpZCI6M30=", "eyJpZCI6NH0="};
+static const char *const ids_b64[] = {
+    "eyJpZCI6MH0=", "eyJpZCI6MX0=", "eyJpZCI6Mn0=", "eyJpZCI6M30=", "eyJpZCI6NH0="};
 
-static char *page(const char *seqs, const char *next, long mbl)
+/* A page whose records arrived at `arrival_s` (epoch seconds). */
+static char *page_at(const char *seqs, const char *next, long mbl, double arrival_s)
 {
     static char buf[4096];
     char recs[3000] = "";
@@ -89,8 +106,8 @@ static char *page(const char *seqs, const char *next, long mbl)
         int len = comma ? (int)(comma - p) : (int)strlen(p);
         pos += (size_t)snprintf(recs + pos, sizeof recs - pos,
                                 "%s{\"SequenceNumber\":\"%.*s\",\"ApproximateArrivalTimestamp\":"
-                                "1700000000.5,\"Data\":\"%s\",\"PartitionKey\":\"pk\"}",
-                                idx ? "," : "", len, p, ids_b64[idx % 5]);
+                                "%.3f,\"Data\":\"%s\",\"PartitionKey\":\"pk\"}",
+                                idx ? "," : "", len, p, arrival_s, ids_b64[idx % 5]);
         idx++;
         p = comma ? comma + 1 : NULL;
     }
@@ -106,6 +123,11 @@ static char *page(const char *seqs, const char *next, long mbl)
                  "\"EndingHashKey\":\"9\"}}]}",
                  recs, mbl);
     return strdup(buf);
+}
+
+static char *page(const char *seqs, const char *next, long mbl)
+{
+    return page_at(seqs, next, mbl, 1700000000.5);
 }
 
 static void reads_until_behind_less_than_the_threshold(void **state)
@@ -216,9 +238,10 @@ static void a_rejected_position_is_a_gap_and_reading_goes_on_from_the_oldest(voi
     const struct kl_gap *gap;
     struct kl_err err;
 
-    kl_fake_http_push(&f->http, 400,
-                      "{\"__type\":\"InvalidArgumentException\",\"message\":\"StartingSequenceNumber "
-                      "90 used in GetShardIterator on shard shardId-000000000001 is invalid.\"}");
+    kl_fake_http_push(
+        &f->http, 400,
+        "{\"__type\":\"InvalidArgumentException\",\"message\":\"StartingSequenceNumber "
+        "90 used in GetShardIterator on shard shardId-000000000001 is invalid.\"}");
     kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
     kl_fake_http_push(&f->http, 200, p1);
     assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
@@ -299,6 +322,258 @@ static void calls_are_paced(void **state)
     kl_cursor_destroy(c);
 }
 
+/* The stop rule, one row a page: how many records it brings against the
+ * limit, its MillisBehindLatest, and whether it ends the shard. */
+static void the_stop_rule_for_full_short_and_empty_pages(void **state)
+{
+    static const struct {
+        const char *what;
+        const char *seqs; /* the limit is 2 */
+        long mbl;
+        int64_t threshold;
+        bool done;
+    } rows[] = {
+        {"a full page at the tip: more to read (kinesalite says 0 on every page)", "1,2", 0, 1000,
+         false},
+        {"a full page behind: more to read", "1,2", 5000, 1000, false},
+        {"a short page under the threshold: caught up", "1", 999, 1000, true},
+        {"a short page at the tip: caught up", "1", 0, 1000, true},
+        {"a short page over the threshold: more to read", "1", 1000, 1000, false},
+        {"an empty page at the tip: caught up", "", 0, 1000, true},
+        {"an empty page at the tip with threshold 0: caught up", "", 0, 0, true},
+        {"an empty page under the threshold: caught up", "", 500, 1000, true},
+        {"an empty page behind: more to read (a sparse stretch of the shard)", "", 5000, 1000,
+         false},
+        {"a short page with threshold 0 and lag 0: not under 0, but more to read", "1", 0, 0,
+         false},
+    };
+    struct fixture *f = *state;
+
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct kl_cursor *c = open_cursor(f, NULL, rows[i].threshold, false, 0);
+        char *p = page(rows[i].seqs, "it-2", rows[i].mbl);
+        struct kl_err err;
+
+        kl_fake_http_free(&f->http);
+        kl_fake_http_init(&f->http);
+        kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+        kl_fake_http_push(&f->http, 200, p);
+        assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+        if (f->chunk.shard_done != rows[i].done)
+            fail_msg("%s: shard_done is %d", rows[i].what, f->chunk.shard_done);
+        free(p);
+        kl_cursor_destroy(c);
+    }
+}
+
+static void full_pages_at_the_tip_read_the_whole_backlog(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor *c = open_cursor(f, NULL, 1000, false, 0);
+    char *p1 = page("100,101", "it-2", 0), *p2 = page("102,103", "it-3", 0),
+         *p3 = page("104", "it-4", 0);
+    struct kl_err err;
+    size_t total = 0;
+
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    kl_fake_http_push(&f->http, 200, p3);
+    while (!kl_cursor_done(c)) {
+        assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+        total += f->chunk.n_messages;
+    }
+    assert_int_equal(total, 5);
+    assert_int_equal(f->http.n_sent, 4);
+    free(p1);
+    free(p2);
+    free(p3);
+    kl_cursor_destroy(c);
+}
+
+static void a_record_that_arrived_after_the_job_started_ends_the_shard(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    /* full pages far behind: only the arrival bound can end this read */
+    char *p1 = page_at("100,101", "it-2", 90000, 1699999990.0),
+         *p2 = page_at("102,103", "it-3", 90000, 1700000000.0);
+    struct kl_err err;
+
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_TRIM_HORIZON;
+    o.millis_behind_latest = 1000;
+    o.stop_at_arrival_ms = 1700000000000LL;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    kl_fake_http_push(&f->http, 200, p2);
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+    assert_false(f->chunk.shard_done);
+    /* arrived exactly at the job's start: delivered, and the shard is done */
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 2);
+    assert_true(f->chunk.shard_done);
+    assert_false(f->chunk.shard_closed);
+    free(p1);
+    free(p2);
+    kl_cursor_destroy(c);
+}
+
+struct waits {
+    int calls;
+    char operation[32];
+    int64_t since_ms, deadline_ms;
+};
+
+static void note_wait(void *ctx, const char *operation, int64_t since_ms, int64_t deadline_ms,
+                      const struct kl_err *why)
+{
+    struct waits *w = ctx;
+    (void)why;
+    w->calls++;
+    snprintf(w->operation, sizeof w->operation, "%s", operation);
+    w->since_ms = since_ms;
+    w->deadline_ms = deadline_ms;
+}
+
+static void an_unanswered_at_timestamp_reads_from_trim_horizon_and_skips_older_records(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    /* 100 arrived before the timestamp, 101 at it, 102 after it */
+    char *p1 = strdup("{\"Records\":[{\"SequenceNumber\":\"100\",\"ApproximateArrivalTimestamp\":"
+                      "1699999000.0,\"Data\":\"eyJpZCI6MH0=\",\"PartitionKey\":\"pk\"},"
+                      "{\"SequenceNumber\":\"101\",\"ApproximateArrivalTimestamp\":1699999500.0,"
+                      "\"Data\":\"eyJpZCI6MX0=\",\"PartitionKey\":\"pk\"},"
+                      "{\"SequenceNumber\":\"102\",\"ApproximateArrivalTimestamp\":1699999600.0,"
+                      "\"Data\":\"eyJpZCI6Mn0=\",\"PartitionKey\":\"pk\"}],"
+                      "\"NextShardIterator\":\"it-2\",\"MillisBehindLatest\":0}");
+    struct kl_err err;
+
+    f->http.clock = &f->clock;
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_AT_TIMESTAMP;
+    o.start.timestamp_ms = 1699999500000LL;
+    o.millis_behind_latest = 1000;
+    o.at_timestamp_wait_ms = 2000;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push_no_answer(&f->http);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_non_null(strstr(f->http.sent[0].body, "\"ShardIteratorType\":\"AT_TIMESTAMP\""));
+    assert_true(f->http.sent[0].timeout_ms <= 2000);
+    assert_non_null(strstr(f->http.sent[1].body, "\"ShardIteratorType\":\"TRIM_HORIZON\""));
+    assert_true(kl_cursor_timestamp_fallback(c));
+    assert_int_equal(f->chunk.n_messages, 2);
+    assert_string_equal(f->chunk.messages[0].sequence, "101");
+    assert_string_equal(f->chunk.messages[1].sequence, "102");
+    assert_true(f->chunk.shard_done);
+    free(p1);
+    kl_cursor_destroy(c);
+}
+
+static void a_quiet_shard_behind_an_unanswered_at_timestamp_ends_empty(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    char *p1 = page_at("100", "it-2", 0, 1699990000.0);
+    struct kl_err err;
+
+    f->http.clock = &f->clock;
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_AT_TIMESTAMP;
+    o.start.timestamp_ms = 1699999500000LL;
+    o.millis_behind_latest = 1000;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push_no_answer(&f->http);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, p1);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    /* the default wait is a few seconds, not the call's deadline */
+    assert_true(f->http.sent[0].timeout_ms <= 5000);
+    assert_int_equal(f->chunk.n_messages, 0);
+    assert_true(f->chunk.shard_done);
+    free(p1);
+    kl_cursor_destroy(c);
+}
+
+static void at_timestamp_on_aws_waits_for_its_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_kinesis_config cfg = {0};
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    struct kl_err err;
+
+    kl_kinesis_destroy(f->k);
+    cfg.endpoint = "https://kinesis.eu-west-1.amazonaws.com";
+    cfg.region = "eu-west-1";
+    cfg.http = &f->http.http;
+    cfg.creds = kl_test_fixed_creds();
+    cfg.clock = &f->clock.clock;
+    f->k = kl_kinesis_create(&cfg, &err);
+    assert_non_null(f->k);
+    assert_true(kl_kinesis_is_aws(f->k));
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_AT_TIMESTAMP;
+    o.start.timestamp_ms = 1699999500000LL;
+    o.millis_behind_latest = 1000;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200,
+                      "{\"Records\":[],\"NextShardIterator\":\"it-2\","
+                      "\"MillisBehindLatest\":0}");
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_true(f->http.sent[0].timeout_ms > 5000);
+    assert_false(kl_cursor_timestamp_fallback(c));
+    kl_cursor_destroy(c);
+}
+
+static void a_call_past_its_deadline_fails_and_says_what_it_waited_on(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_kinesis_config cfg = {0};
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    struct waits w = {0};
+    struct kl_err err;
+
+    kl_kinesis_destroy(f->k);
+    cfg.endpoint = "http://127.0.0.1:1";
+    cfg.region = "us-east-1";
+    cfg.http = &f->http.http;
+    cfg.creds = kl_test_fixed_creds();
+    cfg.clock = &f->clock.clock;
+    cfg.timeout_ms = 4000;
+    cfg.call_deadline_ms = 10000;
+    f->k = kl_kinesis_create(&cfg, &err);
+    assert_non_null(f->k);
+    f->http.clock = &f->clock;
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_TRIM_HORIZON;
+    o.millis_behind_latest = 1000;
+    o.waiting = note_wait;
+    o.waiting_ctx = &w;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    for (int i = 0; i < 8; i++)
+        kl_fake_http_push_no_answer(&f->http);
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.msg, "GetRecords"));
+    assert_non_null(strstr(err.msg, "deadline"));
+    /* 4 s, 4 s and what is left of the 10 s: three attempts, not eight */
+    assert_true(f->http.n_sent <= 4);
+    assert_true(w.calls >= 1);
+    assert_string_equal(w.operation, "GetRecords");
+    assert_int_equal(w.deadline_ms - w.since_ms, 10000);
+    kl_cursor_destroy(c);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -311,6 +586,13 @@ int main(void)
         T(an_expired_iterator_continues_after_the_last_record),
         T(a_closed_shard_is_read_to_its_end_and_names_its_children),
         T(calls_are_paced),
+        T(the_stop_rule_for_full_short_and_empty_pages),
+        T(full_pages_at_the_tip_read_the_whole_backlog),
+        T(a_record_that_arrived_after_the_job_started_ends_the_shard),
+        T(an_unanswered_at_timestamp_reads_from_trim_horizon_and_skips_older_records),
+        T(a_quiet_shard_behind_an_unanswered_at_timestamp_ends_empty),
+        T(at_timestamp_on_aws_waits_for_its_answer),
+        T(a_call_past_its_deadline_fails_and_says_what_it_waited_on),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

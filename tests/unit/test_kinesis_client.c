@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 struct fixture {
     struct kl_fake_http http;
     struct kl_fake_clock clock;
@@ -159,8 +158,9 @@ static void list_shards_resumes_after_expired_token(void **state)
     kl_fake_http_push(&f->http, 200, "{\"Shards\":[{\"ShardId\":\"shardId-000000000001\"}]}");
     assert_int_equal(kl_kinesis_list_shards(f->k, "orders", &shards, &err), KL_OK);
     assert_int_equal(shards.n, 2);
-    assert_string_equal(f->http.sent[2].body, "{\"StreamName\":\"orders\","
-                                              "\"ExclusiveStartShardId\":\"shardId-000000000000\"}");
+    assert_string_equal(f->http.sent[2].body,
+                        "{\"StreamName\":\"orders\","
+                        "\"ExclusiveStartShardId\":\"shardId-000000000000\"}");
     kl_shard_list_free(&shards);
 }
 
@@ -179,7 +179,7 @@ static void get_records_decodes_data_and_envelope(void **state)
         "{\"SequenceNumber\":\"2\",\"ApproximateArrivalTimestamp\":1700000001,\"Data\":\"AAEC\","
         "\"PartitionKey\":\"pk-2\"}],\"NextShardIterator\":\"it-2\",\"MillisBehindLatest\":1500,"
         "\"ChildShards\":null}");
-    assert_int_equal(kl_kinesis_get_records(f->k, "it-1", 100, &b, &err), KL_OK);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it-1", 100, &b, &err), KL_OK);
     assert_int_equal(b.n, 2);
     assert_string_equal(b.records[0].sequence,
                         "49543463076548007577105092703039560359975228518395012686");
@@ -209,7 +209,7 @@ static void get_records_reports_children_of_a_closed_shard(void **state)
                       "\"ChildShards\":[{\"ShardId\":\"shardId-000000000002\",\"ParentShards\":"
                       "[\"shardId-000000000000\",\"shardId-000000000001\"],\"HashKeyRange\":"
                       "{\"StartingHashKey\":\"0\",\"EndingHashKey\":\"1\"}}]}");
-    assert_int_equal(kl_kinesis_get_records(f->k, "it", 10, &b, &err), KL_OK);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it", 10, &b, &err), KL_OK);
     assert_int_equal(b.n, 0);
     assert_null(b.next_iterator);
     assert_int_equal(b.n_children, 1);
@@ -226,12 +226,12 @@ static void get_records_rejects_bad_limit_and_bad_data(void **state)
     struct kl_err err;
 
     kl_record_batch_init(&b);
-    assert_int_equal(kl_kinesis_get_records(f->k, "it", 0, &b, &err), KL_ERR_INVALID);
-    assert_int_equal(kl_kinesis_get_records(f->k, "it", 10001, &b, &err), KL_ERR_INVALID);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it", 0, &b, &err), KL_ERR_INVALID);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it", 10001, &b, &err), KL_ERR_INVALID);
     kl_fake_http_push(&f->http, 200,
                       "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"!!\"}],"
                       "\"NextShardIterator\":\"x\"}");
-    assert_int_equal(kl_kinesis_get_records(f->k, "it", 10, &b, &err), KL_ERR_UPSTREAM);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it", 10, &b, &err), KL_ERR_UPSTREAM);
     assert_non_null(strstr(err.msg, "invalid base64"));
     assert_int_equal(f->http.n_sent, 1);
 }
@@ -250,7 +250,7 @@ static void throttling_is_retried_with_bounded_jitter(void **state)
     kl_fake_http_push_failure(&f->http, KL_ERR_UNAVAILABLE); /* connection reset */
     kl_fake_http_push(&f->http, 503, "Service Unavailable");
     kl_fake_http_push(&f->http, 200, "{\"Records\":[],\"NextShardIterator\":\"n\"}");
-    assert_int_equal(kl_kinesis_get_records(f->k, "it", 10, &b, &err), KL_OK);
+    assert_int_equal(kl_kinesis_get_records(f->k, NULL, "it", 10, &b, &err), KL_OK);
     assert_int_equal(f->http.n_sent, 4);
     kl_kinesis_stats(f->k, &st);
     assert_int_equal(st.requests, 4);
@@ -315,7 +315,7 @@ static void final_errors_keep_type_and_message(void **state)
         char *it = NULL;
         size_t before = f->http.n_sent;
         kl_fake_http_push(&f->http, cases[i].status, cases[i].body);
-        assert_int_equal(kl_kinesis_get_shard_iterator(f->k, "nope", "shardId-000000000000",
+        assert_int_equal(kl_kinesis_get_shard_iterator(f->k, NULL, "nope", "shardId-000000000000",
                                                        &start, &it, &err),
                          cases[i].code);
         assert_string_equal(err.msg, cases[i].msg);
@@ -335,21 +335,23 @@ static void shard_iterator_requests_carry_their_start(void **state)
     char *it = NULL;
 
     kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"AAA\"}");
-    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, "s", "shardId-1", &at, &it, &err), KL_OK);
+    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, NULL, "s", "shardId-1", &at, &it, &err),
+                     KL_OK);
     assert_string_equal(it, "AAA");
     free(it);
     assert_non_null(strstr(f->http.sent[0].body, "\"ShardIteratorType\":\"AT_TIMESTAMP\""));
     assert_non_null(strstr(f->http.sent[0].body, "\"Timestamp\":1700000000.5"));
     kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"BBB\"}");
-    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, "s", "shardId-1", &after, &it, &err),
+    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, NULL, "s", "shardId-1", &after, &it, &err),
                      KL_OK);
     free(it);
     assert_non_null(strstr(f->http.sent[1].body, "\"StartingSequenceNumber\":\"4959\""));
-    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, "s", "shardId-1", &missing, &it, &err),
-                     KL_ERR_INVALID);
-    assert_int_equal(kl_kinesis_get_shard_iterator(f->k, "bad name!", "shardId-1", &after, &it,
-                                                   &err),
-                     KL_ERR_INVALID);
+    assert_int_equal(
+        kl_kinesis_get_shard_iterator(f->k, NULL, "s", "shardId-1", &missing, &it, &err),
+        KL_ERR_INVALID);
+    assert_int_equal(
+        kl_kinesis_get_shard_iterator(f->k, NULL, "bad name!", "shardId-1", &after, &it, &err),
+        KL_ERR_INVALID);
     assert_int_equal(f->http.n_sent, 2);
 }
 

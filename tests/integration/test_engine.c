@@ -6,6 +6,7 @@
  * early and the next one continues without loss. A former owner of a shard
  * that wakes up after a new owner took the shard over commits nothing.
  */
+#include "tests/support/engine_rig.h"
 #include "tests/support/test_support.h"
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
@@ -23,17 +24,6 @@
 #include <unistd.h>
 
 static char sqlite_path[256];
-/* the engine of the next rig_open: workers, and its task slice (0: default) */
-static int rig_workers = 3;
-static int64_t rig_slice_ms, rig_sweep_ms;
-static bool rig_no_start; /* the test starts the engine itself */
-
-struct rig {
-    struct kl_test_kinesis k;
-    struct kl_store *store;
-    struct kl_dest_factory *dests;
-    struct kl_engine *engine;
-};
 
 /* ---- a stalled former owner ----
  * The engine's destinations, wrapped: once armed, the first chunk a worker
@@ -207,181 +197,70 @@ static const struct kl_dest_factory_ops STALE_FACTORY_OPS = {
     .destroy = sf_destroy,
 };
 
-static void rig_open(struct rig *r, bool postgres, struct stale_owner *stale)
+/* Wraps the real destinations in the stalled former owner's. */
+static struct kl_dest_factory *wrap_stale(struct kl_dest_factory *real, void *ctx)
 {
-    struct kl_store_options so;
-    struct kl_dest_options dopts;
-    struct kl_engine_config ec;
-    struct kl_err err;
-
-    kl_test_kinesis_open(&r->k, "KL_TEST_KINESALITE_URL", NULL, NULL);
-    kl_store_options_init(&so);
-    r->store = kl_store_memory_create(&so, &err);
-    assert_non_null(r->store);
-    kl_dest_options_init(&dopts);
-    r->dests = postgres
-                   ? kl_dest_pg_factory_create(kl_test_require_env("KL_TEST_PG_URL"), &dopts, &err)
-                   : kl_dest_sqlite_factory_create(sqlite_path, &dopts, &err);
-    if (r->dests == NULL)
-        fail_msg("destination: %s", err.msg);
-    if (stale != NULL) {
-        struct kl_dest_factory *f = calloc(1, sizeof *f);
-        assert_non_null(f);
-        stale->real = r->dests;
-        f->ops = &STALE_FACTORY_OPS;
-        f->impl = stale;
-        r->dests = f;
-    }
-    memset(&ec, 0, sizeof ec);
-    ec.store = r->store;
-    ec.dests = r->dests;
-    ec.client = r->k.conn.client;
-    ec.workers = rig_workers;
-    ec.task_slice_ms = rig_slice_ms;
-    ec.sweep_interval_ms = rig_sweep_ms;
-    ec.take_timeout_ms = 100;
-    r->engine = kl_engine_create(&ec, &err);
-    assert_non_null(r->engine);
-    if (!rig_no_start)
-        assert_int_equal(kl_engine_start(r->engine, &err), KL_OK);
+    struct stale_owner *stale = ctx;
+    struct kl_dest_factory *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    stale->real = real;
+    f->ops = &STALE_FACTORY_OPS;
+    f->impl = stale;
+    return f;
 }
 
-static void rig_close(struct rig *r)
+static void rig_open(struct kl_test_rig *r, bool postgres, struct kl_test_rig_options *o)
 {
-    kl_engine_destroy(r->engine);
-    kl_dest_factory_destroy(r->dests);
-    kl_store_destroy(r->store);
-    kl_test_kinesis_close(&r->k);
-}
-
-static void put(struct rig *r, const char *stream, int start, int count)
-{
-    char *out = NULL;
-    if (kl_test_run(&out,
-                    "cd '%s' && node put-records.js --endpoint '%s' --stream '%s' --start %d "
-                    "--count %d --access-key '%s' --secret-key '%s'",
-                    kl_test_require_env("KL_TEST_NODE_TOOLS"), r->k.url, stream, start, count,
-                    r->k.access_key, r->k.secret) != 0)
-        fail_msg("put-records: %s", out);
-    free(out);
-}
-
-/* Runs one job to its end and returns its document. */
-static cJSON *run_job(struct rig *r, const struct kl_load_params *p, const char *expect_status)
-{
-    char id[KL_STORE_JOB_ID_SIZE];
-    struct kl_store_job job;
-    struct kl_err err;
-    bool existing = true;
-    cJSON *doc;
-
-    if (kl_engine_submit(r->engine, p, NULL, id, &existing, &err) != KL_OK)
-        fail_msg("submit: %s", err.msg);
-    assert_false(existing);
-    kl_store_job_init(&job);
-    if (kl_engine_wait(r->engine, id, 120000, &job, &err) != KL_OK)
-        fail_msg("wait: %s", err.msg);
-    doc = kl_job_document(&job);
-    assert_non_null(doc);
-    if (strcmp(kl_store_job_status_name(job.status), expect_status) != 0) {
-        char *text = cJSON_Print(doc);
-        fail_msg("job ended %s, expected %s: %s", kl_store_job_status_name(job.status),
-                 expect_status, text);
-    }
-    kl_store_job_free(&job);
-    return doc;
-}
-
-static long long row_count(const cJSON *doc, const char *table)
-{
-    const cJSON *counts = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(doc, "last_normalize_info"), "row_counts");
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(counts, table);
-    return cJSON_IsNumber(n) ? (long long)n->valuedouble : -1;
-}
-
-static long long messages(const cJSON *doc)
-{
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(doc, "progress"), "messages");
-    return cJSON_IsNumber(n) ? (long long)n->valuedouble : -1;
-}
-
-/* A new stream of `shards` shards with `count` messages, its root table
- * name, and load parameters from the start of the stream into `dataset`. */
-static void new_stream(struct rig *r, const char *prefix, int shards, int count,
-                       const char *dataset, int chunk_size, char stream[96], char table[96],
-                       struct kl_load_params *p)
-{
-    struct kl_err err;
-
-    snprintf(stream, 96, "%s", kl_test_unique(prefix));
-    assert_int_equal(kl_kinesis_create_stream(r->k.conn.client, stream, shards, &err), KL_OK);
-    put(r, stream, 0, count);
-    /* the root table: the stream name in dlt's snake_case */
-    snprintf(table, 96, "%s", stream);
-    for (char *c = table; *c; c++)
-        if (*c == '-')
-            *c = '_';
-    kl_load_params_defaults(p, stream);
-    snprintf(p->dataset_name, sizeof p->dataset_name, "%s", dataset);
-    p->initial.kind = KL_INITIAL_TRIM_HORIZON;
-    snprintf(p->initial_text, sizeof p->initial_text, "null");
-    p->millis_behind_latest = 0;
-    p->chunk_size = chunk_size;
+    struct kl_test_rig_options defaults = {0};
+    if (o == NULL)
+        o = &defaults;
+    o->postgres = postgres;
+    o->sqlite_path = sqlite_path;
+    kl_test_rig_open(r, o);
 }
 
 static void jobs_load_exactly_once(bool postgres)
 {
-    struct rig r;
+    struct kl_test_rig r;
     struct kl_load_params p;
     char stream[96], table[96], dataset[64];
     cJSON *doc;
 
     rig_open(&r, postgres, NULL);
     snprintf(dataset, sizeof dataset, "eng_%d_%s", (int)getpid(), postgres ? "pg" : "lite");
-    new_stream(&r, "kl-engine", 3, 600, dataset, 100, stream, table, &p);
+    kl_test_rig_new_stream(&r, "kl-engine", 3, 600, dataset, 100, stream, table, &p);
 
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(messages(doc), 600);
-    assert_int_equal(row_count(doc, table), 600);
-    assert_int_equal(row_count(doc, "_dlt_pipeline_state"), 1);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(kl_test_job_messages(doc), 600);
+    assert_int_equal(kl_test_job_rows(doc, table), 600);
+    assert_int_equal(kl_test_job_rows(doc, "_dlt_pipeline_state"), 1);
     cJSON_Delete(doc);
 
     /* the next job loads only what is new */
-    put(&r, stream, 600, 90);
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(messages(doc), 90);
-    assert_int_equal(row_count(doc, table), 90);
+    kl_test_rig_put(&r, stream, 600, 90, 0);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(kl_test_job_messages(doc), 90);
+    assert_int_equal(kl_test_job_rows(doc, table), 90);
     cJSON_Delete(doc);
 
     /* a budget stops early (at most a chunk per worker more); the next job continues */
-    put(&r, stream, 690, 600);
+    kl_test_rig_put(&r, stream, 690, 600, 0);
     p.max_messages = 150;
-    doc = run_job(&r, &p, "succeeded");
-    assert_true(messages(doc) >= 150 && messages(doc) < 600);
-    long long first = messages(doc);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_true(kl_test_job_messages(doc) >= 150 && kl_test_job_messages(doc) < 600);
+    long long first = kl_test_job_messages(doc);
     cJSON_Delete(doc);
     p.max_messages = -1;
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(first + messages(doc), 600);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(first + kl_test_job_messages(doc), 600);
     cJSON_Delete(doc);
 
     /* nothing new: a job that loads nothing still succeeds */
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(messages(doc), 0);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(kl_test_job_messages(doc), 0);
     cJSON_Delete(doc);
     kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
-    rig_close(&r);
-}
-
-/* Rows of `table` in the dataset, all or distinct `_dlt_id`s. */
-static long long stored_rows(bool postgres, const char *dataset, const char *table, bool distinct)
-{
-    const char *what = distinct ? "count(DISTINCT _dlt_id)" : "count(*)";
-    return postgres ? kl_test_pg_scalar("SELECT %s FROM \"%s\".\"%s\"", what, dataset, table)
-                    : kl_test_sqlite_scalar(sqlite_path, "SELECT %s FROM \"%s.%s\"", what, dataset,
-                                            table);
+    kl_test_rig_close(&r);
 }
 
 /* Worker A owns the shard (token T) and has committed up to X; it stalls,
@@ -392,7 +271,7 @@ static long long stored_rows(bool postgres, const char *dataset, const char *tab
  * rows land once. */
 static void a_stalled_former_owner_commits_nothing(bool postgres)
 {
-    struct rig r;
+    struct kl_test_rig r;
     struct stale_owner stale;
     struct kl_load_params p;
     struct kl_dest *d = NULL;
@@ -403,13 +282,14 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
 
     memset(&stale, 0, sizeof stale);
     pthread_mutex_init(&stale.lock, NULL);
-    rig_open(&r, postgres, &stale);
+    struct kl_test_rig_options o = {.wrap_dests = wrap_stale, .wrap_ctx = &stale};
+    rig_open(&r, postgres, &o);
     snprintf(dataset, sizeof dataset, "stale_%d_%s", (int)getpid(), postgres ? "pg" : "lite");
-    new_stream(&r, "kl-stale", 1, 300, dataset, 100, stream, table, &p);
+    kl_test_rig_new_stream(&r, "kl-stale", 1, 300, dataset, 100, stream, table, &p);
 
     /* A's job: everything up to X, with token T. */
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(messages(doc), 300);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(kl_test_job_messages(doc), 300);
     cJSON_Delete(doc);
     kl_dest_state_init(&st);
     assert_int_equal(kl_dest_factory_open(stale.real, &d, &err), KL_OK);
@@ -421,22 +301,22 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
     kl_dest_state_free(&st);
 
     /* The next job's owner; A commits right before its first chunk. */
-    put(&r, stream, 300, 150);
+    kl_test_rig_put(&r, stream, 300, 150, 0);
     pthread_mutex_lock(&stale.lock);
     stale.armed = true;
     pthread_mutex_unlock(&stale.lock);
-    doc = run_job(&r, &p, "succeeded");
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
     pthread_mutex_lock(&stale.lock);
     assert_true(stale.fired);
     if (stale.rc != KL_ERR_CONFLICT)
         fail_msg("the former owner's commit returned %d (%s), not a conflict", stale.rc, stale.msg);
     pthread_mutex_unlock(&stale.lock);
     assert_non_null(strstr(stale.msg, "fencing"));
-    assert_int_equal(messages(doc), 150);
-    assert_int_equal(row_count(doc, table), 150);
+    assert_int_equal(kl_test_job_messages(doc), 150);
+    assert_int_equal(kl_test_job_rows(doc, table), 150);
     cJSON_Delete(doc);
-    assert_int_equal(stored_rows(postgres, p.dataset_name, table, false), 450);
-    assert_int_equal(stored_rows(postgres, p.dataset_name, table, true), 450);
+    assert_int_equal(kl_test_rig_stored_rows(&r, p.dataset_name, table, false), 450);
+    assert_int_equal(kl_test_rig_stored_rows(&r, p.dataset_name, table, true), 450);
 
     /* the state: the new owner's token and position */
     kl_dest_state_init(&st);
@@ -448,7 +328,7 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
     kl_dest_state_free(&st);
     kl_dest_destroy(d);
     kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
-    rig_close(&r);
+    kl_test_rig_close(&r);
     pthread_mutex_destroy(&stale.lock);
 }
 
@@ -457,33 +337,30 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
  * turns; every message lands once. */
 static void postgres_tasks_take_turns(void **state)
 {
-    struct rig r;
+    struct kl_test_rig r;
     struct kl_load_params p;
     struct kl_engine_stats st;
     char stream[96], table[96], dataset[64];
     cJSON *doc;
     (void)state;
 
-    rig_workers = 1;
-    rig_slice_ms = 1;
-    rig_open(&r, true, NULL);
-    rig_workers = 3;
-    rig_slice_ms = 0;
+    struct kl_test_rig_options o = {.workers = 1, .task_slice_ms = 1};
+    rig_open(&r, true, &o);
     snprintf(dataset, sizeof dataset, "turns_%d", (int)getpid());
-    new_stream(&r, "kl-turns", 2, 400, dataset, 50, stream, table, &p);
+    kl_test_rig_new_stream(&r, "kl-turns", 2, 400, dataset, 50, stream, table, &p);
 
-    doc = run_job(&r, &p, "succeeded");
-    assert_int_equal(messages(doc), 400);
-    assert_int_equal(row_count(doc, table), 400);
+    doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
+    assert_int_equal(kl_test_job_messages(doc), 400);
+    assert_int_equal(kl_test_job_rows(doc, table), 400);
     cJSON_Delete(doc);
     kl_engine_stats(r.engine, &st);
     printf("# %llu yields\n", (unsigned long long)st.task_yields);
     assert_true(st.task_yields > 0);
     assert_int_equal(st.task_failures, 0);
-    assert_int_equal(stored_rows(true, p.dataset_name, table, false), 400);
-    assert_int_equal(stored_rows(true, p.dataset_name, table, true), 400);
+    assert_int_equal(kl_test_rig_stored_rows(&r, p.dataset_name, table, false), 400);
+    assert_int_equal(kl_test_rig_stored_rows(&r, p.dataset_name, table, true), 400);
     kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
-    rig_close(&r);
+    kl_test_rig_close(&r);
 }
 
 /* The worker that acked a job's last task dies before completing the job:
@@ -491,7 +368,7 @@ static void postgres_tasks_take_turns(void **state)
  * finds it on two checks in a row and completes it. */
 static void sqlite_a_job_left_running_is_completed(void **state)
 {
-    struct rig r;
+    struct kl_test_rig r;
     struct kl_load_params p;
     struct kl_store_task t;
     struct kl_store_task_ack ack;
@@ -502,13 +379,10 @@ static void sqlite_a_job_left_running_is_completed(void **state)
     cJSON *doc;
     (void)state;
 
-    rig_no_start = true;
-    rig_sweep_ms = 100;
-    rig_open(&r, false, NULL);
-    rig_no_start = false;
-    rig_sweep_ms = 0;
+    struct kl_test_rig_options o = {.no_start = true, .sweep_interval_ms = 100};
+    rig_open(&r, false, &o);
     snprintf(dataset, sizeof dataset, "left_%d", (int)getpid());
-    new_stream(&r, "kl-left", 1, 10, dataset, 100, stream, table, &p);
+    kl_test_rig_new_stream(&r, "kl-left", 1, 10, dataset, 100, stream, table, &p);
     /* the job's planning task is taken and acked by a worker that then dies */
     assert_int_equal(kl_engine_submit(r.engine, &p, NULL, id, &existing, &err), KL_OK);
     assert_int_equal(kl_store_job_transition(r.store, id, KL_STORE_JOB_RUNNING, NULL, NULL, &err),
@@ -524,11 +398,11 @@ static void sqlite_a_job_left_running_is_completed(void **state)
         fail_msg("the job was not completed: %s", err.msg);
     assert_int_equal(job.status, KL_STORE_JOB_SUCCEEDED);
     doc = kl_job_document(&job);
-    assert_int_equal(row_count(doc, "_dlt_pipeline_state"), 1);
+    assert_int_equal(kl_test_job_rows(doc, "_dlt_pipeline_state"), 1);
     cJSON_Delete(doc);
     kl_store_job_free(&job);
     kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
-    rig_close(&r);
+    kl_test_rig_close(&r);
 }
 
 static void sqlite_stalled_former_owner(void **state)

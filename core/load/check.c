@@ -73,7 +73,7 @@ static int check_root_table(const struct kl_load_params *p, kl_load_problem_fn p
     char norm[KL_NAME_CAP], msg[600];
     size_t len = 0;
     struct kl_err err;
-    int rc = kl_naming_normalize_path(name, strlen(name), KL_NAMING_MAX_LENGTH, norm, &len);
+    int rc = kl_naming_normalize_identifier(name, strlen(name), KL_NAMING_MAX_LENGTH, norm, &len);
 
     if (rc == KL_ERR_NOMEM)
         return rc;

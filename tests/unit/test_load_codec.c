@@ -369,9 +369,6 @@ static const struct bad_case job_failures[] = {
     {"s", "{\"table_name\":\"_DLT_Version\"}", "table_name", "\"_dlt_version\""},
     {"s", "{\"table_name\":\"_kinesis_dead_letters\"}", "table_name", "reserved"},
     {"_dlt_pipeline_state", "{}", "table_name", "the stream name"},
-    /* a stream whose name normalises to nothing needs a table_name */
-    {"____", "{}", "table_name", "normalises to no table name"},
-    {"__", "{\"write_disposition\":\"replace\"}", "table_name", "no table name"},
     /* AT_TIMESTAMP at or before the epoch: stored as 0 the job reads LATEST,
      * and Kinesis refuses negative timestamps */
     {"s", "{\"initial_at_timestamp\":\"0\"}", "initial_at_timestamp", "after 1970"},

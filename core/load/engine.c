@@ -73,8 +73,10 @@ struct shard_run {
     int64_t token;
     int64_t slice_start_ms; /* monotonic: when the task last took or kept its worker */
     bool committed;         /* a chunk was committed in this delivery */
-    bool waiting_shown;     /* the job shows the shard waiting on a Kinesis call */
-    int64_t waiting_shown_ms;
+    /* the job shows the shard waiting on a Kinesis call (set on the task's
+     * fetch thread, cleared on its commit path) */
+    atomic_bool waiting_shown;
+    _Atomic int64_t waiting_shown_ms;
     bool yielded; /* stopped at a chunk boundary to let waiting tasks run */
 };
 
@@ -656,10 +658,8 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
         rows[n++].rows = (int64_t)batch->tables[i].n_rows;
     }
     memset(&p, 0, sizeof p);
-    if (r->waiting_shown) {
+    if (atomic_exchange(&r->waiting_shown, false))
         p.waiting_on = ""; /* the call it waited on answered */
-        r->waiting_shown = false;
-    }
     p.shard_id = r->task->shard_id;
     p.sequence = pos->sequence;
     p.sub_sequence = pos->sub_sequence;
@@ -689,7 +689,8 @@ static void hook_waiting(void *ctx, const char *operation, int64_t since_ms, int
     int64_t now = kl_clock_wall_ms(clock_of(r->w->e));
 
     if (now - since_ms < WAIT_SHOW_AFTER_MS ||
-        (r->waiting_shown && now - r->waiting_shown_ms < WAIT_SHOW_AFTER_MS && now < until_ms))
+        (atomic_load(&r->waiting_shown) &&
+         now - atomic_load(&r->waiting_shown_ms) < WAIT_SHOW_AFTER_MS && now < until_ms))
         return;
     KL_WARN("load", &log, "%s has had no answer for %lld ms (gives up %lld ms from now): %s",
             operation, (long long)(now - since_ms),
@@ -702,8 +703,8 @@ static void hook_waiting(void *ctx, const char *operation, int64_t since_ms, int
     p.waiting_until_ms = until_ms;
     p.waiting_why = why != NULL ? why->msg : "";
     if (kl_store_job_progress(store_of(r->w), r->task->job_id, &p, NULL, NULL) == KL_OK) {
-        r->waiting_shown = true;
-        r->waiting_shown_ms = now;
+        atomic_store(&r->waiting_shown_ms, now);
+        atomic_store(&r->waiting_shown, true);
     }
 }
 

@@ -2,7 +2,11 @@
  * The shard task loop (see task.h). The order inside a chunk is what makes a
  * load exactly-once: fetch, normalise, then one destination transaction with
  * the rows and the checkpoint of the chunk's last message; only after the
- * commit do counters move and the next fetch begin.
+ * commit do counters move. The next page is fetched while a chunk is being
+ * written (one page in flight per shard, on a thread of the task's own), so
+ * Kinesis and the destination work at the same time; a page fetched ahead
+ * is only ever loaded after the chunk before it committed, and is dropped
+ * (its budget given back) when the task stops first.
  */
 #include "core/load/task.h"
 #include "core/normalize/normalizer.h"
@@ -13,6 +17,7 @@
 #include "core/util/log.h"
 #include "core/util/rand.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +244,129 @@ static int load_chunk(struct run *r, const struct kl_chunk *c, struct kl_err *er
     return KL_OK;
 }
 
+/* ---- the page fetched ahead ----
+ * One thread per task fetches the next page while the task writes the
+ * current one. Only that thread touches the cursor while a fetch is out. */
+struct prefetch {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    bool started;
+    struct kl_cursor *cursor;
+    /* the request, and its answer */
+    bool asked, answered, quit;
+    int limit;
+    struct kl_chunk *out;
+    int rc;
+    struct kl_err err;
+};
+
+static void *prefetch_main(void *arg)
+{
+    struct prefetch *f = arg;
+
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        while (!f->asked && !f->quit)
+            pthread_cond_wait(&f->cv, &f->lock);
+        if (f->quit)
+            break;
+        pthread_mutex_unlock(&f->lock);
+        f->rc = kl_cursor_fetch(f->cursor, f->limit, f->out, &f->err);
+        pthread_mutex_lock(&f->lock);
+        f->asked = false;
+        f->answered = true;
+        pthread_cond_broadcast(&f->cv);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+static int prefetch_init(struct prefetch *f, struct kl_cursor *cursor, struct kl_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->cursor = cursor;
+    if (pthread_mutex_init(&f->lock, NULL) != 0)
+        return kl_err_set(err, KL_ERR_INTERNAL, "pthread_mutex_init failed");
+    if (pthread_cond_init(&f->cv, NULL) != 0) {
+        pthread_mutex_destroy(&f->lock);
+        return kl_err_set(err, KL_ERR_INTERNAL, "pthread_cond_init failed");
+    }
+    if (pthread_create(&f->thread, NULL, prefetch_main, f) != 0) {
+        pthread_cond_destroy(&f->cv);
+        pthread_mutex_destroy(&f->lock);
+        return kl_err_set(err, KL_ERR_NOMEM, "cannot start a shard's fetch thread");
+    }
+    f->started = true;
+    return KL_OK;
+}
+
+/* Asks for the next page of at most `limit` records into `out`. */
+static void prefetch_ask(struct prefetch *f, int limit, struct kl_chunk *out)
+{
+    pthread_mutex_lock(&f->lock);
+    f->limit = limit;
+    f->out = out;
+    f->answered = false;
+    f->asked = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits for the page asked for; its kl_cursor_fetch result. */
+static int prefetch_wait(struct prefetch *f, struct kl_err *err)
+{
+    int rc;
+    pthread_mutex_lock(&f->lock);
+    while (!f->answered)
+        pthread_cond_wait(&f->cv, &f->lock);
+    f->answered = false;
+    rc = f->rc;
+    if (rc != KL_OK && err != NULL)
+        *err = f->err;
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+/* Waits for a fetch still out, then ends the thread. */
+static void prefetch_free(struct prefetch *f)
+{
+    if (!f->started)
+        return;
+    pthread_mutex_lock(&f->lock);
+    while (f->asked)
+        pthread_cond_wait(&f->cv, &f->lock);
+    f->quit = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->lock);
+    f->started = false;
+}
+
+/* Asks for the page after the current one, budget permitting: `*granted`
+ * is what was reserved for it, 0 when the budget is spent. */
+static int ask_next(struct run *r, struct prefetch *f, struct kl_chunk *into, int *granted,
+                    struct kl_err *err)
+{
+    int rc;
+    *granted = r->spec->params->chunk_size;
+    if (r->hooks->reserve != NULL) {
+        rc = r->hooks->reserve(r->hooks->ctx, r->spec->params->chunk_size, granted, err);
+        if (rc != KL_OK) {
+            *granted = 0;
+            return rc;
+        }
+        if (*granted <= 0) {
+            *granted = 0;
+            return KL_OK;
+        }
+    }
+    prefetch_ask(f, *granted, into);
+    return KL_OK;
+}
+
 int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
                 const struct kl_task_hooks *hooks, struct kl_task_result *result,
                 struct kl_err *err)
@@ -246,10 +374,13 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     static const struct kl_task_hooks no_hooks = {0};
     struct kl_cursor_options co;
     struct kl_cursor *cursor = NULL;
-    struct kl_chunk chunk;
+    struct kl_chunk chunks[2];
+    struct prefetch pf;
     struct run r;
+    int pending = 0; /* budget reserved for the page asked for and not yet taken */
     int rc = KL_OK;
 
+    memset(&pf, 0, sizeof pf);
     memset(result, 0, sizeof *result);
     result->millis_behind = -1;
     result->position.sub_sequence = -1;
@@ -264,7 +395,8 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     r.log.job_id = spec->job_id != NULL ? spec->job_id : spec->load_id;
     r.log.stream = spec->params->stream;
     r.log.shard = spec->shard_id;
-    kl_chunk_init(&chunk);
+    kl_chunk_init(&chunks[0]);
+    kl_chunk_init(&chunks[1]);
 
     memset(&co, 0, sizeof co);
     co.client = env->client;
@@ -287,39 +419,63 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
         goto cleanup;
     }
 
-    for (;;) {
-        int granted = spec->params->chunk_size;
+    rc = prefetch_init(&pf, cursor, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    if (r.hooks->cancelled != NULL && r.hooks->cancelled(r.hooks->ctx)) {
+        result->end = KL_TASK_CANCELLED;
+        goto done;
+    }
+    rc = ask_next(&r, &pf, &chunks[0], &pending, err);
+    if (rc != KL_OK)
+        goto cleanup;
+    if (pending == 0) {
+        result->end = KL_TASK_BUDGET;
+        goto done;
+    }
+    for (int cur = 0;; cur = 1 - cur) {
+        struct kl_chunk *c = &chunks[cur];
+        int granted = pending;
+        bool stop = false;
+        enum kl_task_end stop_end = KL_TASK_CANCELLED;
 
-        if (r.hooks->cancelled != NULL && r.hooks->cancelled(r.hooks->ctx)) {
-            result->end = KL_TASK_CANCELLED;
-            break;
-        }
-        if (r.hooks->reserve != NULL) {
-            rc = r.hooks->reserve(r.hooks->ctx, spec->params->chunk_size, &granted, err);
-            if (rc != KL_OK)
-                goto cleanup;
-            if (granted <= 0) {
-                result->end = KL_TASK_BUDGET;
-                break;
-            }
-        }
-        rc = kl_cursor_fetch(cursor, granted, &chunk, err);
+        pending = 0;
+        rc = prefetch_wait(&pf, err);
         if (r.hooks->settle != NULL)
-            r.hooks->settle(r.hooks->ctx, granted, rc == KL_OK ? (int)chunk.n_messages : 0);
+            r.hooks->settle(r.hooks->ctx, granted, rc == KL_OK ? (int)c->n_messages : 0);
         if (rc != KL_OK)
             goto cleanup;
-        if (chunk.n_messages > 0) {
-            rc = load_chunk(&r, &chunk, err);
-            if (rc != KL_OK)
-                goto cleanup;
-        }
-        result->millis_behind = chunk.millis_behind;
+        /* the fetch thread is idle now: the cursor may be read */
         if (kl_cursor_gap(cursor) != NULL) {
             result->has_gap = true;
             result->gap = *kl_cursor_gap(cursor);
         }
-        if (chunk.shard_done) {
-            result->end = chunk.shard_closed ? KL_TASK_DRAINED : KL_TASK_CAUGHT_UP;
+        /* the next page comes while this one is written */
+        if (!c->shard_done) {
+            if (r.hooks->cancelled != NULL && r.hooks->cancelled(r.hooks->ctx)) {
+                stop = true;
+            } else {
+                rc = ask_next(&r, &pf, &chunks[1 - cur], &pending, err);
+                if (rc != KL_OK)
+                    goto cleanup;
+                if (pending == 0) {
+                    stop = true;
+                    stop_end = KL_TASK_BUDGET;
+                }
+            }
+        }
+        if (c->n_messages > 0) {
+            rc = load_chunk(&r, c, err);
+            if (rc != KL_OK)
+                goto cleanup;
+        }
+        result->millis_behind = c->millis_behind;
+        if (c->shard_done) {
+            result->end = c->shard_closed ? KL_TASK_DRAINED : KL_TASK_CAUGHT_UP;
+            break;
+        }
+        if (stop) {
+            result->end = stop_end;
             break;
         }
         if (r.hooks->renew != NULL) {
@@ -328,12 +484,21 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
                 goto cleanup;
         }
     }
+done:
     rc = KL_OK;
 
 cleanup:
+    if (pending > 0) {
+        /* a page fetched ahead that will not be loaded: its budget goes back */
+        prefetch_wait(&pf, NULL);
+        if (r.hooks->settle != NULL)
+            r.hooks->settle(r.hooks->ctx, pending, 0);
+    }
+    prefetch_free(&pf);
     if (rc != KL_OK && err != NULL)
         KL_WARN("load", &r.log, "shard task stopped: %s", err->msg);
-    kl_chunk_free(&chunk);
+    kl_chunk_free(&chunks[0]);
+    kl_chunk_free(&chunks[1]);
     kl_cursor_destroy(cursor);
     return rc;
 }

@@ -6,6 +6,10 @@
  * number. Record i (start <= i < start + count) has the body
  * {"id":i,"name":"msg-i"} (plus "pad" with --pad) and the partition key
  * "pk-<i mod K>" (K = --partition-keys, default: one key per record).
+ * With --shape dlt the body is a nested order as dlt sources see them
+ * (about 4.5 rows each once normalised: the root, two items, one or two
+ * tags): {"id","name","created_at","customer":{...},"items":[{...},{...}],
+ * "tags":[...]}.
  */
 'use strict';
 
@@ -20,11 +24,27 @@ const flags = parseFlags(process.argv.slice(2), {
   start: { type: 'int', default: 0, help: 'id of the first record' },
   'partition-keys': { type: 'int', help: 'number of distinct partition keys (default: one per record)' },
   pad: { type: 'int', default: 0, help: 'add a "pad" field of this many characters to each body' },
+  shape: { type: 'string', default: 'flat', help: 'flat ({"id","name"}) or dlt (a nested order)' },
   json: { type: 'bool', help: 'also list every record (id, partition_key, shard_id, sequence_number)' },
   'max-attempts': { type: 'int', default: 20, help: 'attempts per record before giving up' },
 }, 'put-records.js --endpoint URL --stream NAME --count N [--start I] [--partition-keys K] [--json]');
 
+function dltBodyOf(id) {
+  return {
+    id,
+    name: `msg-${id}`,
+    created_at: new Date(Date.UTC(2024, 0, 1) + id * 1000).toISOString(),
+    customer: { id: id % 997, email: `c${id % 997}@example.com`, vip: id % 7 === 0 },
+    items: [
+      { sku: `sku-${id % 101}`, qty: 1 + (id % 3), price: (id % 50) + 0.99 },
+      { sku: `sku-${(id + 7) % 101}`, qty: 1, price: 5.25 },
+    ],
+    tags: id % 2 === 0 ? ['new'] : ['new', 'repeat'],
+  };
+}
+
 function bodyOf(id) {
+  if (flags.shape === 'dlt') return Buffer.from(JSON.stringify(dltBodyOf(id)));
   const rec = { id, name: `msg-${id}` };
   if (flags.pad > 0) rec.pad = 'x'.repeat(flags.pad);
   return Buffer.from(JSON.stringify(rec));
@@ -42,6 +62,7 @@ run('put-records', async () => {
   if (flags.count < 0 || flags['partition-keys'] !== undefined && flags['partition-keys'] < 1) {
     throw new Error('--count must be >= 0 and --partition-keys >= 1');
   }
+  if (flags.shape !== 'flat' && flags.shape !== 'dlt') throw new Error('--shape must be flat or dlt');
   const client = makeClient(flags);
   const began = Date.now();
   const shards = {};

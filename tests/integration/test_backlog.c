@@ -221,6 +221,81 @@ static void sqlite_one_quiet_shard_of_two(void **state)
     quiet_shards_do_not_hold_a_job(false, 2, 500);
 }
 
+static void proxy_faults(const char *method, const char *query, const char *body)
+{
+    char *out = NULL;
+    if (kl_test_run(&out,
+                    "curl -sf -X %s -H 'Content-Type: application/json' %s%s%s '%s/__faults%s'",
+                    method, body ? "-d '" : "", body ? body : "", body ? "'" : "",
+                    kl_test_require_env("KL_TEST_PROXY_URL"), query) != 0)
+        fail_msg("proxy faults: %s", out ? out : "");
+    free(out);
+}
+
+/* A GetRecords that gets no answer: past the call's deadline the shard
+ * shows in the job as waiting on GetRecords, since when and until when; the
+ * task is retried, and once Kinesis answers again the job succeeds with
+ * every message and nothing left waiting. */
+static void a_call_past_its_deadline_shows_in_the_job(void **state)
+{
+    struct kl_test_rig_options o = {0};
+    struct kl_test_rig r;
+    struct kl_load_params p;
+    struct kl_store_job job;
+    char stream[96], table[96], rule[256], query[200], id[KL_STORE_JOB_ID_SIZE];
+    const cJSON *shard, *waiting;
+    bool existing = true, seen = false;
+    struct kl_err err;
+    cJSON *doc = NULL;
+    (void)state;
+
+    o.sqlite_path = sqlite_path;
+    o.kinesis_env = "KL_TEST_PROXY_URL";
+    o.call_deadline_ms = 6000;
+    kl_test_rig_open(&r, &o);
+    kl_test_rig_new_stream(&r, "kl-deadline", 1, 50, "deadline", 100, stream, table, &p);
+    snprintf(rule, sizeof rule,
+             "{\"access_key\":\"%s\",\"fault\":\"slow\",\"target\":\"GetRecords\","
+             "\"delay_ms\":20000}",
+             r.k.access_key);
+    proxy_faults("POST", "", rule);
+    assert_int_equal(kl_engine_submit(r.engine, &p, NULL, id, &existing, &err), KL_OK);
+    for (int i = 0; i < 300 && !seen; i++) {
+        usleep(100 * 1000);
+        kl_store_job_init(&job);
+        assert_int_equal(kl_store_job_get(r.store, id, &job, &err), KL_OK);
+        seen = job.n_shards == 1 && strcmp(job.shards[0].waiting_on, "GetRecords") == 0;
+        if (seen)
+            doc = kl_job_document(&job);
+        kl_store_job_free(&job);
+    }
+    if (!seen)
+        fail_msg("the shard never showed as waiting on GetRecords");
+    shard = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(
+                                   cJSON_GetObjectItemCaseSensitive(doc, "progress"), "shards"),
+                               0);
+    waiting = cJSON_GetObjectItemCaseSensitive(shard, "waiting");
+    assert_string_equal(
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(waiting, "operation")), "GetRecords");
+    assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(waiting, "since")));
+    assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(waiting, "until")));
+    assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(waiting, "error")),
+                           "deadline"));
+    cJSON_Delete(doc);
+
+    snprintf(query, sizeof query, "?access_key=%s", r.k.access_key);
+    proxy_faults("DELETE", query, NULL);
+    kl_store_job_init(&job);
+    assert_int_equal(kl_engine_wait(r.engine, id, 120000, &job, &err), KL_OK);
+    assert_int_equal(job.status, KL_STORE_JOB_SUCCEEDED);
+    assert_int_equal(job.messages, 50);
+    assert_string_equal(job.shards[0].waiting_on, "");
+    kl_store_job_free(&job);
+    assert_loaded_once(&r, "deadline", table, 50);
+    kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);
+    kl_test_rig_close(&r);
+}
+
 /* The same through the commands: `kinesis-loader load` twice on a quiet
  * stream, `read --from` a time after the last record; then records put
  * later are loaded and read once. */
@@ -306,6 +381,7 @@ int main(void)
         cmocka_unit_test(postgres_one_quiet_shard_of_two),
         cmocka_unit_test(sqlite_one_quiet_shard_of_two),
         cmocka_unit_test(commands_on_a_quiet_stream),
+        cmocka_unit_test(a_call_past_its_deadline_shows_in_the_job),
     };
     int rc;
     snprintf(sqlite_path, sizeof sqlite_path, "/tmp/kl-test-backlog-%d.db", (int)getpid());

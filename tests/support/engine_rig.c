@@ -22,8 +22,8 @@ void kl_test_rig_open(struct kl_test_rig *r, const struct kl_test_rig_options *o
     r->postgres = o->postgres;
     if (!o->postgres)
         snprintf(r->sqlite_path, sizeof r->sqlite_path, "%s", o->sqlite_path);
-    kl_test_kinesis_open(&r->k, o->kinesis_env ? o->kinesis_env : "KL_TEST_KINESALITE_URL", NULL,
-                         NULL);
+    kl_test_kinesis_open_deadline(&r->k, o->kinesis_env ? o->kinesis_env : "KL_TEST_KINESALITE_URL",
+                                  NULL, NULL, o->call_deadline_ms);
     kl_store_options_init(&so);
     r->store = kl_store_memory_create(&so, &err);
     assert_non_null(r->store);

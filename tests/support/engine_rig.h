@@ -22,6 +22,7 @@ struct kl_test_rig_options {
     bool postgres; /* else SQLite at sqlite_path */
     const char *sqlite_path;
     const char *kinesis_env;   /* the emulator's URL variable; NULL: KL_TEST_KINESALITE_URL */
+    int64_t call_deadline_ms;  /* each Kinesis call's; 0: the client's */
     int workers;               /* 0: 3 */
     int64_t task_slice_ms;     /* 0: the engine's default */
     int64_t sweep_interval_ms; /* 0: the engine's default */

@@ -122,6 +122,13 @@ struct kl_cred_provider *kl_test_fixed_creds(void)
 void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const char *secret,
                           const char *session_token)
 {
+    kl_test_kinesis_open_deadline(s, url_env, secret, session_token, 0);
+}
+
+void kl_test_kinesis_open_deadline(struct kl_test_kinesis *s, const char *url_env,
+                                   const char *secret, const char *session_token,
+                                   int64_t call_deadline_ms)
+{
     struct kl_kinesis_conn_options o;
     struct kl_err err;
     size_t i = 0;
@@ -150,6 +157,7 @@ void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const 
     o.env = &s->env.env;
     o.max_attempts = 12;
     o.timeout_ms = 10000;
+    o.call_deadline_ms = call_deadline_ms;
     if (kl_kinesis_conn_init(&s->conn, &o, &err) != KL_OK)
         fail_msg("Kinesis connection to %s: %s", s->url, err.msg);
 }

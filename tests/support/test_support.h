@@ -60,6 +60,10 @@ struct kl_test_kinesis {
 };
 void kl_test_kinesis_open(struct kl_test_kinesis *s, const char *url_env, const char *secret,
                           const char *session_token);
+/* The same with a deadline for each Kinesis call (0: the client's). */
+void kl_test_kinesis_open_deadline(struct kl_test_kinesis *s, const char *url_env,
+                                   const char *secret, const char *session_token,
+                                   int64_t call_deadline_ms);
 void kl_test_kinesis_close(struct kl_test_kinesis *s);
 
 /* A clock whose time only moves when the test says so; sleeping advances it. */

@@ -189,6 +189,7 @@ The environment shared by the service and the scheduled loads, as JSON
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_WORKERS" "value" .Values.config.workers) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_LEASE_TTL_S" "value" .Values.config.leaseTtlSeconds) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_TASK_SLICE_S" "value" .Values.config.taskSliceSeconds) }}
+{{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_KINESIS_CALL_TIMEOUT_S" "value" .Values.config.kinesisCallTimeoutSeconds) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_JOB_RETENTION_HOURS" "value" .Values.config.jobRetentionHours) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_KINESIS_PACING" "value" .Values.config.kinesisPacing) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_SHUTDOWN_GRACE_S" "value" .Values.shutdown.graceSeconds) }}

@@ -47,14 +47,7 @@ source bench/lib/common.sh
 
 datasets=()
 tools=tests/tools
-cleanup() {
-    service_stop
-    for d in "${datasets[@]}"; do pg_drop "$d"; done
-    if [ "${BENCH_KEEP:-0}" != 1 ]; then
-        node $tools/delete-stream.js --stream "$STREAM" >/dev/null 2>&1 || true
-    fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 node $tools/create-stream.js --stream "$STREAM" --shards "$SHARDS" >/dev/null
 echo "putting $RECORDS dlt-shaped records into $SHARDS shards of $STREAM (kinesalite) ..."

@@ -54,14 +54,7 @@ command -v wrk >/dev/null || { echo "wrk is missing (scripts/install-deps.sh ins
 
 datasets=()
 tools=tests/tools
-cleanup() {
-    service_stop
-    for d in "${datasets[@]}"; do pg_drop "$d"; done
-    if [ "${BENCH_KEEP:-0}" != 1 ]; then
-        node $tools/delete-stream.js --stream "$STREAM" >/dev/null 2>&1 || true
-    fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 node $tools/create-stream.js --stream "$STREAM" --shards "$SHARDS" >/dev/null
 echo "putting $RECORDS records into $SHARDS shards of $STREAM (kinesalite) ..."

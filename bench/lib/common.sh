@@ -57,6 +57,18 @@ service_stop() {
     fi
 }
 
+# bench_cleanup: for `trap bench_cleanup EXIT`: stops the service, drops the
+# datasets named in the caller's array `datasets` and deletes the caller's
+# stream $STREAM (both unless BENCH_KEEP=1).
+# shellcheck disable=SC2154 # datasets and STREAM are the caller's
+bench_cleanup() {
+    service_stop
+    for d in "${datasets[@]}"; do pg_drop "$d"; done
+    if [ "${BENCH_KEEP:-0}" != 1 ]; then
+        node tests/tools/delete-stream.js --stream "$STREAM" >/dev/null 2>&1 || true
+    fi
+}
+
 # pg_counts DATASET TABLE: "rows distinct_msg_ids" of the loaded table.
 pg_counts() {
     psql "$KL_TEST_PG_URL" -v ON_ERROR_STOP=1 -Atq -F ' ' \

@@ -22,22 +22,33 @@ struct fixture {
     struct kl_chunk chunk;
 };
 
-static int setup(void **state)
+/* (Re)creates the fixture's client for `endpoint`; 0 timeouts: defaults. */
+static void open_client(struct fixture *f, const char *endpoint, long timeout_ms,
+                        int64_t deadline_ms)
 {
-    struct fixture *f = calloc(1, sizeof *f);
     struct kl_kinesis_config cfg = {0};
     struct kl_err err;
 
-    assert_non_null(f);
-    kl_fake_http_init(&f->http);
-    kl_fake_clock_init(&f->clock, 1700000000000LL);
-    cfg.endpoint = "http://127.0.0.1:1";
+    kl_kinesis_destroy(f->k);
+    cfg.endpoint = endpoint;
     cfg.region = "us-east-1";
     cfg.http = &f->http.http;
     cfg.creds = kl_test_fixed_creds();
     cfg.clock = &f->clock.clock;
+    cfg.timeout_ms = timeout_ms;
+    cfg.call_deadline_ms = deadline_ms;
     f->k = kl_kinesis_create(&cfg, &err);
     assert_non_null(f->k);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+
+    assert_non_null(f);
+    kl_fake_http_init(&f->http);
+    kl_fake_clock_init(&f->clock, 1700000000000LL);
+    open_client(f, "http://127.0.0.1:1", 0, 0);
     kl_chunk_init(&f->chunk);
     *state = f;
     return 0;
@@ -505,19 +516,11 @@ static void a_quiet_shard_behind_an_unanswered_at_timestamp_ends_empty(void **st
 static void at_timestamp_on_aws_waits_for_its_answer(void **state)
 {
     struct fixture *f = *state;
-    struct kl_kinesis_config cfg = {0};
     struct kl_cursor_options o;
     struct kl_cursor *c;
     struct kl_err err;
 
-    kl_kinesis_destroy(f->k);
-    cfg.endpoint = "https://kinesis.eu-west-1.amazonaws.com";
-    cfg.region = "eu-west-1";
-    cfg.http = &f->http.http;
-    cfg.creds = kl_test_fixed_creds();
-    cfg.clock = &f->clock.clock;
-    f->k = kl_kinesis_create(&cfg, &err);
-    assert_non_null(f->k);
+    open_client(f, "https://kinesis.eu-west-1.amazonaws.com", 0, 0);
     assert_true(kl_kinesis_is_aws(f->k));
     memset(&o, 0, sizeof o);
     o.start.type = KL_ITER_AT_TIMESTAMP;
@@ -537,22 +540,12 @@ static void at_timestamp_on_aws_waits_for_its_answer(void **state)
 static void a_call_past_its_deadline_fails_and_says_what_it_waited_on(void **state)
 {
     struct fixture *f = *state;
-    struct kl_kinesis_config cfg = {0};
     struct kl_cursor_options o;
     struct kl_cursor *c;
     struct waits w = {0};
     struct kl_err err;
 
-    kl_kinesis_destroy(f->k);
-    cfg.endpoint = "http://127.0.0.1:1";
-    cfg.region = "us-east-1";
-    cfg.http = &f->http.http;
-    cfg.creds = kl_test_fixed_creds();
-    cfg.clock = &f->clock.clock;
-    cfg.timeout_ms = 4000;
-    cfg.call_deadline_ms = 10000;
-    f->k = kl_kinesis_create(&cfg, &err);
-    assert_non_null(f->k);
+    open_client(f, "http://127.0.0.1:1", 4000, 10000);
     f->http.clock = &f->clock;
     memset(&o, 0, sizeof o);
     o.start.type = KL_ITER_TRIM_HORIZON;

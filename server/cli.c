@@ -24,18 +24,3 @@ int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_
     *out = v;
     return 0;
 }
-
-bool kl_cli_is_aws_endpoint(const char *url)
-{
-    const char *host = strstr(url, "://");
-    char h[256];
-    size_t n;
-    host = host ? host + 3 : url;
-    n = strcspn(host, ":/");
-    if (n >= sizeof h)
-        return false;
-    memcpy(h, host, n);
-    h[n] = '\0';
-    return (n > 14 && strcmp(h + n - 14, ".amazonaws.com") == 0) ||
-           (n > 17 && strcmp(h + n - 17, ".amazonaws.com.cn") == 0);
-}

@@ -5,16 +5,11 @@
 #ifndef KL_SERVER_CLI_H
 #define KL_SERVER_CLI_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 /* Parses a whole decimal integer in [lo, hi]; returns 0, or -1 after
  * printing "kinesis-loader CMD: FLAG must be an integer from LO to HI". */
 int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_t lo,
                      int64_t hi, int64_t *out);
-
-/* True when the endpoint URL is an AWS one (*.amazonaws.com, *.amazonaws.com.cn):
- * pacing to Kinesis' per-shard limits is on by default there and off for emulators. */
-bool kl_cli_is_aws_endpoint(const char *url);
 
 #endif

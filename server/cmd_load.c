@@ -5,15 +5,14 @@
  * running services (and their active-job rule); without, state is
  * in-process and the destination's checkpoints carry it between runs.
  */
+#include "server/backends.h"
 #include "server/cli.h"
 #include "server/commands.h"
-#include "core/dest/pg.h"
-#include "core/dest/sqlite.h"
-#include "core/kinesis/conn.h"
+#include "server/config.h"
+#include "core/dest/dest.h"
 #include "core/load/check.h"
 #include "core/load/engine.h"
-#include "core/store/memory.h"
-#include "core/store/redis.h"
+#include "core/util/env.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
 
@@ -24,8 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define DEFAULT_SQLITE_PATH "kinesis-loader.db"
 
 static atomic_bool interrupted;
 
@@ -49,16 +46,21 @@ void kl_cmd_load_usage(FILE *out)
             "  --initial-at-timestamp WHEN    first run only: null (TRIM_HORIZON), 0 (LATEST,\n"
             "                                 the default), epoch seconds or ISO-8601\n"
             "  --max-number-of-messages N     budget for the job (may pass by a chunk a worker)\n"
-            "  --milliseconds-behind-latest MS  a shard is done below this (default 1000)\n"
+            "  --milliseconds-behind-latest MS  a short page below this ends a shard (default\n"
+            "                                 1000; a full page never does, and a shard ends\n"
+            "                                 once it delivered a record newer than the job)\n"
             "  --no-parse-json                store Data as bytes in column `data`\n"
             "  --chunk-size N                 GetRecords Limit and unit of commit (default 1000)\n"
             "  --write-disposition MODE       append (default), merge or replace\n"
-            "  --workers N                    shards loaded in parallel (default 4)\n"
+            "  --workers N                    shards loaded in parallel (default KL_WORKERS, 4)\n"
             "  --timeout S                    give up waiting after S seconds (default: none)\n"
             "\n"
             "Destination: DATABASE_URL (PostgreSQL, libpq syntax); without it the SQLite file\n"
-            "KL_SQLITE_PATH (default ./" DEFAULT_SQLITE_PATH "). State: REDIS_URL, shared with\n"
-            "running services; without it, in-process. AWS settings as for `read`.\n"
+            "KL_SQLITE_PATH (default ./kinesis-loader.db). State: REDIS_URL, shared with\n"
+            "running services; without it, in-process. Every other KL_* setting of `serve`\n"
+            "applies too (KL_LEASE_TTL_S, KL_TASK_SLICE_S, KL_KINESIS_PACING,\n"
+            "KL_KINESIS_CALL_TIMEOUT_S, KL_JOB_RETENTION_HOURS, ...: kinesis-loader --help).\n"
+            "AWS settings as for `read`.\n"
             "Ctrl-C cancels the job at the next chunk boundary (what is loaded stays loaded).\n"
             "Exit status: 0 succeeded, 1 failed, cancelled or refused, 2 bad usage.\n");
 }
@@ -123,7 +125,7 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
         if (argv[i][0] != '-' && stream == NULL)
             stream = argv[i];
     kl_load_params_defaults(p, stream ? stream : "");
-    *workers = 4;
+    *workers = 0; /* KL_WORKERS */
     *timeout_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -228,31 +230,21 @@ static void print_job(const struct kl_store_job *job)
 int kl_cmd_load(int argc, char **argv)
 {
     struct kl_load_params p;
-    struct kl_kinesis_conn conn;
-    struct kl_kinesis_conn_options co;
-    struct kl_store_options so;
-    struct kl_dest_options dopts;
-    struct kl_engine_config ec;
-    struct kl_store *store = NULL;
-    struct kl_dest_factory *dests = NULL;
-    struct kl_engine *engine = NULL;
+    struct kl_config cfg;
+    struct kl_backends b;
+    struct kl_engine *engine;
+    struct kl_store *store;
     struct kl_store_job job;
     struct sigaction sa;
     struct kl_err err;
     char id[KL_STORE_JOB_ID_SIZE];
     const char *level = getenv("KL_LOG_LEVEL");
-    const char *db = getenv("DATABASE_URL");
-    const char *redis = getenv("REDIS_URL");
-    const char *sqlite_path = getenv("KL_SQLITE_PATH");
-    bool conn_open = false, existing = false, cancel_sent = false;
+    bool config_loaded = false, existing = false, cancel_sent = false;
     int64_t timeout_s, waited_ms = 0;
     int workers, status = 1, rc;
 
     kl_store_job_init(&job);
-    if (kl_log_set_level_name(level ? level : "warn") != 0) {
-        fprintf(stderr, "kinesis-loader load: KL_LOG_LEVEL is debug, info, warn or error\n");
-        return 2;
-    }
+    memset(&b, 0, sizeof b);
     if (parse_args(argc, argv, &p, &workers, &timeout_s) != 0) {
         fprintf(stderr, "(kinesis-loader load --help lists the options)\n");
         return 2;
@@ -265,6 +257,20 @@ int kl_cmd_load(int argc, char **argv)
         fprintf(stderr, "(kinesis-loader load --help lists the options)\n");
         return rc == KL_ERR_NOMEM ? 1 : 2;
     }
+    /* serve's configuration table; the flags override it */
+    if (kl_config_load(&cfg, kl_env_system(), &err) != KL_OK) {
+        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
+        return 2;
+    }
+    config_loaded = true;
+    if (workers > 0)
+        cfg.workers = workers;
+    /* quieter than serve unless asked: the job document is the output */
+    if (kl_log_set_level_name(level != NULL && level[0] ? cfg.log_level : "warn") != 0) {
+        fprintf(stderr, "kinesis-loader load: KL_LOG_LEVEL is debug, info, warn or error\n");
+        status = 2;
+        goto cleanup;
+    }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -273,43 +279,12 @@ int kl_cmd_load(int argc, char **argv)
         goto cleanup;
     }
 
-    memset(&co, 0, sizeof co);
-    if (kl_kinesis_conn_init(&conn, &co, &err) != KL_OK) {
+    if (kl_backends_open(&b, &cfg, &err) != KL_OK) {
         fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
         goto cleanup;
     }
-    conn_open = true;
-    kl_store_options_init(&so);
-    store = redis != NULL && redis[0] != '\0' ? kl_store_redis_create(redis, &so, &err)
-                                              : kl_store_memory_create(&so, &err);
-    if (store == NULL) {
-        fprintf(stderr, "kinesis-loader load: state store: %s\n", err.msg);
-        goto cleanup;
-    }
-    kl_dest_options_init(&dopts);
-    dests =
-        db != NULL && db[0] != '\0'
-            ? kl_dest_pg_factory_create(db, &dopts, &err)
-            : kl_dest_sqlite_factory_create(
-                  sqlite_path && sqlite_path[0] ? sqlite_path : DEFAULT_SQLITE_PATH, &dopts, &err);
-    if (dests == NULL) {
-        fprintf(stderr, "kinesis-loader load: destination: %s\n", err.msg);
-        goto cleanup;
-    }
-    memset(&ec, 0, sizeof ec);
-    ec.store = store;
-    ec.dests = dests;
-    ec.client = conn.client;
-    ec.workers = workers;
-    if (kl_cli_is_aws_endpoint(conn.endpoint)) {
-        ec.min_call_interval_ms = 200;
-        ec.max_bytes_per_s = 2 << 20;
-    }
-    engine = kl_engine_create(&ec, &err);
-    if (engine == NULL || kl_engine_start(engine, &err) != KL_OK) {
-        fprintf(stderr, "kinesis-loader load: %s\n", err.msg);
-        goto cleanup;
-    }
+    engine = b.engine;
+    store = b.store;
     rc = kl_engine_submit(engine, &p, NULL, id, &existing, &err);
     if (rc == KL_ERR_CONFLICT) {
         fprintf(stderr,
@@ -342,11 +317,9 @@ int kl_cmd_load(int argc, char **argv)
     status = job.status == KL_STORE_JOB_SUCCEEDED ? 0 : 1;
 
 cleanup:
-    kl_engine_destroy(engine);
-    kl_dest_factory_destroy(dests);
-    kl_store_destroy(store);
-    if (conn_open)
-        kl_kinesis_conn_free(&conn);
+    kl_backends_close(&b);
+    if (config_loaded)
+        kl_config_free(&cfg);
     kl_store_job_free(&job);
     return status;
 }

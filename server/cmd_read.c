@@ -516,11 +516,8 @@ int kl_cmd_read(int argc, char **argv)
     ro.millis_behind_latest = a.millis_behind;
     ro.stop_at_arrival_ms = started_ms;
     ro.concurrency = a.concurrency;
-    if (strcmp(a.pacing, "on") == 0 ||
-        (strcmp(a.pacing, "auto") == 0 && kl_cli_is_aws_endpoint(conn.endpoint))) {
-        ro.min_call_interval_ms = 200;
-        ro.max_bytes_per_s = 2 << 20;
-    }
+    /* the flag was checked: on, off or auto */
+    kl_kinesis_pacing(conn.client, a.pacing, &ro.min_call_interval_ms, &ro.max_bytes_per_s, NULL);
     ro.cancel = &interrupted;
     reader = kl_reader_create(&ro, &err);
     if (reader == NULL) {

@@ -6,17 +6,15 @@
  */
 #include "server/engine_service.h"
 #include "api/service.h"
+#include "server/backends.h"
 #include "server/cli.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "core/aws/creds.h"
-#include "core/dest/pg.h"
+#include "core/dest/dest.h"
 #include "core/dest/pool.h"
-#include "core/dest/sqlite.h"
 #include "core/kinesis/conn.h"
 #include "core/load/engine.h"
-#include "core/store/memory.h"
-#include "core/store/redis.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
@@ -31,12 +29,8 @@
 #define POOL_WAIT_MS 5000
 
 struct rig {
-    struct kl_kinesis_conn conn;
-    bool conn_open;
-    struct kl_store *store;
-    struct kl_dest_factory *dests;
+    struct kl_backends b;
     struct kl_dest_pool *pool; /* connections for API calls and readiness */
-    struct kl_engine *engine;
     struct kl_service svc;
 };
 
@@ -48,7 +42,7 @@ static int job_doc(struct rig *r, const char *id, cJSON **out, struct kl_err *er
     int rc;
 
     kl_store_job_init(&job);
-    rc = kl_store_job_get(r->store, id, &job, err);
+    rc = kl_store_job_get(r->b.store, id, &job, err);
     if (rc == KL_OK) {
         *out = kl_job_document(&job);
         if (*out == NULL)
@@ -64,7 +58,7 @@ static int svc_create_load(void *impl, const struct kl_load_params *p, const cha
     struct rig *r = impl;
     char id[KL_STORE_JOB_ID_SIZE];
     struct kl_err sub;
-    int rc = kl_engine_submit(r->engine, p, key, id, existing, err);
+    int rc = kl_engine_submit(r->b.engine, p, key, id, existing, err);
 
     if (rc == KL_OK || rc == KL_ERR_CONFLICT) {
         int got = job_doc(r, id, job, &sub);
@@ -100,7 +94,7 @@ static int svc_list_jobs(void *impl, const char *stream, const char *status, int
             return kl_err_set(err, KL_ERR_INVALID, "status: unknown job status '%.32s'", status);
         f.has_status = true;
     }
-    rc = kl_store_job_list(r->store, &f, &pg, err);
+    rc = kl_store_job_list(r->b.store, &f, &pg, err);
     if (rc != KL_OK)
         return rc;
     doc = cJSON_CreateObject();
@@ -128,7 +122,7 @@ static int svc_cancel_job(void *impl, const char *id, cJSON **job, struct kl_err
 {
     struct rig *r = impl;
     struct kl_err sub;
-    int rc = kl_store_job_cancel(r->store, id, NULL, err);
+    int rc = kl_store_job_cancel(r->b.store, id, NULL, err);
 
     if (rc == KL_OK || rc == KL_ERR_CONFLICT) {
         int got = job_doc(r, id, job, &sub);
@@ -146,7 +140,7 @@ static int svc_list_streams(void *impl, cJSON **doc, struct kl_err *err)
     struct rig *r = impl;
     struct kl_string_list names = {0};
     cJSON *o, *arr;
-    int rc = kl_kinesis_list_streams(r->conn.client, &names, err);
+    int rc = kl_kinesis_list_streams(r->b.conn.client, &names, err);
 
     if (rc != KL_OK)
         return rc;
@@ -189,10 +183,10 @@ static int svc_get_stream(void *impl, const char *stream, cJSON **doc, struct kl
     struct kl_shard_list shards = {0};
     cJSON *o = NULL, *arr;
     bool ok;
-    int rc = kl_kinesis_describe_stream_summary(r->conn.client, stream, &sum, err);
+    int rc = kl_kinesis_describe_stream_summary(r->b.conn.client, stream, &sum, err);
 
     if (rc == KL_OK)
-        rc = kl_kinesis_list_shards(r->conn.client, stream, &shards, err);
+        rc = kl_kinesis_list_shards(r->b.conn.client, stream, &shards, err);
     if (rc != KL_OK)
         goto cleanup;
     o = cJSON_CreateObject();
@@ -301,7 +295,7 @@ static int svc_delete_state(void *impl, const char *stream, const char *pipeline
     struct kl_dest *d = NULL;
     char id[KL_STORE_JOB_ID_SIZE];
     bool active = false;
-    int rc = kl_store_job_active(r->store, pipeline, stream, id, &active, err);
+    int rc = kl_store_job_active(r->b.store, pipeline, stream, id, &active, err);
 
     if (rc != KL_OK)
         return rc;
@@ -315,7 +309,7 @@ static int svc_delete_state(void *impl, const char *stream, const char *pipeline
         kl_dest_pool_release(r->pool, d, rc == KL_ERR_UNAVAILABLE);
     }
     if (rc == KL_OK)
-        rc = kl_store_state_delete(r->store, pipeline, stream, err);
+        rc = kl_store_state_delete(r->b.store, pipeline, stream, err);
     return rc;
 }
 
@@ -346,7 +340,7 @@ static bool svc_readiness(void *impl, cJSON **doc)
         *doc = NULL;
         return false;
     }
-    rc = kl_store_ping(r->store, &err);
+    rc = kl_store_ping(r->b.store, &err);
     ready = check(checks, "store", rc, &err) && ready;
     rc = kl_dest_pool_acquire(r->pool, POOL_WAIT_MS, &d, &err);
     if (rc == KL_OK) {
@@ -355,7 +349,7 @@ static bool svc_readiness(void *impl, cJSON **doc)
     }
     ready = check(checks, "destination", rc, &err) && ready;
     kl_aws_creds_init(&creds);
-    rc = kl_cred_provider_resolve(r->conn.creds, &creds, &err);
+    rc = kl_cred_provider_resolve(r->b.conn.creds, &creds, &err);
     kl_aws_creds_free(&creds);
     ready = check(checks, "credentials", rc, &err) && ready;
     cJSON_AddStringToObject(o, "status", ready ? "ready" : "not_ready");
@@ -374,13 +368,13 @@ static int svc_metrics(void *impl, struct kl_buf *out, struct kl_err *err)
     struct kl_err store_err;
     int rc;
 
-    kl_kinesis_stats(r->conn.client, &ks);
-    if (kl_store_stats(r->store, &ss, &store_err) != KL_OK) {
+    kl_kinesis_stats(r->b.conn.client, &ks);
+    if (kl_store_stats(r->b.store, &ss, &store_err) != KL_OK) {
         KL_WARN("metrics", NULL, "the state store did not answer: %s", store_err.msg);
         m.store = NULL;
     }
-    kl_engine_stats(r->engine, &es);
-    m.n_lags = kl_engine_shard_lags(r->engine, &lags);
+    kl_engine_stats(r->b.engine, &es);
+    m.n_lags = kl_engine_shard_lags(r->b.engine, &lags);
     m.lags = lags;
     rc = kl_engine_metrics_render(&m, out, err);
     free(lags);
@@ -404,63 +398,21 @@ static const struct kl_service_ops engine_service_ops = {
 
 static void rig_free(struct rig *r)
 {
-    kl_engine_destroy(r->engine);
     kl_dest_pool_destroy(r->pool);
-    kl_dest_factory_destroy(r->dests);
-    kl_store_destroy(r->store);
-    if (r->conn_open)
-        kl_kinesis_conn_free(&r->conn);
+    kl_backends_close(&r->b);
     memset(r, 0, sizeof *r);
 }
 
 static struct kl_service *rig_start(void *arg, const struct kl_config *cfg, struct kl_err *err)
 {
     struct rig *r = arg;
-    struct kl_kinesis_conn_options co;
-    struct kl_store_options so;
-    struct kl_dest_options dopts;
-    struct kl_engine_config ec;
 
     memset(r, 0, sizeof *r);
-    memset(&co, 0, sizeof co);
-    co.env = cfg->env;
-    co.call_deadline_ms = (int64_t)cfg->kinesis_call_timeout_s * 1000;
-    if (kl_kinesis_conn_init(&r->conn, &co, err) != KL_OK)
+    if (kl_backends_open(&r->b, cfg, err) != KL_OK)
         goto fail;
-    r->conn_open = true;
-    kl_store_options_init(&so);
-    so.job_retention_ms = (int64_t)cfg->job_retention_hours * 3600 * 1000;
-    r->store = cfg->redis_url[0] ? kl_store_redis_create(cfg->redis_url, &so, err)
-                                 : kl_store_memory_create(&so, err);
-    if (r->store == NULL)
-        goto fail;
-    kl_dest_options_init(&dopts);
-    r->dests = cfg->database_url[0] ? kl_dest_pg_factory_create(cfg->database_url, &dopts, err)
-                                    : kl_dest_sqlite_factory_create(cfg->sqlite_path, &dopts, err);
-    if (r->dests == NULL)
-        goto fail;
-    r->pool = kl_dest_pool_create(r->dests, POOL_MAX, err);
+    r->pool = kl_dest_pool_create(r->b.dests, POOL_MAX, err);
     if (r->pool == NULL)
         goto fail;
-    memset(&ec, 0, sizeof ec);
-    ec.store = r->store;
-    ec.dests = r->dests;
-    ec.client = r->conn.client;
-    ec.workers = cfg->workers;
-    ec.shard_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
-    ec.task_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
-    ec.task_slice_ms = cfg->task_slice_s > 0 ? (int64_t)cfg->task_slice_s * 1000 : -1;
-    if (strcmp(cfg->kinesis_pacing, "on") == 0 ||
-        (strcmp(cfg->kinesis_pacing, "auto") == 0 && kl_cli_is_aws_endpoint(r->conn.endpoint))) {
-        ec.min_call_interval_ms = 200;
-        ec.max_bytes_per_s = 2 << 20;
-    }
-    r->engine = kl_engine_create(&ec, err);
-    if (r->engine == NULL || kl_engine_start(r->engine, err) != KL_OK)
-        goto fail;
-    KL_INFO("engine", NULL, "engine started: %d workers, state %s, destination %s, Kinesis %s",
-            ec.workers, kl_store_name(r->store), cfg->database_url[0] ? "postgres" : "sqlite",
-            r->conn.endpoint);
     r->svc.ops = &engine_service_ops;
     r->svc.impl = r;
     return &r->svc;
@@ -474,7 +426,7 @@ static void rig_drain(void *arg, int64_t budget_ms)
 {
     struct rig *r = arg;
     (void)budget_ms; /* running tasks stop at their next chunk, well within it */
-    kl_engine_stop(r->engine);
+    kl_engine_stop(r->b.engine);
 }
 
 static void rig_destroy(void *arg)

@@ -1,6 +1,6 @@
 /*
  * kinesis-loader: the process entry point. Picks the command and hands over
- * the remaining arguments; it is the only place that picks concrete backends.
+ * the remaining arguments. The concrete backends are built in backends.c.
  */
 #include "server/commands.h"
 #include "server/config.h"

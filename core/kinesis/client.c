@@ -271,6 +271,23 @@ bool kl_kinesis_is_aws(const struct kl_kinesis *k)
     return k->aws;
 }
 
+int kl_kinesis_pacing(const struct kl_kinesis *k, const char *mode, int64_t *min_call_interval_ms,
+                      int64_t *max_bytes_per_s, struct kl_err *err)
+{
+    bool on;
+    if (strcmp(mode, "on") == 0)
+        on = true;
+    else if (strcmp(mode, "off") == 0)
+        on = false;
+    else if (strcmp(mode, "auto") == 0)
+        on = k->aws;
+    else
+        return kl_err_set(err, KL_ERR_INVALID, "pacing is on, off or auto, not '%s'", mode);
+    *min_call_interval_ms = on ? KL_KINESIS_MIN_CALL_INTERVAL_MS : 0;
+    *max_bytes_per_s = on ? KL_KINESIS_MAX_BYTES_PER_S : 0;
+    return KL_OK;
+}
+
 void kl_kinesis_stats(const struct kl_kinesis *k, struct kl_kinesis_stats *out)
 {
     out->requests = atomic_load(&k->requests);

@@ -148,6 +148,17 @@ struct kl_kinesis_call {
  * *.api.aws), false for emulators and proxies. */
 bool kl_kinesis_is_aws(const struct kl_kinesis *k);
 
+/* Kinesis' read limits per shard: 5 GetRecords calls a second, 2 MiB a
+ * second. */
+#define KL_KINESIS_MIN_CALL_INTERVAL_MS 200
+#define KL_KINESIS_MAX_BYTES_PER_S ((int64_t)2 << 20)
+
+/* The pacing of each shard's reads for `mode`: "on" keeps Kinesis' limits,
+ * "off" reads as fast as answered (0, 0), "auto" is "on" for AWS endpoints
+ * and "off" for others (emulators). KL_ERR_INVALID for another mode. */
+int kl_kinesis_pacing(const struct kl_kinesis *k, const char *mode, int64_t *min_call_interval_ms,
+                      int64_t *max_bytes_per_s, struct kl_err *err);
+
 /* On success `*iterator_out` is malloc'ed; the caller frees it. `call` may
  * be NULL. */
 int kl_kinesis_get_shard_iterator(struct kl_kinesis *k, struct kl_kinesis_call *call,

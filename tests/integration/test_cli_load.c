@@ -2,7 +2,7 @@
  * `kinesis-loader load` as a cron job or Kubernetes Job runs it: loads a
  * stream into PostgreSQL (DATABASE_URL) or SQLite (KL_SQLITE_PATH), prints
  * the job document, exits 0; a second run loads only what is new; bad
- * options exit 2 with the option named.
+ * options exit 2 with the option named; serve's KL_* settings apply.
  */
 #include "tests/support/test_support.h"
 
@@ -106,6 +106,39 @@ static void bad_options_exit_2(void **state)
     free(out);
 }
 
+/* `load` reads serve's configuration table: every KL_* setting applies
+ * (the engine says what it was built with), and a bad one exits 2. */
+static void honours_the_settings_serve_does(void **state)
+{
+    char *out = NULL, dest[512], args[256];
+    (void)state;
+
+    snprintf(dest, sizeof dest,
+             "KL_SQLITE_PATH=/tmp/%s-cfg.db KL_LOG_LEVEL=info KL_WORKERS=3 KL_LEASE_TTL_S=45 "
+             "KL_TASK_SLICE_S=7 KL_KINESIS_PACING=on KL_KINESIS_CALL_TIMEOUT_S=33 "
+             "KL_JOB_RETENTION_HOURS=5",
+             stream);
+    snprintf(args, sizeof args, "--initial-at-timestamp null 2>&1 >/dev/null");
+    assert_int_equal(load_cmd(&out, dest, args), 0);
+    if (strstr(out, "engine started: 3 workers, lease 45 s, task slice 7 s, pacing on (on), "
+                    "Kinesis call deadline 33 s, job retention 5 h, state memory, "
+                    "destination sqlite") == NULL)
+        fail_msg("the engine was not built from the settings: %s", out);
+    free(out);
+    /* --workers wins over KL_WORKERS */
+    assert_int_equal(load_cmd(&out, dest, "--workers 2 2>&1 >/dev/null"), 0);
+    assert_non_null(strstr(out, "engine started: 2 workers"));
+    free(out);
+    snprintf(dest, sizeof dest, "/tmp/%s-cfg.db", stream);
+    unlink(dest);
+    assert_int_equal(load_cmd(&out, "KL_LEASE_TTL_S=1", "2>&1"), 2);
+    assert_non_null(strstr(out, "KL_LEASE_TTL_S"));
+    free(out);
+    assert_int_equal(load_cmd(&out, "KL_KINESIS_CALL_TIMEOUT_S=0", "2>&1"), 2);
+    assert_non_null(strstr(out, "KL_KINESIS_CALL_TIMEOUT_S"));
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -130,6 +163,7 @@ int main(void)
         cmocka_unit_test(loads_into_sqlite),
         cmocka_unit_test(loads_into_postgres),
         cmocka_unit_test(bad_options_exit_2),
+        cmocka_unit_test(honours_the_settings_serve_does),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -4,6 +4,7 @@
  * still valid JSON.
  */
 #include "server/logline.h"
+#include "core/util/log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,31 +15,13 @@ static const char *const level_names[] = {"debug", "info", "warn", "error", "off
 /* Room kept for the closing brace, the truncation marker and the newline. */
 #define TAIL_RESERVE 24
 
+/* Escapes `s` at `pos`; `cap` when it does not fit whole (the caller drops
+ * the field). */
 static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (pos + 7 >= cap)
-            return cap; /* does not fit: the caller drops the field */
-        if (c == '"' || c == '\\') {
-            out[pos++] = '\\';
-            out[pos++] = (char)c;
-        } else if (c == '\n') {
-            out[pos++] = '\\';
-            out[pos++] = 'n';
-        } else if (c < 0x20 || c == 0x7f) {
-            out[pos++] = '\\';
-            out[pos++] = 'u';
-            out[pos++] = '0';
-            out[pos++] = '0';
-            out[pos++] = hex[c >> 4];
-            out[pos++] = hex[c & 15];
-        } else {
-            out[pos++] = (char)c;
-        }
-    }
-    return pos;
+    bool whole;
+    pos = kl_log_escape(out, pos, cap, s, &whole);
+    return whole ? pos : cap;
 }
 
 /* Appends `,"key":` then the value text, or nothing when it does not fit. */

@@ -32,23 +32,35 @@ void kl_log_set_sink(FILE *f)
     log_sink = f;
 }
 
-/* Appends `s` JSON-escaped; stops quietly when the line buffer is full. */
-static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
+size_t kl_log_escape(char *out, size_t pos, size_t cap, const char *s, bool *whole)
 {
-    for (; *s != '\0' && pos + 7 < cap; s++) {
+    static const char hex[] = "0123456789abcdef";
+    for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
+        if (pos + 7 >= cap) {
+            if (whole != NULL)
+                *whole = false;
+            return pos;
+        }
         if (c == '"' || c == '\\') {
             out[pos++] = '\\';
             out[pos++] = (char)c;
         } else if (c == '\n') {
             out[pos++] = '\\';
             out[pos++] = 'n';
-        } else if (c < 0x20) {
-            pos += (size_t)snprintf(out + pos, cap - pos, "\\u%04x", c);
+        } else if (c < 0x20 || c == 0x7f) {
+            out[pos++] = '\\';
+            out[pos++] = 'u';
+            out[pos++] = '0';
+            out[pos++] = '0';
+            out[pos++] = hex[c >> 4];
+            out[pos++] = hex[c & 15];
         } else {
             out[pos++] = (char)c;
         }
     }
+    if (whole != NULL)
+        *whole = true;
     return pos;
 }
 
@@ -57,7 +69,7 @@ static size_t put_field(char *out, size_t pos, size_t cap, const char *key, cons
     if (value == NULL || pos + strlen(key) + 8 >= cap)
         return pos;
     pos += (size_t)snprintf(out + pos, cap - pos, ",\"%s\":\"", key);
-    pos = put_escaped(out, pos, cap, value);
+    pos = kl_log_escape(out, pos, cap, value, NULL); /* what fits */
     if (pos + 1 < cap)
         out[pos++] = '"';
     return pos;

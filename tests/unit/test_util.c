@@ -149,6 +149,25 @@ static void arena_keeps_pointers_and_honours_its_cap(void **state)
     kl_arena_free(&a);
 }
 
+/* The one escaper of log lines: quotes, backslashes, newlines, control
+ * characters and DEL; what does not fit is cut at a character and said. */
+static void log_escape_is_json_and_says_when_it_cut(void **state)
+{
+    char out[64];
+    bool whole = false;
+    size_t n;
+    (void)state;
+
+    n = kl_log_escape(out, 0, sizeof out, "a\"b\\c\nd\x01\x7f", &whole);
+    out[n] = '\0';
+    assert_true(whole);
+    assert_string_equal(out, "a\\\"b\\\\c\\nd\\u0001\\u007f");
+    n = kl_log_escape(out, 0, 12, "abcdefghijkl", &whole);
+    assert_false(whole);
+    assert_int_equal(n, 5); /* room for a 6-byte escape is kept */
+    assert_int_equal(kl_log_escape(out, 3, sizeof out, "", NULL), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +179,7 @@ int main(void)
         cmocka_unit_test(env_table_treats_empty_as_unset),
         cmocka_unit_test(rand_below_stays_in_range),
         cmocka_unit_test(arena_keeps_pointers_and_honours_its_cap),
+        cmocka_unit_test(log_escape_is_json_and_says_when_it_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

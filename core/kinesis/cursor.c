@@ -196,25 +196,33 @@ static void note_gap(struct kl_cursor *c, const char *to_sequence, const char *r
             c->resume_sequence, reason);
 }
 
-/* Opens an iterator at `at` under the cursor's deadline hook; a call past
- * its deadline is logged with the operation. */
-static int open_iterator(struct kl_cursor *c, const struct kl_iterator_start *at,
-                         int64_t deadline_ms, struct kl_err *err)
-{
-    int rc;
-    c->call.deadline_ms = deadline_ms;
-    rc = kl_kinesis_get_shard_iterator(c->client, &c->call, c->stream, c->shard_id, at,
-                                       &c->iterator, err);
-    c->call.deadline_ms = 0;
-    return rc;
-}
-
 static void log_timed_out(const struct kl_cursor *c, const struct kl_err *err)
 {
     struct kl_log_ctx ctx = log_ctx(c);
     if (c->call.timed_out)
         KL_WARN("reader", &ctx, "%s",
                 err != NULL ? err->msg : "a Kinesis call passed its deadline");
+}
+
+/* Opens an iterator at `at` under the cursor's deadline and waiting hook; a
+ * call past its deadline is logged with the operation. A `probe` (with its
+ * own deadline) is neither shown as the shard's wait nor logged: its caller
+ * decides what a silence means. */
+static int open_iterator(struct kl_cursor *c, const struct kl_iterator_start *at, bool probe,
+                         int64_t deadline_ms, struct kl_err *err)
+{
+    struct kl_kinesis_call call = c->call;
+    int rc;
+
+    call.deadline_ms = deadline_ms;
+    if (probe)
+        call.waiting = NULL;
+    rc = kl_kinesis_get_shard_iterator(c->client, &call, c->stream, c->shard_id, at, &c->iterator,
+                                       err);
+    c->call.timed_out = call.timed_out;
+    if (!probe)
+        log_timed_out(c, err);
+    return rc;
 }
 
 /* AT_TIMESTAMP, or on an endpoint that does not answer it in time, its
@@ -228,14 +236,9 @@ static int open_at_timestamp(struct kl_cursor *c, const struct kl_iterator_start
     int rc;
 
     if (kl_kinesis_is_aws(c->client))
-        return open_iterator(c, at, 0, err);
+        return open_iterator(c, at, false, 0, err);
     if (!c->timestamp_fallback) {
-        /* a probe: its wait is not worth showing as the shard's */
-        void (*waiting)(void *, const char *, int64_t, int64_t, const struct kl_err *) =
-            c->call.waiting;
-        c->call.waiting = NULL;
-        rc = open_iterator(c, at, c->at_timestamp_wait_ms, err);
-        c->call.waiting = waiting;
+        rc = open_iterator(c, at, true, c->at_timestamp_wait_ms, err);
         if (rc != KL_ERR_UNAVAILABLE || !c->call.timed_out)
             return rc;
         kl_format_timestamp(at->timestamp_ms, when);
@@ -246,7 +249,7 @@ static int open_at_timestamp(struct kl_cursor *c, const struct kl_iterator_start
         c->timestamp_fallback = true;
         c->skip_before_ms = at->timestamp_ms;
     }
-    return open_iterator(c, &trim, 0, err);
+    return open_iterator(c, &trim, false, 0, err);
 }
 
 /* Opens an iterator where reading should continue. */
@@ -263,11 +266,9 @@ static int acquire_iterator(struct kl_cursor *c, struct kl_err *err)
         at.type = KL_ITER_AT_SEQUENCE_NUMBER;
         at.sequence = c->resume_sequence;
         at.timestamp_ms = 0;
-        rc = open_iterator(c, &at, 0, err);
-        if (rc != KL_ERR_INVALID && rc != KL_ERR_NOT_FOUND) {
-            log_timed_out(c, err);
+        rc = open_iterator(c, &at, false, 0, err);
+        if (rc != KL_ERR_INVALID && rc != KL_ERR_NOT_FOUND)
             return rc;
-        }
         /* The stored record is gone (trimmed) or unknown to the shard: read
          * what is left and report the hole. A missing stream fails below. */
         note_gap(c, "", err ? err->msg : "stored sequence rejected");
@@ -280,15 +281,11 @@ static int acquire_iterator(struct kl_cursor *c, struct kl_err *err)
         at.sequence = NULL;
         at.timestamp_ms = 0;
     } else if (c->start.type == KL_ITER_AT_TIMESTAMP) {
-        rc = open_at_timestamp(c, &c->start, err);
-        log_timed_out(c, err);
-        return rc;
+        return open_at_timestamp(c, &c->start, err);
     } else {
         at = c->start;
     }
-    rc = open_iterator(c, &at, 0, err);
-    log_timed_out(c, err);
-    return rc;
+    return open_iterator(c, &at, false, 0, err);
 }
 
 static int grow_messages(struct kl_chunk *out, size_t need, struct kl_err *err)

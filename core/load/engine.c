@@ -60,7 +60,7 @@ struct worker {
     char job_id[KL_STORE_JOB_ID_SIZE];
     struct kl_load_params params;
     char load_id[40];
-    int64_t job_started_ms; /* epoch ms: the stop rule's bound on arrival times */
+    int64_t job_created_ms; /* epoch ms: the stop rule's bound on arrival times */
     struct kl_normalizer *norm;
     int64_t schema_written;
 };
@@ -303,7 +303,7 @@ static int ensure_job(struct worker *w, const struct kl_store_job *job, struct k
     snprintf(w->load_id, sizeof w->load_id, "%lld.%06lld", (long long)(job->created_ms / 1000),
              (long long)(job->created_ms % 1000) * 1000);
     /* the same bound for every shard and worker: the job's created_at */
-    w->job_started_ms = job->created_ms;
+    w->job_created_ms = job->created_ms;
     rc = ensure_dest(w, err);
     if (rc != KL_OK)
         return rc;
@@ -692,9 +692,10 @@ static void hook_waiting(void *ctx, const char *operation, int64_t since_ms, int
         (atomic_load(&r->waiting_shown) &&
          now - atomic_load(&r->waiting_shown_ms) < WAIT_SHOW_AFTER_MS && now < until_ms))
         return;
-    KL_WARN("load", &log, "%s has had no answer for %lld ms (gives up %lld ms from now): %s",
-            operation, (long long)(now - since_ms),
-            (long long)(until_ms > now ? until_ms - now : 0), why != NULL ? why->msg : "");
+    KL_WARN("load", &log,
+            "%s still without an answer after %lld ms (gives up %lld ms from now): %s", operation,
+            (long long)(now - since_ms), (long long)(until_ms > now ? until_ms - now : 0),
+            why != NULL ? why->msg : "");
     memset(&p, 0, sizeof p);
     p.shard_id = r->task->shard_id;
     p.millis_behind_latest = -1;
@@ -848,7 +849,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     spec.params = &w->params;
     spec.job_id = t->job_id;
     spec.load_id = w->load_id;
-    spec.job_started_ms = w->job_started_ms;
+    spec.job_created_ms = w->job_created_ms;
     spec.shard_id = t->shard_id;
     spec.shard_closed = closed;
     spec.resume = have_resume ? &resume : NULL;

@@ -406,7 +406,7 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     co.resume = spec->resume;
     co.job_id = r.log.job_id;
     co.millis_behind_latest = spec->params->millis_behind_latest;
-    co.stop_at_arrival_ms = spec->job_started_ms;
+    co.stop_at_arrival_ms = spec->job_created_ms;
     co.waiting = r.hooks->waiting;
     co.waiting_ctx = r.hooks->ctx;
     co.min_call_interval_ms = env->min_call_interval_ms;

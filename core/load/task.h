@@ -66,9 +66,9 @@ struct kl_task_spec {
     const char *load_id;
     const char *shard_id;
     bool shard_closed; /* read to its end, ignoring milliseconds_behind_latest */
-    /* The job's start (epoch ms): an open shard is done once it delivered a
+    /* The job's creation (epoch ms): an open shard is done once it delivered a
      * record that arrived at or after it (kl_cursor_options); <= 0: none. */
-    int64_t job_started_ms;
+    int64_t job_created_ms;
     /* where to start without a checkpoint (kl_choose_start) */
     struct kl_iterator_start start;
     /* the destination's checkpoint of the shard, or NULL */

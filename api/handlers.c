@@ -339,12 +339,12 @@ static bool state_args(const struct kl_api_req *req, struct kl_api_resp *resp,
     if (!kl_stream_name_valid(param(req, 0)))
         kl_field_errors_add(&fe, "stream", STREAM_RULE);
     if (*pipeline == NULL)
-        *pipeline = "kinesis_pipeline";
+        *pipeline = KL_DEFAULT_PIPELINE_NAME;
     else if (!kl_pipeline_name_valid(*pipeline))
         kl_field_errors_add(&fe, "pipeline_name",
                             "must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'");
     if (ds == NULL)
-        ds = "kinesis";
+        ds = KL_DEFAULT_DATASET_NAME;
     if (!kl_sql_name_valid(ds))
         kl_field_errors_add(&fe, "dataset_name",
                             "must be 1 to 63 characters of a-z, A-Z, 0-9, '_', not starting "

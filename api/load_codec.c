@@ -232,20 +232,8 @@ static void parse_chunk_size(const cJSON *v, const char *name, struct kl_load_pa
 static void parse_write_disposition(const cJSON *v, const char *name, struct kl_load_params *p,
                                     struct kl_field_errors *fe)
 {
-    static const struct {
-        const char *name;
-        enum kl_write_disposition value;
-    } names[] = {
-        {"append", KL_WRITE_APPEND}, {"merge", KL_WRITE_MERGE}, {"replace", KL_WRITE_REPLACE}};
-
-    if (cJSON_IsString(v) && v->valuestring != NULL) {
-        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-            if (strcmp(v->valuestring, names[i].name) == 0) {
-                p->write_disposition = names[i].value;
-                return;
-            }
-        }
-    }
+    if (cJSON_IsString(v) && kl_write_disposition_parse(v->valuestring, &p->write_disposition) == 0)
+        return;
     kl_field_errors_add(fe, name, "must be \"append\", \"merge\" or \"replace\"");
 }
 

@@ -120,7 +120,7 @@ static void *worker_main(void *arg)
     struct kl_dest *d = NULL;
     struct kl_buf json;
     int64_t stored_version = -1;
-    char data[1024], shard[32], seq[KL_DEST_SEQ_MAX];
+    char data[1024], shard[32], seq[KL_SEQ_MAX];
 
     kl_buf_init(&json, (size_t)16 << 20);
     memset(&o, 0, sizeof o);
@@ -172,9 +172,9 @@ static void *worker_main(void *arg)
             w.schema_hash = b.schema->version_hash;
         }
         memset(&cp, 0, sizeof cp);
-        snprintf(cp.shard_id, sizeof cp.shard_id, "%s", shard);
-        memcpy(cp.sequence, seq, sizeof cp.sequence);
-        cp.sub_sequence = -1;
+        snprintf(cp.position.shard_id, sizeof cp.position.shard_id, "%s", shard);
+        memcpy(cp.position.sequence, seq, sizeof cp.position.sequence);
+        cp.position.sub_sequence = -1;
         cp.fencing_token = 1;
         w.load_id = o.load_id;
         w.pipeline_name = "bench_pipeline";

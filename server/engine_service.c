@@ -261,15 +261,15 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline, c
         cJSON *x;
         /* left out: a shard claimed by a worker that committed nothing yet
          * has only a token, and the document lists positions */
-        if (c->sequence[0] == '\0')
+        if (c->position.sequence[0] == '\0')
             continue;
         x = cJSON_CreateObject();
         kl_format_timestamp(c->updated_ms, ts);
         if (x == NULL || !cJSON_AddItemToArray(arr, x) ||
-            cJSON_AddStringToObject(x, "shard_id", c->shard_id) == NULL ||
-            cJSON_AddStringToObject(x, "sequence", c->sequence) == NULL ||
+            cJSON_AddStringToObject(x, "shard_id", c->position.shard_id) == NULL ||
+            cJSON_AddStringToObject(x, "sequence", c->position.sequence) == NULL ||
             !put(x, "sub_sequence",
-                 c->sub_sequence >= 0 ? cJSON_CreateNumber((double)c->sub_sequence)
+                 c->position.sub_sequence >= 0 ? cJSON_CreateNumber((double)c->position.sub_sequence)
                                       : cJSON_CreateNull()) ||
             cJSON_AddNumberToObject(x, "fencing_token", (double)c->fencing_token) == NULL ||
             cJSON_AddStringToObject(x, "updated_at", ts) == NULL)

@@ -169,7 +169,7 @@ static int conn_read_state(void *impl, const char *dataset, const char *pipeline
     kl_dest_state_init(&st);
     rc = c->be->read_stream_rows(c->impl, d, pipeline, stream, true, &rows, &n, err);
     for (size_t i = 0; rc == KL_OK && i < n; i++)
-        if (rows[i].cp.shard_id[0] != '\0')
+        if (rows[i].cp.position.shard_id[0] != '\0')
             n_cps++;
     if (rc == KL_OK && n_cps > 0) {
         st.checkpoints = calloc(n_cps, sizeof *st.checkpoints);
@@ -177,7 +177,7 @@ static int conn_read_state(void *impl, const char *dataset, const char *pipeline
             rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
     }
     for (size_t i = 0; rc == KL_OK && st.checkpoints != NULL && i < n; i++)
-        if (rows[i].cp.shard_id[0] != '\0')
+        if (rows[i].cp.position.shard_id[0] != '\0')
             st.checkpoints[st.n_checkpoints++] = rows[i].cp;
     for (size_t i = 0; rc == KL_OK && i < n; i++) {
         if (rows[i].has_last_run) {

@@ -297,7 +297,7 @@ static int cmp_stream_rows(const void *a, const void *b)
 {
     const struct kl_dest_stream_row *x = a, *y = b;
     int c = strcmp(x->stream, y->stream);
-    return c != 0 ? c : strcmp(x->cp.shard_id, y->cp.shard_id);
+    return c != 0 ? c : strcmp(x->cp.position.shard_id, y->cp.position.shard_id);
 }
 
 int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool sort,
@@ -329,7 +329,7 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool 
     }
     for (size_t i = 0; i < n; i++) {
         const struct kl_dest_stream_row *r = sort ? &sorted[i] : &rows[i];
-        bool cp = r->cp.shard_id[0] != '\0';
+        bool cp = r->cp.position.shard_id[0] != '\0';
         size_t k = ns;
 
         if (ns > 0 && strcmp(streams[ns - 1].stream_name, r->stream) == 0)

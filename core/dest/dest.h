@@ -38,34 +38,22 @@
 
 struct kl_err;
 struct kl_clock;
+#include "core/kinesis/position.h"
 #include "core/normalize/rows.h"
 
 struct kl_row_batch;
 struct kl_schema;
 
-#define KL_DEST_SHARD_ID_MAX 129 /* AWS ShardId: at most 128 characters */
-#define KL_DEST_SEQ_MAX 130      /* AWS SequenceNumber: 0|[1-9][0-9]{0,128} */
-#define KL_DEST_NAME_MAX 128     /* pipeline, stream, load id, schema name: at most 127 bytes */
+#define KL_DEST_NAME_MAX 128 /* pipeline, stream, load id, schema name: at most 127 bytes */
 
-/* enum kl_write_disposition is part of the shared contract, core/normalize/rows.h. */
+/* enum kl_write_disposition and its names are part of the shared contract,
+ * core/normalize/rows.h. */
 
-/* "append", "merge", "replace". */
-const char *kl_write_disposition_name(enum kl_write_disposition d);
-/* Parses the name; returns 0, or -1 for an unknown name. */
-int kl_write_disposition_parse(const char *name, enum kl_write_disposition *out);
-
-/* A shard's position, stored in `_kinesis_checkpoints` with the rows it covers.
- * A shard claimed (kl_dest_claim_shard) before its first commit has a row
- * with its fencing token and no position: sequence "" and sub_sequence -1.
- * kl_dest_read_state reports such rows too, for their token; never resume
- * from one. */
-struct kl_checkpoint {
-    char shard_id[KL_DEST_SHARD_ID_MAX];
-    char sequence[KL_DEST_SEQ_MAX]; /* last sequence number whose rows are committed; "": none */
-    int64_t sub_sequence;           /* last KPL sub-record of that sequence; -1: the whole record */
-    int64_t fencing_token;          /* the writer's lease token; never decreases */
-    int64_t updated_ms;             /* read only: when it was written (epoch ms, UTC) */
-};
+/* struct kl_checkpoint (core/kinesis/position.h) is a shard's position as
+ * `_kinesis_checkpoints` stores it with the rows it covers. A shard claimed
+ * (kl_dest_claim_shard) before its first commit has a row with its fencing
+ * token and no position; kl_dest_read_state reports such rows too, for
+ * their token; never resume from one. */
 
 /* What the destination holds for one pipeline and stream. */
 struct kl_dest_state {

@@ -30,7 +30,7 @@ static int build_state(struct kl_dest_conn *c, const struct kl_dest_ds *d,
     if (rc == KL_OK) {
         size_t kept = 0;
         for (size_t i = 0; i < n_rows; i++) {
-            if (rows[i].cp.shard_id[0] != '\0' && rows[i].cp.sequence[0] == '\0')
+            if (rows[i].cp.position.shard_id[0] != '\0' && rows[i].cp.position.sequence[0] == '\0')
                 continue;
             if (kept != i)
                 rows[kept] = rows[i];

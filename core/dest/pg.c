@@ -327,23 +327,23 @@ static int pg_write_checkpoints(void *impl, const struct kl_dest_ds *d,
         char sub[24], tok[24];
         const char *vals[7] = {w->pipeline_name,
                                w->stream_name,
-                               cp->shard_id,
-                               cp->sequence,
-                               cp->sub_sequence >= 0 ? sub : NULL,
+                               cp->position.shard_id,
+                               cp->position.sequence,
+                               cp->position.sub_sequence >= 0 ? sub : NULL,
                                tok,
                                w->load_id};
         PGresult *res = NULL;
 
-        if (cp->shard_id[0] == '\0' || cp->sequence[0] == '\0')
+        if (cp->position.shard_id[0] == '\0' || cp->position.sequence[0] == '\0')
             return kl_err_set(err, KL_ERR_INVALID, "checkpoint without shard or sequence");
-        snprintf(sub, sizeof sub, "%lld", (long long)cp->sub_sequence);
+        snprintf(sub, sizeof sub, "%lld", (long long)cp->position.sub_sequence);
         snprintf(tok, sizeof tok, "%lld", (long long)cp->fencing_token);
         rc = pg_query(pg, pg->sql.data, 7, vals, &res, "write checkpoint", err);
         if (rc == KL_OK && PQntuples(res) != 1)
             rc = kl_err_set(err, KL_ERR_CONFLICT,
                             "checkpoint of shard %s refused: fencing token %lld is older than "
                             "the stored one",
-                            cp->shard_id, (long long)cp->fencing_token);
+                            cp->position.shard_id, (long long)cp->fencing_token);
         PQclear(res);
     }
     return rc;
@@ -692,14 +692,17 @@ static int pg_read_stream_rows(void *impl, const struct kl_dest_ds *d, const cha
     }
     for (int i = 0; rc == KL_OK && rows != NULL && i < PQntuples(res); i++) {
         struct kl_dest_stream_row *r = &rows[n++];
-        if (strlen(PQgetvalue(res, i, 0)) >= KL_DEST_SHARD_ID_MAX ||
-            strlen(PQgetvalue(res, i, 1)) >= KL_DEST_SEQ_MAX) {
+        if (strlen(PQgetvalue(res, i, 0)) >= KL_SHARD_ID_MAX ||
+            strlen(PQgetvalue(res, i, 1)) >= KL_SEQ_MAX) {
             rc = kl_err_set(err, KL_ERR_UPSTREAM, "postgres: a stored checkpoint is too long");
             break;
         }
-        snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", PQgetvalue(res, i, 0));
-        snprintf(r->cp.sequence, sizeof r->cp.sequence, "%s", PQgetvalue(res, i, 1));
-        r->cp.sub_sequence = PQgetisnull(res, i, 2) ? -1 : parse_i64(PQgetvalue(res, i, 2));
+        snprintf(r->cp.position.shard_id, sizeof r->cp.position.shard_id, "%s",
+                 PQgetvalue(res, i, 0));
+        snprintf(r->cp.position.sequence, sizeof r->cp.position.sequence, "%s",
+                 PQgetvalue(res, i, 1));
+        r->cp.position.sub_sequence =
+            PQgetisnull(res, i, 2) ? -1 : parse_i64(PQgetvalue(res, i, 2));
         r->cp.fencing_token = parse_i64(PQgetvalue(res, i, 3));
         r->cp.updated_ms = parse_i64(PQgetvalue(res, i, 4));
         snprintf(r->stream, sizeof r->stream, "%s", PQgetvalue(res, i, 5));

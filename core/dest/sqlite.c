@@ -383,7 +383,7 @@ static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
         const struct kl_checkpoint *cp = &w->checkpoints[i];
         int src;
 
-        if (cp->shard_id[0] == '\0' || cp->sequence[0] == '\0') {
+        if (cp->position.shard_id[0] == '\0' || cp->position.sequence[0] == '\0') {
             rc = kl_err_set(err, KL_ERR_INVALID, "checkpoint without shard or sequence");
             break;
         }
@@ -391,9 +391,9 @@ static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
         {
             const struct lite_param p[8] = {p_text(w->pipeline_name),
                                             p_text(w->stream_name),
-                                            p_text(cp->shard_id),
-                                            p_text(cp->sequence),
-                                            p_sub_sequence(cp->sub_sequence),
+                                            p_text(cp->position.shard_id),
+                                            p_text(cp->position.sequence),
+                                            p_sub_sequence(cp->position.sub_sequence),
                                             p_int(cp->fencing_token),
                                             p_text(w->load_id),
                                             p_text(now)};
@@ -406,7 +406,7 @@ static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
             rc = kl_err_set(err, KL_ERR_CONFLICT,
                             "checkpoint of shard %s refused: fencing token %lld is older than "
                             "the stored one",
-                            cp->shard_id, (long long)cp->fencing_token);
+                            cp->position.shard_id, (long long)cp->fencing_token);
         } else if (src != SQLITE_ROW) {
             rc = lite_fail(l, src, "write checkpoint", err);
         } else {
@@ -785,14 +785,14 @@ static int lite_read_stream_rows(void *impl, const struct kl_dest_ds *d, const c
             if (pass == 0) {
                 const char *shard = (const char *)sqlite3_column_text(st, 1);
                 const char *seq = (const char *)sqlite3_column_text(st, 2);
-                if (shard == NULL || seq == NULL || strlen(shard) >= KL_DEST_SHARD_ID_MAX ||
-                    strlen(seq) >= KL_DEST_SEQ_MAX) {
+                if (shard == NULL || seq == NULL || strlen(shard) >= KL_SHARD_ID_MAX ||
+                    strlen(seq) >= KL_SEQ_MAX) {
                     rc = kl_err_set(err, KL_ERR_UPSTREAM, "sqlite: a stored checkpoint is bad");
                     break;
                 }
-                snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
-                snprintf(r->cp.sequence, sizeof r->cp.sequence, "%s", seq);
-                r->cp.sub_sequence =
+                snprintf(r->cp.position.shard_id, sizeof r->cp.position.shard_id, "%s", shard);
+                snprintf(r->cp.position.sequence, sizeof r->cp.position.sequence, "%s", seq);
+                r->cp.position.sub_sequence =
                     sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
                 r->cp.fencing_token = sqlite3_column_int64(st, 4);
                 r->cp.updated_ms = iso_ms(sqlite3_column_text(st, 5));

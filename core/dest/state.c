@@ -96,8 +96,8 @@ static cJSON *stream_state(const struct kl_state_stream *s)
     if (last == NULL)
         goto fail;
     for (size_t i = 0; i < s->n_checkpoints; i++)
-        if (cJSON_AddStringToObject(last, s->checkpoints[i].shard_id, s->checkpoints[i].sequence) ==
-            NULL)
+        if (cJSON_AddStringToObject(last, s->checkpoints[i].position.shard_id,
+                                    s->checkpoints[i].position.sequence) == NULL)
             goto fail;
     if (cJSON_AddArrayToObject(kin, "unique_hashes") == NULL)
         goto fail;

@@ -131,20 +131,6 @@ const char *kl_iterator_type_name(enum kl_iterator_type t)
     return "UNKNOWN";
 }
 
-int kl_seq_cmp(const char *a, const char *b)
-{
-    size_t la, lb;
-    while (*a == '0' && a[1] != '\0')
-        a++;
-    while (*b == '0' && b[1] != '\0')
-        b++;
-    la = strlen(a);
-    lb = strlen(b);
-    if (la != lb)
-        return la < lb ? -1 : 1;
-    return strcmp(a, b);
-}
-
 bool kl_stream_name_valid(const char *name)
 {
     size_t n = 0;

@@ -13,13 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/kinesis/position.h"
+
 struct kl_err;
 struct kl_http;
 struct kl_clock;
 struct kl_cred_provider;
 
-#define KL_SHARD_ID_MAX 129                      /* AWS: at most 128 characters */
-#define KL_SEQ_MAX 130                           /* AWS: 0|[1-9][0-9]{0,128}, at most 129 digits */
 #define KL_HASH_KEY_MAX 40                       /* 0 .. 2^128-1 in decimal */
 #define KL_STREAM_NAME_MAX 129                   /* AWS: 1..128 of [a-zA-Z0-9_.-] */
 #define KL_KINESIS_MAX_RECORD ((size_t)10 << 20) /* 10 MiB, Kinesis' record limit */
@@ -223,10 +223,6 @@ int kl_kinesis_put_records(struct kl_kinesis *k, const char *stream,
                            struct kl_put_result_entry *results, struct kl_err *err);
 
 /* ---- helpers ---- */
-
-/* Compares Kinesis sequence numbers numerically: a longer digit string is
- * larger, equal lengths compare lexicographically. Returns <0, 0, >0. */
-int kl_seq_cmp(const char *a, const char *b);
 
 /* True when `name` is a valid stream name (1..128 of [a-zA-Z0-9_.-]). */
 bool kl_stream_name_valid(const char *name);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/kinesis/client.h"
+#include "core/kinesis/position.h"
 #include "core/kinesis/message.h"
 #include "core/kinesis/start.h"
 #include "core/util/arena.h"
@@ -63,15 +64,6 @@ struct kl_cursor_options {
      * be closed, whose children must not start before they are drained. */
     bool read_to_end;
     const struct kl_clock *clock; /* NULL: the system clock */
-};
-
-/* A trimmed stored position: the records between `from_sequence` (the stored
- * one, exclusive) and `to_sequence` (the oldest still in the shard, "" when
- * the shard is empty) are no longer in the stream. */
-struct kl_gap {
-    char from_sequence[KL_SEQ_MAX];
-    char to_sequence[KL_SEQ_MAX];
-    char reason[192];
 };
 
 /* One page of messages from one shard. */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/kinesis/client.h"
+#include "core/kinesis/position.h"
 
 struct kl_err;
 
@@ -20,13 +21,6 @@ enum kl_initial_kind { KL_INITIAL_TRIM_HORIZON, KL_INITIAL_LATEST, KL_INITIAL_AT
 struct kl_initial_position {
     enum kl_initial_kind kind;
     int64_t at_ms; /* for AT_TIMESTAMP: epoch ms */
-};
-
-/* A shard's stored position: the highest message delivered. */
-struct kl_shard_position {
-    char shard_id[KL_SHARD_ID_MAX];
-    char sequence[KL_SEQ_MAX];
-    int64_t sub_sequence; /* KPL sub-record index, or -1 for a whole record */
 };
 
 /* Parses a timestamp: epoch seconds ("1700000000", "1700000000.25") or

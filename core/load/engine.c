@@ -24,7 +24,7 @@
 
 #define PLAN_TASK "@plan"
 #define MAX_WORKERS 256
-#define SCHEMA_NAME "kinesis"
+
 #define RETRY_DELAY_MS 1000
 #define FINALIZE_TRIES 6        /* 250 ms, 500 ms, ... 4 s between them */
 #define WAIT_SHOW_AFTER_MS 5000 /* a Kinesis call slower than this shows in the job */
@@ -307,7 +307,7 @@ static int ensure_job(struct worker *w, const struct kl_store_job *job, struct k
     rc = ensure_dest(w, err);
     if (rc != KL_OK)
         return rc;
-    rc = kl_dest_load_schema(w->dest, w->params.dataset_name, SCHEMA_NAME, &json, &version, err);
+    rc = kl_dest_load_schema(w->dest, w->params.dataset_name, KL_SCHEMA_NAME, &json, &version, err);
     if (rc != KL_OK)
         return rc;
     if (json != NULL) {
@@ -356,7 +356,7 @@ static int complete_job(struct worker *w, const char *job_id, struct kl_err *err
         goto cleanup;
     memset(&c, 0, sizeof c);
     c.load_id = w->load_id;
-    c.schema_name = SCHEMA_NAME;
+    c.schema_name = KL_SCHEMA_NAME;
     c.pipeline_name = w->params.pipeline_name;
     c.stream_name = w->params.stream;
     c.disposition = w->params.write_disposition;
@@ -787,7 +787,7 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     if (rc != KL_OK)
         goto failed;
     for (size_t i = 0; i < state.n_checkpoints; i++)
-        if (strcmp(state.checkpoints[i].shard_id, t->shard_id) == 0)
+        if (strcmp(state.checkpoints[i].position.shard_id, t->shard_id) == 0)
             min_token = state.checkpoints[i].fencing_token;
     kl_dest_state_free(&state);
 
@@ -825,16 +825,15 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     for (size_t i = 0; i < state.n_checkpoints; i++) {
         const struct kl_checkpoint *c = &state.checkpoints[i];
         /* a claimed shard that nobody committed to yet has no position */
-        if (c->sequence[0] == '\0')
+        if (c->position.sequence[0] == '\0')
             continue;
-        if (strcmp(c->shard_id, t->shard_id) == 0) {
-            snprintf(resume.shard_id, sizeof resume.shard_id, "%s", c->shard_id);
-            snprintf(resume.sequence, sizeof resume.sequence, "%s", c->sequence);
-            resume.sub_sequence = c->sub_sequence;
+        if (strcmp(c->position.shard_id, t->shard_id) == 0) {
+            resume = c->position;
             have_resume = true;
         }
-        from_parent = from_parent || (parents[0][0] && strcmp(c->shard_id, parents[0]) == 0) ||
-                      (parents[1][0] && strcmp(c->shard_id, parents[1]) == 0);
+        from_parent = from_parent ||
+                      (parents[0][0] && strcmp(c->position.shard_id, parents[0]) == 0) ||
+                      (parents[1][0] && strcmp(c->position.shard_id, parents[1]) == 0);
     }
 
     memset(&env, 0, sizeof env);

@@ -13,8 +13,8 @@ void kl_load_params_defaults(struct kl_load_params *p, const char *stream)
 {
     memset(p, 0, sizeof *p);
     snprintf(p->stream, sizeof p->stream, "%s", stream ? stream : "");
-    snprintf(p->pipeline_name, sizeof p->pipeline_name, "kinesis_pipeline");
-    snprintf(p->dataset_name, sizeof p->dataset_name, "kinesis");
+    snprintf(p->pipeline_name, sizeof p->pipeline_name, "%s", KL_DEFAULT_PIPELINE_NAME);
+    snprintf(p->dataset_name, sizeof p->dataset_name, "%s", KL_DEFAULT_DATASET_NAME);
     p->initial.kind = KL_INITIAL_LATEST; /* dlt: initial_at_timestamp = 0 */
     p->initial.at_ms = 0;
     snprintf(p->initial_text, sizeof p->initial_text, "0");
@@ -80,8 +80,6 @@ int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err)
     return KL_OK;
 }
 
-static const char *const disposition_names[] = {"append", "merge", "replace"};
-
 cJSON *kl_load_params_to_json(const struct kl_load_params *p)
 {
     cJSON *o = cJSON_CreateObject();
@@ -102,16 +100,15 @@ cJSON *kl_load_params_to_json(const struct kl_load_params *p)
     ok = ok && cJSON_AddStringToObject(o, "pipeline_name", p->pipeline_name) != NULL &&
          cJSON_AddStringToObject(o, "dataset_name", p->dataset_name) != NULL &&
          cJSON_AddStringToObject(o, "table_name", p->table_name) != NULL &&
-         (p->max_messages < 0
-              ? cJSON_AddNullToObject(o, "max_number_of_messages") != NULL
-              : cJSON_AddNumberToObject(o, "max_number_of_messages", (double)p->max_messages) !=
-                    NULL) &&
+         (p->max_messages < 0 ? cJSON_AddNullToObject(o, "max_number_of_messages") != NULL
+                              : cJSON_AddNumberToObject(o, "max_number_of_messages",
+                                                        (double)p->max_messages) != NULL) &&
          cJSON_AddNumberToObject(o, "milliseconds_behind_latest",
                                  (double)p->millis_behind_latest) != NULL &&
          cJSON_AddBoolToObject(o, "parse_json", p->parse_json) != NULL &&
          cJSON_AddNumberToObject(o, "chunk_size", p->chunk_size) != NULL &&
          cJSON_AddStringToObject(o, "write_disposition",
-                                 disposition_names[p->write_disposition]) != NULL;
+                                 kl_write_disposition_name(p->write_disposition)) != NULL;
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -144,8 +141,7 @@ int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct 
                        cJSON_GetObjectItemCaseSensitive(o, "pipeline_name"), "pipeline_name",
                        err)) ||
         (rc = copy_str(p->dataset_name, sizeof p->dataset_name,
-                       cJSON_GetObjectItemCaseSensitive(o, "dataset_name"), "dataset_name",
-                       err)) ||
+                       cJSON_GetObjectItemCaseSensitive(o, "dataset_name"), "dataset_name", err)) ||
         (rc = copy_str(p->table_name, sizeof p->table_name,
                        cJSON_GetObjectItemCaseSensitive(o, "table_name"), "table_name", err)))
         goto cleanup;
@@ -177,9 +173,8 @@ int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct 
     if (cJSON_IsNumber(v))
         p->chunk_size = (int)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(o, "write_disposition");
-    for (size_t i = 0; cJSON_IsString(v) && i < 3; i++)
-        if (strcmp(v->valuestring, disposition_names[i]) == 0)
-            p->write_disposition = (enum kl_write_disposition)i;
+    if (cJSON_IsString(v))
+        kl_write_disposition_parse(v->valuestring, &p->write_disposition);
     rc = kl_load_params_validate(p, err);
 
 cleanup:

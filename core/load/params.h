@@ -14,25 +14,29 @@
 #include "core/kinesis/start.h"
 #include "core/normalize/rows.h"
 
-#define KL_PIPELINE_NAME_MAX 65 /* 1..64 of [a-zA-Z0-9_.-] */
+#define KL_PIPELINE_NAME_MAX 65  /* 1..64 of [a-zA-Z0-9_.-] */
 #define KL_TIMESTAMP_TEXT_MAX 64 /* initial_at_timestamp as a string (openapi.yaml) */
+
+/* dlt's defaults for the kinesis source (openapi.yaml's LoadRequest) */
+#define KL_DEFAULT_PIPELINE_NAME "kinesis_pipeline"
+#define KL_DEFAULT_DATASET_NAME "kinesis"
 
 struct kl_err;
 
 struct kl_load_params {
     char stream[KL_STREAM_NAME_MAX];
-    char pipeline_name[KL_PIPELINE_NAME_MAX]; /* default "kinesis_pipeline" */
-    char dataset_name[KL_IDENT_MAX];          /* default "kinesis" */
+    char pipeline_name[KL_PIPELINE_NAME_MAX]; /* KL_DEFAULT_PIPELINE_NAME */
+    char dataset_name[KL_IDENT_MAX];          /* KL_DEFAULT_DATASET_NAME */
     char table_name[KL_IDENT_MAX];            /* "" = the stream name, normalised */
     /* initial_at_timestamp: kind TRIM_HORIZON for null, LATEST for 0 (the
      * default), AT_TIMESTAMP otherwise; the text as given, for the job document */
     struct kl_initial_position initial;
     char initial_text[KL_TIMESTAMP_TEXT_MAX + 1]; /* "null", "0", or the value given */
-    int64_t max_messages;  /* -1 = no budget (null) */
-    int64_t millis_behind_latest; /* default 1000 */
-    bool parse_json;              /* default true */
-    int chunk_size;               /* 1..10000, default 1000 */
-    enum kl_write_disposition write_disposition; /* default append */
+    int64_t max_messages;                         /* -1 = no budget (null) */
+    int64_t millis_behind_latest;                 /* default 1000 */
+    bool parse_json;                              /* default true */
+    int chunk_size;                               /* 1..10000, default 1000 */
+    enum kl_write_disposition write_disposition;  /* default append */
 };
 
 /* Fills every field with dlt's default for `stream` (not validated here). */

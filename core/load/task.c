@@ -96,11 +96,9 @@ static bool committed_anyway(struct run *r, const struct kl_checkpoint *cp)
                            &err) == KL_OK) {
         for (size_t i = 0; i < state.n_checkpoints; i++) {
             const struct kl_checkpoint *s = &state.checkpoints[i];
-            int cmp;
-            if (strcmp(s->shard_id, cp->shard_id) != 0)
-                continue;
-            cmp = kl_seq_cmp(s->sequence, cp->sequence);
-            covered = cmp > 0 || (cmp == 0 && s->sub_sequence >= cp->sub_sequence);
+            if (strcmp(s->position.shard_id, cp->position.shard_id) == 0)
+                covered = kl_position_cmp(s->position.sequence, s->position.sub_sequence,
+                                          cp->position.sequence, cp->position.sub_sequence) >= 0;
         }
     }
     kl_dest_state_free(&state);
@@ -123,9 +121,7 @@ static int write_batch(struct run *r, const struct kl_row_batch *batch,
 
     kl_buf_init(&json, SCHEMA_JSON_MAX);
     memset(&cp, 0, sizeof cp);
-    snprintf(cp.shard_id, sizeof cp.shard_id, "%s", r->spec->shard_id);
-    snprintf(cp.sequence, sizeof cp.sequence, "%s", last->sequence);
-    cp.sub_sequence = last->sub_sequence;
+    kl_position_set(&cp.position, r->spec->shard_id, last->sequence, last->sub_sequence);
     cp.fencing_token = r->spec->fencing_token;
 
     memset(&w, 0, sizeof w);
@@ -156,7 +152,7 @@ static int write_batch(struct run *r, const struct kl_row_batch *batch,
             KL_INFO("load", &r->log,
                     "the chunk up to %s was committed before the connection "
                     "broke",
-                    cp.sequence);
+                    cp.position.sequence);
             res->rows = 0;
             for (size_t t = 0; batch != NULL && t < batch->n_tables; t++)
                 res->rows += batch->tables[t].n_rows;

@@ -48,6 +48,11 @@ enum kl_write_disposition {
     KL_WRITE_REPLACE,    /* the job's root table and its children are truncated once per load */
 };
 
+/* "append", "merge", "replace" (dlt's spelling). */
+const char *kl_write_disposition_name(enum kl_write_disposition d);
+/* Parses the name; returns 0, or -1 for an unknown name. */
+int kl_write_disposition_parse(const char *name, enum kl_write_disposition *out);
+
 struct kl_table {
     char name[KL_IDENT_MAX];
     char parent[KL_IDENT_MAX]; /* "" for a root table; the parent table for child tables */

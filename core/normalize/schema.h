@@ -16,6 +16,7 @@ struct kl_buf;
 struct kl_err;
 
 #define KL_SCHEMA_ENGINE_VERSION 10 /* dlt 1.x's SCHEMA_ENGINE_VERSION */
+#define KL_SCHEMA_NAME "kinesis"    /* the schema (dlt source) name of every dataset */
 
 /* Accepts dlt's names, and "complex" (dlt before 1.0) for json and "wei"
  * for decimal. KL_ERR_INVALID for an unknown name. */

@@ -23,10 +23,6 @@ int kl_store_new_job_id(int64_t now_ms, char out[KL_STORE_JOB_ID_SIZE], struct k
 /* True for a 26-character id of the job id alphabet. */
 bool kl_store_job_id_valid(const char *id);
 
-/* Orders positions: sequence numerically, then sub-sequence (-1, a whole
- * record, before its sub-records). "" is before everything. */
-int kl_store_pos_cmp(const char *seq_a, int64_t sub_a, const char *seq_b, int64_t sub_b);
-
 /* Copies at most size - 1 bytes and terminates; returns false when `src` did not fit. */
 bool kl_store_copy(char *dst, size_t size, const char *src);
 

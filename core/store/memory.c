@@ -572,7 +572,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     if (sp == NULL)
         goto cleanup;
     if (p->sequence != NULL)
-        apply = kl_store_pos_cmp(p->sequence, p->sub_sequence, sp->sequence, sp->sub_sequence) > 0;
+        apply = kl_position_cmp(p->sequence, p->sub_sequence, sp->sequence, sp->sub_sequence) > 0;
     if (apply) {
         if (p->sequence != NULL) {
             kl_store_copy(sp->sequence, sizeof sp->sequence, p->sequence);
@@ -1097,8 +1097,8 @@ static int merge_checkpoint(struct mstate *st, const struct kl_store_checkpoint 
     }
     if (cp->fencing_token < c->fencing_token)
         return KL_OK;
-    if (kl_store_pos_cmp(cp->position.sequence, cp->position.sub_sequence, c->position.sequence,
-                         c->position.sub_sequence) > 0) {
+    if (kl_position_cmp(cp->position.sequence, cp->position.sub_sequence, c->position.sequence,
+                        c->position.sub_sequence) > 0) {
         c->position = cp->position;
         *applied = true;
     }

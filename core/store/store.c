@@ -203,17 +203,6 @@ bool kl_store_job_id_valid(const char *id)
     return n == KL_STORE_JOB_ID_LEN;
 }
 
-int kl_store_pos_cmp(const char *seq_a, int64_t sub_a, const char *seq_b, int64_t sub_b)
-{
-    int c;
-    if (seq_a[0] == '\0' || seq_b[0] == '\0')
-        return (seq_a[0] != '\0') - (seq_b[0] != '\0');
-    c = kl_seq_cmp(seq_a, seq_b);
-    if (c != 0)
-        return c < 0 ? -1 : 1;
-    return (sub_a > sub_b) - (sub_a < sub_b);
-}
-
 /* ---- argument checks ---- */
 
 /* A key part: 1..max-1 printable ASCII bytes other than ':', '|', '/' and space. */

@@ -387,9 +387,9 @@ static void add_dead_letter(struct tb *b, const char *shard, long i, const char 
 static void checkpoint_of(struct kl_checkpoint *cp, const char *shard, long last, int64_t token)
 {
     memset(cp, 0, sizeof *cp);
-    snprintf(cp->shard_id, sizeof cp->shard_id, "%s", shard);
-    seq_of(last, cp->sequence);
-    cp->sub_sequence = -1;
+    snprintf(cp->position.shard_id, sizeof cp->position.shard_id, "%s", shard);
+    seq_of(last, cp->position.sequence);
+    cp->position.sub_sequence = -1;
     cp->fencing_token = token;
 }
 
@@ -438,8 +438,8 @@ static long resume_from(struct kl_dest *d, const char *ds, const char *shard)
     if (rc != KL_OK)
         fail_msg("read_state: %s", err.msg);
     for (size_t i = 0; i < st.n_checkpoints; i++)
-        if (strcmp(st.checkpoints[i].shard_id, shard) == 0 && st.checkpoints[i].sequence[0] != '\0')
-            next = atol(st.checkpoints[i].sequence) - SEQ_BASE + 1;
+        if (strcmp(st.checkpoints[i].position.shard_id, shard) == 0 && st.checkpoints[i].position.sequence[0] != '\0')
+            next = atol(st.checkpoints[i].position.sequence) - SEQ_BASE + 1;
     kl_dest_state_free(&st);
     return next;
 }
@@ -1054,7 +1054,7 @@ static void test_fencing(void **state)
     assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "stream", &st, &err), KL_OK);
     assert_int_equal(st.n_checkpoints, 1);
     assert_int_equal(st.checkpoints[0].fencing_token, 5);
-    assert_int_equal(atol(st.checkpoints[0].sequence), SEQ_BASE + 4);
+    assert_int_equal(atol(st.checkpoints[0].position.sequence), SEQ_BASE + 4);
     assert_true(st.checkpoints[0].updated_ms > 1600000000000LL);
     kl_dest_state_free(&st);
     /* Same token (the owner itself) and a newer owner pass; the old one stays out. */
@@ -1470,7 +1470,7 @@ static void test_state_and_complete_load(void **state)
         struct kl_checkpoint cp;
         struct kl_chunk_write w;
         checkpoint_of(&cp, "s2", 4, 1);
-        cp.sub_sequence = 3;
+        cp.position.sub_sequence = 3;
         w = chunk_of("L1", KL_WRITE_APPEND, NULL, &cp);
         assert_int_equal(kl_dest_write_chunk(d, ds, &w, NULL, &err), KL_OK);
     }
@@ -1487,13 +1487,13 @@ static void test_state_and_complete_load(void **state)
 
     assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "stream", &st, &err), KL_OK);
     assert_int_equal(st.n_checkpoints, 3);
-    assert_string_equal(st.checkpoints[0].shard_id, "s0");
-    assert_int_equal(atol(st.checkpoints[0].sequence), SEQ_BASE + 6);
+    assert_string_equal(st.checkpoints[0].position.shard_id, "s0");
+    assert_int_equal(atol(st.checkpoints[0].position.sequence), SEQ_BASE + 6);
     assert_int_equal(st.checkpoints[0].fencing_token, 2);
-    assert_int_equal(st.checkpoints[0].sub_sequence, -1);
-    assert_string_equal(st.checkpoints[1].shard_id, "s1");
+    assert_int_equal(st.checkpoints[0].position.sub_sequence, -1);
+    assert_string_equal(st.checkpoints[1].position.shard_id, "s1");
     assert_int_equal(st.checkpoints[1].fencing_token, 9);
-    assert_int_equal(st.checkpoints[2].sub_sequence, 3);
+    assert_int_equal(st.checkpoints[2].position.sub_sequence, 3);
     assert_true(st.has_last_run);
     assert_int_equal(st.last_run_ms, 1700000000500LL);
 
@@ -1752,7 +1752,7 @@ static struct kl_checkpoint stored_checkpoint(struct kl_dest *d, const char *ds,
         fail_msg("read_state: %s", err.msg);
     memset(&cp, 0, sizeof cp);
     for (size_t i = 0; i < st.n_checkpoints; i++) {
-        if (strcmp(st.checkpoints[i].shard_id, shard) == 0) {
+        if (strcmp(st.checkpoints[i].position.shard_id, shard) == 0) {
             cp = st.checkpoints[i];
             found = true;
         }
@@ -1801,8 +1801,8 @@ static void test_claim_new_shard(void **state)
     assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 3, &err),
                      KL_OK);
     cp = stored_checkpoint(owner, ds, "s0");
-    assert_string_equal(cp.sequence, "");
-    assert_int_equal(cp.sub_sequence, -1);
+    assert_string_equal(cp.position.sequence, "");
+    assert_int_equal(cp.position.sub_sequence, -1);
     assert_int_equal(cp.fencing_token, 3);
     assert_int_equal(resume_from(owner, ds, "s0"), 0);
     /* Twice with the same token is fine; an older token is refused. */
@@ -1895,7 +1895,7 @@ static void test_claim_fences_stale_writer(void **state)
     assert_int_equal(count_rows(ds, "events__tags", NULL), 10);
     assert_int_equal(count_rows(ds, "_kinesis_dead_letters", NULL), 0);
     cp = stored_checkpoint(owner, ds, "s0");
-    assert_int_equal(atol(cp.sequence), SEQ_BASE + 4);
+    assert_int_equal(atol(cp.position.sequence), SEQ_BASE + 4);
     assert_int_equal(cp.fencing_token, 6);
 
     /* The new owner continues from the old position. */
@@ -1911,7 +1911,7 @@ static void test_claim_fences_stale_writer(void **state)
         struct kl_checkpoint sub;
         struct kl_chunk_write w;
         checkpoint_of(&sub, "s0", 12, 6);
-        sub.sub_sequence = 3;
+        sub.position.sub_sequence = 3;
         w = chunk_of("L", KL_WRITE_APPEND, NULL, &sub);
         assert_int_equal(kl_dest_write_chunk(owner, ds, &w, NULL, &err), KL_OK);
     }
@@ -1920,8 +1920,8 @@ static void test_claim_fences_stale_writer(void **state)
     assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s0", 8, &err),
                      KL_OK);
     cp = stored_checkpoint(owner, ds, "s0");
-    assert_int_equal(atol(cp.sequence), SEQ_BASE + 12);
-    assert_int_equal(cp.sub_sequence, 3);
+    assert_int_equal(atol(cp.position.sequence), SEQ_BASE + 12);
+    assert_int_equal(cp.position.sub_sequence, 3);
     assert_int_equal(cp.fencing_token, 8);
     kl_dest_destroy(owner);
     kl_dest_destroy(zombie);
@@ -2039,14 +2039,14 @@ static int corpus_load(struct kl_dest *d, const char *ds, enum kl_write_disposit
         m.data_len = dlen;
         assert_int_equal(kl_msg_id(m.shard_id, m.sequence, -1, m.msg_id, NULL), KL_OK);
         assert_int_equal(kl_normalizer_add(n, &m, err), KL_OK);
-        for (k = 0; k < n_cps && strcmp(cps[k].shard_id, m.shard_id) != 0; k++)
+        for (k = 0; k < n_cps && strcmp(cps[k].position.shard_id, m.shard_id) != 0; k++)
             ;
         if (k == n_cps) {
             assert_true(n_cps < 8);
             n_cps++;
         }
         checkpoint_of(&cps[k], m.shard_id, 0, 1);
-        snprintf(cps[k].sequence, sizeof cps[k].sequence, "%s", m.sequence);
+        snprintf(cps[k].position.sequence, sizeof cps[k].position.sequence, "%s", m.sequence);
         free(data);
         cJSON_Delete(j);
     }

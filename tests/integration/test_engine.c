@@ -324,7 +324,7 @@ static void a_stalled_former_owner_commits_nothing(bool postgres)
                      KL_OK);
     assert_int_equal(st.n_checkpoints, 1);
     assert_true(st.checkpoints[0].fencing_token > stale.token);
-    assert_true(st.checkpoints[0].sequence[0] != '\0');
+    assert_true(st.checkpoints[0].position.sequence[0] != '\0');
     kl_dest_state_free(&st);
     kl_dest_destroy(d);
     kl_kinesis_delete_stream(r.k.conn.client, stream, NULL);

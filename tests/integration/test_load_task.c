@@ -153,11 +153,11 @@ static int run_shards(struct worker *w, int64_t token, const struct kl_task_hook
         bool have = false;
 
         for (size_t k = 0; k < state.n_checkpoints; k++) {
-            if (strcmp(state.checkpoints[k].shard_id, shards.shards[i].id) == 0) {
+            if (strcmp(state.checkpoints[k].position.shard_id, shards.shards[i].id) == 0) {
                 snprintf(resume.shard_id, sizeof resume.shard_id, "%s", shards.shards[i].id);
                 snprintf(resume.sequence, sizeof resume.sequence, "%s",
-                         state.checkpoints[k].sequence);
-                resume.sub_sequence = state.checkpoints[k].sub_sequence;
+                         state.checkpoints[k].position.sequence);
+                resume.sub_sequence = state.checkpoints[k].position.sub_sequence;
                 have = true;
             }
         }

@@ -627,10 +627,10 @@ static void test_state_doc(void **state)
     (void)state;
 
     memset(cps, 0, sizeof cps);
-    snprintf(cps[0].shard_id, sizeof cps[0].shard_id, "shardId-000000000000");
-    snprintf(cps[0].sequence, sizeof cps[0].sequence, "4954346307654800757710");
-    snprintf(cps[1].shard_id, sizeof cps[1].shard_id, "shardId-000000000001");
-    snprintf(cps[1].sequence, sizeof cps[1].sequence, "4954346307654800757711");
+    snprintf(cps[0].position.shard_id, sizeof cps[0].position.shard_id, "shardId-000000000000");
+    snprintf(cps[0].position.sequence, sizeof cps[0].position.sequence, "4954346307654800757710");
+    snprintf(cps[1].position.shard_id, sizeof cps[1].position.shard_id, "shardId-000000000001");
+    snprintf(cps[1].position.sequence, sizeof cps[1].position.sequence, "4954346307654800757711");
     memset(st, 0, sizeof st);
     st[0].stream_name = "clicks";
     st[0].checkpoints = cps;
@@ -693,7 +693,7 @@ static void stream_row(struct kl_dest_stream_row *r, const char *stream, const c
     memset(r, 0, sizeof *r);
     snprintf(r->stream, sizeof r->stream, "%s", stream);
     if (shard != NULL) {
-        snprintf(r->cp.shard_id, sizeof r->cp.shard_id, "%s", shard);
+        snprintf(r->cp.position.shard_id, sizeof r->cp.position.shard_id, "%s", shard);
     } else {
         r->has_last_run = true;
         r->last_run_ms = last_run_ms;
@@ -722,8 +722,8 @@ static void test_group_streams(void **state)
     assert_int_equal(streams[0].n_checkpoints, 1);
     assert_string_equal(streams[1].stream_name, "b");
     assert_int_equal(streams[1].n_checkpoints, 2);
-    assert_string_equal(streams[1].checkpoints[0].shard_id, "s1");
-    assert_string_equal(streams[1].checkpoints[1].shard_id, "s2");
+    assert_string_equal(streams[1].checkpoints[0].position.shard_id, "s1");
+    assert_string_equal(streams[1].checkpoints[1].position.shard_id, "s2");
     assert_string_equal(streams[2].stream_name, "c");
     assert_int_equal(streams[2].n_checkpoints, 0);
     assert_true(streams[2].has_last_run);
@@ -739,13 +739,13 @@ static void test_group_streams(void **state)
     assert_int_equal(n, 3);
     assert_string_equal(streams[0].stream_name, "b");
     assert_int_equal(streams[0].n_checkpoints, 2);
-    assert_string_equal(streams[0].checkpoints[0].shard_id, "s2");
-    assert_string_equal(streams[0].checkpoints[1].shard_id, "s1");
+    assert_string_equal(streams[0].checkpoints[0].position.shard_id, "s2");
+    assert_string_equal(streams[0].checkpoints[1].position.shard_id, "s1");
     assert_true(streams[0].has_last_run);
     assert_int_equal(streams[0].last_run_ms, 7);
     assert_string_equal(streams[1].stream_name, "c");
     assert_int_equal(streams[1].n_checkpoints, 1);
-    assert_string_equal(streams[1].checkpoints[0].shard_id, "s1");
+    assert_string_equal(streams[1].checkpoints[0].position.shard_id, "s1");
     assert_false(streams[1].has_last_run);
     assert_string_equal(streams[2].stream_name, "a");
     assert_int_equal(streams[2].n_checkpoints, 0);

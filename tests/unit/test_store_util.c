@@ -94,10 +94,9 @@ static void test_pos_cmp(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof pos_cases / sizeof pos_cases[0]; i++) {
-        int got =
-            kl_store_pos_cmp(pos_cases[i].a, pos_cases[i].sa, pos_cases[i].b, pos_cases[i].sb);
+        int got = kl_position_cmp(pos_cases[i].a, pos_cases[i].sa, pos_cases[i].b, pos_cases[i].sb);
         int back =
-            kl_store_pos_cmp(pos_cases[i].b, pos_cases[i].sb, pos_cases[i].a, pos_cases[i].sa);
+            kl_position_cmp(pos_cases[i].b, pos_cases[i].sb, pos_cases[i].a, pos_cases[i].sa);
         if (got != pos_cases[i].want || back != -pos_cases[i].want)
             fail_msg("row %zu: (%s,%lld) vs (%s,%lld): %d/%d, want %d", i, pos_cases[i].a,
                      (long long)pos_cases[i].sa, pos_cases[i].b, (long long)pos_cases[i].sb, got,

@@ -269,8 +269,9 @@ static int svc_get_state(void *impl, const char *stream, const char *pipeline, c
             cJSON_AddStringToObject(x, "shard_id", c->position.shard_id) == NULL ||
             cJSON_AddStringToObject(x, "sequence", c->position.sequence) == NULL ||
             !put(x, "sub_sequence",
-                 c->position.sub_sequence >= 0 ? cJSON_CreateNumber((double)c->position.sub_sequence)
-                                      : cJSON_CreateNull()) ||
+                 c->position.sub_sequence >= 0
+                     ? cJSON_CreateNumber((double)c->position.sub_sequence)
+                     : cJSON_CreateNull()) ||
             cJSON_AddNumberToObject(x, "fencing_token", (double)c->fencing_token) == NULL ||
             cJSON_AddStringToObject(x, "updated_at", ts) == NULL)
             arr = NULL;
@@ -308,8 +309,6 @@ static int svc_delete_state(void *impl, const char *stream, const char *pipeline
         rc = kl_dest_delete_state(d, dataset, pipeline, stream, err);
         kl_dest_pool_release(r->pool, d, rc == KL_ERR_UNAVAILABLE);
     }
-    if (rc == KL_OK)
-        rc = kl_store_state_delete(r->b.store, pipeline, stream, err);
     return rc;
 }
 

@@ -153,24 +153,25 @@ cJSON *kl_job_document(const struct kl_store_job *j)
     for (size_t i = 0; ok && shards != NULL && i < j->n_shards; i++) {
         const struct kl_store_shard_progress *s = &j->shards[i];
         cJSON *o = cJSON_CreateObject();
-        ok =
-            o != NULL && cJSON_AddItemToArray(shards, o) &&
-            cJSON_AddStringToObject(o, "shard_id", s->shard_id) != NULL &&
-            add(o, "sequence",
-                s->sequence[0] ? cJSON_CreateString(s->sequence) : cJSON_CreateNull()) &&
-            add(o, "sub_sequence",
-                s->sequence[0] && s->sub_sequence >= 0 ? cJSON_CreateNumber((double)s->sub_sequence)
-                                                       : cJSON_CreateNull()) &&
-            add(o, "millis_behind_latest",
-                s->millis_behind_latest >= 0 ? cJSON_CreateNumber((double)s->millis_behind_latest)
-                                             : cJSON_CreateNull()) &&
-            cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
-            cJSON_AddBoolToObject(o, "done", s->done) != NULL &&
-            add(o, "waiting", waiting_document(s));
+        ok = o != NULL && cJSON_AddItemToArray(shards, o) &&
+             cJSON_AddStringToObject(o, "shard_id", s->position.shard_id) != NULL &&
+             add(o, "sequence",
+                 s->position.sequence[0] ? cJSON_CreateString(s->position.sequence)
+                                         : cJSON_CreateNull()) &&
+             add(o, "sub_sequence",
+                 s->position.sequence[0] && s->position.sub_sequence >= 0
+                     ? cJSON_CreateNumber((double)s->position.sub_sequence)
+                     : cJSON_CreateNull()) &&
+             add(o, "millis_behind_latest",
+                 s->millis_behind_latest >= 0 ? cJSON_CreateNumber((double)s->millis_behind_latest)
+                                              : cJSON_CreateNull()) &&
+             cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
+             cJSON_AddBoolToObject(o, "done", s->done) != NULL &&
+             add(o, "waiting", waiting_document(s));
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&
-                 cJSON_AddStringToObject(g, "shard_id", s->shard_id) != NULL &&
+                 cJSON_AddStringToObject(g, "shard_id", s->position.shard_id) != NULL &&
                  cJSON_AddStringToObject(g, "from_sequence", s->gap.from_sequence) != NULL &&
                  add(g, "to_sequence",
                      s->gap.to_sequence[0] ? cJSON_CreateString(s->gap.to_sequence)
@@ -374,9 +375,6 @@ static int complete_job(struct worker *w, const char *job_id, struct kl_err *err
     }
     rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, err);
     if (rc == KL_OK)
-        rc = kl_store_run_put(store_of(w), w->params.pipeline_name, w->params.stream, c.next_run_ms,
-                              err);
-    if (rc == KL_OK)
         rc = kl_store_job_transition(store_of(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL, err);
     if (rc == KL_OK)
         KL_INFO("engine", &ctx, "job succeeded: %lld messages, %lld dead letters",
@@ -507,8 +505,8 @@ static int queue_children(struct worker *w, const struct kl_store_task *t, struc
             if (parents[p][0] == '\0' || done || kl_shard_index(&shards, parents[p]) < 0)
                 continue;
             for (size_t k = 0; k < job.n_shards; k++)
-                done =
-                    done || (strcmp(job.shards[k].shard_id, parents[p]) == 0 && job.shards[k].done);
+                done = done || (strcmp(job.shards[k].position.shard_id, parents[p]) == 0 &&
+                                job.shards[k].done);
             ready = ready && done;
         }
         if (mine && ready)
@@ -642,9 +640,7 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     struct shard_run *r = ctx;
     struct kl_store_table_rows rows[64];
     struct kl_store_progress p;
-    struct kl_store_checkpoint cp;
     size_t n = 0;
-    int rc;
 
     atomic_fetch_add(&r->w->e->messages, (uint64_t)messages);
     atomic_fetch_add(&r->w->e->rows, (uint64_t)res->rows);
@@ -668,12 +664,7 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     p.dead_letters = batch != NULL ? (int64_t)batch->n_dead_letters : 0;
     p.tables = rows;
     p.n_tables = n;
-    rc = kl_store_job_progress(store_of(r->w), r->task->job_id, &p, NULL, err);
-    if (rc != KL_OK)
-        return rc;
-    cp.position = *pos;
-    cp.fencing_token = r->token;
-    return kl_store_checkpoint_put(store_of(r->w), r->key.pipeline, r->key.stream, &cp, NULL, err);
+    return kl_store_job_progress(store_of(r->w), r->task->job_id, &p, NULL, err);
 }
 
 /* A Kinesis call of the shard is being retried, or passed its deadline.
@@ -767,7 +758,6 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     struct kl_task_hooks hooks;
     struct kl_task_result result;
     struct kl_store_progress done;
-    struct kl_store_gap gap;
     struct shard_run r;
     char parents[2][KL_SHARD_ID_MAX] = {"", ""};
     bool have_resume = false, from_parent = false, closed = false;
@@ -881,12 +871,8 @@ static void run_shard(struct worker *w, const struct kl_store_task *t)
     done.millis_behind_latest = result.millis_behind;
     done.done = true;
     done.waiting_on = ""; /* whatever it waited on answered */
-    if (result.has_gap) {
-        snprintf(gap.from_sequence, sizeof gap.from_sequence, "%s", result.gap.from_sequence);
-        snprintf(gap.to_sequence, sizeof gap.to_sequence, "%s", result.gap.to_sequence);
-        snprintf(gap.reason, sizeof gap.reason, "%s", result.gap.reason);
-        done.gap = &gap;
-    }
+    if (result.has_gap)
+        done.gap = &result.gap;
     rc = kl_store_job_progress(cfg->store, t->job_id, &done, NULL, &err);
     /* children are queued before the parent's ack, so the job cannot look finished between */
     if (rc == KL_OK && result.end == KL_TASK_DRAINED)

@@ -504,7 +504,7 @@ static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *sh
 {
     struct kl_store_shard_progress *sp;
     for (size_t i = 0; i < j->s.n_shards; i++) {
-        if (strcmp(j->s.shards[i].shard_id, shard_id) == 0)
+        if (strcmp(j->s.shards[i].position.shard_id, shard_id) == 0)
             return &j->s.shards[i];
     }
     if (!create)
@@ -519,8 +519,8 @@ static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *sh
         return NULL;
     sp = &j->s.shards[j->s.n_shards++];
     memset(sp, 0, sizeof *sp);
-    kl_store_copy(sp->shard_id, sizeof sp->shard_id, shard_id);
-    sp->sub_sequence = -1;
+    kl_store_copy(sp->position.shard_id, sizeof sp->position.shard_id, shard_id);
+    sp->position.sub_sequence = -1;
     sp->millis_behind_latest = -1;
     return sp;
 }
@@ -572,11 +572,12 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     if (sp == NULL)
         goto cleanup;
     if (p->sequence != NULL)
-        apply = kl_position_cmp(p->sequence, p->sub_sequence, sp->sequence, sp->sub_sequence) > 0;
+        apply = kl_position_cmp(p->sequence, p->sub_sequence, sp->position.sequence,
+                                sp->position.sub_sequence) > 0;
     if (apply) {
         if (p->sequence != NULL) {
-            kl_store_copy(sp->sequence, sizeof sp->sequence, p->sequence);
-            sp->sub_sequence = p->sub_sequence;
+            kl_store_copy(sp->position.sequence, sizeof sp->position.sequence, p->sequence);
+            sp->position.sub_sequence = p->sub_sequence;
         }
         sp->messages += p->messages;
         j->s.messages += p->messages;

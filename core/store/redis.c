@@ -617,18 +617,19 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
         struct kl_store_shard_progress *s;
         if (i == 0 || cmp_field(&f[i - 1], &f[i]) != 0) {
             s = &j->shards[j->n_shards++];
-            s->sub_sequence = -1;
+            s->position.sub_sequence = -1;
             s->millis_behind_latest = -1;
-            if (!copy_n(s->shard_id, sizeof s->shard_id, f[i].key, f[i].key_len)) {
+            if (!copy_n(s->position.shard_id, sizeof s->position.shard_id, f[i].key,
+                        f[i].key_len)) {
                 rc = bad_reply("shard id", err);
                 goto cleanup;
             }
         }
         s = &j->shards[j->n_shards - 1];
         if (name_is(&f[i], "seq"))
-            copy_n(s->sequence, sizeof s->sequence, f[i].val, f[i].val_len);
+            copy_n(s->position.sequence, sizeof s->position.sequence, f[i].val, f[i].val_len);
         else if (name_is(&f[i], "sub"))
-            s->sub_sequence = kl_store_parse_i64(f[i].val, f[i].val_len, -1);
+            s->position.sub_sequence = kl_store_parse_i64(f[i].val, f[i].val_len, -1);
         else if (name_is(&f[i], "mbl"))
             s->millis_behind_latest = kl_store_parse_i64(f[i].val, f[i].val_len, -1);
         else if (name_is(&f[i], "msgs"))

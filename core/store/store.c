@@ -91,8 +91,8 @@ static int cmp_tables(const void *a, const void *b)
 
 static int cmp_shards(const void *a, const void *b)
 {
-    return strcmp(((const struct kl_store_shard_progress *)a)->shard_id,
-                  ((const struct kl_store_shard_progress *)b)->shard_id);
+    return strcmp(((const struct kl_store_shard_progress *)a)->position.shard_id,
+                  ((const struct kl_store_shard_progress *)b)->position.shard_id);
 }
 
 static int cmp_checkpoints(const void *a, const void *b)

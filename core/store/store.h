@@ -78,12 +78,6 @@ struct kl_store_job_new {
     const char *idempotency_key; /* NULL or "": none; else 1..255 printable ASCII */
 };
 
-struct kl_store_gap {
-    char from_sequence[KL_SEQ_MAX];
-    char to_sequence[KL_SEQ_MAX]; /* "" when unknown */
-    char reason[192];
-};
-
 /* Rows one table received (a delta in kl_store_job_progress, a total in a snapshot). */
 struct kl_store_table_rows {
     char table[KL_STORE_TABLE_MAX];
@@ -92,14 +86,12 @@ struct kl_store_table_rows {
 
 /* A shard's progress within a job. */
 struct kl_store_shard_progress {
-    char shard_id[KL_SHARD_ID_MAX];
-    char sequence[KL_SEQ_MAX];    /* the highest committed; "" before the first commit */
-    int64_t sub_sequence;         /* KPL sub-record of that sequence, -1 for a whole record */
-    int64_t millis_behind_latest; /* -1 until known */
+    struct kl_shard_position position; /* the highest committed; "" before the first commit */
+    int64_t millis_behind_latest;      /* -1 until known */
     int64_t messages;
     bool done;
     bool has_gap;
-    struct kl_store_gap gap;
+    struct kl_gap gap;
     /* A Kinesis call of the shard that is being retried or passed its
      * deadline: the operation ("" when the shard waits on nothing), since
      * when and until when at most (epoch ms), and the last error. */
@@ -162,7 +154,7 @@ struct kl_store_progress {
     const struct kl_store_table_rows *tables; /* row deltas per table; may be NULL */
     size_t n_tables;                          /* at most 1024 */
     bool done;                                /* sets the shard's done flag (never clears it) */
-    const struct kl_store_gap *gap;           /* NULL: none; else replaces the shard's gap */
+    const struct kl_gap *gap;                 /* NULL: none; else replaces the shard's gap */
     /* NULL: the shard's waiting state is unchanged; "": it waits on nothing
      * (cleared); else the Kinesis operation it waits on, with since, until
      * (epoch ms) and why (truncated to KL_STORE_WAIT_WHY_MAX - 1 bytes).

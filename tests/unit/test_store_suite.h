@@ -319,7 +319,7 @@ static void test_job_progress(void **state)
     struct kl_err err = {0};
     struct kl_store_table_rows t1[] = {{"orders", 10}, {"orders__items", 25}};
     struct kl_store_table_rows t2[] = {{"orders", 5}, {"_dlt_pipeline_state", 1}};
-    struct kl_store_gap gap = {"100", "", "trimmed by retention"};
+    struct kl_gap gap = {"100", "", "trimmed by retention"};
     struct kl_store_progress p;
     struct kl_store_job j;
     char id[JOB_ID_BUF];
@@ -378,9 +378,9 @@ static void test_job_progress(void **state)
     assert_string_equal(j.tables[2].table, "orders__items");
     assert_int_equal(j.tables[2].rows, 25);
     assert_int_equal(j.n_shards, 2);
-    assert_string_equal(j.shards[0].shard_id, "shard-a");
-    assert_string_equal(j.shards[0].sequence, "1000");
-    assert_int_equal(j.shards[0].sub_sequence, 0);
+    assert_string_equal(j.shards[0].position.shard_id, "shard-a");
+    assert_string_equal(j.shards[0].position.sequence, "1000");
+    assert_int_equal(j.shards[0].position.sub_sequence, 0);
     assert_int_equal(j.shards[0].millis_behind_latest, 0);
     assert_int_equal(j.shards[0].messages, 16);
     assert_true(j.shards[0].done);
@@ -388,9 +388,9 @@ static void test_job_progress(void **state)
     assert_string_equal(j.shards[0].gap.from_sequence, "100");
     assert_string_equal(j.shards[0].gap.to_sequence, "");
     assert_string_equal(j.shards[0].gap.reason, "trimmed by retention");
-    assert_string_equal(j.shards[1].shard_id, "shard-b");
-    assert_string_equal(j.shards[1].sequence, "");
-    assert_int_equal(j.shards[1].sub_sequence, -1);
+    assert_string_equal(j.shards[1].position.shard_id, "shard-b");
+    assert_string_equal(j.shards[1].position.sequence, "");
+    assert_int_equal(j.shards[1].position.sub_sequence, -1);
     assert_int_equal(j.shards[1].millis_behind_latest, -1);
     assert_int_equal(j.shards[1].messages, 0);
     assert_false(j.shards[1].done);

@@ -5,6 +5,7 @@
  * owned here once returned and freed after serialising.
  */
 #include "api/handlers.h"
+#include "api/documents.h"
 #include "api/load_codec.h"
 #include "api/openapi_doc.h"
 #include "api/problem.h"
@@ -108,18 +109,20 @@ static void answer_doc(struct kl_api_resp *resp, int status, cJSON *doc, const c
     cJSON_Delete(doc);
 }
 
-/* The facade failed: its code decides the problem; a document it left (the
- * active job of a conflict) goes along and is freed. */
+/* The facade failed: its code decides the problem; a job it read (the
+ * active job of a conflict; id "" when none) goes along. */
 static void answer_err(struct kl_api_resp *resp, const struct kl_api_req *req, int rc,
-                       struct kl_err *err, cJSON *job)
+                       struct kl_err *err, const struct kl_store_job *job)
 {
+    cJSON *doc = job != NULL && job->id[0] != '\0' ? kl_doc_job(job) : NULL;
+
     if ((int)err->code != rc) {
         /* an implementation that returned a code without filling `err` */
         err->code = (enum kl_err_code)rc;
         err->msg[0] = '\0';
     }
-    kl_problem_from_err(resp, req, err, job);
-    cJSON_Delete(job);
+    kl_problem_from_err(resp, req, err, doc);
+    cJSON_Delete(doc);
 }
 
 static void invalid_field(struct kl_api_resp *resp, const struct kl_api_req *req, const char *field,
@@ -145,8 +148,7 @@ void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *r
     char detail[160];
     char location[64];
     const char *key = kl_api_req_header(req, "Idempotency-Key");
-    const cJSON *id;
-    cJSON *job = NULL;
+    struct kl_store_job job;
     bool existing = false;
     int rc;
 
@@ -167,67 +169,59 @@ void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *r
         kl_problem_invalid(resp, req, detail[0] != '\0' ? detail : NULL, &fe);
         return;
     }
+    kl_store_job_init(&job);
     rc = ctx->svc->ops->create_load(ctx->svc->impl, &p, key, &job, &existing, &err);
     if (rc != KL_OK) {
-        answer_err(resp, req, rc, &err, job);
-        return;
-    }
-    id = cJSON_GetObjectItemCaseSensitive(job, "id");
-    if (!cJSON_IsString(id) || !kl_api_job_id_valid(id->valuestring)) {
-        cJSON_Delete(job);
+        answer_err(resp, req, rc, &err, &job);
+    } else if (!kl_api_job_id_valid(job.id)) {
         kl_api_resp_internal(resp, "the service returned a job without a valid id");
-        return;
+    } else {
+        snprintf(location, sizeof location, "/jobs/%s", job.id);
+        answer_doc(resp, existing ? 200 : 202, kl_doc_job(&job), "job");
+        if (resp->status == 200 || resp->status == 202)
+            (void)kl_api_resp_header(resp, "Location", location);
     }
-    snprintf(location, sizeof location, "/jobs/%s", id->valuestring);
-    answer_doc(resp, existing ? 200 : 202, job, "job");
-    if (resp->status == 200 || resp->status == 202)
-        (void)kl_api_resp_header(resp, "Location", location);
+    kl_store_job_free(&job);
 }
 
 void kl_api_get_job(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                     struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    cJSON *job = NULL;
+    struct kl_store_job job;
     int rc;
 
     if (!kl_api_job_id_valid(param(req, 0))) {
         invalid_field(resp, req, "id", JOB_ID_RULE);
         return;
     }
+    kl_store_job_init(&job);
     rc = ctx->svc->ops->get_job(ctx->svc->impl, param(req, 0), &job, &err);
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, job);
+        answer_err(resp, req, rc, &err, NULL);
     else
-        answer_doc(resp, 200, job, "job");
+        answer_doc(resp, 200, kl_doc_job(&job), "job");
+    kl_store_job_free(&job);
 }
 
 void kl_api_cancel_job(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                        struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    cJSON *job = NULL;
+    struct kl_store_job job;
     int rc;
 
     if (!kl_api_job_id_valid(param(req, 0))) {
         invalid_field(resp, req, "id", JOB_ID_RULE);
         return;
     }
+    kl_store_job_init(&job);
     rc = ctx->svc->ops->cancel_job(ctx->svc->impl, param(req, 0), &job, &err);
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, job);
+        answer_err(resp, req, rc, &err, &job);
     else
-        answer_doc(resp, 202, job, "job");
-}
-
-static bool status_valid(const char *s)
-{
-    static const char *const statuses[] = {"queued", "running", "succeeded", "failed", "cancelled"};
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
-        if (strcmp(s, statuses[i]) == 0)
-            return true;
-    }
-    return false;
+        answer_doc(resp, 202, kl_doc_job(&job), "job");
+    kl_store_job_free(&job);
 }
 
 /* A decimal integer in [min, max] without sign, spaces or leading zeros. */
@@ -269,13 +263,15 @@ void kl_api_list_jobs(const struct kl_api_ctx *ctx, const struct kl_api_req *req
     const char *limit_s = kl_api_req_query(req, "limit");
     const char *cursor = kl_api_req_query(req, "cursor");
     long limit = LIST_LIMIT_DEFAULT;
-    cJSON *page = NULL;
+    struct kl_store_job_filter f;
+    struct kl_store_job_page page = {0};
     int rc;
 
+    memset(&f, 0, sizeof f);
     kl_field_errors_init(&fe);
     if (stream != NULL && !kl_stream_name_valid(stream))
         kl_field_errors_add(&fe, "stream", STREAM_RULE);
-    if (status != NULL && !status_valid(status))
+    if (status != NULL && kl_store_job_status_parse(status, &f.status) != 0)
         kl_field_errors_add(&fe, "status",
                             "must be queued, running, succeeded, failed or cancelled");
     if (limit_s != NULL && !parse_bounded_int(limit_s, 1, LIST_LIMIT_MAX, &limit))
@@ -286,42 +282,51 @@ void kl_api_list_jobs(const struct kl_api_ctx *ctx, const struct kl_api_req *req
         kl_problem_invalid(resp, req, NULL, &fe);
         return;
     }
-    rc = ctx->svc->ops->list_jobs(ctx->svc->impl, stream, status, (int)limit, cursor, &page, &err);
+    f.stream = stream;
+    f.has_status = status != NULL;
+    f.limit = (int)limit;
+    f.cursor = cursor;
+    rc = ctx->svc->ops->list_jobs(ctx->svc->impl, &f, &page, &err);
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, page);
+        answer_err(resp, req, rc, &err, NULL);
     else
-        answer_doc(resp, 200, page, "job list");
+        answer_doc(resp, 200, kl_doc_job_list(&page), "job list");
+    kl_store_job_page_free(&page);
 }
 
 void kl_api_list_streams(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                          struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    cJSON *doc = NULL;
-    int rc = ctx->svc->ops->list_streams(ctx->svc->impl, &doc, &err);
+    struct kl_string_list names = {0};
+    int rc = ctx->svc->ops->list_streams(ctx->svc->impl, &names, &err);
 
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, doc);
+        answer_err(resp, req, rc, &err, NULL);
     else
-        answer_doc(resp, 200, doc, "stream list");
+        answer_doc(resp, 200, kl_doc_stream_list(&names), "stream list");
+    kl_string_list_free(&names);
 }
 
 void kl_api_get_stream(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                        struct kl_api_resp *resp)
 {
     struct kl_err err = {KL_OK, ""};
-    cJSON *doc = NULL;
+    struct kl_stream_summary summary;
+    struct kl_shard_list shards = {0};
     int rc;
 
     if (!kl_stream_name_valid(param(req, 0))) {
         invalid_field(resp, req, "stream", STREAM_RULE);
         return;
     }
-    rc = ctx->svc->ops->get_stream(ctx->svc->impl, param(req, 0), &doc, &err);
+    memset(&summary, 0, sizeof summary);
+    rc = ctx->svc->ops->get_stream(ctx->svc->impl, param(req, 0), &summary, &shards, &err);
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, doc);
+        answer_err(resp, req, rc, &err, NULL);
     else
-        answer_doc(resp, 200, doc, "stream");
+        answer_doc(resp, 200, kl_doc_stream(&summary, &shards), "stream");
+    kl_shard_list_free(&shards);
 }
 
 /* The stream of the path and the pipeline/dataset of the query, with
@@ -364,16 +369,19 @@ void kl_api_get_state(const struct kl_api_ctx *ctx, const struct kl_api_req *req
     struct kl_err err = {KL_OK, ""};
     const char *pipeline;
     char dataset[KL_IDENT_MAX];
-    cJSON *doc = NULL;
+    struct kl_dest_state state;
     int rc;
 
     if (!state_args(req, resp, &pipeline, dataset))
         return;
-    rc = ctx->svc->ops->get_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &doc, &err);
+    kl_dest_state_init(&state);
+    rc = ctx->svc->ops->get_state(ctx->svc->impl, param(req, 0), pipeline, dataset, &state, &err);
     if (rc != KL_OK)
-        answer_err(resp, req, rc, &err, doc);
+        answer_err(resp, req, rc, &err, NULL);
     else
-        answer_doc(resp, 200, doc, "stream state");
+        answer_doc(resp, 200, kl_doc_stream_state(param(req, 0), pipeline, dataset, &state),
+                   "stream state");
+    kl_dest_state_free(&state);
 }
 
 void kl_api_delete_state(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
@@ -404,37 +412,18 @@ void kl_api_healthz(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
     kl_api_resp_static(resp, 200, "application/json", healthz_body, sizeof healthz_body - 1);
 }
 
-/* The Readiness document while shutting down. */
-static cJSON *stopping_doc(void)
-{
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *checks, *shutdown;
-    int ok = doc != NULL && cJSON_AddStringToObject(doc, "status", "not_ready") != NULL;
-
-    ok = ok && (checks = cJSON_AddObjectToObject(doc, "checks")) != NULL;
-    ok = ok && (shutdown = cJSON_AddObjectToObject(checks, "shutdown")) != NULL;
-    ok = ok && cJSON_AddBoolToObject(shutdown, "ok", false) != NULL;
-    ok = ok && cJSON_AddStringToObject(shutdown, "detail", "the service is shutting down") != NULL;
-    if (!ok) {
-        cJSON_Delete(doc);
-        return NULL;
-    }
-    return doc;
-}
-
 void kl_api_readyz(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                    struct kl_api_resp *resp)
 {
-    cJSON *doc = NULL;
-    bool ready;
+    struct kl_readiness r;
 
     (void)req;
-    if (ctx->stopping != NULL && atomic_load(ctx->stopping)) {
-        answer_doc(resp, 503, stopping_doc(), "readiness");
-        return;
-    }
-    ready = ctx->svc->ops->readiness(ctx->svc->impl, &doc);
-    answer_doc(resp, ready ? 200 : 503, doc, "readiness");
+    memset(&r, 0, sizeof r);
+    if (ctx->stopping != NULL && atomic_load(ctx->stopping))
+        kl_readiness_add(&r, "shutdown", false, "the service is shutting down");
+    else
+        ctx->svc->ops->readiness(ctx->svc->impl, &r);
+    answer_doc(resp, kl_readiness_ok(&r) ? 200 : 503, kl_doc_readiness(&r), "readiness");
 }
 
 void kl_api_metrics(const struct kl_api_ctx *ctx, const struct kl_api_req *req,

@@ -6,6 +6,7 @@
  * in-process and the destination's checkpoints carry it between runs.
  */
 #include "server/backends.h"
+#include "api/documents.h"
 #include "server/cli.h"
 #include "server/commands.h"
 #include "server/config.h"
@@ -219,7 +220,7 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
 
 static void print_job(const struct kl_store_job *job)
 {
-    cJSON *doc = kl_job_document(job);
+    cJSON *doc = kl_doc_job(job);
     char *text = doc != NULL ? cJSON_Print(doc) : NULL;
     if (text != NULL)
         printf("%s\n", text);

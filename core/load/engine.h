@@ -99,7 +99,4 @@ struct kl_engine_shard_lag {
  * it). Returns how many; 0 with `*out` NULL when none (or out of memory). */
 size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_engine_shard_lag **out);
 
-/* The job document of openapi.yaml's Job schema (the caller deletes it). */
-struct cJSON *kl_job_document(const struct kl_store_job *j);
-
 #endif

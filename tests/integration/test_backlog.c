@@ -7,6 +7,7 @@
  * record is at or after the timestamp). Every message lands exactly once.
  */
 #include "tests/support/engine_rig.h"
+#include "api/documents.h"
 #include "tests/support/test_support.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
@@ -266,7 +267,7 @@ static void a_call_past_its_deadline_shows_in_the_job(void **state)
         assert_int_equal(kl_store_job_get(r.store, id, &job, &err), KL_OK);
         seen = job.n_shards == 1 && strcmp(job.shards[0].waiting_on, "GetRecords") == 0;
         if (seen)
-            doc = kl_job_document(&job);
+            doc = kl_doc_job(&job);
         kl_store_job_free(&job);
     }
     if (!seen)

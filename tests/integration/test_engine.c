@@ -7,6 +7,7 @@
  * that wakes up after a new owner took the shard over commits nothing.
  */
 #include "tests/support/engine_rig.h"
+#include "api/documents.h"
 #include "tests/support/test_support.h"
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
@@ -397,7 +398,7 @@ static void sqlite_a_job_left_running_is_completed(void **state)
     if (kl_engine_wait(r.engine, id, 60000, &job, &err) != KL_OK)
         fail_msg("the job was not completed: %s", err.msg);
     assert_int_equal(job.status, KL_STORE_JOB_SUCCEEDED);
-    doc = kl_job_document(&job);
+    doc = kl_doc_job(&job);
     assert_int_equal(kl_test_job_rows(doc, "_dlt_pipeline_state"), 1);
     cJSON_Delete(doc);
     kl_store_job_free(&job);

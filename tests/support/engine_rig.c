@@ -2,6 +2,7 @@
  * The engine test rig (see engine_rig.h).
  */
 #include "tests/support/engine_rig.h"
+#include "api/documents.h"
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
 #include "core/store/memory.h"
@@ -111,7 +112,7 @@ cJSON *kl_test_rig_run_job(struct kl_test_rig *r, const struct kl_load_params *p
     kl_store_job_init(&job);
     if (kl_engine_wait(r->engine, id, timeout_ms > 0 ? timeout_ms : 120000, &job, &err) != KL_OK)
         fail_msg("wait for job %s: %s", id, err.msg);
-    doc = kl_job_document(&job);
+    doc = kl_doc_job(&job);
     assert_non_null(doc);
     if (strcmp(kl_store_job_status_name(job.status), expect_status) != 0) {
         char *text = cJSON_Print(doc);

@@ -4,7 +4,6 @@
  * as the cursor.
  */
 #include "tests/support/fake_service.h"
-#include "core/load/engine.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
@@ -45,10 +44,11 @@ static int enter(struct kl_fake_service *f, struct kl_err *err)
     return KL_OK;
 }
 
-static cJSON *job_doc(const struct kl_fake_job *fj)
+/* The fake job as the store would return it. */
+static int job_of(const struct kl_fake_job *fj, struct kl_store_job *out)
 {
     struct kl_store_job j;
-    cJSON *params = kl_load_params_to_json(&fj->params), *doc;
+    cJSON *params = kl_load_params_to_json(&fj->params);
 
     kl_store_job_init(&j);
     snprintf(j.id, sizeof j.id, "%s", fj->id);
@@ -67,9 +67,13 @@ static cJSON *job_doc(const struct kl_fake_job *fj)
         snprintf(j.error_type, sizeof j.error_type, "unavailable");
         snprintf(j.error_detail, sizeof j.error_detail, "the destination went away");
     }
-    doc = kl_job_document(&j);
-    kl_store_job_free(&j);
-    return doc;
+    if (j.parameters == NULL) {
+        kl_store_job_free(&j);
+        return KL_ERR_NOMEM;
+    }
+    kl_store_job_free(out);
+    *out = j;
+    return KL_OK;
 }
 
 static struct kl_fake_job *find(struct kl_fake_service *f, const char *id)
@@ -116,8 +120,8 @@ static struct kl_fake_job *add_locked(struct kl_fake_service *f, const struct kl
     return j;
 }
 
-static int create_load(void *impl, const struct kl_load_params *p, const char *key, cJSON **job,
-                       bool *existing, struct kl_err *err)
+static int create_load(void *impl, const struct kl_load_params *p, const char *key,
+                       struct kl_store_job *job, bool *existing, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
     struct kl_fake_job *j;
@@ -130,14 +134,14 @@ static int create_load(void *impl, const struct kl_load_params *p, const char *k
     snprintf(f->last_key, sizeof f->last_key, "%s", key != NULL ? key : "");
     for (size_t i = 0; key != NULL && i < f->n_jobs; i++) {
         if (strcmp(f->jobs[i].key, key) == 0) {
-            *job = job_doc(&f->jobs[i]);
+            rc = job_of(&f->jobs[i], job);
             *existing = true;
             goto out;
         }
     }
     j = active_for(f, p->stream, p->pipeline_name);
     if (j != NULL) {
-        *job = job_doc(j);
+        job_of(j, job);
         rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s for stream %s and pipeline %s is %s", j->id,
                         p->stream, p->pipeline_name, kl_store_job_status_name(j->status));
         goto out;
@@ -147,16 +151,16 @@ static int create_load(void *impl, const struct kl_load_params *p, const char *k
         rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "too many jobs in the fake");
         goto out;
     }
-    *job = job_doc(j);
+    rc = job_of(j, job);
     *existing = false;
 out:
     unlock(f);
-    if (rc == KL_OK && *job == NULL)
+    if (rc == KL_ERR_NOMEM)
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
     return rc;
 }
 
-static int get_job(void *impl, const char *id, cJSON **job, struct kl_err *err)
+static int get_job(void *impl, const char *id, struct kl_store_job *job, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
     struct kl_fake_job *j;
@@ -168,27 +172,28 @@ static int get_job(void *impl, const char *id, cJSON **job, struct kl_err *err)
     if (j == NULL)
         rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
-        *job = job_doc(j);
+        rc = job_of(j, job);
     unlock(f);
     return rc;
 }
 
-static int list_jobs(void *impl, const char *stream, const char *status, int limit,
-                     const char *cursor, cJSON **page, struct kl_err *err)
+static int list_jobs(void *impl, const struct kl_store_job_filter *flt,
+                     struct kl_store_job_page *page, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
-    cJSON *doc = NULL, *jobs;
     int rc = enter(f, err), n = 0;
-    size_t i;
+    int limit = flt->limit > 0 ? flt->limit : 50;
+    const char *cursor = flt->cursor != NULL && flt->cursor[0] ? flt->cursor : NULL;
     bool started = cursor == NULL;
+    size_t i;
 
     if (rc != KL_OK)
         return rc;
     f->last_limit = limit;
     snprintf(f->last_cursor, sizeof f->last_cursor, "%s", cursor != NULL ? cursor : "");
-    doc = cJSON_CreateObject();
-    jobs = doc != NULL ? cJSON_AddArrayToObject(doc, "jobs") : NULL;
-    if (jobs == NULL) {
+    kl_store_job_page_free(page);
+    page->jobs = calloc((size_t)limit, sizeof *page->jobs);
+    if (page->jobs == NULL) {
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -198,28 +203,26 @@ static int list_jobs(void *impl, const char *stream, const char *status, int lim
             started = strcmp(j->id, cursor) == 0;
             continue;
         }
-        if ((stream != NULL && strcmp(j->params.stream, stream) != 0) ||
-            (status != NULL && strcmp(kl_store_job_status_name(j->status), status) != 0))
+        if ((flt->stream != NULL && strcmp(j->params.stream, flt->stream) != 0) ||
+            (flt->has_status && j->status != flt->status))
             continue;
         if (n == limit) {
-            cJSON_AddStringToObject(doc, "next_cursor", f->jobs[i + 1].id);
+            snprintf(page->next_cursor, sizeof page->next_cursor, "%s", f->jobs[i + 1].id);
             break;
         }
-        cJSON_AddItemToArray(jobs, job_doc(j));
-        n++;
+        kl_store_job_init(&page->jobs[n]);
+        if (job_of(j, &page->jobs[n]) != KL_OK) {
+            rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+            break;
+        }
+        page->n_jobs = (size_t)++n;
     }
-    if (cJSON_GetObjectItem(doc, "next_cursor") == NULL)
-        cJSON_AddNullToObject(doc, "next_cursor");
 out:
     unlock(f);
-    if (rc == KL_OK)
-        *page = doc;
-    else
-        cJSON_Delete(doc);
     return rc;
 }
 
-static int cancel_job(void *impl, const char *id, cJSON **job, struct kl_err *err)
+static int cancel_job(void *impl, const char *id, struct kl_store_job *job, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
     struct kl_fake_job *j;
@@ -233,34 +236,40 @@ static int cancel_job(void *impl, const char *id, cJSON **job, struct kl_err *er
     } else if (j->status == KL_STORE_JOB_SUCCEEDED || j->status == KL_STORE_JOB_FAILED) {
         rc = kl_err_set(err, KL_ERR_CONFLICT, "job %s already %s", id,
                         kl_store_job_status_name(j->status));
-        *job = job_doc(j);
+        job_of(j, job);
     } else {
         if (j->status == KL_STORE_JOB_QUEUED)
             j->status = KL_STORE_JOB_CANCELLED;
         else if (j->status == KL_STORE_JOB_RUNNING)
             j->cancel_requested = true;
-        *job = job_doc(j);
+        rc = job_of(j, job);
     }
     unlock(f);
     return rc;
 }
 
-static int list_streams(void *impl, cJSON **doc, struct kl_err *err)
+static int list_streams(void *impl, struct kl_string_list *names, struct kl_err *err)
 {
+    static const char *const streams[] = {"clicks", "orders"};
     struct kl_fake_service *f = impl;
     int rc = enter(f, err);
+
     if (rc != KL_OK)
         return rc;
     unlock(f);
-    *doc = cJSON_Parse("{\"streams\":[\"clicks\",\"orders\"]}");
-    return KL_OK;
+    names->items = calloc(2, sizeof *names->items);
+    for (size_t i = 0; names->items != NULL && i < 2; i++)
+        if ((names->items[i] = strdup(streams[i])) != NULL)
+            names->n = i + 1;
+    return names->n == 2 ? KL_OK : kl_err_set(err, KL_ERR_NOMEM, "out of memory");
 }
 
-static int get_stream(void *impl, const char *stream, cJSON **doc, struct kl_err *err)
+static int get_stream(void *impl, const char *stream, struct kl_stream_summary *sum,
+                      struct kl_shard_list *shards, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
+    struct kl_shard *s;
     int rc = enter(f, err);
-    char text[1024];
 
     if (rc != KL_OK)
         return rc;
@@ -268,43 +277,47 @@ static int get_stream(void *impl, const char *stream, cJSON **doc, struct kl_err
     if (strcmp(stream, "orders") != 0 && strcmp(stream, "clicks") != 0)
         return kl_err_set(err, KL_ERR_NOT_FOUND, "Stream %s under account 000000000000 not found.",
                           stream);
-    snprintf(
-        text, sizeof text,
-        "{\"name\":\"%s\",\"arn\":\"arn:aws:kinesis:us-east-1:000000000000:stream/%s\","
-        "\"status\":\"ACTIVE\",\"retention_period_hours\":24,\"open_shard_count\":1,"
-        "\"shards\":[{\"shard_id\":\"shardId-000000000000\",\"parent_shard_id\":null,"
-        "\"adjacent_parent_shard_id\":null,\"starting_hash_key\":\"0\","
-        "\"ending_hash_key\":\"340282366920938463463374607431768211455\","
-        "\"starting_sequence_number\":\"49543463076548007577105092703039560359975228518395012686\","
-        "\"ending_sequence_number\":null,\"closed\":false}]}",
-        stream, stream);
-    *doc = cJSON_Parse(text);
+    snprintf(sum->name, sizeof sum->name, "%s", stream);
+    snprintf(sum->arn, sizeof sum->arn, "arn:aws:kinesis:us-east-1:000000000000:stream/%s", stream);
+    snprintf(sum->status, sizeof sum->status, "ACTIVE");
+    sum->retention_hours = 24;
+    sum->open_shard_count = 1;
+    shards->shards = calloc(1, sizeof *shards->shards);
+    if (shards->shards == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    shards->n = 1;
+    s = &shards->shards[0];
+    snprintf(s->id, sizeof s->id, "shardId-000000000000");
+    snprintf(s->starting_hash_key, sizeof s->starting_hash_key, "0");
+    snprintf(s->ending_hash_key, sizeof s->ending_hash_key,
+             "340282366920938463463374607431768211455");
+    snprintf(s->starting_seq, sizeof s->starting_seq,
+             "49543463076548007577105092703039560359975228518395012686");
     return KL_OK;
 }
 
 static int get_state(void *impl, const char *stream, const char *pipeline, const char *dataset,
-                     cJSON **doc, struct kl_err *err)
+                     struct kl_dest_state *state, struct kl_err *err)
 {
     struct kl_fake_service *f = impl;
     int rc = enter(f, err);
-    cJSON *d;
 
+    (void)stream;
     if (rc != KL_OK)
         return rc;
     snprintf(f->last_pipeline, sizeof f->last_pipeline, "%s", pipeline);
     snprintf(f->last_dataset, sizeof f->last_dataset, "%s", dataset);
     unlock(f);
-    d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "stream", stream);
-    cJSON_AddStringToObject(d, "pipeline_name", pipeline);
-    cJSON_AddStringToObject(d, "dataset_name", dataset);
-    cJSON_AddStringToObject(d, "last_run", "2024-05-01T12:00:00.000Z");
-    cJSON_AddItemToObject(
-        d, "shards",
-        cJSON_Parse("[{\"shard_id\":\"shardId-000000000000\",\"sequence\":\"495434630765480075771"
-                    "05092703039560359975228518395012686\",\"sub_sequence\":null,"
-                    "\"fencing_token\":3,\"updated_at\":\"2024-05-01T12:00:00.000Z\"}]"));
-    *doc = d;
+    state->checkpoints = calloc(1, sizeof *state->checkpoints);
+    if (state->checkpoints == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    state->n_checkpoints = 1;
+    kl_position_set(&state->checkpoints[0].position, "shardId-000000000000",
+                    "49543463076548007577105092703039560359975228518395012686", -1);
+    state->checkpoints[0].fencing_token = 3;
+    state->checkpoints[0].updated_ms = 1714564800000LL; /* 2024-05-01T12:00:00Z */
+    state->has_last_run = true;
+    state->last_run_ms = 1714564800000LL;
     return KL_OK;
 }
 
@@ -324,22 +337,16 @@ static int delete_state(void *impl, const char *stream, const char *pipeline, co
     return rc;
 }
 
-static bool readiness(void *impl, cJSON **doc)
+static void readiness(void *impl, struct kl_readiness *out)
 {
     struct kl_fake_service *f = impl;
     bool ready;
-    char text[256];
 
     lock(f);
     ready = f->ready;
     unlock(f);
-    snprintf(text, sizeof text,
-             "{\"status\":\"%s\",\"checks\":{\"store\":{\"ok\":true},"
-             "\"destination\":{\"ok\":%s%s}}}",
-             ready ? "ready" : "not_ready", ready ? "true" : "false",
-             ready ? "" : ",\"detail\":\"connection refused\"");
-    *doc = cJSON_Parse(text);
-    return ready;
+    kl_readiness_add(out, "store", true, NULL);
+    kl_readiness_add(out, "destination", ready, ready ? NULL : "connection refused");
 }
 
 static int metrics(void *impl, struct kl_buf *out, struct kl_err *err)

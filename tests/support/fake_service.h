@@ -1,9 +1,9 @@
 /*
  * An in-memory struct kl_service (api/service.h) for the REST tests: jobs
  * with the active-job and Idempotency-Key rules, two streams, state, a
- * scriptable failure, readiness flag and delay. Job documents are built by
- * the engine's own kl_job_document, so the contract test sees the real
- * shape. Thread-safe (one lock). Test code only.
+ * scriptable failure, readiness flag and delay. It returns typed results
+ * as the real service does, so the handlers' documents (api/documents.c)
+ * are the real ones. Thread-safe (one lock). Test code only.
  */
 #ifndef KL_TEST_FAKE_SERVICE_H
 #define KL_TEST_FAKE_SERVICE_H

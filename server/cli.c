@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_t lo,
-                     int64_t hi, int64_t *out)
+int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_t lo, int64_t hi,
+                     int64_t *out)
 {
     char *end = NULL;
     long long v;

@@ -9,7 +9,7 @@
 
 /* Parses a whole decimal integer in [lo, hi]; returns 0, or -1 after
  * printing "kinesis-loader CMD: FLAG must be an integer from LO to HI". */
-int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_t lo,
-                     int64_t hi, int64_t *out);
+int kl_cli_parse_int(const char *cmd, const char *flag, const char *text, int64_t lo, int64_t hi,
+                     int64_t *out);
 
 #endif

@@ -165,7 +165,7 @@ static int svc_metrics(void *impl, struct kl_buf *out, struct kl_err *err)
     struct kl_kinesis_stats ks;
     struct kl_store_stats ss = {0};
     struct kl_engine_stats es;
-    struct kl_engine_shard_lag *lags = NULL;
+    struct kl_shard_lag *lags = NULL;
     struct kl_engine_metrics m = {&ks, &ss, &es, NULL, 0};
     struct kl_err store_err;
     int rc;

@@ -12,22 +12,23 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kinesis-loader COMMAND [options]\n"
-                 "\n"
-                 "Loads Amazon Kinesis Data Streams into PostgreSQL.\n"
-                 "\n"
-                 "Commands:\n"
-                 "  serve         run the service: REST API and load workers (the default)\n"
-                 "  read STREAM   print a stream's messages as JSON lines (like kcat for Kafka)\n"
-                 "  load STREAM   run one load job in the foreground and print its job document\n"
-                 "\n"
-                 "  --help        this text; `kinesis-loader COMMAND --help` for a command\n"
-                 "  --version     the version\n"
-                 "\n"
-                 "AWS settings come from the standard variables: AWS_REGION, AWS_ACCESS_KEY_ID,\n"
-                 "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_ENDPOINT_URL_KINESIS,\n"
-                 "AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, container credentials, EC2 IMDSv2.\n"
-                 "\n");
+    fprintf(out,
+            "usage: kinesis-loader COMMAND [options]\n"
+            "\n"
+            "Loads Amazon Kinesis Data Streams into PostgreSQL.\n"
+            "\n"
+            "Commands:\n"
+            "  serve         run the service: REST API and load workers (the default)\n"
+            "  read STREAM   print a stream's messages as JSON lines (like kcat for Kafka)\n"
+            "  load STREAM   run one load job in the foreground and print its job document\n"
+            "\n"
+            "  --help        this text; `kinesis-loader COMMAND --help` for a command\n"
+            "  --version     the version\n"
+            "\n"
+            "AWS settings come from the standard variables: AWS_REGION, AWS_ACCESS_KEY_ID,\n"
+            "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_ENDPOINT_URL_KINESIS,\n"
+            "AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, container credentials, EC2 IMDSv2.\n"
+            "\n");
     kl_config_help(out);
 }
 

@@ -296,7 +296,7 @@ static int render_lags(const struct kl_engine_metrics *m, struct kl_buf *out, st
                                "# TYPE kl_shard_millis_behind_latest gauge\n",
                                err);
     for (size_t i = 0; rc == KL_OK && i < m->n_lags; i++) {
-        const struct kl_engine_shard_lag *l = &m->lags[i];
+        const struct kl_shard_lag *l = &m->lags[i];
         rc = kl_buf_append_str(out, "kl_shard_millis_behind_latest{pipeline=\"", err);
         if (rc == KL_OK)
             rc = append_label(out, l->pipeline, err);

@@ -18,7 +18,7 @@ struct kl_err;
 struct kl_kinesis_stats;
 struct kl_store_stats;
 struct kl_engine_stats;
-struct kl_engine_shard_lag;
+struct kl_shard_lag;
 
 #define KL_HTTP_BUCKETS 14
 #define KL_HTTP_CODES 16 /* distinct status codes counted; the rest count as "other" */
@@ -55,7 +55,7 @@ struct kl_engine_metrics {
     const struct kl_kinesis_stats *kinesis;
     const struct kl_store_stats *store; /* NULL: the store did not answer */
     const struct kl_engine_stats *engine;
-    const struct kl_engine_shard_lag *lags;
+    const struct kl_shard_lag *lags;
     size_t n_lags;
 };
 

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/load/lag.h"
 #include "core/load/params.h"
 #include "core/store/store.h"
 
@@ -83,20 +84,9 @@ struct kl_engine_stats {
 
 void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out);
 
-/* The last MillisBehindLatest a shard reported to this process. */
-struct kl_engine_shard_lag {
-    char pipeline[KL_STORE_NAME_MAX];
-    char stream[KL_STREAM_NAME_MAX];
-    char shard_id[KL_SHARD_ID_MAX];
-    int64_t millis_behind;
-};
-
-#define KL_ENGINE_LAGS_MAX 4096      /* shards remembered at most (the least recent go) */
-#define KL_ENGINE_LAG_KEEP_MS 900000 /* a shard is forgotten 15 min after its last read */
-
-/* Copies the shards this process read within KL_ENGINE_LAG_KEEP_MS, ordered
- * by pipeline, stream and shard, into `*out` (malloc'ed; the caller frees
- * it). Returns how many; 0 with `*out` NULL when none (or out of memory). */
-size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_engine_shard_lag **out);
+/* Copies the shards this process read within KL_LAG_KEEP_MS, ordered by
+ * pipeline, stream and shard, into `*out` (malloc'ed; the caller frees it).
+ * Returns how many; 0 with `*out` NULL when none (or out of memory). */
+size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_shard_lag **out);
 
 #endif

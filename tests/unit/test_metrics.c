@@ -44,7 +44,7 @@ static void every_figure_is_reported(void **state)
                                  .task_retries = 6,
                                  .task_failures = 1,
                                  .task_yields = 9};
-    struct kl_engine_shard_lag lags[2] = {
+    struct kl_shard_lag lags[2] = {
         {.pipeline = "p",
          .stream = "orders",
          .shard_id = "shardId-000000000000",
@@ -95,7 +95,7 @@ static void label_values_are_escaped(void **state)
     struct kl_kinesis_stats ks = {0};
     struct kl_store_stats ss = {0};
     struct kl_engine_stats es = {0};
-    struct kl_engine_shard_lag lag = {
+    struct kl_shard_lag lag = {
         .pipeline = "a\"b\\c\nd", .stream = "s", .shard_id = "x", .millis_behind = 5};
     struct kl_engine_metrics m = {&ks, &ss, &es, &lag, 1};
     struct kl_buf out;

@@ -124,9 +124,9 @@ static bool parse_iso(const char *s, int64_t *ms)
         return false;
     while (frac_digits++ < 3)
         frac *= 10;
-    *ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) *
-              1000 +
-          frac;
+    *ms =
+        ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 +
+        frac;
     return true;
 }
 
@@ -143,12 +143,11 @@ int kl_parse_timestamp(const char *text, int64_t *ms_out, struct kl_err *err)
                       text ? text : "");
 }
 
-int kl_parse_initial_position(const char *text, struct kl_initial_position *out,
-                              struct kl_err *err)
+int kl_parse_initial_position(const char *text, struct kl_initial_position *out, struct kl_err *err)
 {
     int64_t ms = 0;
-    if (text != NULL && (strcasecmp(text, "trim-horizon") == 0 ||
-                         strcasecmp(text, "trim_horizon") == 0)) {
+    if (text != NULL &&
+        (strcasecmp(text, "trim-horizon") == 0 || strcasecmp(text, "trim_horizon") == 0)) {
         out->kind = KL_INITIAL_TRIM_HORIZON;
         out->at_ms = 0;
         return KL_OK;

@@ -129,7 +129,6 @@ struct kl_normalizer {
     struct kl_dead_letter *dead;
     size_t n_dead, cap_dead;
     size_t n_messages;
-    struct kl_table_rows *out_tables;
 
     const char **count_names;
     uint64_t *count_rows;

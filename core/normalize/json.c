@@ -105,8 +105,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
+        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && p[1] < 0x90)
             return 0; /* overlong */
@@ -213,14 +212,30 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *out_len, 
             unsigned e = p[1];
             p += 2;
             switch (e) {
-            case '"': doc->sbuf[o++] = '"'; break;
-            case '\\': doc->sbuf[o++] = '\\'; break;
-            case '/': doc->sbuf[o++] = '/'; break;
-            case 'b': doc->sbuf[o++] = '\b'; break;
-            case 'f': doc->sbuf[o++] = '\f'; break;
-            case 'n': doc->sbuf[o++] = '\n'; break;
-            case 'r': doc->sbuf[o++] = '\r'; break;
-            case 't': doc->sbuf[o++] = '\t'; break;
+            case '"':
+                doc->sbuf[o++] = '"';
+                break;
+            case '\\':
+                doc->sbuf[o++] = '\\';
+                break;
+            case '/':
+                doc->sbuf[o++] = '/';
+                break;
+            case 'b':
+                doc->sbuf[o++] = '\b';
+                break;
+            case 'f':
+                doc->sbuf[o++] = '\f';
+                break;
+            case 'n':
+                doc->sbuf[o++] = '\n';
+                break;
+            case 'r':
+                doc->sbuf[o++] = '\r';
+                break;
+            case 't':
+                doc->sbuf[o++] = '\t';
+                break;
             case 'u': {
                 unsigned cp, lo;
                 if (read_u4(p, end, &cp) != 0)
@@ -441,7 +456,7 @@ static int dedupe(struct parser *ps, size_t base, size_t *count)
 }
 
 struct frame {
-    uint32_t base;   /* first child on the scratch stack */
+    uint32_t base; /* first child on the scratch stack */
     uint8_t is_obj;
 };
 
@@ -486,8 +501,16 @@ value:
             return -1;
         goto done;
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
         if (parse_number(ps, &v) != 0)
             return -1;
         goto done;
@@ -518,7 +541,7 @@ key:
     ps->p++;
     goto value;
 
-close: {
+close : {
     /* the innermost container ends: copy its children to the arena */
     struct frame *f = &frames[depth - 1];
     memset(&v, 0, sizeof v);
@@ -619,8 +642,8 @@ int kl_json_parse_object(struct kl_json_doc *doc, const void *data, size_t len,
                          const struct kl_json **out, char *reason, size_t reason_cap)
 {
     static const char *const names[] = {
-        [KL_JSON_NULL] = "JSON null",      [KL_JSON_FALSE] = "a JSON boolean",
-        [KL_JSON_TRUE] = "a JSON boolean", [KL_JSON_NUMBER] = "a JSON number",
+        [KL_JSON_NULL] = "JSON null",       [KL_JSON_FALSE] = "a JSON boolean",
+        [KL_JSON_TRUE] = "a JSON boolean",  [KL_JSON_NUMBER] = "a JSON number",
         [KL_JSON_STRING] = "a JSON string", [KL_JSON_ARRAY] = "a JSON array",
     };
     int rc = kl_json_parse(doc, data, len, reason, reason_cap);
@@ -756,11 +779,26 @@ int kl_json_write_string(const char *s, size_t len, struct kl_buf *out, struct k
         } else if (c < 0x20) {
             esc[0] = '\\';
             switch (c) {
-            case '\n': esc[1] = 'n'; n = 2; break;
-            case '\r': esc[1] = 'r'; n = 2; break;
-            case '\t': esc[1] = 't'; n = 2; break;
-            case '\b': esc[1] = 'b'; n = 2; break;
-            case '\f': esc[1] = 'f'; n = 2; break;
+            case '\n':
+                esc[1] = 'n';
+                n = 2;
+                break;
+            case '\r':
+                esc[1] = 'r';
+                n = 2;
+                break;
+            case '\t':
+                esc[1] = 't';
+                n = 2;
+                break;
+            case '\b':
+                esc[1] = 'b';
+                n = 2;
+                break;
+            case '\f':
+                esc[1] = 'f';
+                n = 2;
+                break;
             default:
                 esc[1] = 'u';
                 esc[2] = '0';
@@ -821,8 +859,9 @@ static int write_value(const struct kl_json *v, struct kl_buf *out, struct kl_er
         struct tm tm;
         if (gmtime_r(&t, &tm) == NULL)
             return kl_err_set(err, KL_ERR_INVALID, "timestamp out of range");
-        int n = snprintf(ts, sizeof ts, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", tm.tm_year + 1900,
-                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+        int n =
+            snprintf(ts, sizeof ts, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
         return kl_buf_append(out, ts, (size_t)n, err);
     }
     case KL_JSON_ARRAY:

@@ -126,9 +126,9 @@ static int hex_to_bytes(struct kl_normalizer *n, const char *s, size_t sl, struc
         int hi, lo;
         if (i + 1 >= sl)
             return -1;
-        hi = s[i] <= '9' && s[i] >= '0' ? s[i] - '0' : ((s[i] | 0x20) - 'a' + 10);
-        lo = s[i + 1] <= '9' && s[i + 1] >= '0' ? s[i + 1] - '0' : ((s[i + 1] | 0x20) - 'a' + 10);
-        if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+        hi = kl_norm_hexval((unsigned char)s[i]);
+        lo = kl_norm_hexval((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
             return -1;
         p[o++] = (unsigned char)(hi << 4 | lo);
         i += 2;

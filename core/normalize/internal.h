@@ -166,6 +166,17 @@ static inline char *kl_norm_dupn(const char *s, size_t n)
     return p;
 }
 
+/* The value of a hexadecimal digit of either case, or -1. */
+static inline int kl_norm_hexval(unsigned c)
+{
+    if (c >= '0' && c <= '9')
+        return (int)(c - '0');
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return (int)(c - 'a' + 10);
+    return -1;
+}
+
 /* kmap.c: the hash map behind the caches. */
 bool kl_norm_kmap_get(const struct kmap *m, uint32_t scope, const char *k, size_t n, uint32_t *val);
 int kl_norm_kmap_put(struct kmap *m, uint32_t scope, const char *k, size_t n, uint32_t val);

@@ -5,6 +5,7 @@
  * Duplicate keys keep the first position and the last value, as a dict does.
  */
 #include "core/normalize/json.h"
+#include "core/normalize/internal.h"
 #include "core/util/base64.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
@@ -68,21 +69,6 @@ static inline void skip_ws(struct parser *ps)
     ps->p = p;
 }
 
-static int grow(void **ptr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *np = realloc(*ptr, n * elem);
-    if (np == NULL)
-        return -1;
-    *ptr = np;
-    *cap = n;
-    return 0;
-}
-
 /* Validates one multi-byte UTF-8 sequence starting at `p` (first byte >= 0x80).
  * Returns its length, or 0 when it is invalid (overlong, surrogate, > U+10FFFF,
  * truncated). */
@@ -116,23 +102,13 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-static int hexval(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    return -1;
-}
-
 static int read_u4(const unsigned char *p, const unsigned char *end, unsigned *out)
 {
     if (end - p < 4)
         return -1;
     unsigned v = 0;
     for (int k = 0; k < 4; k++) {
-        int h = hexval(p[k]);
+        int h = kl_norm_hexval(p[k]);
         if (h < 0)
             return -1;
         v = (v << 4) | (unsigned)h;
@@ -195,13 +171,14 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *out_len, 
     /* slow path: unescape into the scratch buffer, then copy to the arena */
     struct kl_json_doc *doc = ps->doc;
     size_t o = (size_t)(p - s);
-    if (grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
+    if (kl_norm_grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
         return nomem(ps);
     memcpy(doc->sbuf, s, o);
     for (;;) {
         if (p >= end)
             return fail(ps, "unterminated string", ps->p);
-        if (doc->cap_sbuf - o < 8 && grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
+        if (doc->cap_sbuf - o < 8 &&
+            kl_norm_grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
             return nomem(ps);
         unsigned c = *p;
         if (c == '"')
@@ -430,7 +407,7 @@ static int dedupe(struct parser *ps, size_t base, size_t *count)
     size_t cap = 16;
     while (cap < n * 2)
         cap *= 2;
-    if (grow((void **)&doc->hash, &doc->cap_hash, cap, sizeof *doc->hash) != 0)
+    if (kl_norm_grow((void **)&doc->hash, &doc->cap_hash, cap, sizeof *doc->hash) != 0)
         return nomem(ps);
     uint32_t *slots = doc->hash;
     for (size_t i = 0; i < cap; i++)
@@ -527,7 +504,8 @@ key:
     {
         struct kl_json_member *m;
         uint8_t nul;
-        if (grow((void **)&doc->mems, &doc->cap_mems, doc->n_mems + 1, sizeof *doc->mems) != 0)
+        if (kl_norm_grow((void **)&doc->mems, &doc->cap_mems, doc->n_mems + 1, sizeof *doc->mems) !=
+            0)
             return nomem(ps);
         m = &doc->mems[doc->n_mems];
         if (parse_string(ps, &m->key, &m->key_len, &nul) != 0)
@@ -596,7 +574,7 @@ done:
         }
         return fail(ps, "not valid JSON (expected ',' or '}')", ps->p);
     }
-    if (grow((void **)&doc->vals, &doc->cap_vals, doc->n_vals + 1, sizeof *doc->vals) != 0)
+    if (kl_norm_grow((void **)&doc->vals, &doc->cap_vals, doc->n_vals + 1, sizeof *doc->vals) != 0)
         return nomem(ps);
     doc->vals[doc->n_vals++] = v;
     if (ps->p < ps->end && *ps->p == ',') {

@@ -52,11 +52,9 @@ int kl_norm_kmap_put(struct kmap *m, uint32_t scope, const char *k, size_t n, ui
     size_t i = h & (m->cap - 1);
     while (m->e[i].hash != 0)
         i = (i + 1) & (m->cap - 1);
-    char *copy = malloc(n + 1);
+    char *copy = kl_norm_dupn(k, n);
     if (copy == NULL)
         return KL_ERR_NOMEM;
-    memcpy(copy, k, n);
-    copy[n] = '\0';
     m->e[i] = (struct kmap_ent){h, copy, (uint32_t)n, scope, val};
     m->n++;
     return KL_OK;

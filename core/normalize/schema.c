@@ -14,9 +14,9 @@
 #include <string.h>
 
 static const char *const type_names[] = {
-    [KL_TYPE_NULL] = "null",       [KL_TYPE_TEXT] = "text",     [KL_TYPE_BIGINT] = "bigint",
-    [KL_TYPE_DOUBLE] = "double",   [KL_TYPE_BOOL] = "bool",     [KL_TYPE_TIMESTAMP] = "timestamp",
-    [KL_TYPE_BINARY] = "binary",   [KL_TYPE_DECIMAL] = "decimal", [KL_TYPE_JSON] = "json",
+    [KL_TYPE_NULL] = "null",     [KL_TYPE_TEXT] = "text",       [KL_TYPE_BIGINT] = "bigint",
+    [KL_TYPE_DOUBLE] = "double", [KL_TYPE_BOOL] = "bool",       [KL_TYPE_TIMESTAMP] = "timestamp",
+    [KL_TYPE_BINARY] = "binary", [KL_TYPE_DECIMAL] = "decimal", [KL_TYPE_JSON] = "json",
 };
 
 const char *kl_data_type_name(enum kl_data_type t)
@@ -187,9 +187,12 @@ int kl_schema_add_column(struct kl_schema *s, size_t table, const struct kl_colu
 static const char *wd_name(enum kl_write_disposition wd)
 {
     switch (wd) {
-    case KL_WRITE_MERGE: return "merge";
-    case KL_WRITE_REPLACE: return "replace";
-    default: return "append";
+    case KL_WRITE_MERGE:
+        return "merge";
+    case KL_WRITE_REPLACE:
+        return "replace";
+    default:
+        return "append";
     }
 }
 
@@ -370,8 +373,8 @@ int kl_schema_version_hash(const struct kl_schema *s, char out[KL_SCHEMA_HASH_CA
      * column names in order */
     {
         static const char *const sys[][7] = {
-            {"_dlt_loads", "load_id", "schema_name", "status", "inserted_at",
-             "schema_version_hash", NULL},
+            {"_dlt_loads", "load_id", "schema_name", "status", "inserted_at", "schema_version_hash",
+             NULL},
             {"_dlt_version", "version", "engine_version", "inserted_at", "schema_name",
              "version_hash", "schema"},
         };
@@ -405,8 +408,7 @@ int kl_schema_version_hash(const struct kl_schema *s, char out[KL_SCHEMA_HASH_CA
                     EVP_DigestUpdate(ctx, t->columns[c].name, strlen(t->columns[c].name));
             } else {
                 for (size_t c = 0; c < 7 && sys[k - s->n_tables][c]; c++)
-                    EVP_DigestUpdate(ctx, sys[k - s->n_tables][c],
-                                     strlen(sys[k - s->n_tables][c]));
+                    EVP_DigestUpdate(ctx, sys[k - s->n_tables][c], strlen(sys[k - s->n_tables][c]));
             }
         }
     }

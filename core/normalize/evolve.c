@@ -25,13 +25,6 @@ static enum kl_data_type infer(const struct kl_json *v, int py)
     return (enum kl_data_type)py;
 }
 
-static bool is_not_null_name(const char *name)
-{
-    return strcmp(name, "_dlt_id") == 0 || strcmp(name, "_dlt_root_id") == 0 ||
-           strcmp(name, "_dlt_parent_id") == 0 || strcmp(name, "_dlt_list_idx") == 0 ||
-           strcmp(name, "_dlt_load_id") == 0;
-}
-
 static int add_column(struct kl_normalizer *n, struct ntable *nt, const char *name,
                       enum kl_data_type type, bool variant, int32_t *out, struct kl_err *err)
 {
@@ -51,7 +44,7 @@ static int add_column(struct kl_normalizer *n, struct ntable *nt, const char *na
     /* the source's primary_key hint, under every write disposition; dlt
      * makes a primary key non-nullable */
     col.primary_key = t->parent[0] == '\0' && strcmp(name, "_kinesis_msg_id") == 0;
-    col.nullable = !is_not_null_name(name) && !col.primary_key;
+    col.nullable = !kl_norm_not_null_hint(name) && !col.primary_key;
     if ((rc = kl_schema_add_column(n->schema, nt->table, &col, &idx, err)))
         return rc;
     if (type == KL_TYPE_JSON)

@@ -195,6 +195,9 @@ int kl_norm_child_for_key(struct kl_normalizer *n, uint32_t parent, const char *
 /* The table context of a list found at `node`. */
 int kl_norm_list_tctx(struct kl_normalizer *n, uint32_t node, uint32_t *out, struct kl_err *err);
 
+/* schema.c: a name of dlt's default not_null hints (the `_dlt_*` columns). */
+bool kl_norm_not_null_hint(const char *name);
+
 /* coerce_value.c: a JSON value into a cell of a column's type. */
 int kl_norm_py_type(const struct kl_json *v);
 int kl_norm_coerce(struct kl_normalizer *n, enum kl_data_type to, int py, const struct kl_json *v,

@@ -5,6 +5,7 @@
  * Duplicate keys keep the first position and the last value, as a dict does.
  */
 #include "core/normalize/json.h"
+#include "core/normalize/internal.h"
 #include "core/util/base64.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
@@ -68,21 +69,6 @@ static inline void skip_ws(struct parser *ps)
     ps->p = p;
 }
 
-static int grow(void **ptr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *np = realloc(*ptr, n * elem);
-    if (np == NULL)
-        return -1;
-    *ptr = np;
-    *cap = n;
-    return 0;
-}
-
 /* Validates one multi-byte UTF-8 sequence starting at `p` (first byte >= 0x80).
  * Returns its length, or 0 when it is invalid (overlong, surrogate, > U+10FFFF,
  * truncated). */
@@ -105,8 +91,7 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
+        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && p[1] < 0x90)
             return 0; /* overlong */
@@ -117,23 +102,13 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-static int hexval(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    return -1;
-}
-
 static int read_u4(const unsigned char *p, const unsigned char *end, unsigned *out)
 {
     if (end - p < 4)
         return -1;
     unsigned v = 0;
     for (int k = 0; k < 4; k++) {
-        int h = hexval(p[k]);
+        int h = kl_norm_hexval(p[k]);
         if (h < 0)
             return -1;
         v = (v << 4) | (unsigned)h;
@@ -196,13 +171,14 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *out_len, 
     /* slow path: unescape into the scratch buffer, then copy to the arena */
     struct kl_json_doc *doc = ps->doc;
     size_t o = (size_t)(p - s);
-    if (grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
+    if (kl_norm_grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
         return nomem(ps);
     memcpy(doc->sbuf, s, o);
     for (;;) {
         if (p >= end)
             return fail(ps, "unterminated string", ps->p);
-        if (doc->cap_sbuf - o < 8 && grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
+        if (doc->cap_sbuf - o < 8 &&
+            kl_norm_grow((void **)&doc->sbuf, &doc->cap_sbuf, o + 64, 1) != 0)
             return nomem(ps);
         unsigned c = *p;
         if (c == '"')
@@ -213,14 +189,30 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *out_len, 
             unsigned e = p[1];
             p += 2;
             switch (e) {
-            case '"': doc->sbuf[o++] = '"'; break;
-            case '\\': doc->sbuf[o++] = '\\'; break;
-            case '/': doc->sbuf[o++] = '/'; break;
-            case 'b': doc->sbuf[o++] = '\b'; break;
-            case 'f': doc->sbuf[o++] = '\f'; break;
-            case 'n': doc->sbuf[o++] = '\n'; break;
-            case 'r': doc->sbuf[o++] = '\r'; break;
-            case 't': doc->sbuf[o++] = '\t'; break;
+            case '"':
+                doc->sbuf[o++] = '"';
+                break;
+            case '\\':
+                doc->sbuf[o++] = '\\';
+                break;
+            case '/':
+                doc->sbuf[o++] = '/';
+                break;
+            case 'b':
+                doc->sbuf[o++] = '\b';
+                break;
+            case 'f':
+                doc->sbuf[o++] = '\f';
+                break;
+            case 'n':
+                doc->sbuf[o++] = '\n';
+                break;
+            case 'r':
+                doc->sbuf[o++] = '\r';
+                break;
+            case 't':
+                doc->sbuf[o++] = '\t';
+                break;
             case 'u': {
                 unsigned cp, lo;
                 if (read_u4(p, end, &cp) != 0)
@@ -415,7 +407,7 @@ static int dedupe(struct parser *ps, size_t base, size_t *count)
     size_t cap = 16;
     while (cap < n * 2)
         cap *= 2;
-    if (grow((void **)&doc->hash, &doc->cap_hash, cap, sizeof *doc->hash) != 0)
+    if (kl_norm_grow((void **)&doc->hash, &doc->cap_hash, cap, sizeof *doc->hash) != 0)
         return nomem(ps);
     uint32_t *slots = doc->hash;
     for (size_t i = 0; i < cap; i++)
@@ -441,7 +433,7 @@ static int dedupe(struct parser *ps, size_t base, size_t *count)
 }
 
 struct frame {
-    uint32_t base;   /* first child on the scratch stack */
+    uint32_t base; /* first child on the scratch stack */
     uint8_t is_obj;
 };
 
@@ -486,8 +478,16 @@ value:
             return -1;
         goto done;
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
         if (parse_number(ps, &v) != 0)
             return -1;
         goto done;
@@ -504,7 +504,8 @@ key:
     {
         struct kl_json_member *m;
         uint8_t nul;
-        if (grow((void **)&doc->mems, &doc->cap_mems, doc->n_mems + 1, sizeof *doc->mems) != 0)
+        if (kl_norm_grow((void **)&doc->mems, &doc->cap_mems, doc->n_mems + 1, sizeof *doc->mems) !=
+            0)
             return nomem(ps);
         m = &doc->mems[doc->n_mems];
         if (parse_string(ps, &m->key, &m->key_len, &nul) != 0)
@@ -518,7 +519,7 @@ key:
     ps->p++;
     goto value;
 
-close: {
+close : {
     /* the innermost container ends: copy its children to the arena */
     struct frame *f = &frames[depth - 1];
     memset(&v, 0, sizeof v);
@@ -573,7 +574,7 @@ done:
         }
         return fail(ps, "not valid JSON (expected ',' or '}')", ps->p);
     }
-    if (grow((void **)&doc->vals, &doc->cap_vals, doc->n_vals + 1, sizeof *doc->vals) != 0)
+    if (kl_norm_grow((void **)&doc->vals, &doc->cap_vals, doc->n_vals + 1, sizeof *doc->vals) != 0)
         return nomem(ps);
     doc->vals[doc->n_vals++] = v;
     if (ps->p < ps->end && *ps->p == ',') {
@@ -619,8 +620,8 @@ int kl_json_parse_object(struct kl_json_doc *doc, const void *data, size_t len,
                          const struct kl_json **out, char *reason, size_t reason_cap)
 {
     static const char *const names[] = {
-        [KL_JSON_NULL] = "JSON null",      [KL_JSON_FALSE] = "a JSON boolean",
-        [KL_JSON_TRUE] = "a JSON boolean", [KL_JSON_NUMBER] = "a JSON number",
+        [KL_JSON_NULL] = "JSON null",       [KL_JSON_FALSE] = "a JSON boolean",
+        [KL_JSON_TRUE] = "a JSON boolean",  [KL_JSON_NUMBER] = "a JSON number",
         [KL_JSON_STRING] = "a JSON string", [KL_JSON_ARRAY] = "a JSON array",
     };
     int rc = kl_json_parse(doc, data, len, reason, reason_cap);
@@ -756,11 +757,26 @@ int kl_json_write_string(const char *s, size_t len, struct kl_buf *out, struct k
         } else if (c < 0x20) {
             esc[0] = '\\';
             switch (c) {
-            case '\n': esc[1] = 'n'; n = 2; break;
-            case '\r': esc[1] = 'r'; n = 2; break;
-            case '\t': esc[1] = 't'; n = 2; break;
-            case '\b': esc[1] = 'b'; n = 2; break;
-            case '\f': esc[1] = 'f'; n = 2; break;
+            case '\n':
+                esc[1] = 'n';
+                n = 2;
+                break;
+            case '\r':
+                esc[1] = 'r';
+                n = 2;
+                break;
+            case '\t':
+                esc[1] = 't';
+                n = 2;
+                break;
+            case '\b':
+                esc[1] = 'b';
+                n = 2;
+                break;
+            case '\f':
+                esc[1] = 'f';
+                n = 2;
+                break;
             default:
                 esc[1] = 'u';
                 esc[2] = '0';
@@ -821,8 +837,9 @@ static int write_value(const struct kl_json *v, struct kl_buf *out, struct kl_er
         struct tm tm;
         if (gmtime_r(&t, &tm) == NULL)
             return kl_err_set(err, KL_ERR_INVALID, "timestamp out of range");
-        int n = snprintf(ts, sizeof ts, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", tm.tm_year + 1900,
-                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+        int n =
+            snprintf(ts, sizeof ts, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
         return kl_buf_append(out, ts, (size_t)n, err);
     }
     case KL_JSON_ARRAY:

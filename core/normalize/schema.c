@@ -4,6 +4,7 @@
  * Python's json.dumps(sort_keys=True) would before hashing.
  */
 #include "core/normalize/schema.h"
+#include "core/normalize/internal.h"
 #include "core/util/base64.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
@@ -184,6 +185,20 @@ int kl_schema_add_column(struct kl_schema *s, size_t table, const struct kl_colu
     return KL_OK;
 }
 
+/* dlt's default not_null hints: the columns it makes non-nullable. */
+static const char *const not_null[] = {"_dlt_id", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx",
+                                       "_dlt_load_id"};
+#define N_NOT_NULL (sizeof not_null / sizeof not_null[0])
+
+bool kl_norm_not_null_hint(const char *name)
+{
+    for (size_t i = 0; i < N_NOT_NULL; i++) {
+        if (strcmp(name, not_null[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* One column as dlt stores it: hints only when set. */
 static cJSON *column_doc(const char *name, const char *type, bool nullable)
 {
@@ -272,10 +287,8 @@ static cJSON *content_doc(const struct kl_schema *s)
     cJSON_AddItemToArray(arr, cJSON_CreateString("iso_timestamp"));
     hints = cJSON_AddObjectToObject(settings, "default_hints");
     {
-        static const char *const not_null[] = {"_dlt_id", "_dlt_root_id", "_dlt_parent_id",
-                                               "_dlt_list_idx", "_dlt_load_id"};
         arr = cJSON_AddArrayToObject(hints, "not_null");
-        for (size_t i = 0; i < 5; i++)
+        for (size_t i = 0; i < N_NOT_NULL; i++)
             cJSON_AddItemToArray(arr, cJSON_CreateString(not_null[i]));
         arr = cJSON_AddArrayToObject(hints, "parent_key");
         cJSON_AddItemToArray(arr, cJSON_CreateString("_dlt_parent_id"));

@@ -29,6 +29,9 @@ static void unlock(struct kl_fake_service *f)
 /* The delay, then the scripted failure. Takes the lock on success. */
 static int enter(struct kl_fake_service *f, struct kl_err *err)
 {
+    lock(f);
+    f->started++;
+    unlock(f);
     if (f->delay_ms > 0) {
         struct timespec ts = {f->delay_ms / 1000, (f->delay_ms % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {

@@ -40,6 +40,7 @@ struct kl_fake_service {
     bool ready;    /* default true */
     long delay_ms; /* every operation sleeps first */
     /* observed */
+    unsigned started; /* operations begun (counted before the delay) */
     unsigned calls;
     bool have_last;
     struct kl_load_params last_params;

@@ -684,6 +684,79 @@ describe('helm template', () => {
         assert.match(notes, /2 to 4 replicas scaled on CPU/);
     });
 
+    // What every alert must have, and its queries checked as PromQL.
+    function checkRules(pr, selector) {
+        assert.equal(pr.apiVersion, 'monitoring.coreos.com/v1');
+        const rules = pr.spec.groups.flatMap((g) => g.rules);
+        for (const r of rules) {
+            const what = `alert ${r.alert}`;
+            assert.match(r.alert, /^KinesisLoader[A-Z][A-Za-z]+$/, what);
+            assert.match(r.for, /^[0-9]+[smhdw]$/, `${what}: for`);
+            assert.ok(r.labels.severity, `${what}: severity`);
+            for (const a of ['summary', 'description', 'runbook']) {
+                const text = r.annotations[a];
+                assert.ok(typeof text === 'string' && text.length > 20, `${what}: annotation ${a}`);
+                assert.equal(text.split('{{').length, text.split('}}').length,
+                    `${what}: ${a}: unbalanced template braces`);
+                assert.doesNotMatch(text, /%!|<no value>/, `${what}: ${a}: a broken printf`);
+            }
+            const names = checkPromql(r.expr, what);
+            for (const n of names) {
+                assert.ok(r.expr.includes(`${n}{${selector}`),
+                    `${what}: ${n} without the selector ${selector}: ${r.expr}`);
+            }
+        }
+        return Object.fromEntries(rules.map((r) => [r.alert, r]));
+    }
+
+    const ALERTS = ['KinesisLoaderShardLagHigh', 'KinesisLoaderJobsFailing', 'KinesisLoaderDeadLetters',
+        'KinesisLoaderStoreDown', 'KinesisLoaderNotReady', 'KinesisLoaderKinesisFailing',
+        'KinesisLoaderNoJobSucceeded', 'KinesisLoaderPipelineNotRead'];
+
+    test('prometheusRule.enabled: every alert, on the release\'s namespace', () => {
+        const { docs } = render(['prometheusRule.enabled=true']);
+        const pr = one(docs, 'PrometheusRule');
+        assert.equal(pr.metadata.namespace, 'data');
+        const rules = checkRules(pr, 'namespace="data"');
+        assert.deepEqual(Object.keys(rules), ALERTS);
+        assert.match(rules.KinesisLoaderShardLagHigh.expr,
+            /^max by \(namespace, job, pipeline, stream, shard\) \(kl_shard_millis_behind_latest\{namespace="data"\}\) \/ 1000 > 600$/);
+        assert.equal(rules.KinesisLoaderShardLagHigh.for, '15m');
+        assert.match(rules.KinesisLoaderJobsFailing.expr, /increase\(kl_task_failures_total\{[^}]*\}\[30m\]\)/);
+        assert.match(rules.KinesisLoaderJobsFailing.expr, /kl_jobs\{namespace="data",status="failed"\}/);
+        assert.match(rules.KinesisLoaderStoreDown.expr, /kl_store_up\{namespace="data"\}\) == 0/);
+        assert.match(rules.KinesisLoaderNotReady.expr, /route="\/readyz",code="503"/);
+        assert.match(rules.KinesisLoaderNoJobSucceeded.expr, /status="succeeded"\} offset 6h/);
+        assert.equal(rules.KinesisLoaderStoreDown.labels.severity, 'critical');
+        assert.equal(rules.KinesisLoaderDeadLetters.labels.severity, 'warning');
+        assert.equal(rules.KinesisLoaderDeadLetters.annotations.runbook_url, undefined);
+        // the routes and statuses the queries match are ones the service has
+        const routes = fs.readFileSync(path.join(ROOT, 'api', 'routes.c'), 'utf8');
+        assert.match(routes, /"GET", +"\/readyz"/);
+        const statuses = fs.readFileSync(path.join(ROOT, 'core', 'store', 'store.c'), 'utf8');
+        assert.match(statuses, /status_names\[\] = \{[^}]*"succeeded", "failed"/);
+    });
+
+    test('prometheusrule.yaml: labels, runbook links, thresholds, metrics.selector', () => {
+        const { docs } = render(['prometheusrule.yaml']);
+        const pr = one(docs, 'PrometheusRule');
+        assert.equal(pr.metadata.namespace, 'monitoring');
+        assert.equal(pr.metadata.labels.release, 'prometheus');
+        const rules = checkRules(pr, 'job="loader"');
+        assert.deepEqual(Object.keys(rules), ALERTS.filter((a) => a !== 'KinesisLoaderKinesisFailing'));
+        for (const r of Object.values(rules)) {
+            assert.equal(r.labels.team, 'data');
+            assert.equal(r.annotations.runbook_url,
+                `https://runbooks.example.com/kinesis-loader#${r.alert.toLowerCase()}`);
+        }
+        assert.match(rules.KinesisLoaderShardLagHigh.expr, / > 120$/);
+        assert.equal(rules.KinesisLoaderShardLagHigh.for, '5m');
+        assert.match(rules.KinesisLoaderShardLagHigh.annotations.description, /threshold of 120 seconds/);
+        assert.match(rules.KinesisLoaderDeadLetters.expr,
+            /^sum by \(namespace, job\) \(increase\(kl_dead_letters_total\{job="loader"\}\[1h\]\)\) > 10$/);
+        assert.match(rules.KinesisLoaderPipelineNotRead.expr, /\[7d\]\)\)\nunless on .*\n.*\[25h\]\)\)$/);
+    });
+
     test('all-options.yaml: every optional setting renders', () => {
         const { docs, notes } = render(['all-options.yaml'], { notes: true });
         checkRelations(docs);
@@ -774,6 +847,9 @@ describe('combinations that cannot work fail to render', () => {
     test('the HorizontalPodAutoscaler without a CPU request', () => renderFails(
         [...shared, 'autoscaling.enabled=true', 'resources.requests.cpu=null'],
         /autoscaling\.enabled scales on CPU utilisation, .*set resources\.requests\.cpu/));
+    test('an alert about pipelines not read that forgets them sooner than it looks', () => renderFails(
+        ['prometheusRule.enabled=true', 'prometheusRule.alerts.pipelineNotRead.seenWithin=6h'],
+        /pipelineNotRead\.seenWithin=6h must be longer than its window=6h/));
     test('more pods at least than at most', () => renderFails(
         [...shared, 'autoscaling.enabled=true', 'autoscaling.minReplicas=5', 'autoscaling.maxReplicas=3'],
         /autoscaling\.minReplicas=5 is above autoscaling\.maxReplicas=3/));
@@ -790,6 +866,8 @@ describe('values.schema.json refuses values of the wrong shape', () => {
         'database.existingSecret=db', 'cronJob.loads[0].stream=a/b'], /stream/));
     test('a string where a number belongs', () => renderFails(['string:shutdown.graceSeconds=25'],
         /graceSeconds/));
+    test('an alert duration that is not one', () => renderFails(
+        ['prometheusRule.enabled=true', 'prometheusRule.alerts.shardLag.for=15 minutes'], /for/));
     test('KEDA scaling to zero', () => renderFails(['keda.minReplicas=0'], /minReplicas/));
     test('a KEDA threshold that is not a number', () => renderFails(
         ['string:keda.prometheus.threshold=1m'], /threshold/));

@@ -285,3 +285,11 @@ METRIC{MATCHERS}. Called with {"root": ., "metric": NAME, "extra": "a=\"b\""}.
 {{- $all := compact (list $sel (.extra | default "")) | join "," }}
 {{- printf "%s{%s}" .metric $all }}
 {{- end }}
+
+{{/* A duration of the form NUMBER UNIT (s, m, h, d, w), in seconds. */}}
+{{- define "kinesis-loader.seconds" -}}
+{{- $d := toString . }}
+{{- $n := int (regexReplaceAll "[a-z]+$" $d "") }}
+{{- $unit := regexReplaceAll "^[0-9]+" $d "" }}
+{{- mul $n (get (dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800) $unit) }}
+{{- end }}

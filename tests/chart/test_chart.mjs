@@ -709,6 +709,65 @@ describe('helm template', () => {
         return Object.fromEntries(rules.map((r) => [r.alert, r]));
     }
 
+    // The dashboard: every panel queries, every query parses and names only
+    // exported metrics, filtered by the dashboard's namespace and job.
+    function checkDashboard(dash) {
+        assert.equal(dash.uid, 'kinesis-loader');
+        assert.ok(dash.title && Number.isInteger(dash.schemaVersion), 'title and schemaVersion');
+        const vars = Object.fromEntries(dash.templating.list.map((v) => [v.name, v]));
+        assert.deepEqual(Object.keys(vars), ['datasource', 'namespace', 'job']);
+        assert.equal(vars.datasource.type, 'datasource');
+        assert.equal(vars.datasource.query, 'prometheus');
+        // Grafana's variables, as Prometheus would see them after Grafana
+        const grafana = (e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m');
+        for (const v of [vars.namespace, vars.job]) {
+            const m = v.query.query.match(/^label_values\((.+), *([a-z_]+)\)$/);
+            assert.ok(m, `variable ${v.name}: a label_values query`);
+            checkPromql(grafana(m[1]), `variable ${v.name}`);
+            assert.equal(m[2], v.name);
+        }
+        const panels = dash.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+        const ids = panels.map((p) => p.id);
+        assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+        const used = new Set();
+        for (const p of panels.filter((x) => x.type !== 'row')) {
+            const what = `panel "${p.title}"`;
+            assert.ok(p.description, `${what}: a description`);
+            assert.equal(p.datasource?.uid, '${datasource}', `${what}: the datasource variable`);
+            assert.ok(p.targets?.length > 0, `${what}: no query`);
+            for (const t of p.targets) {
+                assert.equal(t.datasource?.uid, '${datasource}', `${what}: target datasource`);
+                const expr = grafana(t.expr);
+                for (const n of checkPromql(expr, what)) {
+                    used.add(n);
+                    assert.ok(expr.includes(`${n}{namespace=~"$namespace",job=~"$job"`),
+                        `${what}: ${n} without the namespace and job filters: ${t.expr}`);
+                }
+            }
+        }
+        for (const n of ['kl_jobs', 'kl_rows_loaded_total', 'kl_messages_loaded_total',
+            'kl_shard_millis_behind_latest', 'kl_kinesis_throttles_total', 'kl_kinesis_retries_total',
+            'kl_http_request_duration_seconds_bucket', 'kl_dead_letters_total'])
+            assert.ok(used.has(n), `no panel shows ${n}`);
+    }
+
+    test('grafana-dashboard.yaml: the dashboard JSON in a ConfigMap with the sidecar\'s label', () => {
+        const { docs } = render(['grafana-dashboard.yaml']);
+        const cm = one(docs, 'ConfigMap');
+        assert.equal(cm.metadata.name, 'rel-kinesis-loader-dashboard');
+        assert.equal(cm.metadata.namespace, 'monitoring');
+        assert.equal(cm.metadata.labels['kinesis-loader/dashboard'], 'kinesis');
+        assert.equal(cm.metadata.labels.grafana_dashboard, undefined);
+        assert.equal(cm.metadata.annotations.grafana_folder, 'Data');
+        assert.deepEqual(Object.keys(cm.data), ['kinesis-loader.json']);
+        const file = fs.readFileSync(path.join(CHART, 'dashboards', 'kinesis-loader.json'), 'utf8');
+        assert.equal(cm.data['kinesis-loader.json'], file.trim(), 'the chart\'s file as it is');
+        checkDashboard(JSON.parse(cm.data['kinesis-loader.json']));
+        const dflt = one(render(['grafanaDashboard.enabled=true']).docs, 'ConfigMap');
+        assert.equal(dflt.metadata.labels.grafana_dashboard, '1');
+        assert.equal(dflt.metadata.namespace, 'data');
+    });
+
     const ALERTS = ['KinesisLoaderShardLagHigh', 'KinesisLoaderJobsFailing', 'KinesisLoaderDeadLetters',
         'KinesisLoaderStoreDown', 'KinesisLoaderNotReady', 'KinesisLoaderKinesisFailing',
         'KinesisLoaderNoJobSucceeded', 'KinesisLoaderPipelineNotRead'];
@@ -760,8 +819,15 @@ describe('helm template', () => {
     test('all-options.yaml: every optional setting renders', () => {
         const { docs, notes } = render(['all-options.yaml'], { notes: true });
         checkRelations(docs);
-        assert.deepEqual(docs.map((d) => d.kind).sort(), ['CronJob', 'Deployment',
-            'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+        assert.deepEqual(docs.map((d) => d.kind).sort(), ['ConfigMap', 'CronJob', 'Deployment',
+            'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'PrometheusRule', 'Secret', 'Service',
+            'ServiceAccount', 'ServiceMonitor']);
+        const hpa = one(docs, 'HorizontalPodAutoscaler');
+        assert.deepEqual([hpa.spec.minReplicas, hpa.spec.maxReplicas], [3, 12]);
+        assert.deepEqual(hpa.spec.behavior, { scaleDown: { stabilizationWindowSeconds: 900 } });
+        checkRules(one(docs, 'PrometheusRule'), 'namespace="data"');
+        checkDashboard(JSON.parse(one(docs, 'ConfigMap').data['kinesis-loader.json']));
+        assert.match(notes, /3 to 12 replicas scaled on CPU/);
         const dep = one(docs, 'Deployment');
         const spec = dep.spec.template.spec;
         const c = spec.containers[0];

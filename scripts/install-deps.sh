@@ -17,7 +17,6 @@ PACKAGES=(
     build-essential cmake pkg-config git
     libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev
     libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev
-    protobuf-c-compiler libprotobuf-c-dev
     postgresql redis-server
     wrk bc
 )

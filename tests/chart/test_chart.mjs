@@ -3,7 +3,10 @@
 // in tests/chart/values/, and checks on what is rendered: every environment
 // variable is one `kinesis-loader --help` lists, the probes point at /healthz
 // and /readyz, the container port is the one of KL_LISTEN, the pods run
-// locked down, and the combinations that cannot work fail to render.
+// locked down, the autoscalers scale the chart's Deployment, every PromQL
+// query (KEDA's, the alerts', the dashboard's) parses and names only metrics
+// the service's /metrics exports (read from the C sources that print them),
+// and the combinations that cannot work fail to render.
 //
 // helm comes from the npm package @aws-cdk/asset-kubectl-v20 (a zip with
 // helm and kubectl for linux x64, installed by `npm ci` in tests/); it is
@@ -39,6 +42,106 @@ try {
 } catch (e) {
     throw new Error(`the npm package "yaml" is missing: run \`npm ci\` in tests/ ` +
         `(scripts/install-deps.sh does it) (${e.message})`);
+}
+
+// The PromQL grammar of Prometheus' own web UI, for parsing the chart's queries.
+let promql;
+try {
+    promql = (await import('@prometheus-io/lezer-promql')).parser;
+} catch (e) {
+    throw new Error('the npm package "@prometheus-io/lezer-promql" is missing: run `npm ci` in ' +
+        `tests/ (scripts/install-deps.sh does it) (${e.message})`);
+}
+
+// ---- the metrics /metrics exports, from the sources ----
+
+const METRIC_NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
+
+// Name -> type of every metric the service prints, read from the C files
+// under core/, api/ and server/: each `# TYPE NAME TYPE` in a string
+// literal, and for a function that prints `# TYPE %s TYPE` (a helper such as
+// render_counter), the literal name each call of it passes first after its
+// output argument. Renaming a metric in the C code changes this list, and so
+// fails every query below that still uses the old name.
+function exportedMetrics() {
+    const texts = [];
+    const walk = (dir) => {
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+            const p = path.join(dir, e.name);
+            if (e.isDirectory())
+                walk(p);
+            else if (e.name.endsWith('.c'))
+                texts.push(fs.readFileSync(p, 'utf8'));
+        }
+    };
+    for (const d of ['core', 'api', 'server'])
+        walk(path.join(ROOT, d));
+    const types = new Map();
+    const helpers = [];
+    const typeLine = new RegExp(`# TYPE (${METRIC_NAME}|%s) (counter|gauge|histogram|summary|untyped)`,
+        'g');
+    for (const t of texts) {
+        for (const m of t.matchAll(typeLine)) {
+            if (m[1] !== '%s') {
+                types.set(m[1], m[2]);
+                continue;
+            }
+            // the function definition the literal is in: the last one before it
+            const defs = [...t.slice(0, m.index).matchAll(/^[a-z][\w \t*]*?\b(\w+)\([^)]*\)\s*\n\{/gm)];
+            assert.ok(defs.length > 0, `no function around "# TYPE %s" in the sources`);
+            helpers.push({ fn: defs.at(-1)[1], type: m[2] });
+        }
+    }
+    for (const { fn, type } of helpers) {
+        const call = new RegExp(`\\b${fn}\\s*\\(\\s*[^,()]+,\\s*"(${METRIC_NAME})"`, 'g');
+        for (const t of texts) {
+            for (const m of t.matchAll(call))
+                types.set(m[1], type);
+        }
+    }
+    return types;
+}
+
+let metrics;
+
+// Whether /metrics has a series of this name: a metric, or the _bucket, _sum
+// and _count series of a histogram (_sum and _count of a summary).
+function isExported(name) {
+    if (metrics.has(name))
+        return true;
+    const m = name.match(/^(.*)_(bucket|sum|count)$/);
+    const type = m && metrics.get(m[1]);
+    return type === 'histogram' || (type === 'summary' && m[2] !== 'bucket');
+}
+
+// The metric names a PromQL expression selects; fails on a syntax error.
+function promqlMetricNames(expr, what) {
+    const tree = promql.parse(expr);
+    const names = [];
+    let bad;
+    tree.iterate({
+        enter(n) {
+            if (n.type.isError && bad === undefined)
+                bad = n.from;
+            if (n.name === 'Identifier' && n.node.parent?.name === 'VectorSelector')
+                names.push(expr.slice(n.from, n.to));
+        },
+    });
+    assert.equal(bad, undefined, `${what}: PromQL syntax error at offset ${bad} of: ${expr}`);
+    return names;
+}
+
+// Fails unless the expression parses, selects at least one metric and only
+// metrics /metrics exports. Returns the names.
+function checkPromql(expr, what) {
+    assert.equal(typeof expr, 'string', `${what}: no query`);
+    const names = promqlMetricNames(expr, what);
+    assert.ok(names.length > 0, `${what}: the query selects no metric by name: ${expr}`);
+    for (const n of names) {
+        assert.ok(isExported(n), `${what}: ${n} is not a metric kinesis-loader's /metrics ` +
+            `exports (server/metrics.c and the other files printing "# TYPE"): ${expr}`);
+    }
+    return names;
 }
 
 // ---- helm from the zip ----
@@ -273,6 +376,15 @@ function checkRelations(docs) {
     const secrets = Object.fromEntries(byKind(docs, 'Secret').map((s) => [s.metadata.name, s]));
     const pods = [dep.spec.template.spec,
         ...byKind(docs, 'CronJob').map((c) => c.spec.jobTemplate.spec.template.spec)];
+    // the autoscalers scale this Deployment
+    for (const a of [...byKind(docs, 'HorizontalPodAutoscaler'), ...byKind(docs, 'ScaledObject')]) {
+        assert.deepEqual(a.spec.scaleTargetRef,
+            { apiVersion: 'apps/v1', kind: 'Deployment', name: dep.metadata.name },
+            `${a.kind} ${a.metadata.name} scales the chart's Deployment`);
+        assert.equal(a.metadata.namespace, dep.metadata.namespace, `${a.kind} namespace`);
+        assert.equal(dep.spec.replicas, undefined,
+            `the Deployment leaves its replicas to the ${a.kind}`);
+    }
     for (const spec of pods) {
         for (const e of spec.containers[0].env ?? []) {
             const ref = e.valueFrom?.secretKeyRef;
@@ -288,6 +400,13 @@ function checkRelations(docs) {
 // ---- setup ----
 
 before(() => {
+    metrics = exportedMetrics();
+    for (const [name, type] of [['kl_shard_millis_behind_latest', 'gauge'], ['kl_jobs', 'gauge'],
+        ['kl_dead_letters_total', 'counter'], ['kl_http_request_duration_seconds', 'histogram']]) {
+        assert.equal(metrics.get(name), type, `the metric names read from the sources lack ${name} ` +
+            `(${[...metrics.keys()].join(' ')}): has the way server/metrics.c prints them changed?`);
+    }
+
     const binary = argValue('--binary');
     assert.ok(binary, 'usage: node test_chart.mjs --binary PATH/TO/kinesis-loader');
     const help = execFileSync(binary, ['--help'], { encoding: 'utf8' });
@@ -375,6 +494,31 @@ describe('values.yaml', () => {
         assert.equal(v.config.logLevel, def('KL_LOG_LEVEL'));
         assert.equal(String(v.shutdown.graceSeconds), def('KL_SHUTDOWN_GRACE_S'));
         assert.equal(`${v.listen.host}:${v.listen.port}`, def('KL_LISTEN'));
+    });
+});
+
+describe('the PromQL check', () => {
+    test('knows the metrics the sources print, with their types', () => {
+        for (const [name, type] of Object.entries({
+            kl_store_up: 'gauge', kl_tasks: 'gauge', kl_rows_loaded_total: 'counter',
+            kl_kinesis_throttles_total: 'counter', kl_http_requests_total: 'counter',
+            kl_engine_metrics_ok: 'gauge', process_resident_memory_bytes: 'gauge',
+        }))
+            assert.equal(metrics.get(name), type, name);
+    });
+    test('accepts histogram series and exported names', () => {
+        assert.deepEqual(checkPromql('histogram_quantile(0.99, sum by (le) (rate(' +
+            'kl_http_request_duration_seconds_bucket{route="/jobs/{id}"}[5m])))', 'q'),
+        ['kl_http_request_duration_seconds_bucket']);
+        assert.deepEqual(checkPromql('sum(kl_jobs{status="failed"}) - kl_jobs offset 5m', 'q'),
+            ['kl_jobs', 'kl_jobs']);
+    });
+    test('refuses a renamed metric, a _bucket of a gauge, no metric, and bad syntax', () => {
+        assert.throws(() => checkPromql('rate(kl_rows_loaded{a="b"}[5m])', 'q'),
+            /kl_rows_loaded is not a metric/);
+        assert.throws(() => checkPromql('kl_jobs_bucket', 'q'), /kl_jobs_bucket is not a metric/);
+        assert.throws(() => checkPromql('vector(1)', 'q'), /selects no metric/);
+        assert.throws(() => checkPromql('sum(rate(kl_rows_loaded_total[5m]) by', 'q'), /syntax error/);
     });
 });
 
@@ -496,11 +640,194 @@ describe('helm template', () => {
         assert.equal(vol.persistentVolumeClaim.claimName, pvc.metadata.name);
     });
 
+    test('keda.yaml: a KEDA ScaledObject scales the Deployment on shard lag', () => {
+        const { docs, notes } = render(['keda.yaml'], { notes: true });
+        checkRelations(docs);
+        const so = one(docs, 'ScaledObject');
+        assert.equal(so.apiVersion, 'keda.sh/v1alpha1');
+        assert.equal(byKind(docs, 'HorizontalPodAutoscaler').length, 0, 'KEDA makes its own HPA');
+        assert.equal(so.spec.minReplicaCount, 2);
+        assert.equal(so.spec.maxReplicaCount, 10);
+        assert.equal(so.spec.pollingInterval, 30);
+        assert.deepEqual(so.spec.advanced.horizontalPodAutoscalerConfig.behavior,
+            { scaleDown: { stabilizationWindowSeconds: 600 } });
+        assert.equal(so.spec.triggers.length, 1);
+        const [t] = so.spec.triggers;
+        assert.equal(t.type, 'prometheus');
+        assert.deepEqual(t.authenticationRef, { name: 'prometheus-auth' });
+        assert.equal(t.metadata.serverAddress, 'http://prometheus-operated.monitoring.svc:9090');
+        assert.equal(t.metadata.threshold, '120000', 'KEDA wants the threshold as a string');
+        assert.equal(t.metadata.query, 'max(kl_shard_millis_behind_latest{namespace="data"})');
+        assert.deepEqual(checkPromql(t.metadata.query, 'the KEDA trigger'),
+            ['kl_shard_millis_behind_latest']);
+        assert.match(notes, /2 to 10 replicas scaled by KEDA on shard lag/);
+        // metrics.selector and a query of one's own
+        const own = one(render(['keda.yaml', 'string:metrics.selector=job="loader"']).docs,
+            'ScaledObject').spec.triggers[0].metadata.query;
+        assert.equal(own, 'max(kl_shard_millis_behind_latest{job="loader"})');
+        const q = 'sum(kl_tasks{state="queued"})';
+        assert.equal(one(render(['keda.yaml', `string:keda.prometheus.query=${q}`]).docs,
+            'ScaledObject').spec.triggers[0].metadata.query, q);
+    });
+
+    test('hpa.yaml: a HorizontalPodAutoscaler scales the Deployment on CPU', () => {
+        const { docs, notes } = render(['hpa.yaml'], { notes: true });
+        checkRelations(docs);
+        const hpa = one(docs, 'HorizontalPodAutoscaler');
+        assert.equal(hpa.apiVersion, 'autoscaling/v2');
+        assert.equal(byKind(docs, 'ScaledObject').length, 0);
+        assert.equal(hpa.spec.minReplicas, 2);
+        assert.equal(hpa.spec.maxReplicas, 4);
+        assert.deepEqual(hpa.spec.metrics, [{ type: 'Resource',
+            resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 60 } } }]);
+        assert.equal(hpa.spec.behavior, undefined);
+        assert.match(notes, /2 to 4 replicas scaled on CPU/);
+    });
+
+    // What every alert must have, and its queries checked as PromQL.
+    function checkRules(pr, selector) {
+        assert.equal(pr.apiVersion, 'monitoring.coreos.com/v1');
+        const rules = pr.spec.groups.flatMap((g) => g.rules);
+        for (const r of rules) {
+            const what = `alert ${r.alert}`;
+            assert.match(r.alert, /^KinesisLoader[A-Z][A-Za-z]+$/, what);
+            assert.match(r.for, /^[0-9]+[smhdw]$/, `${what}: for`);
+            assert.ok(r.labels.severity, `${what}: severity`);
+            for (const a of ['summary', 'description', 'runbook']) {
+                const text = r.annotations[a];
+                assert.ok(typeof text === 'string' && text.length > 20, `${what}: annotation ${a}`);
+                assert.equal(text.split('{{').length, text.split('}}').length,
+                    `${what}: ${a}: unbalanced template braces`);
+                assert.doesNotMatch(text, /%!|<no value>/, `${what}: ${a}: a broken printf`);
+            }
+            const names = checkPromql(r.expr, what);
+            for (const n of names) {
+                assert.ok(r.expr.includes(`${n}{${selector}`),
+                    `${what}: ${n} without the selector ${selector}: ${r.expr}`);
+            }
+        }
+        return Object.fromEntries(rules.map((r) => [r.alert, r]));
+    }
+
+    // The dashboard: every panel queries, every query parses and names only
+    // exported metrics, filtered by the dashboard's namespace and job.
+    function checkDashboard(dash) {
+        assert.equal(dash.uid, 'kinesis-loader');
+        assert.ok(dash.title && Number.isInteger(dash.schemaVersion), 'title and schemaVersion');
+        const vars = Object.fromEntries(dash.templating.list.map((v) => [v.name, v]));
+        assert.deepEqual(Object.keys(vars), ['datasource', 'namespace', 'job']);
+        assert.equal(vars.datasource.type, 'datasource');
+        assert.equal(vars.datasource.query, 'prometheus');
+        // Grafana's variables, as Prometheus would see them after Grafana
+        const grafana = (e) => e.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m');
+        for (const v of [vars.namespace, vars.job]) {
+            const m = v.query.query.match(/^label_values\((.+), *([a-z_]+)\)$/);
+            assert.ok(m, `variable ${v.name}: a label_values query`);
+            checkPromql(grafana(m[1]), `variable ${v.name}`);
+            assert.equal(m[2], v.name);
+        }
+        const panels = dash.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+        const ids = panels.map((p) => p.id);
+        assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+        const used = new Set();
+        for (const p of panels.filter((x) => x.type !== 'row')) {
+            const what = `panel "${p.title}"`;
+            assert.ok(p.description, `${what}: a description`);
+            assert.equal(p.datasource?.uid, '${datasource}', `${what}: the datasource variable`);
+            assert.ok(p.targets?.length > 0, `${what}: no query`);
+            for (const t of p.targets) {
+                assert.equal(t.datasource?.uid, '${datasource}', `${what}: target datasource`);
+                const expr = grafana(t.expr);
+                for (const n of checkPromql(expr, what)) {
+                    used.add(n);
+                    assert.ok(expr.includes(`${n}{namespace=~"$namespace",job=~"$job"`),
+                        `${what}: ${n} without the namespace and job filters: ${t.expr}`);
+                }
+            }
+        }
+        for (const n of ['kl_jobs', 'kl_rows_loaded_total', 'kl_messages_loaded_total',
+            'kl_shard_millis_behind_latest', 'kl_kinesis_throttles_total', 'kl_kinesis_retries_total',
+            'kl_http_request_duration_seconds_bucket', 'kl_dead_letters_total'])
+            assert.ok(used.has(n), `no panel shows ${n}`);
+    }
+
+    test('grafana-dashboard.yaml: the dashboard JSON in a ConfigMap with the sidecar\'s label', () => {
+        const { docs } = render(['grafana-dashboard.yaml']);
+        const cm = one(docs, 'ConfigMap');
+        assert.equal(cm.metadata.name, 'rel-kinesis-loader-dashboard');
+        assert.equal(cm.metadata.namespace, 'monitoring');
+        assert.equal(cm.metadata.labels['kinesis-loader/dashboard'], 'kinesis');
+        assert.equal(cm.metadata.labels.grafana_dashboard, undefined);
+        assert.equal(cm.metadata.annotations.grafana_folder, 'Data');
+        assert.deepEqual(Object.keys(cm.data), ['kinesis-loader.json']);
+        const file = fs.readFileSync(path.join(CHART, 'dashboards', 'kinesis-loader.json'), 'utf8');
+        assert.equal(cm.data['kinesis-loader.json'], file.trim(), 'the chart\'s file as it is');
+        checkDashboard(JSON.parse(cm.data['kinesis-loader.json']));
+        const dflt = one(render(['grafanaDashboard.enabled=true']).docs, 'ConfigMap');
+        assert.equal(dflt.metadata.labels.grafana_dashboard, '1');
+        assert.equal(dflt.metadata.namespace, 'data');
+    });
+
+    const ALERTS = ['KinesisLoaderShardLagHigh', 'KinesisLoaderJobsFailing', 'KinesisLoaderDeadLetters',
+        'KinesisLoaderStoreDown', 'KinesisLoaderNotReady', 'KinesisLoaderKinesisFailing',
+        'KinesisLoaderNoJobSucceeded', 'KinesisLoaderPipelineNotRead'];
+
+    test('prometheusRule.enabled: every alert, on the release\'s namespace', () => {
+        const { docs } = render(['prometheusRule.enabled=true']);
+        const pr = one(docs, 'PrometheusRule');
+        assert.equal(pr.metadata.namespace, 'data');
+        const rules = checkRules(pr, 'namespace="data"');
+        assert.deepEqual(Object.keys(rules), ALERTS);
+        assert.match(rules.KinesisLoaderShardLagHigh.expr,
+            /^max by \(namespace, job, pipeline, stream, shard\) \(kl_shard_millis_behind_latest\{namespace="data"\}\) \/ 1000 > 600$/);
+        assert.equal(rules.KinesisLoaderShardLagHigh.for, '15m');
+        assert.match(rules.KinesisLoaderJobsFailing.expr, /increase\(kl_task_failures_total\{[^}]*\}\[30m\]\)/);
+        assert.match(rules.KinesisLoaderJobsFailing.expr, /kl_jobs\{namespace="data",status="failed"\}/);
+        assert.match(rules.KinesisLoaderStoreDown.expr, /kl_store_up\{namespace="data"\}\) == 0/);
+        assert.match(rules.KinesisLoaderNotReady.expr, /route="\/readyz",code="503"/);
+        assert.match(rules.KinesisLoaderNoJobSucceeded.expr, /status="succeeded"\} offset 6h/);
+        assert.equal(rules.KinesisLoaderStoreDown.labels.severity, 'critical');
+        assert.equal(rules.KinesisLoaderDeadLetters.labels.severity, 'warning');
+        assert.equal(rules.KinesisLoaderDeadLetters.annotations.runbook_url, undefined);
+        // the routes and statuses the queries match are ones the service has
+        const routes = fs.readFileSync(path.join(ROOT, 'api', 'routes.c'), 'utf8');
+        assert.match(routes, /"GET", +"\/readyz"/);
+        const statuses = fs.readFileSync(path.join(ROOT, 'core', 'store', 'store.c'), 'utf8');
+        assert.match(statuses, /status_names\[\] = \{[^}]*"succeeded", "failed"/);
+    });
+
+    test('prometheusrule.yaml: labels, runbook links, thresholds, metrics.selector', () => {
+        const { docs } = render(['prometheusrule.yaml']);
+        const pr = one(docs, 'PrometheusRule');
+        assert.equal(pr.metadata.namespace, 'monitoring');
+        assert.equal(pr.metadata.labels.release, 'prometheus');
+        const rules = checkRules(pr, 'job="loader"');
+        assert.deepEqual(Object.keys(rules), ALERTS.filter((a) => a !== 'KinesisLoaderKinesisFailing'));
+        for (const r of Object.values(rules)) {
+            assert.equal(r.labels.team, 'data');
+            assert.equal(r.annotations.runbook_url,
+                `https://runbooks.example.com/kinesis-loader#${r.alert.toLowerCase()}`);
+        }
+        assert.match(rules.KinesisLoaderShardLagHigh.expr, / > 120$/);
+        assert.equal(rules.KinesisLoaderShardLagHigh.for, '5m');
+        assert.match(rules.KinesisLoaderShardLagHigh.annotations.description, /threshold of 120 seconds/);
+        assert.match(rules.KinesisLoaderDeadLetters.expr,
+            /^sum by \(namespace, job\) \(increase\(kl_dead_letters_total\{job="loader"\}\[1h\]\)\) > 10$/);
+        assert.match(rules.KinesisLoaderPipelineNotRead.expr, /\[7d\]\)\)\nunless on .*\n.*\[25h\]\)\)$/);
+    });
+
     test('all-options.yaml: every optional setting renders', () => {
         const { docs, notes } = render(['all-options.yaml'], { notes: true });
         checkRelations(docs);
-        assert.deepEqual(docs.map((d) => d.kind).sort(), ['CronJob', 'Deployment',
-            'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+        assert.deepEqual(docs.map((d) => d.kind).sort(), ['ConfigMap', 'CronJob', 'Deployment',
+            'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'PrometheusRule', 'Secret', 'Service',
+            'ServiceAccount', 'ServiceMonitor']);
+        const hpa = one(docs, 'HorizontalPodAutoscaler');
+        assert.deepEqual([hpa.spec.minReplicas, hpa.spec.maxReplicas], [3, 12]);
+        assert.deepEqual(hpa.spec.behavior, { scaleDown: { stabilizationWindowSeconds: 900 } });
+        checkRules(one(docs, 'PrometheusRule'), 'namespace="data"');
+        checkDashboard(JSON.parse(one(docs, 'ConfigMap').data['kinesis-loader.json']));
+        assert.match(notes, /3 to 12 replicas scaled on CPU/);
         const dep = one(docs, 'Deployment');
         const spec = dep.spec.template.spec;
         const c = spec.containers[0];
@@ -567,6 +894,31 @@ describe('combinations that cannot work fail to render', () => {
     /already taken/));
     test('a relative SQLite path', () => renderFails(['sqlite.path=kinesis-loader.db'],
         /sqlite\.path=kinesis-loader\.db: expected an absolute path/));
+    const shared = ['redis.url=redis://r:6379', 'database.url=postgresql://db/x'];
+    const keda = ['keda.enabled=true', 'keda.prometheus.serverAddress=http://prometheus:9090'];
+    test('KEDA and the HorizontalPodAutoscaler both', () => renderFails(
+        [...shared, ...keda, 'autoscaling.enabled=true'],
+        /autoscaling\.enabled and keda\.enabled are both set/));
+    test('KEDA without Redis', () => renderFails(['database.url=postgresql://db/x', ...keda],
+        /keda\.enabled \(up to keda\.maxReplicas=6 pods\) needs shared state: set redis\.url/));
+    test('KEDA with Redis but SQLite', () => renderFails(['redis.url=redis://r:6379', ...keda],
+        /keda\.enabled \(up to keda\.maxReplicas=6 pods\) needs PostgreSQL/));
+    test('the HorizontalPodAutoscaler without Redis', () => renderFails(['autoscaling.enabled=true'],
+        /autoscaling\.enabled \(up to autoscaling\.maxReplicas=6 pods\) needs shared state/));
+    test('the HorizontalPodAutoscaler with Redis but SQLite', () => renderFails(
+        ['autoscaling.enabled=true', 'redis.url=redis://r:6379'],
+        /autoscaling\.enabled \(up to autoscaling\.maxReplicas=6 pods\) needs PostgreSQL/));
+    test('KEDA without a Prometheus to ask', () => renderFails([...shared, 'keda.enabled=true'],
+        /keda\.enabled needs keda\.prometheus\.serverAddress/));
+    test('the HorizontalPodAutoscaler without a CPU request', () => renderFails(
+        [...shared, 'autoscaling.enabled=true', 'resources.requests.cpu=null'],
+        /autoscaling\.enabled scales on CPU utilisation, .*set resources\.requests\.cpu/));
+    test('an alert about pipelines not read that forgets them sooner than it looks', () => renderFails(
+        ['prometheusRule.enabled=true', 'prometheusRule.alerts.pipelineNotRead.seenWithin=6h'],
+        /pipelineNotRead\.seenWithin=6h must be longer than its window=6h/));
+    test('more pods at least than at most', () => renderFails(
+        [...shared, 'autoscaling.enabled=true', 'autoscaling.minReplicas=5', 'autoscaling.maxReplicas=3'],
+        /autoscaling\.minReplicas=5 is above autoscaling\.maxReplicas=3/));
 });
 
 describe('values.schema.json refuses values of the wrong shape', () => {
@@ -580,6 +932,11 @@ describe('values.schema.json refuses values of the wrong shape', () => {
         'database.existingSecret=db', 'cronJob.loads[0].stream=a/b'], /stream/));
     test('a string where a number belongs', () => renderFails(['string:shutdown.graceSeconds=25'],
         /graceSeconds/));
+    test('an alert duration that is not one', () => renderFails(
+        ['prometheusRule.enabled=true', 'prometheusRule.alerts.shardLag.for=15 minutes'], /for/));
+    test('KEDA scaling to zero', () => renderFails(['keda.minReplicas=0'], /minReplicas/));
+    test('a KEDA threshold that is not a number', () => renderFails(
+        ['string:keda.prometheus.threshold=1m'], /threshold/));
 });
 
 describe('Dockerfile', () => {

@@ -121,12 +121,36 @@ message naming the values to change.
 {{- if hasPrefix "rediss://" (lower (toString .Values.redis.url)) }}
 {{- fail "redis.url: rediss:// (TLS) is not supported by kinesis-loader; use redis:// or unix://" }}
 {{- end }}
-{{- $replicas := int .Values.replicaCount }}
-{{- if and (gt $replicas 1) (not (include "kinesis-loader.hasRedis" .)) }}
-{{- fail (printf "replicaCount=%d needs shared state: set redis.url or redis.existingSecret (REDIS_URL). Without Redis each pod keeps its jobs, task queue and shard leases in its own memory, which other replicas cannot see; run 1 replica or add Redis." $replicas) }}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are both set: two autoscalers would fight over the Deployment's replicas; set only one (keda scales on shard lag, autoscaling on CPU)" }}
 {{- end }}
-{{- if and (gt $replicas 1) (not (include "kinesis-loader.hasDatabase" .)) }}
-{{- fail (printf "replicaCount=%d needs PostgreSQL: set database.url or database.existingSecret (DATABASE_URL). Without it each pod writes its own SQLite file." $replicas) }}
+{{- /* More than one pod, now or when an autoscaler adds them: the state must be shared. */}}
+{{- $replicas := int .Values.replicaCount }}
+{{- $many := "" }}
+{{- if gt $replicas 1 }}
+{{- $many = printf "replicaCount=%d" $replicas }}
+{{- else if .Values.keda.enabled }}
+{{- $many = printf "keda.enabled (up to keda.maxReplicas=%d pods)" (int .Values.keda.maxReplicas) }}
+{{- else if .Values.autoscaling.enabled }}
+{{- $many = printf "autoscaling.enabled (up to autoscaling.maxReplicas=%d pods)" (int .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if and $many (not (include "kinesis-loader.hasRedis" .)) }}
+{{- fail (printf "%s needs shared state: set redis.url or redis.existingSecret (REDIS_URL). Without Redis each pod keeps its jobs, task queue and shard leases in its own memory, which other replicas cannot see; run 1 replica or add Redis." $many) }}
+{{- end }}
+{{- if and $many (not (include "kinesis-loader.hasDatabase" .)) }}
+{{- fail (printf "%s needs PostgreSQL: set database.url or database.existingSecret (DATABASE_URL). Without it each pod writes its own SQLite file." $many) }}
+{{- end }}
+{{- range $what := list "autoscaling" "keda" }}
+{{- $a := index $.Values $what }}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- fail (printf "%s.minReplicas=%d is above %s.maxReplicas=%d" $what (int $a.minReplicas) $what (int $a.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (not (dig "requests" "cpu" "" (.Values.resources | default dict))) }}
+{{- fail "autoscaling.enabled scales on CPU utilisation, which Kubernetes measures against resources.requests.cpu: set resources.requests.cpu" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not .Values.keda.prometheus.serverAddress) }}
+{{- fail "keda.enabled needs keda.prometheus.serverAddress: the URL of the Prometheus that scrapes kinesis-loader, such as http://prometheus-operated.monitoring.svc:9090" }}
 {{- end }}
 {{- if .Values.cronJob.enabled }}
 {{- if not (include "kinesis-loader.hasDatabase" .) }}
@@ -244,4 +268,28 @@ lifecycle:
 {{- fail (printf "cronJob.loads: cannot make a CronJob name from %v; give the entry a name of letters and digits" .load) }}
 {{- end }}
 {{- printf "%s-load-%s" (include "kinesis-loader.fullname" .root | trunc 30 | trimSuffix "-") $suffix | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "true" when an autoscaler (HorizontalPodAutoscaler or KEDA) owns the replicas. */}}
+{{- define "kinesis-loader.autoscaled" -}}
+{{- if or .Values.autoscaling.enabled .Values.keda.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The PromQL label matchers of this release's series (metrics.selector, or
+the release's namespace), joined with the extra matchers in .extra:
+METRIC{MATCHERS}. Called with {"root": ., "metric": NAME, "extra": "a=\"b\""}.
+*/}}
+{{- define "kinesis-loader.series" -}}
+{{- $sel := .root.Values.metrics.selector | default (printf "namespace=%q" .root.Release.Namespace) }}
+{{- $all := compact (list $sel (.extra | default "")) | join "," }}
+{{- printf "%s{%s}" .metric $all }}
+{{- end }}
+
+{{/* A duration of the form NUMBER UNIT (s, m, h, d, w), in seconds. */}}
+{{- define "kinesis-loader.seconds" -}}
+{{- $d := toString . }}
+{{- $n := int (regexReplaceAll "[a-z]+$" $d "") }}
+{{- $unit := regexReplaceAll "^[0-9]+" $d "" }}
+{{- mul $n (get (dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800) $unit) }}
 {{- end }}

@@ -5,8 +5,9 @@
 # for packages that are missing and reruns `npm ci` only when the lock file
 # changed. It does not start any service (see scripts/services.sh).
 #
-# usage: scripts/install-deps.sh [--lint] [--no-node]
+# usage: scripts/install-deps.sh [--lint] [--image] [--no-node]
 #   --lint     also install clang-format, clang-tidy and cppcheck
+#   --image    also install buildah and debootstrap (the image test)
 #   --no-node  skip Node.js and tests/node_modules (C build only)
 set -euo pipefail
 
@@ -21,16 +22,21 @@ PACKAGES=(
     wrk bc
 )
 LINT_PACKAGES=(clang-format clang-tidy cppcheck)
+# tests/image builds the Dockerfile without a daemon: buildah (chroot
+# isolation, so no runtime is needed) on a debootstrap'd Debian base
+IMAGE_PACKAGES=(buildah debootstrap)
 NODE_MIN_MAJOR=20
 
 want_lint=0
+want_image=0
 want_node=1
 for arg in "$@"; do
     case "$arg" in
     --lint) want_lint=1 ;;
+    --image) want_image=1 ;;
     --no-node) want_node=0 ;;
     -h | --help)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -124,6 +130,9 @@ install_node_modules() {
 apt_install "${PACKAGES[@]}"
 if [ "$want_lint" -eq 1 ]; then
     apt_install "${LINT_PACKAGES[@]}"
+fi
+if [ "$want_image" -eq 1 ]; then
+    apt_install "${IMAGE_PACKAGES[@]}"
 fi
 if [ "$want_node" -eq 1 ]; then
     install_node

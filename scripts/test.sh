@@ -35,7 +35,7 @@ stop_services() {
 }
 
 step "install dependencies"
-scripts/install-deps.sh
+scripts/install-deps.sh --lint --image
 
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKL_SANITIZE=OFF
 if [ "${KL_SKIP_ASAN:-0}" != 1 ]; then

@@ -188,16 +188,15 @@ static int map_curl_error(CURLcode rc, const struct transfer *x, const char *err
         return kl_err_set(err, KL_ERR_NOMEM, "%s", detail);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
-        return kl_err_set(err, KL_ERR_INVALID, "TLS verification failed for %s: %s", url,
-                          detail);
+        return kl_err_set(err, KL_ERR_INVALID, "TLS verification failed for %s: %s", url, detail);
     default:
         /* Connection refused/reset, DNS, timeouts, truncated replies: all may pass. */
         return kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: %s", url, detail);
     }
 }
 
-static int curl_send(void *impl, const struct kl_http_request *req,
-                     struct kl_http_response *resp, struct kl_err *err)
+static int curl_send(void *impl, const struct kl_http_request *req, struct kl_http_response *resp,
+                     struct kl_err *err)
 {
     struct curl_transport *t = impl;
     struct curl_slist *headers = NULL, *tmp;
@@ -231,11 +230,9 @@ static int curl_send(void *impl, const struct kl_http_request *req,
         goto nomem;
     headers = tmp;
     for (size_t i = 0; i < req->n_headers; i++) {
-        int n = snprintf(line, sizeof line, "%s: %s", req->headers[i].name,
-                         req->headers[i].value);
+        int n = snprintf(line, sizeof line, "%s: %s", req->headers[i].name, req->headers[i].value);
         if (n < 0 || (size_t)n >= sizeof line) {
-            result = kl_err_set(err, KL_ERR_INVALID, "header %s is too long",
-                                req->headers[i].name);
+            result = kl_err_set(err, KL_ERR_INVALID, "header %s is too long", req->headers[i].name);
             goto cleanup;
         }
         tmp = curl_slist_append(headers, line);
@@ -268,10 +265,8 @@ static int curl_send(void *impl, const struct kl_http_request *req,
         result = kl_err_set(err, KL_ERR_INTERNAL, "curl_easy_setopt(CAINFO) failed");
         goto cleanup;
     }
-    if (req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
-        strcmp(req->method, "PUT") == 0) {
-        if (curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body ? req->body : "") !=
-                CURLE_OK ||
+    if (req->body_len > 0 || strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
+        if (curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body ? req->body : "") != CURLE_OK ||
             curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) !=
                 CURLE_OK) {
             result = kl_err_set(err, KL_ERR_INTERNAL, "curl_easy_setopt(POSTFIELDS) failed");

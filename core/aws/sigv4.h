@@ -51,8 +51,8 @@ int kl_sigv4_authorization(const struct kl_sigv4_request *req, const struct kl_s
                            char *authorization, size_t cap, struct kl_err *err);
 
 /* The intermediate strings, for tests and debugging. `*out` is malloc'ed; the caller frees. */
-int kl_sigv4_canonical_request(const struct kl_sigv4_request *req,
-                               const struct kl_sigv4_params *p, char **out, struct kl_err *err);
+int kl_sigv4_canonical_request(const struct kl_sigv4_request *req, const struct kl_sigv4_params *p,
+                               char **out, struct kl_err *err);
 int kl_sigv4_string_to_sign(const struct kl_sigv4_request *req, const struct kl_sigv4_params *p,
                             char **out, struct kl_err *err);
 
@@ -76,9 +76,8 @@ struct kl_sigv4_signed {
  * without a token). The URL is http or https, ASCII without spaces (already
  * percent-encoded), without user information; a fragment is ignored.
  * `out` is written only on success. */
-int kl_sigv4_sign_headers(const char *method, const char *url,
-                          const struct kl_http_header *headers, size_t n_headers,
-                          const void *payload, size_t payload_len,
+int kl_sigv4_sign_headers(const char *method, const char *url, const struct kl_http_header *headers,
+                          size_t n_headers, const void *payload, size_t payload_len,
                           const struct kl_sigv4_params *p, int64_t time_s,
                           struct kl_sigv4_signed *out, struct kl_err *err);
 

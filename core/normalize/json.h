@@ -16,7 +16,7 @@
 struct kl_buf;
 struct kl_err;
 
-#define KL_JSON_MAX_DEPTH 1024              /* nesting of arrays and objects, as orjson */
+#define KL_JSON_MAX_DEPTH 1024                /* nesting of arrays and objects, as orjson */
 #define KL_JSON_MAX_INPUT (64u * 1024 * 1024) /* bytes of Data accepted */
 
 enum kl_json_type {

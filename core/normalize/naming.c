@@ -55,8 +55,8 @@ static bool is_space(uint32_t c)
 {
     if (c < 0x80)
         return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20);
-    return c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-           c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+    return c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
 static bool is_upper(uint32_t c)
@@ -210,12 +210,23 @@ static int snake(const uint32_t *in, size_t n, struct cps *out)
     for (size_t i = 0; i < n; i++) {
         uint32_t c = in[i];
         switch (c) {
-        case '+': c = 'x'; break;
-        case '-': c = '_'; break;
-        case '*': c = 'x'; break;
-        case '@': c = 'a'; break;
-        case '|': c = 'l'; break;
-        default: break;
+        case '+':
+            c = 'x';
+            break;
+        case '-':
+            c = '_';
+            break;
+        case '*':
+            c = 'x';
+            break;
+        case '@':
+            c = 'a';
+            break;
+        case '|':
+            c = 'l';
+            break;
+        default:
+            break;
         }
         bool keep = is_upper(c) || is_lower(c) || c == '_' || is_digit(c);
         if (keep) {
@@ -388,7 +399,8 @@ int kl_naming_normalize_path(const char *p, size_t len, size_t max_length, char 
             if ((rc = finish(comp.v, comp.n, p + i + sb, se - sb, max_length, tmp, &tl)) != KL_OK)
                 goto cleanup;
             comp.n = 0;
-            if ((rc = decode(tmp, tl, &comp)) != KL_OK || (rc = join(&path, comp.v, comp.n)) != KL_OK)
+            if ((rc = decode(tmp, tl, &comp)) != KL_OK ||
+                (rc = join(&path, comp.v, comp.n)) != KL_OK)
                 goto cleanup;
         }
         if (j >= len)

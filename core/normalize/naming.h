@@ -31,8 +31,8 @@ int kl_naming_normalize_identifier(const char *ident, size_t len, size_t max_len
  * normalizes each, joins with `__` and shortens the whole with a tag over
  * the original path. May be empty (a path such as "__"). Also dlt's
  * normalize_tables_path for this convention. */
-int kl_naming_normalize_path(const char *path, size_t len, size_t max_length,
-                             char out[KL_NAME_CAP], size_t *out_len);
+int kl_naming_normalize_path(const char *path, size_t len, size_t max_length, char out[KL_NAME_CAP],
+                             size_t *out_len);
 
 /* shorten_fragments: joins already normalized identifiers with `__`,
  * skipping empty ones, and shortens the result with a tag over the joined

@@ -44,8 +44,8 @@ struct kl_column {
  * primary key and child tables carry `_dlt_root_id` (dlt's root key). */
 enum kl_write_disposition {
     KL_WRITE_APPEND = 0, /* plain COPY: rows past the committed checkpoint cannot be there yet */
-    KL_WRITE_MERGE,      /* delete-insert on `_kinesis_msg_id`, child rows replaced with their root */
-    KL_WRITE_REPLACE,    /* the job's root table and its children are truncated once per load */
+    KL_WRITE_MERGE,   /* delete-insert on `_kinesis_msg_id`, child rows replaced with their root */
+    KL_WRITE_REPLACE, /* the job's root table and its children are truncated once per load */
 };
 
 /* "append", "merge", "replace" (dlt's spelling). */
@@ -72,9 +72,9 @@ struct kl_schema {
     struct kl_table *tables;
     size_t n_tables;
     size_t cap_tables;
-    int64_t version; /* dlt's stored version: 1 when created, then +1 at each
-                      * kl_schema_bump_version that finds the content changed
-                      * (the normaliser bumps once per chunk that changed it) */
+    int64_t version;                       /* dlt's stored version: 1 when created, then +1 at each
+                                            * kl_schema_bump_version that finds the content changed
+                                            * (the normaliser bumps once per chunk that changed it) */
     char version_hash[KL_SCHEMA_HASH_CAP]; /* hash of the content at the last bump */
     char previous_hashes[KL_SCHEMA_PREVIOUS_HASHES][KL_SCHEMA_HASH_CAP]; /* newest first */
     size_t n_previous_hashes;

@@ -61,7 +61,6 @@ int kl_schema_to_json(const struct kl_schema *s, struct kl_buf *out, struct kl_e
 /* Reads a document written by kl_schema_to_json, or by dlt for this kind of
  * pipeline; dlt's system tables (`_dlt_*` without a parent) are skipped.
  * Tables and columns keep the document's order. */
-int kl_schema_from_json(const char *json, size_t len, struct kl_schema **out,
-                        struct kl_err *err);
+int kl_schema_from_json(const char *json, size_t len, struct kl_schema **out, struct kl_err *err);
 
 #endif

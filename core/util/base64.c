@@ -8,7 +8,8 @@
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* 0..63 for alphabet characters, 64 for anything else. */
+/* 0..63 for alphabet characters, 64 for anything else; 16 a row. */
+/* clang-format off */
 static const unsigned char decode_table[256] = {
 #define X 64
     X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
@@ -29,6 +30,7 @@ static const unsigned char decode_table[256] = {
     X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
 #undef X
 };
+/* clang-format on */
 
 size_t kl_base64_encoded_size(size_t n)
 {

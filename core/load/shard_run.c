@@ -35,23 +35,50 @@ struct shard_run {
 
 /* ---- task hooks ---- */
 
+static bool budgeted(const struct shard_run *r)
+{
+    return r->w->params.max_messages >= 0;
+}
+
+/* The job's budget, granted by the store atomically across every worker. */
 static int hook_reserve(void *ctx, int want, int *granted, struct kl_err *err)
 {
     struct shard_run *r = ctx;
-    struct kl_store_job job;
+    int64_t g = 0;
     int rc;
 
     *granted = want;
-    if (r->w->params.max_messages < 0)
+    if (!budgeted(r))
         return KL_OK;
-    kl_store_job_init(&job);
-    rc = kl_store_job_get(kl_worker_store(r->w), r->task->job_id, &job, err);
-    if (rc == KL_OK) {
-        int64_t left = r->w->params.max_messages - job.messages;
-        *granted = left <= 0 ? 0 : (left < want ? (int)left : want);
-    }
-    kl_store_job_free(&job);
+    rc = kl_store_budget_reserve(kl_worker_store(r->w), r->task->job_id, r->task->shard_id,
+                                 r->w->params.max_messages, want, &g, err);
+    *granted = rc == KL_OK ? (int)g : 0;
     return rc;
+}
+
+/* A page came with fewer messages than reserved (or was dropped): the rest
+ * goes back at once. What it holds leaves with its commit (released). */
+static void hook_settle(void *ctx, int granted, int used)
+{
+    struct shard_run *r = ctx;
+    struct kl_log_ctx log = {r->task->job_id, r->key.stream, r->key.shard_id};
+    struct kl_err err;
+
+    if (!budgeted(r) || used >= granted)
+        return;
+    if (kl_store_budget_release(kl_worker_store(r->w), r->task->job_id, r->task->shard_id,
+                                granted - used, &err) != KL_OK)
+        KL_WARN("load", &log, "giving back %d messages of the budget: %s (the task's end does)",
+                granted - used, err.msg);
+}
+
+/* Releases all the shard's reservation: at a delivery's start (what an
+ * earlier delivery that died left) and at its end. */
+static void release_budget(struct shard_run *r)
+{
+    if (budgeted(r))
+        kl_store_budget_release(kl_worker_store(r->w), r->task->job_id, r->task->shard_id, -1,
+                                NULL);
 }
 
 static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t messages,
@@ -84,6 +111,7 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     p.messages = (int64_t)messages;
     p.dead_letters = batch != NULL ? (int64_t)batch->n_dead_letters : 0;
     p.tables = rows;
+    p.released = budgeted(r) ? (int64_t)messages : 0;
     p.n_tables = n;
     return kl_store_job_progress(kl_worker_store(r->w), r->task->job_id, &p, NULL, err);
 }
@@ -272,12 +300,15 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     memset(&hooks, 0, sizeof hooks);
     hooks.ctx = &r;
     hooks.reserve = hook_reserve;
+    hooks.settle = hook_settle;
     hooks.committed = hook_committed;
     hooks.cancelled = hook_cancelled;
     hooks.renew = hook_renew;
     hooks.waiting = hook_waiting;
 
+    release_budget(&r);
     rc = kl_task_run(&env, &spec, &hooks, &result, &err);
+    release_budget(&r);
     kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
     if (rc != KL_OK)
         goto failed;

@@ -28,7 +28,6 @@ bool kl_store_copy(char *dst, size_t size, const char *src);
 
 /* Sorts a snapshot's tables and shards by name (backends fill them in any order). */
 void kl_store_job_sort(struct kl_store_job *j);
-void kl_store_state_sort(struct kl_store_state *s);
 
 /* Sets `err` and yields `code`, as an expression the static analyzer can
  * see is not KL_OK (it does not look into err.c). */

@@ -34,11 +34,20 @@ struct mtask {
     int64_t ack_done, ack_total;
 };
 
+/* A shard's part of its job's message budget, reserved and not yet committed. */
+struct mreserve {
+    char shard_id[KL_SHARD_ID_MAX];
+    int64_t n;
+};
+
 struct mjob {
     struct kl_store_job s; /* the record itself, in snapshot form */
     size_t cap_tables, cap_shards;
     struct mtask *tasks;
     size_t n_tasks, cap_tasks;
+    struct mreserve *reserved; /* shards with budget reserved */
+    size_t n_reserved, cap_reserved;
+    int64_t reserved_total;
 };
 
 struct midem {
@@ -53,12 +62,6 @@ struct mlease {
     int64_t token;                  /* of the holder */
     int64_t expires_ms;             /* monotonic */
     int64_t fence;                  /* the highest token handed out */
-};
-
-struct mstate {
-    char key[KEY_MAX];
-    struct kl_store_state s;
-    size_t cap;
 };
 
 struct memory {
@@ -76,8 +79,6 @@ struct memory {
     size_t n_idem, cap_idem;
     struct mlease *leases;
     size_t n_leases, cap_leases;
-    struct mstate *states;
-    size_t n_states, cap_states;
 };
 
 /* ---- small helpers ---- */
@@ -142,6 +143,7 @@ static void free_job(struct mjob *j)
         return;
     kl_store_job_free(&j->s);
     free(j->tasks);
+    free(j->reserved);
     free(j);
 }
 
@@ -545,6 +547,91 @@ static int add_rows(struct mjob *j, const struct kl_store_table_rows *t, struct 
     return KL_OK;
 }
 
+/* ---- the message budget ---- */
+
+/* The shard's reservation in the job; created (0) when `create`. NULL when
+ * absent, or out of memory (then `*rc` says so). */
+static struct mreserve *find_reserve(struct mjob *j, const char *shard_id, bool create,
+                                     struct kl_err *err, int *rc)
+{
+    struct mreserve *r;
+    for (size_t i = 0; i < j->n_reserved; i++)
+        if (strcmp(j->reserved[i].shard_id, shard_id) == 0)
+            return &j->reserved[i];
+    if (!create)
+        return NULL;
+    if ((*rc = grow((void **)&j->reserved, &j->cap_reserved, j->n_reserved, sizeof *j->reserved,
+                    err)) != KL_OK)
+        return NULL;
+    r = &j->reserved[j->n_reserved++];
+    kl_store_copy(r->shard_id, sizeof r->shard_id, shard_id);
+    r->n = 0;
+    return r;
+}
+
+/* Gives n (< 0: all) of a shard's reservation back, never below 0. */
+static void release_reserve(struct mjob *j, const char *shard_id, int64_t n)
+{
+    struct mreserve *r = find_reserve(j, shard_id, false, NULL, NULL);
+    if (r == NULL)
+        return;
+    if (n < 0 || n > r->n)
+        n = r->n;
+    r->n -= n;
+    j->reserved_total -= n;
+}
+
+static int impl_budget_reserve(void *impl, const char *job_id, const char *shard_id,
+                               int64_t max_messages, int64_t want, int64_t *granted,
+                               struct kl_err *err)
+{
+    struct memory *m = impl;
+    struct mreserve *r;
+    struct mjob *j;
+    int64_t left;
+    int rc;
+
+    if ((rc = lock(m, err)) != KL_OK)
+        return rc;
+    j = find_job(m, job_id);
+    if (j == NULL) {
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
+        goto cleanup;
+    }
+    if (kl_store_job_status_final(j->s.status))
+        goto cleanup;
+    left = max_messages - j->s.messages - j->reserved_total;
+    if (left <= 0 || want == 0)
+        goto cleanup;
+    r = find_reserve(j, shard_id, true, err, &rc);
+    if (r == NULL)
+        goto cleanup;
+    *granted = want < left ? want : left;
+    r->n += *granted;
+    j->reserved_total += *granted;
+cleanup:
+    unlock(m);
+    return rc;
+}
+
+static int impl_budget_release(void *impl, const char *job_id, const char *shard_id, int64_t n,
+                               struct kl_err *err)
+{
+    struct memory *m = impl;
+    struct mjob *j;
+    int rc;
+
+    if ((rc = lock(m, err)) != KL_OK)
+        return rc;
+    j = find_job(m, job_id);
+    if (j == NULL)
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
+    else
+        release_reserve(j, shard_id, n);
+    unlock(m);
+    return rc;
+}
+
 static int impl_job_progress(void *impl, const char *id, const struct kl_store_progress *p,
                              bool *applied, struct kl_err *err)
 {
@@ -586,6 +673,8 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
             add_rows(j, &p->tables[i], err); /* cannot fail: the table exists */
         if (p->millis_behind_latest >= 0)
             sp->millis_behind_latest = p->millis_behind_latest;
+        if (p->released > 0)
+            release_reserve(j, p->shard_id, p->released);
     }
     if (p->done)
         sp->done = true;
@@ -883,20 +972,6 @@ static int impl_task_release(void *impl, const struct kl_store_task *t, int64_t 
     return requeue(impl, t, delay_ms, false, err);
 }
 
-static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
-{
-    struct memory *m = impl;
-    bool pending;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    *requeued = reap(m, &pending);
-    wake(m);
-    unlock(m);
-    return KL_OK;
-}
-
 static int impl_stats(void *impl, struct kl_store_stats *out, struct kl_err *err)
 {
     struct memory *m = impl;
@@ -1030,202 +1105,6 @@ static int impl_lease_release(void *impl, const struct kl_store_shard_key *k, co
     return rc;
 }
 
-static int impl_lease_get(void *impl, const struct kl_store_shard_key *k,
-                          struct kl_store_lease *out, struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct mlease *l;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    l = find_lease(m, k, false, err, &rc);
-    if (l == NULL || !live(m, l)) {
-        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
-    } else {
-        kl_store_copy(out->owner, sizeof out->owner, l->owner);
-        out->token = l->token;
-        out->ttl_ms = l->expires_ms - mono(m);
-    }
-    unlock(m);
-    return rc;
-}
-
-/* ---- checkpoint cache ---- */
-
-static struct mstate *find_state(struct memory *m, const char *pipeline, const char *stream,
-                                 bool create, struct kl_err *err, int *rc)
-{
-    char key[KEY_MAX];
-    struct mstate *st;
-    join_key(key, pipeline, stream, NULL);
-    for (size_t i = 0; i < m->n_states; i++) {
-        if (strcmp(m->states[i].key, key) == 0)
-            return &m->states[i];
-    }
-    if (!create)
-        return NULL;
-    if ((*rc = grow((void **)&m->states, &m->cap_states, m->n_states, sizeof *m->states, err)) !=
-        KL_OK)
-        return NULL;
-    st = &m->states[m->n_states++];
-    memset(st, 0, sizeof *st);
-    memcpy(st->key, key, sizeof st->key);
-    return st;
-}
-
-/* The forward-only merge of one checkpoint (lock held). */
-static int merge_checkpoint(struct mstate *st, const struct kl_store_checkpoint *cp, bool *applied,
-                            struct kl_err *err)
-{
-    struct kl_store_checkpoint *c = NULL;
-    int rc;
-
-    *applied = false;
-    for (size_t i = 0; i < st->s.n_checkpoints; i++) {
-        if (strcmp(st->s.checkpoints[i].position.shard_id, cp->position.shard_id) == 0)
-            c = &st->s.checkpoints[i];
-    }
-    if (c == NULL) {
-        if (st->s.n_checkpoints >= KL_STORE_SHARDS_MAX)
-            return KL_STORE_FAIL(err, KL_ERR_LIMIT, "too many cached checkpoints");
-        if ((rc = grow((void **)&st->s.checkpoints, &st->cap, st->s.n_checkpoints,
-                       sizeof *st->s.checkpoints, err)) != KL_OK)
-            return rc;
-        st->s.checkpoints[st->s.n_checkpoints++] = *cp;
-        *applied = true;
-        return KL_OK;
-    }
-    if (cp->fencing_token < c->fencing_token)
-        return KL_OK;
-    if (kl_position_cmp(cp->position.sequence, cp->position.sub_sequence, c->position.sequence,
-                        c->position.sub_sequence) > 0) {
-        c->position = cp->position;
-        *applied = true;
-    }
-    if (cp->fencing_token > c->fencing_token) {
-        c->fencing_token = cp->fencing_token;
-        *applied = true;
-    }
-    return KL_OK;
-}
-
-static int impl_checkpoint_put(void *impl, const char *pipeline, const char *stream,
-                               const struct kl_store_checkpoint *cp, bool *applied,
-                               struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct mstate *st;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    st = find_state(m, pipeline, stream, true, err, &rc);
-    if (st != NULL)
-        rc = merge_checkpoint(st, cp, applied, err);
-    unlock(m);
-    return rc;
-}
-
-static int impl_run_put(void *impl, const char *pipeline, const char *stream, int64_t run_ms,
-                        struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct mstate *st;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    st = find_state(m, pipeline, stream, true, err, &rc);
-    if (st != NULL && (!st->s.has_run || run_ms > st->s.run_ms)) {
-        st->s.has_run = true;
-        st->s.run_ms = run_ms;
-    }
-    unlock(m);
-    return rc;
-}
-
-static int impl_state_get(void *impl, const char *pipeline, const char *stream,
-                          struct kl_store_state *out, struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct kl_store_state copy;
-    struct mstate *st;
-    int rc;
-
-    kl_store_state_init(&copy);
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    st = find_state(m, pipeline, stream, false, err, &rc);
-    if (st != NULL) {
-        copy = st->s;
-        copy.checkpoints = NULL;
-        if (st->s.n_checkpoints > 0) {
-            copy.checkpoints = malloc(st->s.n_checkpoints * sizeof *copy.checkpoints);
-            if (copy.checkpoints == NULL) {
-                copy.n_checkpoints = 0;
-                rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "memory store: out of memory");
-                goto cleanup;
-            }
-            memcpy(copy.checkpoints, st->s.checkpoints,
-                   st->s.n_checkpoints * sizeof *copy.checkpoints);
-        }
-    }
-    kl_store_state_sort(&copy);
-    kl_store_state_free(out);
-    *out = copy;
-    kl_store_state_init(&copy);
-cleanup:
-    unlock(m);
-    kl_store_state_free(&copy);
-    return rc;
-}
-
-static int impl_state_fill(void *impl, const char *pipeline, const char *stream,
-                           const struct kl_store_state *in, struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct mstate *st;
-    bool applied;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    st = find_state(m, pipeline, stream, true, err, &rc);
-    if (st == NULL)
-        goto cleanup;
-    for (size_t i = 0; i < in->n_checkpoints; i++) {
-        if ((rc = merge_checkpoint(st, &in->checkpoints[i], &applied, err)) != KL_OK)
-            goto cleanup;
-    }
-    if (in->has_run && (!st->s.has_run || in->run_ms > st->s.run_ms)) {
-        st->s.has_run = true;
-        st->s.run_ms = in->run_ms;
-    }
-    st->s.present = true;
-cleanup:
-    unlock(m);
-    return rc;
-}
-
-static int impl_state_delete(void *impl, const char *pipeline, const char *stream,
-                             struct kl_err *err)
-{
-    struct memory *m = impl;
-    struct mstate *st;
-    int rc;
-
-    if ((rc = lock(m, err)) != KL_OK)
-        return rc;
-    st = find_state(m, pipeline, stream, false, err, &rc);
-    if (st != NULL) {
-        kl_store_state_free(&st->s);
-        *st = m->states[--m->n_states];
-    }
-    unlock(m);
-    return rc;
-}
-
 /* ---- lifecycle ---- */
 
 static void impl_destroy(void *impl)
@@ -1238,9 +1117,6 @@ static void impl_destroy(void *impl)
     free(m->jobs);
     free(m->idem);
     free(m->leases);
-    for (size_t i = 0; i < m->n_states; i++)
-        kl_store_state_free(&m->states[i].s);
-    free(m->states);
     /* Destroying an unlocked, unwaited mutex and condition cannot fail. */
     (void)pthread_cond_destroy(&m->cv);
     (void)pthread_mutex_destroy(&m->mu);
@@ -1258,23 +1134,18 @@ static const struct kl_store_ops memory_ops = {
     .job_transition = impl_job_transition,
     .job_cancel = impl_job_cancel,
     .job_progress = impl_job_progress,
+    .budget_reserve = impl_budget_reserve,
+    .budget_release = impl_budget_release,
     .task_enqueue = impl_task_enqueue,
     .task_take = impl_task_take,
     .task_heartbeat = impl_task_heartbeat,
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
     .task_release = impl_task_release,
-    .task_reap = impl_task_reap,
     .stats = impl_stats,
     .lease_take = impl_lease_take,
     .lease_renew = impl_lease_renew,
     .lease_release = impl_lease_release,
-    .lease_get = impl_lease_get,
-    .checkpoint_put = impl_checkpoint_put,
-    .run_put = impl_run_put,
-    .state_get = impl_state_get,
-    .state_fill = impl_state_fill,
-    .state_delete = impl_state_delete,
     .destroy = impl_destroy,
 };
 

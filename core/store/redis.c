@@ -26,7 +26,6 @@
 
 #define BACKOFF_MIN_MS 100
 #define LIST_SCAN_CAP 2000 /* index entries one list call looks at, at most */
-#define FILL_BATCH 1000    /* checkpoints per state_fill script call */
 #define HASH_PAIRS_MAX ((size_t)16 * KL_STORE_SHARDS_MAX)
 #define KEY_BUF (KL_STORE_PREFIX_MAX + 32 + KL_STORE_NAME_MAX + KL_STREAM_NAME_MAX)
 
@@ -1083,7 +1082,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     struct args a;
     int rc;
 
-    if ((rc = script_args(r, &a, 15 + 2 * p->n_tables, err)) != KL_OK)
+    if ((rc = script_args(r, &a, 16 + 2 * p->n_tables, err)) != KL_OK)
         goto cleanup;
     arg_str(&a, id);
     arg_str(&a, p->shard_id);
@@ -1108,6 +1107,7 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
     arg_i64(&a, p->waiting_until_ms);
     arg_mem(&a, p->waiting_why ? p->waiting_why : "",
             p->waiting_why ? strnlen(p->waiting_why, KL_STORE_WAIT_WHY_MAX - 1) : 0);
+    arg_i64(&a, p->released);
     for (size_t i = 0; i < p->n_tables; i++) {
         arg_str(&a, p->tables[i].table);
         arg_i64(&a, p->tables[i].rows);
@@ -1120,6 +1120,62 @@ static int impl_job_progress(void *impl, const char *id, const struct kl_store_p
         rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         *applied = reply->integer == 1;
+cleanup:
+    freeReplyObject(reply);
+    args_free(&a);
+    return rc;
+}
+
+/* ---- the message budget ---- */
+
+static int impl_budget_reserve(void *impl, const char *job_id, const char *shard_id,
+                               int64_t max_messages, int64_t want, int64_t *granted,
+                               struct kl_err *err)
+{
+    struct rstore *r = impl;
+    redisReply *reply = NULL;
+    struct args a;
+    int rc;
+
+    if ((rc = script_args(r, &a, 4, err)) != KL_OK)
+        goto cleanup;
+    arg_str(&a, job_id);
+    arg_str(&a, shard_id);
+    arg_i64(&a, max_messages);
+    arg_i64(&a, want);
+    if ((rc = script(r, KL_RS_BUDGET_RESERVE, &a, &reply, err)) != KL_OK)
+        goto cleanup;
+    if (reply->type != REDIS_REPLY_INTEGER)
+        rc = bad_reply("budget_reserve", err);
+    else if (reply->integer < 0)
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
+    else
+        *granted = reply->integer;
+cleanup:
+    freeReplyObject(reply);
+    args_free(&a);
+    return rc;
+}
+
+static int impl_budget_release(void *impl, const char *job_id, const char *shard_id, int64_t n,
+                               struct kl_err *err)
+{
+    struct rstore *r = impl;
+    redisReply *reply = NULL;
+    struct args a;
+    int rc;
+
+    if ((rc = script_args(r, &a, 3, err)) != KL_OK)
+        goto cleanup;
+    arg_str(&a, job_id);
+    arg_str(&a, shard_id);
+    arg_i64(&a, n);
+    if ((rc = script(r, KL_RS_BUDGET_RELEASE, &a, &reply, err)) != KL_OK)
+        goto cleanup;
+    if (reply->type != REDIS_REPLY_INTEGER)
+        rc = bad_reply("budget_release", err);
+    else if (reply->integer < 0)
+        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", job_id);
 cleanup:
     freeReplyObject(reply);
     args_free(&a);
@@ -1341,13 +1397,6 @@ cleanup:
     return rc;
 }
 
-static int impl_task_reap(void *impl, int64_t *requeued, struct kl_err *err)
-{
-    struct kl_store_task unused;
-    bool got = false;
-    return take_once(impl, "reaper", 1, false, &unused, &got, requeued, err);
-}
-
 static int impl_stats(void *impl, struct kl_store_stats *out, struct kl_err *err)
 {
     struct rstore *r = impl;
@@ -1479,206 +1528,6 @@ cleanup:
     return rc;
 }
 
-static int impl_lease_get(void *impl, const struct kl_store_shard_key *k,
-                          struct kl_store_lease *out, struct kl_err *err)
-{
-    struct rstore *r = impl;
-    struct kl_store_lease l;
-    redisReply *reply = NULL;
-    struct args a;
-    const char *v, *sp;
-    size_t n;
-    int rc;
-
-    if ((rc = lease_args(r, &a, k, 0, err)) != KL_OK)
-        goto cleanup;
-    if ((rc = script(r, KL_RS_LEASE_GET, &a, &reply, err)) != KL_OK)
-        goto cleanup;
-    if (reply->type == REDIS_REPLY_NIL) {
-        rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "shard %s is not leased", k->shard_id);
-        goto cleanup;
-    }
-    v = el_str(reply, 0, &n);
-    sp = v != NULL ? memchr(v, ' ', n) : NULL;
-    memset(&l, 0, sizeof l);
-    if (sp == NULL || !copy_n(l.owner, sizeof l.owner, sp + 1, n - (size_t)(sp - v) - 1)) {
-        rc = bad_reply("lease_get", err);
-        goto cleanup;
-    }
-    l.token = kl_store_parse_i64(v, (size_t)(sp - v), -1);
-    l.ttl_ms = el_i64(reply, 1, 0);
-    *out = l;
-cleanup:
-    freeReplyObject(reply);
-    args_free(&a);
-    return rc;
-}
-
-/* ---- checkpoint cache ---- */
-
-/* One state_merge call over checkpoints [0, n). */
-static int merge(struct rstore *r, const char *pipeline, const char *stream, bool mark,
-                 bool has_run, int64_t run_ms, const struct kl_store_checkpoint *cps, size_t n,
-                 bool *changed, struct kl_err *err)
-{
-    redisReply *reply = NULL;
-    struct args a = {0};
-    int rc;
-
-    if (n > 0 && cps == NULL) {
-        rc = KL_STORE_FAIL(err, KL_ERR_INTERNAL, "redis state_merge: no checkpoints");
-        goto cleanup;
-    }
-    if ((rc = script_args(r, &a, 4 + 4 * n, err)) != KL_OK)
-        goto cleanup;
-    arg_str(&a, pipeline);
-    arg_str(&a, stream);
-    arg_str(&a, mark ? "1" : "0");
-    if (has_run)
-        arg_i64(&a, run_ms);
-    else
-        arg_str(&a, "");
-    for (size_t i = 0; i < n; i++) {
-        arg_str(&a, cps[i].position.shard_id);
-        arg_str(&a, cps[i].position.sequence);
-        arg_i64(&a, cps[i].position.sub_sequence);
-        arg_i64(&a, cps[i].fencing_token);
-    }
-    if ((rc = script(r, KL_RS_STATE_MERGE, &a, &reply, err)) != KL_OK)
-        goto cleanup;
-    if (reply->type != REDIS_REPLY_INTEGER)
-        rc = bad_reply("state_merge", err);
-    else if (changed != NULL)
-        *changed = reply->integer == 1;
-cleanup:
-    freeReplyObject(reply);
-    args_free(&a);
-    return rc;
-}
-
-static int impl_checkpoint_put(void *impl, const char *pipeline, const char *stream,
-                               const struct kl_store_checkpoint *cp, bool *applied,
-                               struct kl_err *err)
-{
-    return merge(impl, pipeline, stream, false, false, 0, cp, 1, applied, err);
-}
-
-static int impl_run_put(void *impl, const char *pipeline, const char *stream, int64_t run_ms,
-                        struct kl_err *err)
-{
-    return merge(impl, pipeline, stream, false, true, run_ms, NULL, 0, NULL, err);
-}
-
-static int impl_state_fill(void *impl, const char *pipeline, const char *stream,
-                           const struct kl_store_state *in, struct kl_err *err)
-{
-    size_t done = 0;
-    int rc = KL_OK;
-    /* In batches; only the last one marks the cache present, so a fill cut
-     * short leaves it missing and the next reader fills it again. */
-    do {
-        size_t n = in->n_checkpoints - done > FILL_BATCH ? FILL_BATCH : in->n_checkpoints - done;
-        bool last = done + n == in->n_checkpoints;
-        rc = merge(impl, pipeline, stream, last, last && in->has_run, in->run_ms,
-                   in->checkpoints != NULL ? in->checkpoints + done : NULL, n, NULL, err);
-        done += n;
-    } while (rc == KL_OK && done < in->n_checkpoints);
-    return rc;
-}
-
-static int state_key_command(struct rstore *r, const char *verb, const char *pipeline,
-                             const char *stream, redisReply **out, struct kl_err *err)
-{
-    char key[KEY_BUF];
-    struct args a;
-    int rc;
-
-    if ((rc = args_init(&a, 2, err)) != KL_OK)
-        goto cleanup;
-    snprintf(key, sizeof key, "%sstate:%s:%s", r->prefix, pipeline, stream);
-    arg_str(&a, verb);
-    arg_str(&a, key);
-    if ((rc = command(r, &a, 0, out, err)) != KL_OK)
-        goto cleanup;
-    if ((*out)->type == REDIS_REPLY_ERROR) {
-        rc = map_error_reply(verb, (*out)->str, err);
-        freeReplyObject(*out);
-        *out = NULL;
-    }
-cleanup:
-    args_free(&a);
-    return rc;
-}
-
-static int impl_state_get(void *impl, const char *pipeline, const char *stream,
-                          struct kl_store_state *out, struct kl_err *err)
-{
-    struct kl_store_state s;
-    redisReply *reply = NULL;
-    struct field *f = NULL;
-    size_t n = 0, groups;
-    int rc;
-
-    kl_store_state_init(&s);
-    if ((rc = state_key_command(impl, "HGETALL", pipeline, stream, &reply, err)) != KL_OK)
-        goto cleanup;
-    if ((rc = group_fields(reply, &f, &n, err)) != KL_OK)
-        goto cleanup;
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-        if (el_is(reply, i, "_present")) {
-            s.present = true;
-        } else if (el_is(reply, i, "_run")) {
-            s.has_run = true;
-            s.run_ms = el_i64(reply, i + 1, 0);
-        }
-    }
-    groups = count_groups(f, n);
-    if (groups > 0) {
-        s.checkpoints = calloc(groups, sizeof *s.checkpoints);
-        if (s.checkpoints == NULL) {
-            rc = KL_STORE_FAIL(err, KL_ERR_NOMEM, "redis: out of memory");
-            goto cleanup;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct kl_store_checkpoint *c;
-        if (i == 0 || cmp_field(&f[i - 1], &f[i]) != 0) {
-            c = &s.checkpoints[s.n_checkpoints++];
-            c->position.sub_sequence = -1;
-            if (!copy_n(c->position.shard_id, sizeof c->position.shard_id, f[i].key,
-                        f[i].key_len)) {
-                rc = bad_reply("state shard id", err);
-                goto cleanup;
-            }
-        }
-        c = &s.checkpoints[s.n_checkpoints - 1];
-        if (name_is(&f[i], "seq"))
-            copy_n(c->position.sequence, sizeof c->position.sequence, f[i].val, f[i].val_len);
-        else if (name_is(&f[i], "sub"))
-            c->position.sub_sequence = kl_store_parse_i64(f[i].val, f[i].val_len, -1);
-        else if (name_is(&f[i], "tok"))
-            c->fencing_token = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
-    }
-    kl_store_state_sort(&s);
-    kl_store_state_free(out);
-    *out = s;
-    kl_store_state_init(&s);
-cleanup:
-    free(f);
-    freeReplyObject(reply);
-    kl_store_state_free(&s);
-    return rc;
-}
-
-static int impl_state_delete(void *impl, const char *pipeline, const char *stream,
-                             struct kl_err *err)
-{
-    redisReply *reply = NULL;
-    int rc = state_key_command(impl, "DEL", pipeline, stream, &reply, err);
-    freeReplyObject(reply);
-    return rc;
-}
-
 /* ---- lifecycle ---- */
 
 static void impl_destroy(void *impl)
@@ -1707,23 +1556,18 @@ static const struct kl_store_ops redis_ops = {
     .job_transition = impl_job_transition,
     .job_cancel = impl_job_cancel,
     .job_progress = impl_job_progress,
+    .budget_reserve = impl_budget_reserve,
+    .budget_release = impl_budget_release,
     .task_enqueue = impl_task_enqueue,
     .task_take = impl_task_take,
     .task_heartbeat = impl_task_heartbeat,
     .task_ack = impl_task_ack,
     .task_nack = impl_task_nack,
     .task_release = impl_task_release,
-    .task_reap = impl_task_reap,
     .stats = impl_stats,
     .lease_take = impl_lease_take,
     .lease_renew = impl_lease_renew,
     .lease_release = impl_lease_release,
-    .lease_get = impl_lease_get,
-    .checkpoint_put = impl_checkpoint_put,
-    .run_put = impl_run_put,
-    .state_get = impl_state_get,
-    .state_fill = impl_state_fill,
-    .state_delete = impl_state_delete,
     .destroy = impl_destroy,
 };
 

@@ -16,7 +16,8 @@
  *                            |wop |wsince |wuntil |wwhy (a Kinesis call it waits on)
  *   P job:<id>:tasks         hash: <shard>|st (q queued, f in flight, d delayed, a acked)
  *                            |att |dlv (deliveries) |meta |owner |adone |atotal
- *                            (all four job keys expire together, retention after the end)
+ *   P job:<id>:budget        hash: <shard> -> messages reserved, |total (their sum)
+ *                            (all five job keys expire together, retention after the end)
  *   P jobs                   zset (score 0, ordered by id = by time): every job
  *   P jobs:stream:<stream>   zset: the stream's jobs
  *   P jobs:status:<status>   zset: the jobs in that status
@@ -29,7 +30,6 @@
  *   P q:wake                 list of tokens: one per enqueue, BLPOPed by idle takers
  *   P lease:<pipeline>:<stream>:<shard>   string "<token> <owner>", PX ttl
  *   P fence:<pipeline>:<stream>:<shard>   integer: the highest token handed out
- *   P state:<pipeline>:<stream>           hash: <shard>|seq |sub |tok, _run, _present
  */
 #include "core/store/redis_scripts.h"
 
@@ -174,16 +174,28 @@ static const char job_transition[] = PRELUDE
     "local f = redis.call('HMGET', k, 'pipeline', 'stream')\n"
     "local ak = P .. 'active:' .. f[1] .. ':' .. f[2]\n"
     "if redis.call('GET', ak) == id then redis.call('DEL', ak) end\n"
-    "for _, s in ipairs({'', ':rows', ':shards', ':tasks'}) do\n"
+    "for _, s in ipairs({'', ':rows', ':shards', ':tasks', ':budget'}) do\n"
     "  redis.call('PEXPIRE', k .. s, ARGV[5])\n"
     "end\n"
     "prune(P .. 'jobs:status:' .. to)\n"
     "return {'ok', to}\n";
 
+/* Gives n (< 0: all) of a shard's reservation back, never below 0. */
+#define BUDGET_RELEASE                                                                             \
+    "local function release(k, sh, n)\n"                                                           \
+    "  local bk = k .. ':budget'\n"                                                                \
+    "  local have = tonumber(redis.call('HGET', bk, sh) or '0')\n"                                 \
+    "  if n < 0 or n > have then n = have end\n"                                                   \
+    "  if n > 0 then\n"                                                                            \
+    "    redis.call('HINCRBY', bk, sh, -n)\n"                                                      \
+    "    redis.call('HINCRBY', bk, '|total', -n)\n"                                                \
+    "  end\n"                                                                                      \
+    "end\n"
+
 /* ARGV: P id shard seq sub mbl msgs dead_letters done gap_from gap_to gap_reason
- *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why
+ *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why released
  *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job */
-static const char job_progress[] = PRELUDE
+static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "local k = jk(ARGV[2])\n"
     "if redis.call('EXISTS', k) == 0 then return -1 end\n"
     "local sk, sh, seq, sub = k .. ':shards', ARGV[3], ARGV[4], ARGV[5]\n"
@@ -197,7 +209,8 @@ static const char job_progress[] = PRELUDE
     "  redis.call('HINCRBY', sk, sh .. '|msgs', ARGV[7])\n"
     "  if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'messages', ARGV[7]) end\n"
     "  if ARGV[8] ~= '0' then redis.call('HINCRBY', k, 'dead_letters', ARGV[8]) end\n"
-    "  for i = 17, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  for i = 18, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  if ARGV[17] ~= '0' then release(k, sh, tonumber(ARGV[17])) end\n"
     "  if ARGV[6] ~= '-1' then redis.call('HSET', sk, sh .. '|mbl', ARGV[6]) end\n"
     "end\n"
     "if ARGV[9] == '1' then redis.call('HSET', sk, sh .. '|done', '1') end\n"
@@ -218,6 +231,32 @@ static const char job_progress[] = PRELUDE
     "  redis.call('PEXPIRE', k .. ':rows', ttl)\n"
     "end\n"
     "return apply and 1 or 0\n";
+
+/* ARGV: P id shard max want -> granted (>= 0) | -1 no such job. Grants
+ * min(want, max - messages - reserved) of a queued or running job. */
+static const char budget_reserve[] =
+    PRELUDE "local k = jk(ARGV[2])\n"
+            "local st = redis.call('HGET', k, 'status')\n"
+            "if not st then return -1 end\n"
+            "if st ~= 'queued' and st ~= 'running' then return 0 end\n"
+            "local bk = k .. ':budget'\n"
+            "local left = tonumber(ARGV[4]) - tonumber(redis.call('HGET', k, 'messages') or '0')\n"
+            "            - tonumber(redis.call('HGET', bk, '|total') or '0')\n"
+            "local g = tonumber(ARGV[5])\n"
+            "if left < g then g = left end\n"
+            "if g <= 0 then return 0 end\n"
+            "redis.call('HINCRBY', bk, ARGV[3], g)\n"
+            "redis.call('HINCRBY', bk, '|total', g)\n"
+            "local ttl = redis.call('PTTL', k)\n"
+            "if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
+            "return g\n";
+
+/* ARGV: P id shard n -> 1 | -1 no such job */
+static const char budget_release[] =
+    PRELUDE BUDGET_RELEASE "local k = jk(ARGV[2])\n"
+                           "if redis.call('EXISTS', k) == 0 then return -1 end\n"
+                           "release(k, ARGV[3], tonumber(ARGV[4]))\n"
+                           "return 1\n";
 
 /* ARGV: P job_id shard meta delay_ms -> 'created' | 'exists' | 'missing' | 'final' */
 static const char task_enqueue[] =
@@ -396,61 +435,42 @@ static const char lease_release[] = PRELUDE LEASE_KEYS
     "if cur == ARGV[6] .. ' ' .. ARGV[5] then redis.call('DEL', lk) return 1 end\n"
     "return {cur}\n";
 
-/* ARGV: P pipeline stream shard -> nil | {"<token> <owner>", pttl} */
-static const char lease_get[] = PRELUDE LEASE_KEYS "local cur = redis.call('GET', lk)\n"
-                                                   "if not cur then return false end\n"
-                                                   "return {cur, redis.call('PTTL', lk)}\n";
-
-/* ARGV: P pipeline stream mark_present run_ms [shard seq sub token]...
- * Merges checkpoints forward only; -> 1 when something changed, else 0. */
-static const char state_merge[] =
-    PRELUDE "local hk = P .. 'state:' .. ARGV[2] .. ':' .. ARGV[3]\n"
-            "local changed = 0\n"
-            "for i = 6, #ARGV, 4 do\n"
-            "  local sh, seq, sub, tok = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
-            "  local v = redis.call('HMGET', hk, sh .. '|seq', sh .. '|sub', sh .. '|tok')\n"
-            "  local ctok = v[3] and tonumber(v[3])\n"
-            "  if not ctok or tok >= ctok then\n"
-            "    if not v[1] or pos_cmp(seq, sub, v[1], v[2] or '-1') > 0 then\n"
-            "      redis.call('HSET', hk, sh .. '|seq', seq, sh .. '|sub', sub)\n"
-            "      changed = 1\n"
-            "    end\n"
-            "    if not ctok or tok > ctok then\n"
-            "      redis.call('HSET', hk, sh .. '|tok', ARGV[i + 3])\n"
-            "      changed = 1\n"
-            "    end\n"
-            "  end\n"
-            "end\n"
-            "if ARGV[5] ~= '' then\n"
-            "  local r = redis.call('HGET', hk, '_run')\n"
-            "  if not r or tonumber(ARGV[5]) > tonumber(r) then\n"
-            "    redis.call('HSET', hk, '_run', ARGV[5])\n"
-            "    changed = 1\n"
-            "  end\n"
-            "end\n"
-            "if ARGV[4] == '1' then redis.call('HSET', hk, '_present', '1') end\n"
-            "return changed\n";
-
 const char *const kl_redis_script_source[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = job_create,       [KL_RS_JOB_LIST] = job_list,
-    [KL_RS_JOB_ACTIVE] = job_active,       [KL_RS_JOB_TRANSITION] = job_transition,
-    [KL_RS_JOB_PROGRESS] = job_progress,   [KL_RS_TASK_ENQUEUE] = task_enqueue,
-    [KL_RS_TASK_TAKE] = task_take,         [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
-    [KL_RS_TASK_ACK] = task_ack,           [KL_RS_TASK_NACK] = task_nack,
-    [KL_RS_TASK_RELEASE] = task_release,   [KL_RS_STATS] = stats,
-    [KL_RS_LEASE_TAKE] = lease_take,       [KL_RS_LEASE_RENEW] = lease_renew,
-    [KL_RS_LEASE_RELEASE] = lease_release, [KL_RS_LEASE_GET] = lease_get,
-    [KL_RS_STATE_MERGE] = state_merge,
+    [KL_RS_JOB_CREATE] = job_create,
+    [KL_RS_JOB_LIST] = job_list,
+    [KL_RS_JOB_ACTIVE] = job_active,
+    [KL_RS_JOB_TRANSITION] = job_transition,
+    [KL_RS_JOB_PROGRESS] = job_progress,
+    [KL_RS_TASK_ENQUEUE] = task_enqueue,
+    [KL_RS_TASK_TAKE] = task_take,
+    [KL_RS_TASK_HEARTBEAT] = task_heartbeat,
+    [KL_RS_TASK_ACK] = task_ack,
+    [KL_RS_TASK_NACK] = task_nack,
+    [KL_RS_TASK_RELEASE] = task_release,
+    [KL_RS_STATS] = stats,
+    [KL_RS_LEASE_TAKE] = lease_take,
+    [KL_RS_LEASE_RENEW] = lease_renew,
+    [KL_RS_LEASE_RELEASE] = lease_release,
+    [KL_RS_BUDGET_RESERVE] = budget_reserve,
+    [KL_RS_BUDGET_RELEASE] = budget_release,
 };
 
 const char *const kl_redis_script_name[KL_RS_COUNT] = {
-    [KL_RS_JOB_CREATE] = "job_create",       [KL_RS_JOB_LIST] = "job_list",
-    [KL_RS_JOB_ACTIVE] = "job_active",       [KL_RS_JOB_TRANSITION] = "job_transition",
-    [KL_RS_JOB_PROGRESS] = "job_progress",   [KL_RS_TASK_ENQUEUE] = "task_enqueue",
-    [KL_RS_TASK_TAKE] = "task_take",         [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
-    [KL_RS_TASK_ACK] = "task_ack",           [KL_RS_TASK_NACK] = "task_nack",
-    [KL_RS_TASK_RELEASE] = "task_release",   [KL_RS_STATS] = "stats",
-    [KL_RS_LEASE_TAKE] = "lease_take",       [KL_RS_LEASE_RENEW] = "lease_renew",
-    [KL_RS_LEASE_RELEASE] = "lease_release", [KL_RS_LEASE_GET] = "lease_get",
-    [KL_RS_STATE_MERGE] = "state_merge",
+    [KL_RS_JOB_CREATE] = "job_create",
+    [KL_RS_JOB_LIST] = "job_list",
+    [KL_RS_JOB_ACTIVE] = "job_active",
+    [KL_RS_JOB_TRANSITION] = "job_transition",
+    [KL_RS_JOB_PROGRESS] = "job_progress",
+    [KL_RS_TASK_ENQUEUE] = "task_enqueue",
+    [KL_RS_TASK_TAKE] = "task_take",
+    [KL_RS_TASK_HEARTBEAT] = "task_heartbeat",
+    [KL_RS_TASK_ACK] = "task_ack",
+    [KL_RS_TASK_NACK] = "task_nack",
+    [KL_RS_TASK_RELEASE] = "task_release",
+    [KL_RS_STATS] = "stats",
+    [KL_RS_LEASE_TAKE] = "lease_take",
+    [KL_RS_LEASE_RENEW] = "lease_renew",
+    [KL_RS_LEASE_RELEASE] = "lease_release",
+    [KL_RS_BUDGET_RESERVE] = "budget_reserve",
+    [KL_RS_BUDGET_RELEASE] = "budget_release",
 };

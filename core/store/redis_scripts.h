@@ -23,8 +23,8 @@ enum kl_redis_script {
     KL_RS_LEASE_TAKE,
     KL_RS_LEASE_RENEW,
     KL_RS_LEASE_RELEASE,
-    KL_RS_LEASE_GET,
-    KL_RS_STATE_MERGE,
+    KL_RS_BUDGET_RESERVE,
+    KL_RS_BUDGET_RELEASE,
     KL_RS_COUNT
 };
 

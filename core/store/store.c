@@ -70,19 +70,6 @@ void kl_store_job_page_free(struct kl_store_job_page *p)
     memset(p, 0, sizeof *p);
 }
 
-void kl_store_state_init(struct kl_store_state *s)
-{
-    memset(s, 0, sizeof *s);
-}
-
-void kl_store_state_free(struct kl_store_state *s)
-{
-    if (s == NULL)
-        return;
-    free(s->checkpoints);
-    memset(s, 0, sizeof *s);
-}
-
 static int cmp_tables(const void *a, const void *b)
 {
     return strcmp(((const struct kl_store_table_rows *)a)->table,
@@ -95,24 +82,12 @@ static int cmp_shards(const void *a, const void *b)
                   ((const struct kl_store_shard_progress *)b)->position.shard_id);
 }
 
-static int cmp_checkpoints(const void *a, const void *b)
-{
-    return strcmp(((const struct kl_store_checkpoint *)a)->position.shard_id,
-                  ((const struct kl_store_checkpoint *)b)->position.shard_id);
-}
-
 void kl_store_job_sort(struct kl_store_job *j)
 {
     if (j->n_tables > 1)
         qsort(j->tables, j->n_tables, sizeof j->tables[0], cmp_tables);
     if (j->n_shards > 1)
         qsort(j->shards, j->n_shards, sizeof j->shards[0], cmp_shards);
-}
-
-void kl_store_state_sort(struct kl_store_state *s)
-{
-    if (s->n_checkpoints > 1)
-        qsort(s->checkpoints, s->n_checkpoints, sizeof s->checkpoints[0], cmp_checkpoints);
 }
 
 bool kl_store_copy(char *dst, size_t size, const char *src)
@@ -285,17 +260,6 @@ static int check_task(const struct kl_store_task *t, struct kl_err *err)
     if (t == NULL || !kl_store_job_id_valid(t->job_id) || !name_ok(t->shard_id, KL_SHARD_ID_MAX) ||
         t->delivery < 1)
         return bad(err, "task");
-    return KL_OK;
-}
-
-static int check_checkpoint(const struct kl_store_checkpoint *cp, struct kl_err *err)
-{
-    if (cp == NULL || !name_ok(cp->position.shard_id, KL_SHARD_ID_MAX))
-        return bad(err, "checkpoint shard id");
-    if (!seq_ok(cp->position.sequence))
-        return bad(err, "checkpoint sequence");
-    if (cp->position.sub_sequence < -1 || cp->fencing_token < 0)
-        return bad(err, "checkpoint sub-sequence or token");
     return KL_OK;
 }
 
@@ -475,7 +439,7 @@ int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_st
         return bad(err, "progress shard id");
     if (p->sequence != NULL && (!seq_ok(p->sequence) || p->sub_sequence < -1))
         return bad(err, "progress sequence");
-    if (p->messages < 0 || p->dead_letters < 0)
+    if (p->messages < 0 || p->dead_letters < 0 || p->released < 0)
         return bad(err, "progress counts");
     if (p->n_tables > MAX_PROGRESS_TABLES || (p->n_tables > 0 && p->tables == NULL))
         return bad(err, "progress tables");
@@ -488,6 +452,32 @@ int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_st
                            !text_ok(p->gap->reason, sizeof p->gap->reason)))
         return bad(err, "progress gap");
     return s->ops->job_progress(s->impl, id, p, applied != NULL ? applied : &ignored, err);
+}
+
+/* ---- the message budget ---- */
+
+int kl_store_budget_reserve(struct kl_store *s, const char *job_id, const char *shard_id,
+                            int64_t max_messages, int64_t want, int64_t *granted,
+                            struct kl_err *err)
+{
+    *granted = 0;
+    if (!kl_store_job_id_valid(job_id))
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
+    if (!name_ok(shard_id, KL_SHARD_ID_MAX))
+        return bad(err, "budget shard id");
+    if (max_messages < 0 || want < 0)
+        return bad(err, "budget amounts");
+    return s->ops->budget_reserve(s->impl, job_id, shard_id, max_messages, want, granted, err);
+}
+
+int kl_store_budget_release(struct kl_store *s, const char *job_id, const char *shard_id, int64_t n,
+                            struct kl_err *err)
+{
+    if (!kl_store_job_id_valid(job_id))
+        return KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no such job");
+    if (!name_ok(shard_id, KL_SHARD_ID_MAX))
+        return bad(err, "budget shard id");
+    return s->ops->budget_release(s->impl, job_id, shard_id, n, err);
 }
 
 /* ---- tasks ---- */
@@ -563,12 +553,6 @@ int kl_store_task_release(struct kl_store *s, const struct kl_store_task *t, int
     return rc != KL_OK ? rc : s->ops->task_release(s->impl, t, delay_ms, err);
 }
 
-int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err)
-{
-    int64_t ignored;
-    return s->ops->task_reap(s->impl, requeued != NULL ? requeued : &ignored, err);
-}
-
 int kl_store_stats(struct kl_store *s, struct kl_store_stats *out, struct kl_err *err)
 {
     if (out == NULL)
@@ -613,75 +597,4 @@ int kl_store_lease_release(struct kl_store *s, const struct kl_store_shard_key *
     if (!owner_ok(owner) || token < 1)
         return bad(err, "owner or token");
     return s->ops->lease_release(s->impl, k, owner, token, err);
-}
-
-int kl_store_lease_get(struct kl_store *s, const struct kl_store_shard_key *k,
-                       struct kl_store_lease *out, struct kl_err *err)
-{
-    int rc = check_shard_key(k, err);
-    if (rc != KL_OK)
-        return rc;
-    if (out == NULL)
-        return bad(err, "out-parameter");
-    return s->ops->lease_get(s->impl, k, out, err);
-}
-
-/* ---- cache ---- */
-
-int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char *stream,
-                            const struct kl_store_checkpoint *cp, bool *applied, struct kl_err *err)
-{
-    bool ignored;
-    int rc = check_names(pipeline, stream, err);
-    if (rc != KL_OK || (rc = check_checkpoint(cp, err)) != KL_OK)
-        return rc;
-    return s->ops->checkpoint_put(s->impl, pipeline, stream, cp,
-                                  applied != NULL ? applied : &ignored, err);
-}
-
-int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream, int64_t run_ms,
-                     struct kl_err *err)
-{
-    int rc = check_names(pipeline, stream, err);
-    if (rc != KL_OK)
-        return rc;
-    if (run_ms < 0)
-        return bad(err, "run time");
-    return s->ops->run_put(s->impl, pipeline, stream, run_ms, err);
-}
-
-int kl_store_state_get(struct kl_store *s, const char *pipeline, const char *stream,
-                       struct kl_store_state *out, struct kl_err *err)
-{
-    int rc = check_names(pipeline, stream, err);
-    if (rc != KL_OK)
-        return rc;
-    if (out == NULL)
-        return bad(err, "out-parameter");
-    return s->ops->state_get(s->impl, pipeline, stream, out, err);
-}
-
-int kl_store_state_fill(struct kl_store *s, const char *pipeline, const char *stream,
-                        const struct kl_store_state *in, struct kl_err *err)
-{
-    int rc = check_names(pipeline, stream, err);
-    if (rc != KL_OK)
-        return rc;
-    if (in == NULL || (in->n_checkpoints > 0 && in->checkpoints == NULL) ||
-        in->n_checkpoints > KL_STORE_SHARDS_MAX || (in->has_run && in->run_ms < 0))
-        return bad(err, "state");
-    for (size_t i = 0; i < in->n_checkpoints; i++) {
-        if ((rc = check_checkpoint(&in->checkpoints[i], err)) != KL_OK)
-            return rc;
-    }
-    return s->ops->state_fill(s->impl, pipeline, stream, in, err);
-}
-
-int kl_store_state_delete(struct kl_store *s, const char *pipeline, const char *stream,
-                          struct kl_err *err)
-{
-    int rc = check_names(pipeline, stream, err);
-    if (rc != KL_OK)
-        return rc;
-    return s->ops->state_delete(s->impl, pipeline, stream, err);
 }

@@ -1,7 +1,7 @@
 /*
  * The state store: what every replica of the service shares — job records,
- * the shard task queue, shard leases with fencing tokens, and a cache of the
- * checkpoints and run times. Backends: Redis (core/store/redis.h) for several
+ * the shard task queue, shard leases with fencing tokens, and each job's
+ * message budget. Backends: Redis (core/store/redis.h) for several
  * replicas, in-process (core/store/memory.h) for one. Not here: the data
  * itself or the truth about positions (the destination holds both, see
  * the README's "exactly once"), nor how a job is planned or run (core/load).
@@ -154,7 +154,12 @@ struct kl_store_progress {
     const struct kl_store_table_rows *tables; /* row deltas per table; may be NULL */
     size_t n_tables;                          /* at most 1024 */
     bool done;                                /* sets the shard's done flag (never clears it) */
-    const struct kl_gap *gap;                 /* NULL: none; else replaces the shard's gap */
+    /* Budget the chunk used: released from the shard's reservation (see
+     * kl_store_budget_reserve) together with the counts, so the committed
+     * and the reserved never both count it nor both miss it. >= 0; only
+     * applied when the update is. */
+    int64_t released;
+    const struct kl_gap *gap; /* NULL: none; else replaces the shard's gap */
     /* NULL: the shard's waiting state is unchanged; "": it waits on nothing
      * (cleared); else the Kinesis operation it waits on, with since, until
      * (epoch ms) and why (truncated to KL_STORE_WAIT_WHY_MAX - 1 bytes).
@@ -215,41 +220,12 @@ struct kl_store_stats {
 
 /* ---- leases ---- */
 
-/* Which shard: the lease, its fencing counter and the checkpoint cache are per key. */
+/* Which shard: the lease and its fencing counter are per key. */
 struct kl_store_shard_key {
     const char *pipeline;
     const char *stream;
     const char *shard_id;
 };
-
-struct kl_store_lease {
-    char owner[KL_STORE_OWNER_MAX];
-    int64_t token;
-    int64_t ttl_ms; /* time left */
-};
-
-/* ---- checkpoint and run-time cache ---- */
-
-struct kl_store_checkpoint {
-    struct kl_shard_position position; /* sub_sequence -1: a whole record */
-    int64_t fencing_token;
-};
-
-/* What the cache holds for a pipeline and stream: kl_store_state_init before
- * use, kl_store_state_free after. */
-struct kl_store_state {
-    /* false: the cache was never filled or was lost (Redis flushed or
-     * restarted): rebuild it from the destination with kl_store_state_fill.
-     * The other fields are then whatever was written since. */
-    bool present;
-    struct kl_store_checkpoint *checkpoints; /* malloc'ed, ordered by shard id */
-    size_t n_checkpoints;
-    bool has_run;
-    int64_t run_ms; /* the run time the next job starts from (epoch ms) */
-};
-
-void kl_store_state_init(struct kl_store_state *s);
-void kl_store_state_free(struct kl_store_state *s);
 
 /* ---- the store ---- */
 
@@ -292,6 +268,10 @@ struct kl_store_ops {
                       struct kl_err *err);
     int (*job_progress)(void *impl, const char *id, const struct kl_store_progress *p,
                         bool *applied, struct kl_err *err);
+    int (*budget_reserve)(void *impl, const char *job_id, const char *shard_id,
+                          int64_t max_messages, int64_t want, int64_t *granted, struct kl_err *err);
+    int (*budget_release)(void *impl, const char *job_id, const char *shard_id, int64_t n,
+                          struct kl_err *err);
 
     int (*task_enqueue)(void *impl, const char *job_id, const char *shard_id, const char *meta,
                         int64_t delay_ms, bool *created, struct kl_err *err);
@@ -305,7 +285,6 @@ struct kl_store_ops {
                      struct kl_err *err);
     int (*task_release)(void *impl, const struct kl_store_task *t, int64_t delay_ms,
                         struct kl_err *err);
-    int (*task_reap)(void *impl, int64_t *requeued, struct kl_err *err);
     int (*stats)(void *impl, struct kl_store_stats *out, struct kl_err *err);
 
     int (*lease_take)(void *impl, const struct kl_store_shard_key *k, const char *owner,
@@ -314,19 +293,6 @@ struct kl_store_ops {
                        int64_t token, int64_t ttl_ms, struct kl_err *err);
     int (*lease_release)(void *impl, const struct kl_store_shard_key *k, const char *owner,
                          int64_t token, struct kl_err *err);
-    int (*lease_get)(void *impl, const struct kl_store_shard_key *k, struct kl_store_lease *out,
-                     struct kl_err *err);
-
-    int (*checkpoint_put)(void *impl, const char *pipeline, const char *stream,
-                          const struct kl_store_checkpoint *cp, bool *applied, struct kl_err *err);
-    int (*run_put)(void *impl, const char *pipeline, const char *stream, int64_t run_ms,
-                   struct kl_err *err);
-    int (*state_get)(void *impl, const char *pipeline, const char *stream,
-                     struct kl_store_state *out, struct kl_err *err);
-    int (*state_fill)(void *impl, const char *pipeline, const char *stream,
-                      const struct kl_store_state *in, struct kl_err *err);
-    int (*state_delete)(void *impl, const char *pipeline, const char *stream, struct kl_err *err);
-
     void (*destroy)(void *impl);
 };
 
@@ -402,13 +368,35 @@ int kl_store_job_cancel(struct kl_store *s, const char *id, enum kl_store_job_st
 int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_store_progress *p,
                           bool *applied, struct kl_err *err);
 
+/* ---- the message budget ----
+ * A job's max_number_of_messages, shared by every worker of every replica:
+ * a worker reserves budget for a page before it asks Kinesis for it, and
+ * gives back what the page did not use; what it committed leaves the
+ * reservation with the commit's progress (kl_store_progress.released).
+ * Reservations are per shard of the job, so a delivery of a shard task
+ * first releases what an earlier delivery of it left (a worker that died). */
+
+/* Grants `*granted` = min(want, max_messages - committed - reserved),
+ * at least 0, atomically, and adds it to the shard's reservation. 0 means
+ * the budget is spent (or the job is final). KL_ERR_NOT_FOUND: no such job.
+ * A retry after KL_ERR_UNAVAILABLE may reserve twice: the surplus is given
+ * back by the shard's next release. */
+int kl_store_budget_reserve(struct kl_store *s, const char *job_id, const char *shard_id,
+                            int64_t max_messages, int64_t want, int64_t *granted,
+                            struct kl_err *err);
+
+/* Gives `n` of the shard's reservation back (never below 0); n < 0: all of
+ * it. KL_ERR_NOT_FOUND: no such job. */
+int kl_store_budget_release(struct kl_store *s, const char *job_id, const char *shard_id, int64_t n,
+                            struct kl_err *err);
+
 /* ---- the task queue ----
  * One queue for all jobs, first in first out. A task is one shard of one
  * job: enqueueing a shard the job already has is a no-op (`*created`
  * false), so retries and the two parents of a merged shard enqueue it once.
  * A task is never lost: a taken task is in flight until acked or nacked; if
- * its worker stops heartbeating, the next take by any replica (or
- * kl_store_task_reap) puts it back in front of the queue after its lease.
+ * its worker stops heartbeating, the next take by any replica puts it
+ * back in front of the queue after its lease.
  * So a task may be delivered twice; the shard lease and the destination's
  * fenced checkpoint keep the data exactly once. */
 
@@ -450,11 +438,6 @@ int kl_store_task_nack(struct kl_store *s, const struct kl_store_task *t, int64_
 int kl_store_task_release(struct kl_store *s, const struct kl_store_task *t, int64_t delay_ms,
                           struct kl_err *err);
 
-/* Requeues in-flight tasks whose lease has expired and readies delayed
- * tasks that are due; take does this too. `*requeued` (may be NULL) counts
- * the expired ones. */
-int kl_store_task_reap(struct kl_store *s, int64_t *requeued, struct kl_err *err);
-
 int kl_store_stats(struct kl_store *s, struct kl_store_stats *out, struct kl_err *err);
 
 /* ---- shard leases ----
@@ -481,39 +464,5 @@ int kl_store_lease_renew(struct kl_store *s, const struct kl_store_shard_key *k,
  * KL_ERR_CONFLICT when another owner or token holds it (left untouched). */
 int kl_store_lease_release(struct kl_store *s, const struct kl_store_shard_key *k,
                            const char *owner, int64_t token, struct kl_err *err);
-
-/* The live lease; KL_ERR_NOT_FOUND when none. */
-int kl_store_lease_get(struct kl_store *s, const struct kl_store_shard_key *k,
-                       struct kl_store_lease *out, struct kl_err *err);
-
-/* ---- checkpoint and run-time cache ----
- * A copy of the destination's checkpoints for fast reads; the destination
- * is the truth. Writes only move forward: a checkpoint carrying an older
- * fencing token than the cached one is ignored; otherwise the position
- * becomes the larger of the two (numeric sequence, then sub_sequence) and
- * the token the newer. The run time only grows. */
-
-/* `*applied` (may be NULL) is false when nothing changed. */
-int kl_store_checkpoint_put(struct kl_store *s, const char *pipeline, const char *stream,
-                            const struct kl_store_checkpoint *cp, bool *applied,
-                            struct kl_err *err);
-
-int kl_store_run_put(struct kl_store *s, const char *pipeline, const char *stream, int64_t run_ms,
-                     struct kl_err *err);
-
-/* Reads the cache. `out` must be initialised; it is replaced on success.
- * When out->present is false, rebuild from the destination. */
-int kl_store_state_get(struct kl_store *s, const char *pipeline, const char *stream,
-                       struct kl_store_state *out, struct kl_err *err);
-
-/* Merges what the destination holds (forward only, as above) and marks the
- * cache present. `in->present` is ignored. */
-int kl_store_state_fill(struct kl_store *s, const char *pipeline, const char *stream,
-                        const struct kl_store_state *in, struct kl_err *err);
-
-/* Forgets the cached checkpoints and run time (DELETE /streams/{s}/state).
- * Lease fencing counters are kept: tokens never go down. */
-int kl_store_state_delete(struct kl_store *s, const char *pipeline, const char *stream,
-                          struct kl_err *err);
 
 #endif

@@ -270,7 +270,6 @@ static void assert_state_lost(struct kl_store *s, const char *id, const struct k
 {
     struct kl_err err = {0};
     struct kl_store_job j;
-    struct kl_store_state st;
     struct kl_store_task_ack ack;
     struct kl_store_progress p = {.shard_id = "shard-1", .messages = 1, .millis_behind_latest = -1};
     char id2[JOB_ID_BUF];
@@ -283,9 +282,6 @@ static void assert_state_lost(struct kl_store *s, const char *id, const struct k
     ASSERT_RC(kl_store_task_heartbeat(s, t, 60000, &err), KL_ERR_CONFLICT);
     ASSERT_RC(kl_store_task_ack(s, t, &ack, &err), KL_ERR_CONFLICT);
     ASSERT_RC(kl_store_lease_renew(s, k, "worker-a", token, 60000, &err), KL_ERR_CONFLICT);
-    kl_store_state_init(&st);
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_false(st.present); /* the caller rebuilds it from the destination */
     assert_empty(s);
     /* and everything works again */
     new_job(s, "orders", "pipe", NULL, id2);
@@ -294,19 +290,15 @@ static void assert_state_lost(struct kl_store *s, const char *id, const struct k
     /* the destination's token is the floor: tokens keep rising though the counter was lost */
     MUST(kl_store_lease_take(s, k, "worker-b", 60000, token, &token2, &err));
     assert_true(token2 > token);
-    MUST(kl_store_state_fill(s, "pipe", "orders", &st, &err));
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_true(st.present);
-    kl_store_state_free(&st);
     kl_store_job_free(&j);
 }
 
-/* A job in progress: running, a task in flight, a lease, a filled cache. */
+/* A job in progress: running, a task in flight, a lease, budget reserved. */
 static void start_job(struct kl_store *s, char id[JOB_ID_BUF], struct kl_store_task *t,
                       const struct kl_store_shard_key *k, int64_t *token)
 {
     struct kl_err err = {0};
-    struct kl_store_state st;
+    int64_t granted = 0;
     new_job(s, "orders", "pipe", NULL, id);
     set_status(s, id, KL_STORE_JOB_RUNNING);
     MUST(kl_store_task_enqueue(s, id, "shard-1", NULL, 0, NULL, &err));
@@ -314,8 +306,8 @@ static void start_job(struct kl_store *s, char id[JOB_ID_BUF], struct kl_store_t
     take(s, "worker-a", 60000, t);
     MUST(kl_store_lease_take(s, k, "worker-a", 60000, 6, token, &err));
     assert_int_equal(*token, 7);
-    kl_store_state_init(&st);
-    MUST(kl_store_state_fill(s, "pipe", "orders", &st, &err));
+    MUST(kl_store_budget_reserve(s, id, "shard-1", 100, 10, &granted, &err));
+    assert_int_equal(granted, 10);
 }
 
 static void test_redis_restart(void **state)

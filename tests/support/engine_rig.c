@@ -6,6 +6,7 @@
 #include "core/dest/pg.h"
 #include "core/dest/sqlite.h"
 #include "core/store/memory.h"
+#include "core/store/redis.h"
 #include "core/util/err.h"
 
 #include <stdio.h>
@@ -26,8 +27,12 @@ void kl_test_rig_open(struct kl_test_rig *r, const struct kl_test_rig_options *o
     kl_test_kinesis_open_deadline(&r->k, o->kinesis_env ? o->kinesis_env : "KL_TEST_KINESALITE_URL",
                                   NULL, NULL, o->call_deadline_ms);
     kl_store_options_init(&so);
-    r->store = kl_store_memory_create(&so, &err);
-    assert_non_null(r->store);
+    so.key_prefix = o->redis_prefix;
+    r->store = o->redis_prefix != NULL
+                   ? kl_store_redis_create(kl_test_require_env("KL_TEST_REDIS_URL"), &so, &err)
+                   : kl_store_memory_create(&so, &err);
+    if (r->store == NULL)
+        fail_msg("store: %s", err.msg);
     kl_dest_options_init(&dopts);
     r->dests = o->postgres
                    ? kl_dest_pg_factory_create(kl_test_require_env("KL_TEST_PG_URL"), &dopts, &err)
@@ -44,17 +49,32 @@ void kl_test_rig_open(struct kl_test_rig *r, const struct kl_test_rig_options *o
     ec.task_slice_ms = o->task_slice_ms;
     ec.sweep_interval_ms = o->sweep_interval_ms;
     ec.take_timeout_ms = 100;
+    ec.owner = o->redis_prefix != NULL ? "replica-a" : NULL;
     r->engine = kl_engine_create(&ec, &err);
     assert_non_null(r->engine);
-    if (!o->no_start)
+    if (o->redis_prefix != NULL) {
+        r->store2 = kl_store_redis_create(kl_test_require_env("KL_TEST_REDIS_URL"), &so, &err);
+        if (r->store2 == NULL)
+            fail_msg("second store: %s", err.msg);
+        ec.store = r->store2;
+        ec.owner = "replica-b";
+        r->engine2 = kl_engine_create(&ec, &err);
+        assert_non_null(r->engine2);
+    }
+    if (!o->no_start) {
         assert_int_equal(kl_engine_start(r->engine, &err), KL_OK);
+        if (r->engine2 != NULL)
+            assert_int_equal(kl_engine_start(r->engine2, &err), KL_OK);
+    }
 }
 
 void kl_test_rig_close(struct kl_test_rig *r)
 {
     kl_engine_destroy(r->engine);
+    kl_engine_destroy(r->engine2);
     kl_dest_factory_destroy(r->dests);
     kl_store_destroy(r->store);
+    kl_store_destroy(r->store2);
     kl_test_kinesis_close(&r->k);
 }
 

@@ -1,9 +1,9 @@
 /*
  * A load engine on real services for integration tests: the in-process
- * store, a pool of workers, an emulator (kinesalite unless told otherwise)
- * and a real destination (SQLite or PostgreSQL), with the helpers the tests
- * share: putting records, running a job to its end, counting rows.
- * Not for unit tests: it needs the services of scripts/services.sh.
+ * store (or Redis, with a second replica's engine on it), a pool of workers, an emulator
+ * (kinesalite unless told otherwise) and a real destination (SQLite or PostgreSQL), with the
+ * helpers the tests share: putting records, running a job to its end, counting rows. Not for unit
+ * tests: it needs the services of scripts/services.sh.
  */
 #ifndef KL_TEST_ENGINE_RIG_H
 #define KL_TEST_ENGINE_RIG_H
@@ -27,6 +27,10 @@ struct kl_test_rig_options {
     int64_t task_slice_ms;     /* 0: the engine's default */
     int64_t sweep_interval_ms; /* 0: the engine's default */
     bool no_start;             /* the test starts the engine itself */
+    /* Non-NULL: the store is Redis (KL_TEST_REDIS_URL) under this key prefix,
+     * and a second engine, as another replica would run it, works on it too
+     * through its own connection (started with the first). */
+    const char *redis_prefix;
     /* Wraps the destination factory (and takes `real` over); NULL: none. */
     struct kl_dest_factory *(*wrap_dests)(struct kl_dest_factory *real, void *ctx);
     void *wrap_ctx;
@@ -37,6 +41,8 @@ struct kl_test_rig {
     struct kl_store *store;
     struct kl_dest_factory *dests;
     struct kl_engine *engine;
+    struct kl_store *store2;   /* the second replica's, with redis_prefix */
+    struct kl_engine *engine2; /* the second replica's, with redis_prefix */
     bool postgres;
     char sqlite_path[256];
 };

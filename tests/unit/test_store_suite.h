@@ -747,7 +747,6 @@ static void test_queue_expiry_takeover(void **state)
     struct kl_err err = {0};
     struct kl_store_task dead, alive, again;
     struct kl_store_task_ack ack;
-    int64_t requeued = -1;
     char id[JOB_ID_BUF];
     (void)state;
 
@@ -760,9 +759,7 @@ static void test_queue_expiry_takeover(void **state)
     BACKEND.advance(lease / 2);
     MUST(kl_store_task_heartbeat(s, &alive, lease * 4, &err));
     BACKEND.advance(lease);
-    MUST(kl_store_task_reap(s, &requeued, &err));
-    assert_int_equal(requeued, 1);
-    /* the expired task goes in front of shard-3 */
+    /* the next take puts the expired task back, in front of shard-3 */
     take(s, "rescuer", lease * 4, &again);
     assert_string_equal(again.shard_id, "shard-1");
     assert_int_equal(again.attempt, 1);
@@ -812,17 +809,14 @@ static void test_lease_fencing(void **state)
     struct kl_err err = {0};
     struct kl_store_shard_key k = {"pipe", "orders", "shardId-000000000001"};
     struct kl_store_shard_key k2 = {"pipe", "orders", "shardId-000000000002"};
-    struct kl_store_lease l;
     int64_t t1 = 0, t2 = 0, t3 = 0, t = 0;
     (void)state;
 
-    ASSERT_RC(kl_store_lease_get(s, &k, &l, &err), KL_ERR_NOT_FOUND);
+    /* nobody holds it: releasing it is fine, renewing it is not */
+    MUST(kl_store_lease_release(s, &k, "worker-a", 1, &err));
+    ASSERT_RC(kl_store_lease_renew(s, &k, "worker-a", 1, ttl, &err), KL_ERR_CONFLICT);
     MUST(kl_store_lease_take(s, &k, "worker-a", ttl, 0, &t1, &err));
     assert_true(t1 >= 1);
-    MUST(kl_store_lease_get(s, &k, &l, &err));
-    assert_string_equal(l.owner, "worker-a");
-    assert_int_equal(l.token, t1);
-    assert_true(l.ttl_ms > 0 && l.ttl_ms <= ttl);
     /* a live lease is not taken by another owner */
     assert_int_equal(kl_store_lease_take(s, &k, "worker-b", ttl, 0, &t, &err), KL_ERR_CONFLICT);
     /* its owner may take it again: same token */
@@ -839,7 +833,6 @@ static void test_lease_fencing(void **state)
     ASSERT_RC(kl_store_lease_release(s, &k, "worker-b", t1, &err), KL_ERR_CONFLICT);
     /* expired: another owner gets it with a higher token */
     BACKEND.advance(ttl + ttl / 2);
-    ASSERT_RC(kl_store_lease_get(s, &k, &l, &err), KL_ERR_NOT_FOUND);
     MUST(kl_store_lease_take(s, &k, "worker-b", ttl * 4, 0, &t2, &err));
     assert_true(t2 > t1);
     /* the stale owner cannot renew (or re-establish) it */
@@ -853,143 +846,171 @@ static void test_lease_fencing(void **state)
     /* a lapsed lease nobody took since may be renewed: its token is still the newest */
     BACKEND.advance(ttl + ttl / 2);
     MUST(kl_store_lease_renew(s, &k, "worker-c", t3, ttl, &err));
-    MUST(kl_store_lease_get(s, &k, &l, &err));
-    assert_string_equal(l.owner, "worker-c");
+    assert_int_equal(kl_store_lease_take(s, &k, "worker-d", ttl, 0, &t, &err), KL_ERR_CONFLICT);
     /* the floor: tokens stay above what the destination has seen (after a lost counter) */
     MUST(kl_store_lease_take(s, &k2, "worker-a", ttl, 41, &t, &err));
     assert_int_equal(t, 42);
     MUST(kl_store_lease_release(s, &k2, "worker-a", 42, &err));
     MUST(kl_store_lease_take(s, &k2, "worker-b", ttl, 0, &t, &err));
     assert_int_equal(t, 43);
-    /* shards are independent */
-    MUST(kl_store_lease_get(s, &k, &l, &err));
-    assert_int_equal(l.token, t3);
+    /* shards are independent: k is still worker-c's, with its token */
+    MUST(kl_store_lease_take(s, &k, "worker-c", ttl, 0, &t, &err));
+    assert_int_equal(t, t3);
     kl_store_destroy(s);
 }
 
-/* ---- the checkpoint cache ---- */
+/* ---- the message budget ---- */
 
-static const struct {
-    const char *seq;
-    int64_t sub, token;
-    bool applied;
-    const char *want_seq;
-    int64_t want_sub, want_token;
-} cp_steps[] = {
-    {"200", -1, 1, true, "200", -1, 1},         {"199", -1, 1, false, "200", -1, 1}, /* behind */
-    {"200", -1, 1, false, "200", -1, 1},                                             /* the same */
-    {"1000", -1, 1, true, "1000", -1, 1}, /* numerically ahead though "1000" < "200" as text */
-    {"1000", 3, 1, true, "1000", 3, 1},   /* a later KPL sub-record */
-    {"1000", 2, 1, false, "1000", 3, 1},  /* an earlier one */
-    {"5000", -1, 0, false, "1000", 3, 1}, /* an older token is ignored, however far ahead */
-    {"999", -1, 2, true, "1000", 3, 2},   /* a newer token behind: token kept, position not */
-    {"0001001", -1, 2, true, "0001001", -1, 2}, /* leading zeros compare numerically */
-    {"99", -1, 7, true, "0001001", -1, 7},
+static int64_t reserve(struct kl_store *s, const char *id, const char *shard, int64_t max,
+                       int64_t want)
+{
+    struct kl_err err = {0};
+    int64_t g = -1;
+    MUST(kl_store_budget_reserve(s, id, shard, max, want, &g, &err));
+    return g;
+}
+
+/* A committed chunk of `shard` up to sequence `seq`: `n` messages, `n` released. */
+static bool commit_chunk(struct kl_store *s, const char *id, const char *shard, const char *seq,
+                         int64_t n)
+{
+    struct kl_store_progress p;
+    struct kl_err err = {0};
+    bool applied = false;
+    memset(&p, 0, sizeof p);
+    p.shard_id = shard;
+    p.sequence = seq;
+    p.sub_sequence = -1;
+    p.millis_behind_latest = -1;
+    p.messages = n;
+    p.released = n;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    return applied;
+}
+
+static void test_budget_grants_and_releases(void **state)
+{
+    struct kl_store *s = open_store();
+    struct kl_err err = {0};
+    char id[JOB_ID_BUF];
+    int64_t g;
+    (void)state;
+
+    new_job(s, "orders", "pipe", NULL, id);
+    assert_int_equal(reserve(s, id, "s1", 100, 30), 30);
+    assert_int_equal(reserve(s, id, "s2", 100, 80), 70);  /* what is left */
+    assert_int_equal(reserve(s, id, "s3", 100, 5), 0);    /* spent */
+    MUST(kl_store_budget_release(s, id, "s2", 20, &err)); /* a short page */
+    assert_int_equal(reserve(s, id, "s3", 100, 50), 20);
+    /* a commit moves its messages from reserved to committed: no room appears */
+    assert_true(commit_chunk(s, id, "s1", "10", 30));
+    assert_int_equal(reserve(s, id, "s4", 100, 10), 0);
+    /* a delivery's leftovers go back in one call */
+    MUST(kl_store_budget_release(s, id, "s3", -1, &err));
+    /* a duplicate report releases nothing (s1 holds nothing now anyway, s2 does) */
+    assert_false(commit_chunk(s, id, "s1", "10", 30));
+    assert_int_equal(reserve(s, id, "s4", 100, 100), 20);
+    /* a release larger than the shard's reservation gives back what it holds */
+    MUST(kl_store_budget_release(s, id, "s2", 1000, &err));
+    assert_int_equal(reserve(s, id, "s5", 100, 100), 50);
+    MUST(kl_store_budget_release(s, id, "nobody", 5, &err)); /* holds nothing: no-op */
+    assert_int_equal(reserve(s, id, "s6", 100, 1), 0);
+    assert_int_equal(reserve(s, id, "s6", 1000, 0), 0); /* asking for nothing */
+    /* a final job grants nothing; an unknown one is not found */
+    set_status(s, id, KL_STORE_JOB_CANCELLED);
+    MUST(kl_store_budget_release(s, id, "s5", -1, &err));
+    assert_int_equal(reserve(s, id, "s5", 1000, 10), 0);
+    ASSERT_RC(kl_store_budget_reserve(s, "0000000000000000000000000z", "s1", 10, 1, &g, &err),
+              KL_ERR_NOT_FOUND);
+    ASSERT_RC(kl_store_budget_release(s, "0000000000000000000000000z", "s1", 1, &err),
+              KL_ERR_NOT_FOUND);
+    ASSERT_RC(kl_store_budget_reserve(s, id, "s/1", 10, 1, &g, &err), KL_ERR_INVALID);
+    ASSERT_RC(kl_store_budget_reserve(s, id, "s1", 10, -1, &g, &err), KL_ERR_INVALID);
+    kl_store_destroy(s);
+}
+
+#define BUDGET_THREADS 8
+#define BUDGET_MAX 1000
+
+struct budget_race {
+    struct kl_store *s;
+    char id[JOB_ID_BUF];
+    int64_t granted[BUDGET_THREADS];
+    int errors;
 };
 
-static void test_checkpoint_forward_only(void **state)
-{
-    struct kl_store *s = open_store();
-    struct kl_err err = {0};
-    struct kl_store_state st;
-    (void)state;
+struct budget_worker {
+    struct budget_race *race;
+    int n;
+};
 
-    kl_store_state_init(&st);
-    for (size_t i = 0; i < sizeof cp_steps / sizeof cp_steps[0]; i++) {
-        struct kl_store_checkpoint cp;
-        bool applied = !cp_steps[i].applied;
-        memset(&cp, 0, sizeof cp);
-        snprintf(cp.position.shard_id, sizeof cp.position.shard_id, "shard-1");
-        snprintf(cp.position.sequence, sizeof cp.position.sequence, "%s", cp_steps[i].seq);
-        cp.position.sub_sequence = cp_steps[i].sub;
-        cp.fencing_token = cp_steps[i].token;
-        MUST(kl_store_checkpoint_put(s, "pipe", "orders", &cp, &applied, &err));
-        if (applied != cp_steps[i].applied)
-            fail_msg("step %zu (%s, %lld, token %lld): applied %d", i, cp_steps[i].seq,
-                     (long long)cp_steps[i].sub, (long long)cp_steps[i].token, applied);
-        MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-        assert_int_equal(st.n_checkpoints, 1);
-        assert_string_equal(st.checkpoints[0].position.sequence, cp_steps[i].want_seq);
-        assert_int_equal(st.checkpoints[0].position.sub_sequence, cp_steps[i].want_sub);
-        assert_int_equal(st.checkpoints[0].fencing_token, cp_steps[i].want_token);
+/* One worker of the race: small pages of its own shard until the budget is
+ * spent, each committed with its release. */
+static void *budget_main(void *arg)
+{
+    struct budget_worker *w = arg;
+    struct budget_race *race = w->race;
+    char shard[16], seq[24];
+    struct kl_store_progress p;
+    struct kl_err err = {0};
+    bool applied;
+
+    snprintf(shard, sizeof shard, "shard-%d", w->n);
+    for (int page = 1;; page++) {
+        int64_t g = 0;
+        if (kl_store_budget_reserve(race->s, race->id, shard, BUDGET_MAX, 7, &g, &err) != KL_OK) {
+            race->errors++;
+            break;
+        }
+        if (g == 0)
+            break;
+        race->granted[w->n] += g;
+        snprintf(seq, sizeof seq, "%d", page);
+        memset(&p, 0, sizeof p);
+        p.shard_id = shard;
+        p.sequence = seq;
+        p.sub_sequence = -1;
+        p.millis_behind_latest = -1;
+        p.messages = g;
+        p.released = g;
+        if (kl_store_job_progress(race->s, race->id, &p, &applied, &err) != KL_OK || !applied) {
+            race->errors++;
+            break;
+        }
     }
-    /* written, but never filled from the destination: not present */
-    assert_false(st.present);
-    kl_store_state_free(&st);
-    kl_store_destroy(s);
+    return NULL;
 }
 
-static void test_state_fill_missing(void **state)
+/* Workers racing for the last of one budget take exactly all of it. */
+static void test_budget_race(void **state)
 {
-    struct kl_store *s = open_store();
+    struct budget_race race;
+    struct budget_worker workers[BUDGET_THREADS];
+    pthread_t threads[BUDGET_THREADS];
+    struct kl_store_job job;
     struct kl_err err = {0};
-    struct kl_store_checkpoint from_dest[2], cp;
-    struct kl_store_state st, in;
+    int64_t total = 0;
     (void)state;
 
-    kl_store_state_init(&st);
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_false(st.present);
-    assert_int_equal(st.n_checkpoints, 0);
-    assert_false(st.has_run);
-
-    /* a worker wrote a newer checkpoint for shard-b before the cache was rebuilt */
-    memset(&cp, 0, sizeof cp);
-    snprintf(cp.position.shard_id, sizeof cp.position.shard_id, "shard-b");
-    snprintf(cp.position.sequence, sizeof cp.position.sequence, "500");
-    cp.position.sub_sequence = -1;
-    cp.fencing_token = 4;
-    MUST(kl_store_checkpoint_put(s, "pipe", "orders", &cp, NULL, &err));
-    MUST(kl_store_run_put(s, "pipe", "orders", 1700000000000, &err));
-
-    memset(from_dest, 0, sizeof from_dest);
-    snprintf(from_dest[0].position.shard_id, sizeof from_dest[0].position.shard_id, "shard-a");
-    snprintf(from_dest[0].position.sequence, sizeof from_dest[0].position.sequence, "42");
-    from_dest[0].position.sub_sequence = 1;
-    from_dest[0].fencing_token = 3;
-    snprintf(from_dest[1].position.shard_id, sizeof from_dest[1].position.shard_id, "shard-b");
-    snprintf(from_dest[1].position.sequence, sizeof from_dest[1].position.sequence, "400");
-    from_dest[1].position.sub_sequence = -1;
-    from_dest[1].fencing_token = 3;
-    kl_store_state_init(&in);
-    in.checkpoints = from_dest;
-    in.n_checkpoints = 2;
-    in.has_run = true;
-    in.run_ms = 1600000000000; /* older than the cached run time: kept */
-    MUST(kl_store_state_fill(s, "pipe", "orders", &in, &err));
-
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_true(st.present);
-    assert_int_equal(st.n_checkpoints, 2);
-    assert_string_equal(st.checkpoints[0].position.shard_id, "shard-a");
-    assert_string_equal(st.checkpoints[0].position.sequence, "42");
-    assert_int_equal(st.checkpoints[0].position.sub_sequence, 1);
-    assert_int_equal(st.checkpoints[0].fencing_token, 3);
-    assert_string_equal(st.checkpoints[1].position.shard_id, "shard-b");
-    assert_string_equal(st.checkpoints[1].position.sequence, "500");
-    assert_int_equal(st.checkpoints[1].fencing_token, 4);
-    assert_true(st.has_run);
-    assert_int_equal(st.run_ms, 1700000000000);
-    MUST(kl_store_run_put(s, "pipe", "orders", 1800000000000, &err));
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_int_equal(st.run_ms, 1800000000000);
-    /* other streams and pipelines are separate */
-    MUST(kl_store_state_get(s, "pipe", "payments", &st, &err));
-    assert_false(st.present);
-    assert_int_equal(st.n_checkpoints, 0);
-    /* deleted: missing again (the destination is asked next) */
-    MUST(kl_store_state_delete(s, "pipe", "orders", &err));
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_false(st.present);
-    assert_int_equal(st.n_checkpoints, 0);
-    assert_false(st.has_run);
-    /* an empty destination fills an empty, present cache */
-    kl_store_state_init(&in);
-    MUST(kl_store_state_fill(s, "pipe", "orders", &in, &err));
-    MUST(kl_store_state_get(s, "pipe", "orders", &st, &err));
-    assert_true(st.present);
-    kl_store_state_free(&st);
-    kl_store_destroy(s);
+    memset(&race, 0, sizeof race);
+    race.s = open_store();
+    new_job(race.s, "orders", "pipe", NULL, race.id);
+    for (int i = 0; i < BUDGET_THREADS; i++) {
+        workers[i].race = &race;
+        workers[i].n = i;
+        assert_int_equal(pthread_create(&threads[i], NULL, budget_main, &workers[i]), 0);
+    }
+    for (int i = 0; i < BUDGET_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(race.errors, 0);
+    for (int i = 0; i < BUDGET_THREADS; i++)
+        total += race.granted[i];
+    assert_int_equal(total, BUDGET_MAX);
+    kl_store_job_init(&job);
+    MUST(kl_store_job_get(race.s, race.id, &job, &err));
+    assert_int_equal(job.messages, BUDGET_MAX);
+    kl_store_job_free(&job);
+    kl_store_destroy(race.s);
 }
 
 /* ---- several workers at once ---- */
@@ -1185,7 +1206,6 @@ static void test_invalid_arguments(void **state)
         {"orders", "pipe", "kinesis", NULL, "bad\nkey"},
         {NULL, "pipe", "kinesis", NULL, NULL},
     };
-    struct kl_store_checkpoint cp;
     struct kl_store_task t;
     char id[JOB_ID_BUF];
     bool flag;
@@ -1200,12 +1220,6 @@ static void test_invalid_arguments(void **state)
     ASSERT_RC(kl_store_lease_take(s, &key, "", 1000, 0, &tok, &err), KL_ERR_INVALID);
     ASSERT_RC(kl_store_lease_take(s, &key, "w", 0, 0, &tok, &err), KL_ERR_INVALID);
     ASSERT_RC(kl_store_lease_renew(s, &key, "w", 0, 1000, &err), KL_ERR_INVALID);
-    memset(&cp, 0, sizeof cp);
-    snprintf(cp.position.shard_id, sizeof cp.position.shard_id, "shard-1");
-    snprintf(cp.position.sequence, sizeof cp.position.sequence, "12a");
-    ASSERT_RC(kl_store_checkpoint_put(s, "pipe", "orders", &cp, NULL, &err), KL_ERR_INVALID);
-    cp.position.sequence[0] = '\0';
-    ASSERT_RC(kl_store_checkpoint_put(s, "pipe", "orders", &cp, NULL, &err), KL_ERR_INVALID);
     memset(&t, 0, sizeof t);
     snprintf(t.job_id, sizeof t.job_id, "0000000000000000000000000z");
     snprintf(t.shard_id, sizeof t.shard_id, "shard/1");
@@ -1223,7 +1237,7 @@ static void test_invalid_arguments(void **state)
         cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),            \
         cmocka_unit_test(test_queue_release), cmocka_unit_test(test_queue_expiry_takeover),        \
         cmocka_unit_test(test_queue_take_timeout), cmocka_unit_test(test_lease_fencing),           \
-        cmocka_unit_test(test_checkpoint_forward_only), cmocka_unit_test(test_state_fill_missing), \
+        cmocka_unit_test(test_budget_grants_and_releases), cmocka_unit_test(test_budget_race),     \
         cmocka_unit_test(test_concurrent_workers), cmocka_unit_test(test_queue_wakeup),            \
         cmocka_unit_test(test_invalid_arguments)
 

@@ -5,6 +5,7 @@
  * redis_tasks.c, reply parsing in redis_reply.c; the rules themselves live
  * in the scripts (redis_scripts.c). Not here: URL parsing (redis_url.c).
  */
+#include "core/store/redis.h"
 #include "core/store/redis_internal.h"
 #include "core/store/internal.h"
 #include "core/util/clock.h"

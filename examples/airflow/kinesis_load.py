@@ -5,9 +5,10 @@ HttpOperator): start the load, wait for the job, hand its row counts on.
 What it is not: a way to run the loader itself; the service must be up
 (README.md, "Airflow").
 
-    start_load   POST /streams/{stream}/loads, Idempotency-Key: {{ run_id }}
-                 -> the job id in XCom. A retried task posts the same key and
-                 gets the same job back (200) instead of a second job or a 409.
+    start_load   POST /streams/{stream}/loads, Idempotency-Key: the run's id
+                 (with the DAG's and the task's) -> the job id in XCom. A
+                 retried task posts the same key and gets the same job back
+                 (200) instead of a second job or a 409.
     wait_for_job GET /jobs/{id}?wait=30 in mode="reschedule": each poke is one
                  request the service answers when the job ends or after 30 s.
                  succeeded -> done; failed or cancelled -> the task fails with
@@ -46,6 +47,11 @@ HEADERS = {
     "Authorization": "Bearer {{ conn.get('%s').password or '' }}" % CONN_ID,
 }
 JOB_ENDPOINT = "jobs/{{ ti.xcom_pull(task_ids='start_load') }}"
+# The service keeps a key for 24 h across every stream and pipeline, and
+# run_id alone ("scheduled__2024-05-01T00:00:00+00:00") is the same in every
+# DAG on the same schedule: with the DAG and task ids a key names one load of
+# one run. Retries keep it. At most 255 characters.
+IDEMPOTENCY_KEY = "{{ dag.dag_id }}.{{ task.task_id }}.{{ run_id }}"
 
 
 def job_id(response):
@@ -97,7 +103,7 @@ with DAG(
         http_conn_id=CONN_ID,
         method="POST",
         endpoint="streams/{{ params.stream }}/loads",
-        headers={**HEADERS, "Idempotency-Key": "{{ run_id }}"},
+        headers={**HEADERS, "Idempotency-Key": IDEMPOTENCY_KEY},
         data="{{ params.load | tojson }}",
         response_filter=job_id,
         extra_options={"timeout": REQUEST_TIMEOUT_S},

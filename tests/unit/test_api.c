@@ -681,43 +681,61 @@ static void a_final_or_unknown_job_is_answered_at_once(void **state)
     kl_fake_service_free(&f);
 }
 
+/* GET ?wait=`wait_s` of a new running job, with `act` done 300 ms into the
+ * wait by another thread: the reply comes then (in `r`), not at the end of
+ * the wait. Returns the job's path with the query. */
+static const char *act_while_waiting(struct kl_fake_service *f, int wait_s,
+                                     void (*act)(struct later *), struct reply *r)
+{
+    static char path[128];
+    const char *id = kl_fake_service_add(f, "orders", KL_STORE_JOB_RUNNING);
+    struct later l;
+    int64_t start, took;
+
+    snprintf(path, sizeof path, "/jobs/%s?wait=%d", id, wait_s);
+    later_start(&l, 300, act, f, id);
+    start = now_ms();
+    call(f, "GET", path, NULL, NULL, r);
+    took = now_ms() - start;
+    later_join(&l);
+    if (took < 250 || took > 5000)
+        fail_msg("GET %s took %lld ms, expected about 300", path, (long long)took);
+    assert_int_equal(atomic_load(&waits), 0);
+    return path;
+}
+
 static void a_wait_ends_when_the_job_does(void **state)
 {
     struct kl_fake_service f;
-    struct later l;
+    struct reply r;
     char path[128];
-    const char *id;
     (void)state;
 
     kl_fake_service_init(&f);
-    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
-    snprintf(path, sizeof path, "/jobs/%s?wait=30", id);
-    later_start(&l, 300, job_succeeds, &f, id);
-    expect_job_after(&f, path, "succeeded", 250, 5000);
-    later_join(&l);
-    /* time up: the job as it is, still running */
-    id = kl_fake_service_add(&f, "clicks", KL_STORE_JOB_QUEUED);
-    snprintf(path, sizeof path, "/jobs/%s?wait=1", id);
+    (void)act_while_waiting(&f, 30, job_succeeds, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "succeeded");
+    done(&r);
+    /* time up: the job as it is, still queued */
+    snprintf(path, sizeof path, "/jobs/%s?wait=1",
+             kl_fake_service_add(&f, "clicks", KL_STORE_JOB_QUEUED));
     expect_job_after(&f, path, "queued", 950, 5000);
     assert_int_equal(f.last_wait_ms, 1000);
-    assert_int_equal(atomic_load(&waits), 0);
     kl_fake_service_free(&f);
 }
 
 static void stopping_ends_a_wait(void **state)
 {
     struct kl_fake_service f;
-    struct later l;
-    char path[128];
-    const char *id;
+    struct reply r;
+    const char *path;
     (void)state;
 
     kl_fake_service_init(&f);
-    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
-    snprintf(path, sizeof path, "/jobs/%s?wait=60", id);
-    later_start(&l, 300, service_stops, &f, id);
-    expect_job_after(&f, path, "running", 250, 5000);
-    later_join(&l);
+    path = act_while_waiting(&f, 60, service_stops, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "running");
+    done(&r);
     /* once stopping, nothing starts to wait */
     expect_job_after(&f, path, "running", 0, 500);
     assert_int_equal(f.waits, 1);
@@ -728,23 +746,15 @@ static void stopping_ends_a_wait(void **state)
 static void a_store_error_ends_a_wait_with_its_problem(void **state)
 {
     struct kl_fake_service f;
-    struct later l;
     struct reply r;
-    char path[128];
-    const char *id;
     (void)state;
 
     kl_fake_service_init(&f);
-    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
-    snprintf(path, sizeof path, "/jobs/%s?wait=30", id);
-    later_start(&l, 200, store_fails, &f, id);
-    call(&f, "GET", path, NULL, NULL, &r);
-    later_join(&l);
+    (void)act_while_waiting(&f, 30, store_fails, &r);
     expect_problem(&r, 503, "/problems/unavailable", NULL);
     assert_string_equal(str(r.json, "detail"), "Redis: connection reset");
     assert_string_equal(resp_header(&r, "Retry-After"), "5");
     done(&r);
-    assert_int_equal(atomic_load(&waits), 0);
     kl_fake_service_free(&f);
 }
 

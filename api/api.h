@@ -69,8 +69,13 @@ struct kl_api_ctx {
      * /metrics; may be NULL. */
     int (*server_metrics)(void *arg, struct kl_buf *out, struct kl_err *err);
     void *server_metrics_arg;
-    /* Set once shutdown began: /readyz answers 503. May be NULL. */
+    /* Set once shutdown began: /readyz answers 503, waits end. May be NULL. */
     const atomic_bool *stopping;
+    /* GET /jobs/{id}?wait= holds an HTTP thread while it waits: at most
+     * `max_waits` requests wait at once, counted in `*waits`; the others are
+     * answered at once. NULL: no request waits. */
+    atomic_int *waits;
+    int max_waits;
 };
 
 /* A handler always leaves a complete response in `resp` (a problem on failure). */

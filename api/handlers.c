@@ -15,6 +15,7 @@
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -25,6 +26,7 @@
 #define LIST_LIMIT_DEFAULT 50
 #define LIST_LIMIT_MAX 500
 #define CURSOR_MAX 256
+#define WAIT_MAX_S 60 /* GET /jobs/{id}?wait= */
 
 static const char healthz_body[] = "{\"status\":\"ok\"}\n";
 static const char metrics_type[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -184,19 +186,64 @@ void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *r
     kl_store_job_free(&job);
 }
 
+/* A decimal integer in [min, max] without sign, spaces or leading zeros. */
+static bool parse_bounded_int(const char *s, long min, long max, long *out)
+{
+    long v = 0;
+    size_t n = 0;
+
+    if (s[0] == '0' && s[1] != '\0')
+        return false;
+    for (; s[n] != '\0'; n++) {
+        if (s[n] < '0' || s[n] > '9' || n >= 9)
+            return false;
+        v = v * 10 + (s[n] - '0');
+    }
+    if (n == 0 || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A wait slot (api.h: waits, max_waits), or false when every slot is
+ * taken or the service is stopping: the request is then answered at once. */
+static bool wait_slot_take(const struct kl_api_ctx *ctx)
+{
+    if (ctx->waits == NULL || (ctx->stopping != NULL && atomic_load(ctx->stopping)))
+        return false;
+    if (atomic_fetch_add(ctx->waits, 1) < ctx->max_waits)
+        return true;
+    atomic_fetch_sub(ctx->waits, 1);
+    return false;
+}
+
 void kl_api_get_job(const struct kl_api_ctx *ctx, const struct kl_api_req *req,
                     struct kl_api_resp *resp)
 {
+    struct kl_field_errors fe;
     struct kl_err err = {KL_OK, ""};
+    const char *wait_s = kl_api_req_query(req, "wait");
     struct kl_store_job job;
+    long wait = 0;
     int rc;
 
-    if (!kl_api_job_id_valid(param(req, 0))) {
-        invalid_field(resp, req, "id", JOB_ID_RULE);
+    kl_field_errors_init(&fe);
+    if (!kl_api_job_id_valid(param(req, 0)))
+        kl_field_errors_add(&fe, "id", JOB_ID_RULE);
+    if (wait_s != NULL && !parse_bounded_int(wait_s, 0, WAIT_MAX_S, &wait))
+        kl_field_errors_add(&fe, "wait", "must be an integer from 0 to %d (seconds)", WAIT_MAX_S);
+    if (fe.n > 0) {
+        kl_problem_invalid(resp, req, NULL, &fe);
         return;
     }
     kl_store_job_init(&job);
-    rc = ctx->svc->ops->get_job(ctx->svc->impl, param(req, 0), &job, &err);
+    if (wait > 0 && wait_slot_take(ctx)) {
+        rc = ctx->svc->ops->wait_job(ctx->svc->impl, param(req, 0), (int64_t)wait * 1000,
+                                     ctx->stopping, &job, &err);
+        atomic_fetch_sub(ctx->waits, 1);
+    } else {
+        rc = ctx->svc->ops->get_job(ctx->svc->impl, param(req, 0), &job, &err);
+    }
     if (rc != KL_OK)
         answer_err(resp, req, rc, &err, NULL);
     else
@@ -222,25 +269,6 @@ void kl_api_cancel_job(const struct kl_api_ctx *ctx, const struct kl_api_req *re
     else
         answer_doc(resp, 202, kl_doc_job(&job), "job");
     kl_store_job_free(&job);
-}
-
-/* A decimal integer in [min, max] without sign, spaces or leading zeros. */
-static bool parse_bounded_int(const char *s, long min, long max, long *out)
-{
-    long v = 0;
-    size_t n = 0;
-
-    if (s[0] == '0' && s[1] != '\0')
-        return false;
-    for (; s[n] != '\0'; n++) {
-        if (s[n] < '0' || s[n] > '9' || n >= 9)
-            return false;
-        v = v * 10 + (s[n] - '0');
-    }
-    if (n == 0 || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
 }
 
 static bool cursor_valid(const char *s)

@@ -10,13 +10,14 @@
 #include <string.h>
 
 static const char *const jobs_query[] = {"stream", "status", "limit", "cursor", NULL};
+static const char *const job_query[] = {"wait", NULL};
 static const char *const state_query[] = {"pipeline_name", "dataset_name", NULL};
 
 /* clang-format off */
 const struct kl_api_route kl_api_routes[] = {
     {"POST",   "/streams/{stream}/loads", kl_api_create_load,  0,             NULL},
     {"GET",    "/jobs",                   kl_api_list_jobs,    0,             jobs_query},
-    {"GET",    "/jobs/{id}",              kl_api_get_job,      0,             NULL},
+    {"GET",    "/jobs/{id}",              kl_api_get_job,      0,             job_query},
     {"POST",   "/jobs/{id}/cancel",       kl_api_cancel_job,   0,             NULL},
     {"GET",    "/streams",                kl_api_list_streams, 0,             NULL},
     {"GET",    "/streams/{stream}",       kl_api_get_stream,   0,             NULL},

@@ -10,12 +10,15 @@
 #ifndef KL_API_SERVICE_H
 #define KL_API_SERVICE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "api/documents.h"
 #include "core/load/params.h"
 
 struct kl_buf;
+struct kl_clock;
 struct kl_err;
 
 struct kl_service_ops {
@@ -27,6 +30,12 @@ struct kl_service_ops {
                        struct kl_store_job *job, bool *existing, struct kl_err *err);
     /* KL_ERR_NOT_FOUND for an unknown id. */
     int (*get_job)(void *impl, const char *id, struct kl_store_job *job, struct kl_err *err);
+    /* get_job once the job is final, `timeout_ms` (> 0) has passed or `*stop`
+     * (NULL: never) is set, whichever comes first: a job that is final or
+     * unknown (KL_ERR_NOT_FOUND) is answered at once. An error while waiting
+     * ends the wait with that error. Blocks the calling thread. */
+    int (*wait_job)(void *impl, const char *id, int64_t timeout_ms, const atomic_bool *stop,
+                    struct kl_store_job *job, struct kl_err *err);
     /* A page of jobs, newest first. */
     int (*list_jobs)(void *impl, const struct kl_store_job_filter *f,
                      struct kl_store_job_page *page, struct kl_err *err);
@@ -54,5 +63,16 @@ struct kl_service {
     const struct kl_service_ops *ops;
     void *impl;
 };
+
+/* Asks whether the job is final; an error ends the wait (KL_ERR_NOT_FOUND too). */
+typedef int (*kl_service_final_fn)(void *arg, bool *final, struct kl_err *err);
+
+/* The wait of wait_job, for its implementations: calls `is_final` at once,
+ * then every `interval_ms` until it says final, `timeout_ms` has passed or
+ * `*stop` (NULL: never) is set. KL_OK then; else the first error of
+ * `is_final`. The caller reads the job afterwards. */
+int kl_service_wait_final(const struct kl_clock *clock, int64_t timeout_ms, int64_t interval_ms,
+                          const atomic_bool *stop, kl_service_final_fn is_final, void *arg,
+                          struct kl_err *err);
 
 #endif

@@ -16,6 +16,7 @@
 #include "core/kinesis/conn.h"
 #include "core/load/engine.h"
 #include "core/util/buf.h"
+#include "core/util/clock.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
 
@@ -26,6 +27,10 @@
 /* Destination connections the API and /readyz share (workers keep their own). */
 #define POOL_MAX 4
 #define POOL_WAIT_MS 5000
+/* GET /jobs/{id}?wait= asks the store for the job's status this often: one
+ * HMGET per waiting request and interval, against thousands a second the
+ * store answers. */
+#define JOB_WAIT_POLL_MS 150
 
 struct rig {
     struct kl_backends b;
@@ -58,6 +63,36 @@ static int svc_get_job(void *impl, const char *id, struct kl_store_job *job, str
 {
     struct rig *r = impl;
     return kl_store_job_get(r->b.store, id, job, err);
+}
+
+struct job_poll {
+    struct kl_store *store;
+    const char *id;
+};
+
+static int job_final(void *arg, bool *final, struct kl_err *err)
+{
+    const struct job_poll *p = arg;
+    enum kl_store_job_status status;
+    bool cancel_requested;
+    int rc = kl_store_job_status(p->store, p->id, &status, &cancel_requested, err);
+
+    if (rc == KL_OK)
+        *final = kl_store_job_status_final(status);
+    return rc;
+}
+
+static int svc_wait_job(void *impl, const char *id, int64_t timeout_ms, const atomic_bool *stop,
+                        struct kl_store_job *job, struct kl_err *err)
+{
+    struct rig *r = impl;
+    struct job_poll p = {r->b.store, id};
+    int rc = kl_service_wait_final(kl_clock_system(), timeout_ms, JOB_WAIT_POLL_MS, stop, job_final,
+                                   &p, err);
+
+    if (rc == KL_OK)
+        rc = kl_store_job_get(r->b.store, id, job, err);
+    return rc;
 }
 
 static int svc_list_jobs(void *impl, const struct kl_store_job_filter *f,
@@ -186,6 +221,7 @@ static int svc_metrics(void *impl, struct kl_buf *out, struct kl_err *err)
 static const struct kl_service_ops engine_service_ops = {
     .create_load = svc_create_load,
     .get_job = svc_get_job,
+    .wait_job = svc_wait_job,
     .list_jobs = svc_list_jobs,
     .cancel_job = svc_cancel_job,
     .list_streams = svc_list_streams,

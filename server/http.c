@@ -56,6 +56,7 @@ struct kl_httpd {
     unsigned char token_digest[DIGEST_LEN];
     FILE *log;
     atomic_bool stopping;
+    atomic_int waits; /* requests in GET /jobs/{id}?wait= */
     struct kl_api_ctx api;
     struct kl_http_metrics metrics;
 };
@@ -695,6 +696,11 @@ struct kl_httpd *kl_httpd_start(const struct kl_httpd_opts *o, struct kl_err *er
     h->api.server_metrics = server_metrics;
     h->api.server_metrics_arg = h;
     h->api.stopping = &h->stopping;
+    /* A waiting request holds its pool thread (and the connections that
+     * thread serves): half the pool at most, the rest keeps answering. */
+    atomic_init(&h->waits, 0);
+    h->api.waits = &h->waits;
+    h->api.max_waits = o->threads / 2;
     if (open_listener(o, &h->listen_fd, err) != KL_OK)
         goto fail;
     h->port = bound_port(h->listen_fd);

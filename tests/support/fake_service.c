@@ -1,10 +1,12 @@
 /*
  * The fake service of fake_service.h. Ids are 26 digits (a counter), which
  * fits the JobId pattern; lists run newest first with the last id of a page
- * as the cursor.
+ * as the cursor. A wait polls the job every few milliseconds and fails when
+ * a failure is scripted while it waits.
  */
 #include "tests/support/fake_service.h"
 #include "core/util/buf.h"
+#include "core/util/clock.h"
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
@@ -177,6 +179,49 @@ static int get_job(void *impl, const char *id, struct kl_store_job *job, struct 
     else
         rc = job_of(j, job);
     unlock(f);
+    return rc;
+}
+
+#define WAIT_POLL_MS 5
+
+struct job_poll {
+    struct kl_fake_service *f;
+    const char *id;
+};
+
+static int job_final(void *arg, bool *final, struct kl_err *err)
+{
+    const struct job_poll *p = arg;
+    struct kl_fake_job *j;
+    int rc = KL_OK;
+
+    lock(p->f);
+    j = find(p->f, p->id);
+    if (p->f->fail_code != KL_OK)
+        rc = kl_err_set(err, (enum kl_err_code)p->f->fail_code, "%s", p->f->fail_msg);
+    else if (j == NULL)
+        rc = kl_err_set(err, KL_ERR_NOT_FOUND, "no job %s", p->id);
+    else
+        *final = kl_store_job_status_final(j->status);
+    unlock(p->f);
+    return rc;
+}
+
+static int wait_job(void *impl, const char *id, int64_t timeout_ms, const atomic_bool *stop,
+                    struct kl_store_job *job, struct kl_err *err)
+{
+    struct kl_fake_service *f = impl;
+    struct job_poll p = {f, id};
+    int rc;
+
+    lock(f);
+    f->waits++;
+    f->last_wait_ms = timeout_ms;
+    unlock(f);
+    rc = kl_service_wait_final(kl_clock_system(), timeout_ms, WAIT_POLL_MS, stop, job_final, &p,
+                               err);
+    if (rc == KL_OK)
+        rc = get_job(impl, id, job, err);
     return rc;
 }
 
@@ -379,6 +424,7 @@ static int metrics(void *impl, struct kl_buf *out, struct kl_err *err)
 static const struct kl_service_ops fake_ops = {
     .create_load = create_load,
     .get_job = get_job,
+    .wait_job = wait_job,
     .list_jobs = list_jobs,
     .cancel_job = cancel_job,
     .list_streams = list_streams,
@@ -420,4 +466,17 @@ const char *kl_fake_service_add(struct kl_fake_service *f, const char *stream,
     j = add_locked(f, &p, NULL, status);
     unlock(f);
     return j != NULL ? j->id : NULL;
+}
+
+bool kl_fake_service_set_status(struct kl_fake_service *f, const char *id,
+                                enum kl_store_job_status status)
+{
+    struct kl_fake_job *j;
+
+    lock(f);
+    j = find(f, id);
+    if (j != NULL)
+        j->status = status;
+    unlock(f);
+    return j != NULL;
 }

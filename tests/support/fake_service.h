@@ -1,9 +1,11 @@
 /*
  * An in-memory struct kl_service (api/service.h) for the REST tests: jobs
  * with the active-job and Idempotency-Key rules, two streams, state, a
- * scriptable failure, readiness flag and delay. It returns typed results
- * as the real service does, so the handlers' documents (api/documents.c)
- * are the real ones. Thread-safe (one lock). Test code only.
+ * scriptable failure, readiness flag and delay, and waits for a job that
+ * another thread finishes (kl_fake_service_set_status). It returns typed
+ * results as the real service does, so the handlers' documents
+ * (api/documents.c) are the real ones. Thread-safe (one lock). Test code
+ * only.
  */
 #ifndef KL_TEST_FAKE_SERVICE_H
 #define KL_TEST_FAKE_SERVICE_H
@@ -42,6 +44,8 @@ struct kl_fake_service {
     /* observed */
     unsigned started; /* operations begun (counted before the delay) */
     unsigned calls;
+    unsigned waits;         /* wait_job calls */
+    long long last_wait_ms; /* the timeout of the last one */
     bool have_last;
     struct kl_load_params last_params;
     char last_key[256];
@@ -57,6 +61,11 @@ void kl_fake_service_free(struct kl_fake_service *f);
 /* Adds a job as if created earlier, with default parameters for `stream`;
  * returns its id (valid until free). */
 const char *kl_fake_service_add(struct kl_fake_service *f, const char *stream,
+                                enum kl_store_job_status status);
+
+/* Sets a job's status (from any thread: a waiting request sees it).
+ * Returns false for an unknown id. */
+bool kl_fake_service_set_status(struct kl_fake_service *f, const char *id,
                                 enum kl_store_job_status status);
 
 #endif

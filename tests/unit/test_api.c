@@ -16,10 +16,13 @@
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 struct reply {
     struct kl_api_resp resp;
@@ -43,21 +46,24 @@ static int extra_metrics(void *arg, struct kl_buf *out, struct kl_err *err)
 }
 
 static atomic_bool stopping;
+static atomic_int waits;
+static int max_waits = 2;
 
 static struct kl_api_ctx make_ctx(struct kl_fake_service *f)
 {
-    struct kl_api_ctx ctx = {&f->svc, extra_metrics, NULL, &stopping};
+    struct kl_api_ctx ctx = {&f->svc, extra_metrics, NULL, &stopping, &waits, max_waits};
     return ctx;
 }
 
-/* Routes and answers `method target` ("path?query", query not decoded). */
+/* Routes and answers `method target` ("path?query", query not decoded).
+ * Any thread may call it. */
 static void call(struct kl_fake_service *f, const char *method, const char *target,
                  const char *const *headers, const char *body, struct reply *out)
 {
     struct kl_api_ctx ctx = make_ctx(f);
     struct kl_router_match m;
     struct kl_api_req req;
-    static char path[1024], query[1024];
+    char path[1024], query[1024];
     const char *q = strchr(target, '?');
 
     memset(&req, 0, sizeof req);
@@ -538,6 +544,278 @@ static void listing_jobs(void **state)
     kl_fake_service_free(&f);
 }
 
+/* ---- waiting for a job: GET /jobs/{id}?wait= ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What a worker, a signal or a failing store does to a waiting request,
+ * `after_ms` into the wait, from another thread. */
+struct later {
+    pthread_t thread;
+    long after_ms;
+    void (*act)(struct later *);
+    struct kl_fake_service *f;
+    const char *id;
+};
+
+static void *later_thread(void *arg)
+{
+    struct later *l = arg;
+    usleep((useconds_t)l->after_ms * 1000);
+    l->act(l);
+    return NULL;
+}
+
+static void later_start(struct later *l, long after_ms, void (*act)(struct later *),
+                        struct kl_fake_service *f, const char *id)
+{
+    l->after_ms = after_ms;
+    l->act = act;
+    l->f = f;
+    l->id = id;
+    assert_int_equal(pthread_create(&l->thread, NULL, later_thread, l), 0);
+}
+
+static void later_join(struct later *l)
+{
+    assert_int_equal(pthread_join(l->thread, NULL), 0);
+}
+
+static void job_succeeds(struct later *l)
+{
+    (void)kl_fake_service_set_status(l->f, l->id, KL_STORE_JOB_SUCCEEDED);
+}
+
+static void service_stops(struct later *l)
+{
+    (void)l;
+    atomic_store(&stopping, true);
+}
+
+static void store_fails(struct later *l)
+{
+    pthread_mutex_lock(&l->f->lock);
+    l->f->fail_code = KL_ERR_UNAVAILABLE;
+    snprintf(l->f->fail_msg, sizeof l->f->fail_msg, "Redis: connection reset");
+    pthread_mutex_unlock(&l->f->lock);
+}
+
+/* GET `path` answered 200 with the job in `status`, after `min_ms` to
+ * `max_ms` milliseconds. */
+static void expect_job_after(struct kl_fake_service *f, const char *path, const char *status,
+                             int64_t min_ms, int64_t max_ms)
+{
+    struct reply r;
+    int64_t start = now_ms(), took;
+
+    call(f, "GET", path, NULL, NULL, &r);
+    took = now_ms() - start;
+    if (r.resp.status != 200)
+        fail_msg("GET %s: %d %.*s", path, r.resp.status, (int)r.resp.body_len, r.resp.body);
+    assert_string_equal(str(r.json, "status"), status);
+    if (took < min_ms || took > max_ms)
+        fail_msg("GET %s took %lld ms, expected %lld to %lld", path, (long long)took,
+                 (long long)min_ms, (long long)max_ms);
+    done(&r);
+}
+
+static void job_waits_are_checked(void **state)
+{
+    static const char *const bad[] = {"61", "-1", "", "1.5", "05", "ten", " 1", "1000000000"};
+    struct kl_fake_service f;
+    struct reply r;
+    char path[128];
+    const char *id;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "/jobs/%s?wait=%s", id, bad[i]);
+        call(&f, "GET", path, NULL, NULL, &r);
+        expect_problem(&r, 400, "/problems/invalid-request", "wait");
+        done(&r);
+    }
+    /* both fields at once */
+    call(&f, "GET", "/jobs/nope?wait=x", NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "id");
+    expect_problem(&r, 400, "/problems/invalid-request", "wait");
+    done(&r);
+    snprintf(path, sizeof path, "/jobs/%s?wait=1&wait=2", id);
+    call(&f, "GET", path, NULL, NULL, &r);
+    expect_problem(&r, 400, "/problems/invalid-request", "wait");
+    done(&r);
+    assert_int_equal(f.calls, 0);
+    /* 0 is no wait at all, like no parameter */
+    snprintf(path, sizeof path, "/jobs/%s?wait=0", id);
+    expect_job_after(&f, path, "running", 0, 500);
+    assert_int_equal(f.waits, 0);
+    kl_fake_service_free(&f);
+}
+
+static void a_final_or_unknown_job_is_answered_at_once(void **state)
+{
+    static const enum kl_store_job_status final[] = {KL_STORE_JOB_SUCCEEDED, KL_STORE_JOB_FAILED,
+                                                     KL_STORE_JOB_CANCELLED};
+    static const char *const names[] = {"succeeded", "failed", "cancelled"};
+    struct kl_fake_service f;
+    struct reply r;
+    char path[128];
+    (void)state;
+
+    kl_fake_service_init(&f);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/jobs/%s?wait=60", kl_fake_service_add(&f, "o", final[i]));
+        expect_job_after(&f, path, names[i], 0, 500);
+    }
+    assert_int_equal(f.waits, 3);
+    assert_int_equal(f.last_wait_ms, 60000);
+    call(&f, "GET", "/jobs/zzzzzzzzzzzzzzzzzzzzzzzzzz?wait=60", NULL, NULL, &r);
+    expect_problem(&r, 404, "/problems/not-found", NULL);
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+/* GET ?wait=`wait_s` of a new running job, with `act` done 300 ms into the
+ * wait by another thread: the reply comes then (in `r`), not at the end of
+ * the wait. Returns the job's path with the query. */
+static const char *act_while_waiting(struct kl_fake_service *f, int wait_s,
+                                     void (*act)(struct later *), struct reply *r)
+{
+    static char path[128];
+    const char *id = kl_fake_service_add(f, "orders", KL_STORE_JOB_RUNNING);
+    struct later l;
+    int64_t start, took;
+
+    snprintf(path, sizeof path, "/jobs/%s?wait=%d", id, wait_s);
+    later_start(&l, 300, act, f, id);
+    start = now_ms();
+    call(f, "GET", path, NULL, NULL, r);
+    took = now_ms() - start;
+    later_join(&l);
+    if (took < 250 || took > 5000)
+        fail_msg("GET %s took %lld ms, expected about 300", path, (long long)took);
+    assert_int_equal(atomic_load(&waits), 0);
+    return path;
+}
+
+static void a_wait_ends_when_the_job_does(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    char path[128];
+    (void)state;
+
+    kl_fake_service_init(&f);
+    (void)act_while_waiting(&f, 30, job_succeeds, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "succeeded");
+    done(&r);
+    /* time up: the job as it is, still queued */
+    snprintf(path, sizeof path, "/jobs/%s?wait=1",
+             kl_fake_service_add(&f, "clicks", KL_STORE_JOB_QUEUED));
+    expect_job_after(&f, path, "queued", 950, 5000);
+    assert_int_equal(f.last_wait_ms, 1000);
+    kl_fake_service_free(&f);
+}
+
+static void stopping_ends_a_wait(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    const char *path;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    path = act_while_waiting(&f, 60, service_stops, &r);
+    assert_int_equal(r.resp.status, 200);
+    assert_string_equal(str(r.json, "status"), "running");
+    done(&r);
+    /* once stopping, nothing starts to wait */
+    expect_job_after(&f, path, "running", 0, 500);
+    assert_int_equal(f.waits, 1);
+    atomic_store(&stopping, false);
+    kl_fake_service_free(&f);
+}
+
+static void a_store_error_ends_a_wait_with_its_problem(void **state)
+{
+    struct kl_fake_service f;
+    struct reply r;
+    (void)state;
+
+    kl_fake_service_init(&f);
+    (void)act_while_waiting(&f, 30, store_fails, &r);
+    expect_problem(&r, 503, "/problems/unavailable", NULL);
+    assert_string_equal(str(r.json, "detail"), "Redis: connection reset");
+    assert_string_equal(resp_header(&r, "Retry-After"), "5");
+    done(&r);
+    kl_fake_service_free(&f);
+}
+
+/* A request that waits on another thread. */
+struct waiter {
+    pthread_t thread;
+    struct kl_fake_service *f;
+    char path[128];
+    struct reply r;
+};
+
+static void *waiter_thread(void *arg)
+{
+    struct waiter *w = arg;
+    call(w->f, "GET", w->path, NULL, NULL, &w->r);
+    return NULL;
+}
+
+static void waits_are_capped(void **state)
+{
+    struct kl_fake_service f;
+    struct waiter w;
+    char path[128];
+    const char *id;
+    (void)state;
+
+    max_waits = 1;
+    kl_fake_service_init(&f);
+    id = kl_fake_service_add(&f, "orders", KL_STORE_JOB_RUNNING);
+    w.f = &f;
+    snprintf(w.path, sizeof w.path, "/jobs/%s?wait=30", id);
+    assert_int_equal(pthread_create(&w.thread, NULL, waiter_thread, &w), 0);
+    for (int i = 0; i < 200 && atomic_load(&waits) == 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&waits), 1);
+    /* the one slot is taken: answered at once, and correct */
+    snprintf(path, sizeof path, "/jobs/%s?wait=30", id);
+    expect_job_after(&f, path, "running", 0, 500);
+    assert_int_equal(f.waits, 1);
+    assert_true(kl_fake_service_set_status(&f, id, KL_STORE_JOB_FAILED));
+    assert_int_equal(pthread_join(w.thread, NULL), 0);
+    assert_int_equal(w.r.resp.status, 200);
+    assert_string_equal(str(w.r.json, "status"), "failed");
+    assert_string_equal(str(cJSON_GetObjectItem(w.r.json, "error"), "type"), "unavailable");
+    done(&w.r);
+    /* the slot is free again */
+    assert_int_equal(atomic_load(&waits), 0);
+    snprintf(path, sizeof path, "/jobs/%s?wait=30",
+             kl_fake_service_add(&f, "orders", KL_STORE_JOB_SUCCEEDED));
+    expect_job_after(&f, path, "succeeded", 0, 500);
+    assert_int_equal(f.waits, 2);
+    /* no slots at all (one HTTP thread): never waits */
+    max_waits = 0;
+    snprintf(path, sizeof path, "/jobs/%s?wait=30",
+             kl_fake_service_add(&f, "clicks", KL_STORE_JOB_RUNNING));
+    expect_job_after(&f, path, "running", 0, 500);
+    assert_int_equal(f.waits, 2);
+    max_waits = 2;
+    kl_fake_service_free(&f);
+}
+
 /* ---- streams and state ---- */
 
 static void streams(void **state)
@@ -680,6 +958,12 @@ int main(void)
         cmocka_unit_test(jobs_by_id),
         cmocka_unit_test(cancelling),
         cmocka_unit_test(listing_jobs),
+        cmocka_unit_test(job_waits_are_checked),
+        cmocka_unit_test(a_final_or_unknown_job_is_answered_at_once),
+        cmocka_unit_test(a_wait_ends_when_the_job_does),
+        cmocka_unit_test(stopping_ends_a_wait),
+        cmocka_unit_test(a_store_error_ends_a_wait_with_its_problem),
+        cmocka_unit_test(waits_are_capped),
         cmocka_unit_test(streams),
         cmocka_unit_test(stream_state),
         cmocka_unit_test(health_readiness_metrics_openapi),

@@ -177,6 +177,16 @@ void kl_api_create_load(const struct kl_api_ctx *ctx, const struct kl_api_req *r
         answer_err(resp, req, rc, &err, &job);
     } else if (!kl_api_job_id_valid(job.id)) {
         kl_api_resp_internal(resp, "the service returned a job without a valid id");
+    } else if (existing && (strcmp(job.stream, p.stream) != 0 ||
+                            strcmp(job.pipeline_name, p.pipeline_name) != 0 ||
+                            strcmp(job.dataset_name, p.dataset_name) != 0)) {
+        /* the key names a load of something else: answering with that job
+         * would pass its rows off as this request's */
+        kl_err_set(&err, KL_ERR_CONFLICT,
+                   "Idempotency-Key '%.100s' was used for job %s of stream %s, pipeline %s and "
+                   "dataset %s: use a key of its own for each load",
+                   key, job.id, job.stream, job.pipeline_name, job.dataset_name);
+        answer_err(resp, req, KL_ERR_CONFLICT, &err, &job);
     } else {
         snprintf(location, sizeof location, "/jobs/%s", job.id);
         answer_doc(resp, existing ? 200 : 202, kl_doc_job(&job), "job");

@@ -269,6 +269,14 @@ static void idempotency_keys_answer_the_same_job(void **state)
     assert_string_equal(str(r.json, "id"), id);
     assert_non_null(resp_header(&r, "Location"));
     done(&r);
+    /* the same key for another stream or dataset is not that job */
+    call(&f, "POST", "/streams/clicks/loads", keyed, "{}", &r);
+    expect_problem(&r, 409, "/problems/conflict", NULL);
+    assert_non_null(strstr(str(r.json, "detail"), id));
+    done(&r);
+    call(&f, "POST", "/streams/orders/loads", keyed, "{\"dataset_name\":\"other\"}", &r);
+    expect_problem(&r, 409, "/problems/conflict", NULL);
+    done(&r);
     call(&f, "POST", "/streams/orders/loads", bad_key, NULL, &r);
     expect_problem(&r, 400, "/problems/invalid-request", "Idempotency-Key");
     done(&r);

@@ -14,6 +14,7 @@
 #include "core/dest/sql.h"
 #include "core/dest/state.h"
 #include "core/normalize/rows.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
@@ -361,7 +362,8 @@ static int pg_store_version(void *impl, const struct kl_dest_ds *d, const struct
     int rc;
 
     snprintf(version, sizeof version, "%lld", (long long)s->version);
-    snprintf(engine, sizeof engine, "%lld", cJSON_IsNumber(ev) ? (long long)ev->valuedouble : 10LL);
+    snprintf(engine, sizeof engine, "%lld",
+             cJSON_IsNumber(ev) ? (long long)ev->valuedouble : (long long)KL_SCHEMA_ENGINE_VERSION);
     cJSON_Delete(doc);
     rc = kl_sql_on_table(&pg->sql, KL_SQL_POSTGRES, "INSERT INTO ", d->name, "_dlt_version",
                          " (\"version\", engine_version, inserted_at, schema_name,"

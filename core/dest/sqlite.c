@@ -14,6 +14,7 @@
 #include "core/dest/sql.h"
 #include "core/dest/state.h"
 #include "core/normalize/rows.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
@@ -424,7 +425,7 @@ static int lite_store_version(void *impl, const struct kl_dest_ds *d,
     const struct kl_schema *s = w->batch->schema;
     cJSON *doc = cJSON_Parse(w->schema_json);
     const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
-    int64_t engine = cJSON_IsNumber(ev) ? (int64_t)ev->valuedouble : 10;
+    int64_t engine = cJSON_IsNumber(ev) ? (int64_t)ev->valuedouble : KL_SCHEMA_ENGINE_VERSION;
     char now[KL_FMT_MAX];
     struct kl_buf tail;
     int rc;

@@ -17,6 +17,7 @@
 #include "core/dest/state.h"
 #include "core/kinesis/message.h"
 #include "core/kinesis/msgid.h"
+#include "core/normalize/coerce.h"
 #include "core/normalize/normalizer.h"
 #include "core/normalize/rows.h"
 #include "core/normalize/schema.h"
@@ -2327,6 +2328,258 @@ static void test_previous_version_tables(void **state)
     kl_dest_destroy(d);
 }
 
+/* ---- dlt's pipeline state (tests/fixtures/dlt-0.5.4) ---- */
+
+#define DLT_ROW3_LOAD "1796299267.7698898"
+#define DLT_SHARD0 "shardId-000000000000"
+#define DLT_SHARD1 "shardId-000000000001"
+/* row 3's positions (pk-50 / pk-54) and row 2's shard 0 (pk-49) */
+#define DLT_R3_SEQ0 "49680798300199113480921306734029089196626947863167893506"
+#define DLT_R3_SEQ1 "49680798300221414226119837357169415989079981595499167762"
+
+/* dlt's three `_dlt_loads` and `_dlt_pipeline_state` rows into the dataset,
+ * as dlt 0.5.4 wrote them (loads.jsonl, state_rows.jsonl). */
+static void insert_dlt_rows(const char *ds)
+{
+    char *text = kl_test_read_fixture("dlt-0.5.4/loads.jsonl", NULL), *save = NULL, *l;
+    char sql[4096];
+
+    for (l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *r = cJSON_Parse(l);
+        assert_non_null(r);
+        snprintf(sql, sizeof sql, "INSERT INTO %s VALUES ('%s', '%s', %d, '%s', '%s')",
+                 ref(ds, "_dlt_loads"), cJSON_GetObjectItem(r, "load_id")->valuestring,
+                 cJSON_GetObjectItem(r, "schema_name")->valuestring,
+                 cJSON_GetObjectItem(r, "status")->valueint,
+                 cJSON_GetObjectItem(r, "inserted_at")->valuestring,
+                 cJSON_GetObjectItem(r, "schema_version_hash")->valuestring);
+        BACKEND.exec(sql);
+        cJSON_Delete(r);
+    }
+    free(text);
+    text = kl_test_read_fixture("dlt-0.5.4/state_rows.jsonl", NULL);
+    for (l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *r = cJSON_Parse(l);
+        assert_non_null(r);
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO %s (\"version\", engine_version, pipeline_name, state, created_at,"
+                 " version_hash, _dlt_load_id, _dlt_id) VALUES (%d, %d, '%s', '%s', '%s', '%s',"
+                 " '%s', '%s')",
+                 ref(ds, "_dlt_pipeline_state"), cJSON_GetObjectItem(r, "version")->valueint,
+                 cJSON_GetObjectItem(r, "engine_version")->valueint,
+                 cJSON_GetObjectItem(r, "pipeline_name")->valuestring,
+                 cJSON_GetObjectItem(r, "state")->valuestring,
+                 cJSON_GetObjectItem(r, "created_at")->valuestring,
+                 cJSON_GetObjectItem(r, "version_hash")->valuestring,
+                 cJSON_GetObjectItem(r, "_dlt_load_id")->valuestring,
+                 cJSON_GetObjectItem(r, "_dlt_id")->valuestring);
+        BACKEND.exec(sql);
+        cJSON_Delete(r);
+    }
+    free(text);
+}
+
+static const struct kl_checkpoint *state_shard(const struct kl_dest_state *st, const char *shard,
+                                               enum kl_state_origin *origin)
+{
+    for (size_t i = 0; i < st->n_checkpoints; i++) {
+        if (strcmp(st->checkpoints[i].position.shard_id, shard) == 0) {
+            if (origin != NULL)
+                *origin = st->origins[i];
+            return &st->checkpoints[i];
+        }
+    }
+    fail_msg("no checkpoint of shard %s", shard);
+    return NULL;
+}
+
+/* The row dlt would restore now (its own query), decoded. */
+static char *restorable_state(const char *ds, char *load_id, size_t cap, long long *version)
+{
+    char sql[1024], *b64, *v, *json = NULL;
+    size_t len = 0;
+    struct kl_err err = {0};
+    const char *tail = " WHERE s.pipeline_name = 'kinesis_pipeline' AND l.status = 0"
+                       " ORDER BY l.load_id DESC LIMIT 1";
+
+    snprintf(sql, sizeof sql,
+             "SELECT s.state FROM %s AS s JOIN %s AS l ON l.load_id ="
+             " s._dlt_load_id%s",
+             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
+    b64 = BACKEND.scalar(sql);
+    assert_non_null(b64);
+    snprintf(sql, sizeof sql,
+             "SELECT s._dlt_load_id FROM %s AS s JOIN %s AS l ON l.load_id ="
+             " s._dlt_load_id%s",
+             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
+    v = BACKEND.scalar(sql);
+    snprintf(load_id, cap, "%s", v);
+    free(v);
+    snprintf(sql, sizeof sql,
+             "SELECT s.\"version\" FROM %s AS s JOIN %s AS l ON l.load_id ="
+             " s._dlt_load_id%s",
+             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
+    *version = scalar_ll("%s", sql);
+    if (kl_dlt_state_decode(b64, &json, &len, &err) != KL_OK)
+        fail_msg("restorable state: %s", err.msg);
+    free(b64);
+    return json;
+}
+
+/* dlt ran first: read_state takes dlt's positions and run time from the
+ * row dlt restores (not one whose load did not complete), merged per shard
+ * with ours; the next state row continues dlt's and is the one dlt
+ * restores next, also when the job's load id sorts before dlt's; forgetting
+ * the stream drops it from dlt's state too. */
+static void test_dlt_state_handoff(void **state)
+{
+    const char *ds0 = unique_dataset("dlthand");
+    char ds[64], load[64], sql[512], *json;
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct kl_dest_state st;
+    struct kl_dlt_stream got;
+    struct kl_load_complete c;
+    struct kl_checkpoint cp;
+    enum kl_state_origin o;
+    long long version;
+    int64_t us = 0;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    assert_int_equal(kl_dest_prepare(d, ds, &err), KL_OK);
+    insert_dlt_rows(ds);
+    kl_dest_state_init(&st);
+    if (kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err) != KL_OK)
+        fail_msg("read_state: %s", err.msg);
+    assert_int_equal(st.origin, KL_STATE_DLT);
+    assert_string_equal(st.dlt_load_id, DLT_ROW3_LOAD);
+    assert_int_equal(st.dlt_version, 3);
+    assert_int_equal(st.n_checkpoints, 2);
+    assert_string_equal(st.checkpoints[0].position.shard_id, DLT_SHARD0);
+    assert_string_equal(st.checkpoints[0].position.sequence, DLT_R3_SEQ0);
+    assert_int_equal(st.checkpoints[0].position.sub_sequence, -1);
+    assert_int_equal(st.checkpoints[0].fencing_token, 0);
+    assert_int_equal(st.origins[0], KL_STATE_DLT);
+    assert_string_equal(st.checkpoints[1].position.sequence, DLT_R3_SEQ1);
+    assert_true(st.has_last_run);
+    assert_int_equal(st.last_run_origin, KL_STATE_DLT);
+    assert_int_equal(kl_iso_parse("2026-12-03T12:01:06.820782Z", 27, &us), KL_ISO_DATETIME);
+    assert_int_equal(st.last_run_ms, us / 1000);
+    assert_string_equal(kl_state_origin_name(st.origin), "dlt");
+
+    /* another stream of the pipeline: nothing, though the row was read */
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "clicks", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_int_equal(st.n_checkpoints, 0);
+    assert_false(st.has_last_run);
+    assert_string_equal(st.dlt_load_id, DLT_ROW3_LOAD);
+    /* another pipeline: not even the row */
+    assert_int_equal(kl_dest_read_state(d, ds, "other_pipeline", "orders", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_string_equal(st.dlt_load_id, "");
+
+    /* a load that did not complete is not restored: row 2 is */
+    snprintf(sql, sizeof sql, "UPDATE %s SET status = 1 WHERE load_id = '%s'",
+             ref(ds, "_dlt_loads"), DLT_ROW3_LOAD);
+    BACKEND.exec(sql);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(st.dlt_load_id, "1796299264.502293");
+    assert_int_equal(st.dlt_version, 2);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, NULL)->position.sequence,
+                        "49680798300199113480921306734023044567528874511135932418");
+    snprintf(sql, sizeof sql, "UPDATE %s SET status = 0 WHERE load_id = '%s'",
+             ref(ds, "_dlt_loads"), DLT_ROW3_LOAD);
+    BACKEND.exec(sql);
+
+    /* claimed: dlt's position with our token */
+    assert_int_equal(kl_dest_claim_shard(d, ds, "kinesis_pipeline", "orders", DLT_SHARD0, 5, &err),
+                     KL_OK);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, &o)->position.sequence, DLT_R3_SEQ0);
+    assert_int_equal(state_shard(&st, DLT_SHARD0, NULL)->fencing_token, 5);
+    assert_int_equal(o, KL_STATE_DLT);
+
+    /* we go further on shard 0: ours there, dlt's on shard 1 */
+    memset(&cp, 0, sizeof cp);
+    kl_position_set(&cp.position, DLT_SHARD0,
+                    "49680798300199113480921306734029089196626947863167893507", -1);
+    cp.fencing_token = 5;
+    {
+        struct kl_chunk_write w = chunk_of("1796300000.000001", KL_WRITE_APPEND, NULL, &cp);
+        w.stream_name = "orders";
+        if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
+            fail_msg("write_chunk: %s", err.msg);
+    }
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, &o)->position.sequence, cp.position.sequence);
+    assert_int_equal(o, KL_STATE_OURS);
+    assert_string_equal(state_shard(&st, DLT_SHARD1, &o)->position.sequence, DLT_R3_SEQ1);
+    assert_int_equal(o, KL_STATE_DLT);
+    assert_int_equal(st.origin, KL_STATE_DLT);
+
+    /* the job ends: the next row continues dlt's and is the one dlt restores */
+    memset(&c, 0, sizeof c);
+    c.load_id = "1796300000.000001";
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = "orders";
+    c.disposition = KL_WRITE_APPEND;
+    c.next_run_ms = 1796299999000LL;
+    if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_string_equal(load, c.load_id);
+    assert_int_equal(version, 4);
+    assert_int_equal(kl_dlt_state_stream(json, strlen(json), "kinesis", "orders", &got, &err),
+                     KL_OK);
+    assert_int_equal(got.n_positions, 2);
+    assert_string_equal(got.positions[0].sequence, cp.position.sequence);
+    assert_string_equal(got.positions[1].sequence, DLT_R3_SEQ1);
+    assert_int_equal(got.run_ms, c.next_run_ms);
+    assert_true(got.run_marked);
+    kl_dlt_stream_free(&got);
+    {
+        char hash[KL_STATE_HASH_CAP], *stored;
+        assert_int_equal(kl_dlt_state_hash(json, strlen(json), hash, &err), KL_OK);
+        stored = scalar_text("SELECT version_hash FROM %s WHERE _dlt_load_id = '%s'",
+                             ref(ds, "_dlt_pipeline_state"), c.load_id);
+        assert_string_equal(stored, hash);
+        free(stored);
+    }
+    free(json);
+    assert_int_equal(count_rows(ds, "_dlt_loads", NULL), 4);
+
+    /* a job whose load id sorts before the newest: its state row gets one
+     * after it, with its own load row */
+    c.load_id = "1700000000.000000";
+    c.next_run_ms = -1;
+    assert_int_equal(kl_dest_complete_load(d, ds, &c, &err), KL_OK);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_true(strcmp(load, "1796300000.000001") > 0);
+    assert_int_equal(version, 5);
+    free(json);
+    assert_int_equal(count_rows(ds, "_dlt_loads", NULL), 6);
+    assert_int_equal(count_rows(ds, "_dlt_loads", "load_id = '1700000000.000000'"), 1);
+
+    /* forgetting the stream: neither tool resumes it */
+    assert_int_equal(kl_dest_delete_state(d, ds, "kinesis_pipeline", "orders", &err), KL_OK);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_int_equal(st.n_checkpoints, 0);
+    assert_false(st.has_last_run);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_int_equal(version, 6);
+    assert_int_equal(kl_dlt_state_stream(json, strlen(json), "kinesis", "orders", &got, &err),
+                     KL_OK);
+    assert_false(got.found);
+    free(json);
+    assert_int_equal(kl_dest_delete_state(d, ds, "kinesis_pipeline", "orders", &err), KL_OK);
+    assert_int_equal(count_rows(ds, "_dlt_pipeline_state", NULL), 6); /* nothing more to say */
+    kl_dest_state_free(&st);
+    kl_dest_destroy(d);
+}
+
 #define KL_DEST_SUITE_TESTS                                                                        \
     cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),          \
         cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),                 \
@@ -2338,6 +2591,6 @@ static void test_previous_version_tables(void **state)
         cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
         cmocka_unit_test(test_state_document), cmocka_unit_test(test_claim_new_shard),             \
         cmocka_unit_test(test_claim_fences_stale_writer),                                          \
-        cmocka_unit_test(test_previous_version_tables)
+        cmocka_unit_test(test_previous_version_tables), cmocka_unit_test(test_dlt_state_handoff)
 
 #endif

@@ -2580,6 +2580,69 @@ static void test_dlt_state_handoff(void **state)
     kl_dest_destroy(d);
 }
 
+/* The schema kinesis-loader stored before (engine 10, which dlt 0.5.4
+ * refuses) is stored again as engine 9 when a load completes, even one
+ * that wrote no chunk since; the load row names the new hash. */
+static void test_schema_engine_moves_to_9(void **state)
+{
+    static const char old[] =
+        "{\"version\":3,\"version_hash\":\"b2xk\",\"engine_version\":10,\"name\":\"kinesis\","
+        "\"tables\":{\"events\":{\"name\":\"events\",\"columns\":{\"doc\":{\"name\":\"doc\","
+        "\"data_type\":\"json\",\"nullable\":true},\"_dlt_id\":{\"name\":\"_dlt_id\","
+        "\"data_type\":\"text\",\"nullable\":false,\"unique\":true,\"row_key\":true}},"
+        "\"write_disposition\":\"append\"}},\"previous_hashes\":[]}";
+    const char *ds0 = unique_dataset("engine9");
+    char ds[64], *json, *hash;
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct ts x;
+    struct tb b;
+    struct kl_checkpoint cp;
+    struct kl_chunk_write w;
+    struct kl_load_complete c;
+    size_t root;
+    cJSON *doc;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    x.s.version = 3;
+    tb_init(&b, &x);
+    add_msg(&b, root, TS_MAX_TABLES, TS_MAX_TABLES, "L1", "s0", 0, 1, "v");
+    checkpoint_of(&cp, "s0", 0, 1);
+    w = chunk_of("L1", KL_WRITE_APPEND, &b, &cp);
+    w.schema_json = old;
+    w.schema_hash = "b2xk";
+    if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
+        fail_msg("write_chunk: %s", err.msg);
+    tb_free(&b);
+    memset(&c, 0, sizeof c);
+    c.load_id = "L1";
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = "stream";
+    c.next_run_ms = -1;
+    if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+    assert_int_equal(count_rows(ds, "_dlt_version", NULL), 2);
+    assert_int_equal(count_rows(ds, "_dlt_version", "engine_version = 9 AND \"version\" = 4"), 1);
+    json =
+        scalar_text("SELECT \"schema\" FROM %s WHERE engine_version = 9", ref(ds, "_dlt_version"));
+    doc = cJSON_Parse(json);
+    assert_non_null(doc);
+    assert_int_equal(cJSON_GetObjectItem(doc, "engine_version")->valueint, 9);
+    assert_string_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "previous_hashes"), 0)->valuestring, "b2xk");
+    hash = scalar_text("SELECT schema_version_hash FROM %s WHERE load_id = 'L1'",
+                       ref(ds, "_dlt_loads"));
+    assert_string_equal(hash, cJSON_GetObjectItem(doc, "version_hash")->valuestring);
+    free(hash);
+    cJSON_Delete(doc);
+    free(json);
+    kl_dest_destroy(d);
+}
+
 #define KL_DEST_SUITE_TESTS                                                                        \
     cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),          \
         cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),                 \
@@ -2591,6 +2654,7 @@ static void test_dlt_state_handoff(void **state)
         cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
         cmocka_unit_test(test_state_document), cmocka_unit_test(test_claim_new_shard),             \
         cmocka_unit_test(test_claim_fences_stale_writer),                                          \
-        cmocka_unit_test(test_previous_version_tables), cmocka_unit_test(test_dlt_state_handoff)
+        cmocka_unit_test(test_previous_version_tables), cmocka_unit_test(test_dlt_state_handoff),  \
+        cmocka_unit_test(test_schema_engine_moves_to_9)
 
 #endif

@@ -121,53 +121,65 @@ int kl_dlt_state_encode(const char *json, size_t len, char **column, struct kl_e
 
 /* ---- the document as a tree ---- */
 
-/* A cJSON copy of `v` whose scalars are raw JSON text. NULL when out of
- * memory, or (rc set) for a key with U+0000, which cJSON cannot hold. */
+/* Adds `c` (taken) to object `node` under member m's key. */
+static int add_member(cJSON *node, const struct kl_json_member *m, cJSON *c, struct kl_err *err)
+{
+    char *key;
+    int rc = KL_OK;
+
+    if (memchr(m->key, '\0', m->key_len) != NULL) { /* cJSON keys end at a NUL */
+        cJSON_Delete(c);
+        return kl_err_set(err, KL_ERR_UPSTREAM, "pipeline state: a key with U+0000");
+    }
+    key = malloc(m->key_len + 1);
+    if (key != NULL) {
+        memcpy(key, m->key, m->key_len);
+        key[m->key_len] = '\0';
+    }
+    if (key == NULL || !cJSON_AddItemToObject(node, key, c)) {
+        cJSON_Delete(c);
+        rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    }
+    free(key);
+    return rc;
+}
+
+/* A cJSON copy of `v` whose scalars are raw JSON text (as kl_json_write
+ * spells them: numbers as written, strings as dlt writes them). NULL with
+ * *rc set on failure. */
 static cJSON *raw_tree(const struct kl_json *v, struct kl_buf *tmp, int *rc, struct kl_err *err)
 {
     cJSON *node;
 
-    if (v->type == KL_JSON_OBJECT || v->type == KL_JSON_ARRAY) {
-        node = v->type == KL_JSON_OBJECT ? cJSON_CreateObject() : cJSON_CreateArray();
-        for (uint32_t i = 0; node != NULL && i < v->len; i++) {
-            const struct kl_json *child =
-                v->type == KL_JSON_OBJECT ? &v->u.members[i].value : &v->u.items[i];
-            cJSON *c = raw_tree(child, tmp, rc, err);
-            if (c == NULL) {
-                cJSON_Delete(node);
-                return NULL;
-            }
-            if (v->type == KL_JSON_ARRAY) {
-                cJSON_AddItemToArray(node, c);
-                continue;
-            }
-            {
-                const struct kl_json_member *m = &v->u.members[i];
-                char *key =
-                    memchr(m->key, '\0', m->key_len) == NULL ? malloc(m->key_len + 1) : NULL;
-                if (key == NULL) {
-                    *rc =
-                        memchr(m->key, '\0', m->key_len) != NULL
-                            ? kl_err_set(err, KL_ERR_UPSTREAM, "pipeline state: a key with U+0000")
-                            : kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
-                    cJSON_Delete(c);
-                    cJSON_Delete(node);
-                    return NULL;
-                }
-                memcpy(key, m->key, m->key_len);
-                key[m->key_len] = '\0';
-                cJSON_AddItemToObject(node, key, c);
-                free(key);
-            }
-        }
+    if (v->type != KL_JSON_OBJECT && v->type != KL_JSON_ARRAY) {
+        kl_buf_reset(tmp);
+        *rc = kl_json_write(v, tmp, err);
+        node = *rc == KL_OK ? cJSON_CreateRaw(tmp->data) : NULL;
+        if (node == NULL && *rc == KL_OK)
+            *rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
         return node;
     }
-    kl_buf_reset(tmp);
-    if (kl_json_write(v, tmp, err) != KL_OK) {
-        *rc = KL_ERR_NOMEM;
+    node = v->type == KL_JSON_OBJECT ? cJSON_CreateObject() : cJSON_CreateArray();
+    if (node == NULL) {
+        *rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
         return NULL;
     }
-    return cJSON_CreateRaw(tmp->data);
+    for (uint32_t i = 0; i < v->len; i++) {
+        const bool obj = v->type == KL_JSON_OBJECT;
+        cJSON *c = raw_tree(obj ? &v->u.members[i].value : &v->u.items[i], tmp, rc, err);
+        if (c != NULL && !obj && !cJSON_AddItemToArray(node, c)) {
+            cJSON_Delete(c);
+            c = NULL;
+            *rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+        } else if (c != NULL && obj) {
+            *rc = add_member(node, &v->u.members[i], c, err);
+        }
+        if (c == NULL || *rc != KL_OK) {
+            cJSON_Delete(node);
+            return NULL;
+        }
+    }
+    return node;
 }
 
 /* The excluded top-level keys of the hash. */
@@ -231,28 +243,34 @@ static int tree_hash(const cJSON *root, char out[KL_STATE_HASH_CAP], struct kl_e
     return rc;
 }
 
+/* Parses `json` with the exact parser; KL_ERR_UPSTREAM unless it is an
+ * object. `doc` is initialised here and freed by the caller. */
+static int parse_object(struct kl_json_doc *doc, const char *json, size_t len, struct kl_err *err)
+{
+    char reason[96] = "";
+    int rc;
+
+    kl_json_doc_init(doc);
+    rc = kl_json_parse(doc, json, len, reason, sizeof reason);
+    if (rc == KL_ERR_INVALID || (rc == KL_OK && doc->root.type != KL_JSON_OBJECT))
+        return kl_err_set(err, KL_ERR_UPSTREAM, "pipeline state: not a JSON object%s%s",
+                          reason[0] ? ": " : "", reason);
+    if (rc != KL_OK)
+        return kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    return KL_OK;
+}
+
 /* Parses `json` into a raw tree; KL_ERR_UPSTREAM unless it is an object. */
 static int parse_tree(const char *json, size_t len, cJSON **out, struct kl_err *err)
 {
     struct kl_json_doc doc;
     struct kl_buf tmp;
-    char reason[96] = "";
-    int rc;
+    int rc = parse_object(&doc, json, len, err);
 
     *out = NULL;
-    kl_json_doc_init(&doc);
     kl_buf_init(&tmp, KL_STATE_TEXT_MAX);
-    rc = kl_json_parse(&doc, json, len, reason, sizeof reason);
-    if (rc == KL_ERR_INVALID || (rc == KL_OK && doc.root.type != KL_JSON_OBJECT))
-        rc = kl_err_set(err, KL_ERR_UPSTREAM, "pipeline state: not a JSON object%s%s",
-                        reason[0] ? ": " : "", reason);
-    else if (rc != KL_OK)
-        rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
-    if (rc == KL_OK) {
+    if (rc == KL_OK)
         *out = raw_tree(&doc.root, &tmp, &rc, err);
-        if (*out == NULL && rc == KL_OK)
-            rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
-    }
     kl_buf_free(&tmp);
     kl_json_doc_free(&doc);
     return rc;
@@ -393,17 +411,10 @@ int kl_dlt_state_stream(const char *json, size_t len, const char *section, const
                         struct kl_dlt_stream *out, struct kl_err *err)
 {
     struct kl_json_doc doc;
-    char reason[96] = "";
     int rc;
 
     memset(out, 0, sizeof *out);
-    kl_json_doc_init(&doc);
-    rc = kl_json_parse(&doc, json, len, reason, sizeof reason);
-    if (rc == KL_ERR_INVALID || (rc == KL_OK && doc.root.type != KL_JSON_OBJECT))
-        rc = kl_err_set(err, KL_ERR_UPSTREAM, "pipeline state: not a JSON object%s%s",
-                        reason[0] ? ": " : "", reason);
-    else if (rc != KL_OK)
-        rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    rc = parse_object(&doc, json, len, err);
     if (rc == KL_OK)
         rc = stream_of(&doc.root, section, stream, out, err);
     kl_json_doc_free(&doc);

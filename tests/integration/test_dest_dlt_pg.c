@@ -10,6 +10,7 @@
  * hash, dlt's other resource state untouched).
  */
 #include "tests/support/test_support.h"
+#include "tests/support/dlt_fixture.h"
 #include "core/dest/dest.h"
 #include "core/dest/pg.h"
 #include "core/kinesis/client.h"
@@ -132,39 +133,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* records.jsonl */
-struct record {
-    char shard_id[64];
-    char sequence[KL_SEQ_MAX];
-    char partition_key[16];
-    char *data;
-    char loaded_in[40];
-};
-
-static size_t read_records(struct record *out, size_t cap)
-{
-    char *text = kl_test_read_fixture("dlt-0.5.4/records.jsonl", NULL), *save = NULL, *l;
-    size_t n = 0;
-
-    for (l = strtok_r(text, "\n", &save); l != NULL && n < cap; l = strtok_r(NULL, "\n", &save)) {
-        cJSON *r = cJSON_Parse(l);
-        struct record *c = &out[n++];
-        assert_non_null(r);
-        snprintf(c->shard_id, sizeof c->shard_id, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "shard_id")));
-        snprintf(c->sequence, sizeof c->sequence, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "sequence_number")));
-        snprintf(c->partition_key, sizeof c->partition_key, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "partition_key")));
-        c->data = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(r, "data")));
-        snprintf(c->loaded_in, sizeof c->loaded_in, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "loaded_in_load_id")));
-        cJSON_Delete(r);
-    }
-    free(text);
-    return n;
-}
-
 static int pk_index(const char *pk)
 {
     return atoi(pk + 3);
@@ -174,8 +142,8 @@ static int pk_index(const char *pk)
  * which are the last records it loaded per shard; its schema loads. */
 static void test_reads_dlts_dataset(void **state)
 {
-    static struct record recs[64];
-    size_t n = read_records(recs, 64);
+    static struct kl_dlt_record recs[64];
+    size_t n = kl_dlt_records_read("dlt-0.5.4", recs, 64);
     struct kl_err err = {0};
     struct kl_dest *d = kl_dest_pg_create(db_url, NULL, &err);
     struct kl_dest_state st;
@@ -194,7 +162,7 @@ static void test_reads_dlts_dataset(void **state)
     assert_int_equal(st.dlt_version, 3);
     assert_int_equal(st.n_checkpoints, 2);
     for (size_t k = 0; k < st.n_checkpoints; k++) {
-        const struct record *last = NULL;
+        const struct kl_dlt_record *last = NULL;
         for (size_t i = 0; i < n; i++)
             if (strcmp(recs[i].shard_id, st.checkpoints[k].position.shard_id) == 0 &&
                 (last == NULL || kl_seq_cmp(recs[i].sequence, last->sequence) > 0))
@@ -217,8 +185,7 @@ static void test_reads_dlts_dataset(void **state)
     free(json);
     kl_dest_state_free(&st);
     kl_dest_destroy(d);
-    for (size_t i = 0; i < n; i++)
-        free(recs[i].data);
+    kl_dlt_records_free(recs, n);
 }
 
 /* ---- the state column, decoded and encoded here with zlib itself ---- */
@@ -331,10 +298,10 @@ static const struct put *last_in(const struct put *puts, size_t n, const char *s
 
 static void test_continues_dlt_end_to_end(void **state)
 {
-    static struct record recs[64];
+    static struct kl_dlt_record recs[64];
     static struct put puts[65];
     static char bodies[10][160];
-    size_t n = read_records(recs, 64);
+    size_t n = kl_dlt_records_read("dlt-0.5.4", recs, 64);
     struct kl_test_kinesis ks;
     struct kl_put_entry e[55];
     struct kl_err err = {0};
@@ -514,8 +481,7 @@ static void test_continues_dlt_end_to_end(void **state)
     free(dlt_orders);
     kl_kinesis_delete_stream(ks.conn.client, stream, NULL);
     kl_test_kinesis_close(&ks);
-    for (size_t i = 0; i < n; i++)
-        free(recs[i].data);
+    kl_dlt_records_free(recs, n);
 }
 
 int main(void)

@@ -410,6 +410,21 @@ static struct kl_chunk_write chunk_of(const char *load_id, enum kl_write_disposi
     return w;
 }
 
+/* The end of load `load_id` of pipeline kinesis_pipeline's `stream`. */
+static struct kl_load_complete load_end(const char *load_id, const char *stream,
+                                        enum kl_write_disposition d, int64_t next_run_ms)
+{
+    struct kl_load_complete c;
+    memset(&c, 0, sizeof c);
+    c.load_id = load_id;
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = stream;
+    c.disposition = d;
+    c.next_run_ms = next_run_ms;
+    return c;
+}
+
 /* A stand-in for the schema as dlt stores it, one per schema version. */
 struct schema_text {
     char json[64];
@@ -952,14 +967,8 @@ static void test_append_and_replace(void **state)
     assert_int_equal(count_rows(ds, "other", NULL), 3); /* untouched */
 
     /* L3 replaces and reads nothing: complete_load empties the family. */
-    memset(&c, 0, sizeof c);
-    c.load_id = "L3";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
+    c = load_end("L3", "stream", KL_WRITE_REPLACE, -1);
     c.root_table = "events";
-    c.disposition = KL_WRITE_REPLACE;
-    c.next_run_ms = -1;
     if (kl_dest_complete_load(d2, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     assert_int_equal(count_rows(ds, "events", NULL), 0);
@@ -1477,13 +1486,7 @@ static void test_state_and_complete_load(void **state)
         w = chunk_of("L1", KL_WRITE_APPEND, NULL, &cp);
         assert_int_equal(kl_dest_write_chunk(d, ds, &w, NULL, &err), KL_OK);
     }
-    memset(&c, 0, sizeof c);
-    c.load_id = "L1";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    c = load_end("L1", "stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     assert_int_equal(kl_dest_complete_load(d, ds, &c, &err), KL_OK); /* idempotent */
@@ -1640,11 +1643,9 @@ static void test_step_order(void **state)
     kl_dest_destroy(d);
 }
 
-/* The newest `_dlt_pipeline_state` row's state, decoded (malloc'ed JSON). */
-static char *stored_state(const char *ds)
+/* A state column decoded (malloc'ed JSON); frees `b64`. */
+static char *decoded_state(char *b64)
 {
-    char *b64 = scalar_text("SELECT state FROM %s ORDER BY version DESC LIMIT 1",
-                            ref(ds, "_dlt_pipeline_state"));
     char *json = NULL;
     size_t len = 0;
     struct kl_err err = {0};
@@ -1654,6 +1655,13 @@ static char *stored_state(const char *ds)
         fail_msg("stored state: %s", err.msg);
     free(b64);
     return json;
+}
+
+/* The newest `_dlt_pipeline_state` row's state, decoded (malloc'ed JSON). */
+static char *stored_state(const char *ds)
+{
+    return decoded_state(scalar_text("SELECT state FROM %s ORDER BY version DESC LIMIT 1",
+                                     ref(ds, "_dlt_pipeline_state")));
 }
 
 /* The state document lists every stream of the pipeline with its shards
@@ -1682,13 +1690,8 @@ static void test_state_document(void **state)
     assert_int_equal(
         write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s0", 0, 2, 2, 1, &err),
         KL_OK);
-    memset(&c, 0, sizeof c);
-    c.load_id = "L1";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "a_stream"; /* a run time only, and a name before "stream" */
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    /* a run time only, and a name before "stream" */
+    c = load_end("L1", "a_stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
 
@@ -1816,13 +1819,7 @@ static void test_claim_new_shard(void **state)
     /* dlt's pipeline state knows positions only: a claimed shard is not in it. */
     assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s1", 1, &err),
                      KL_OK);
-    memset(&c, 0, sizeof c);
-    c.load_id = "L";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    c = load_end("L", "stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(owner, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     json = stored_state(ds);
@@ -2393,37 +2390,28 @@ static const struct kl_checkpoint *state_shard(const struct kl_dest_state *st, c
     return NULL;
 }
 
-/* The row dlt would restore now (its own query), decoded. */
+/* A column of the row dlt would restore now (its own query; malloc'ed). */
+static char *restorable(const char *ds, const char *column)
+{
+    char *v = scalar_text("SELECT s.%s FROM %s AS s JOIN %s AS l ON l.load_id = s._dlt_load_id"
+                          " WHERE s.pipeline_name = 'kinesis_pipeline' AND l.status = 0"
+                          " ORDER BY l.load_id DESC LIMIT 1",
+                          column, ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"));
+    assert_non_null(v);
+    return v;
+}
+
+/* That row's state decoded, its load id and version. */
 static char *restorable_state(const char *ds, char *load_id, size_t cap, long long *version)
 {
-    char sql[1024], *b64, *v, *json = NULL;
-    size_t len = 0;
-    struct kl_err err = {0};
-    const char *tail = " WHERE s.pipeline_name = 'kinesis_pipeline' AND l.status = 0"
-                       " ORDER BY l.load_id DESC LIMIT 1";
+    char *v = restorable(ds, "_dlt_load_id");
 
-    snprintf(sql, sizeof sql,
-             "SELECT s.state FROM %s AS s JOIN %s AS l ON l.load_id ="
-             " s._dlt_load_id%s",
-             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
-    b64 = BACKEND.scalar(sql);
-    assert_non_null(b64);
-    snprintf(sql, sizeof sql,
-             "SELECT s._dlt_load_id FROM %s AS s JOIN %s AS l ON l.load_id ="
-             " s._dlt_load_id%s",
-             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
-    v = BACKEND.scalar(sql);
     snprintf(load_id, cap, "%s", v);
     free(v);
-    snprintf(sql, sizeof sql,
-             "SELECT s.\"version\" FROM %s AS s JOIN %s AS l ON l.load_id ="
-             " s._dlt_load_id%s",
-             ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"), tail);
-    *version = scalar_ll("%s", sql);
-    if (kl_dlt_state_decode(b64, &json, &len, &err) != KL_OK)
-        fail_msg("restorable state: %s", err.msg);
-    free(b64);
-    return json;
+    v = restorable(ds, "\"version\"");
+    *version = atoll(v);
+    free(v);
+    return decoded_state(restorable(ds, "state"));
 }
 
 /* dlt ran first: read_state takes dlt's positions and run time from the
@@ -2519,13 +2507,7 @@ static void test_dlt_state_handoff(void **state)
     assert_int_equal(st.origin, KL_STATE_DLT);
 
     /* the job ends: the next row continues dlt's and is the one dlt restores */
-    memset(&c, 0, sizeof c);
-    c.load_id = "1796300000.000001";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "orders";
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1796299999000LL;
+    c = load_end("1796300000.000001", "orders", KL_WRITE_APPEND, 1796299999000LL);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     json = restorable_state(ds, load, sizeof load, &version);
@@ -2617,12 +2599,7 @@ static void test_schema_engine_moves_to_9(void **state)
     if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
         fail_msg("write_chunk: %s", err.msg);
     tb_free(&b);
-    memset(&c, 0, sizeof c);
-    c.load_id = "L1";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
-    c.next_run_ms = -1;
+    c = load_end("L1", "stream", KL_WRITE_APPEND, -1);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     assert_int_equal(count_rows(ds, "_dlt_version", NULL), 2);

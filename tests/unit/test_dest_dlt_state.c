@@ -8,6 +8,7 @@
  * README's verified recipe.
  */
 #include "tests/support/test_support.h"
+#include "tests/support/dlt_fixture.h"
 #include "core/dest/state.h"
 #include "core/kinesis/msgid.h"
 #include "core/kinesis/position.h"
@@ -34,18 +35,10 @@ struct row {
     char *decoded; /* state_decoded.jsonl's line: the exact bytes */
 };
 
-struct record {
-    char shard_id[64];
-    char sequence[80];
-    char partition_key[16];
-    char loaded_in[40]; /* "" when dlt never loaded it */
-    char consumed_by[40];
-};
-
 struct fixture {
     struct row rows[MAX_ROWS];
     size_t n_rows;
-    struct record recs[MAX_RECORDS];
+    struct kl_dlt_record recs[MAX_RECORDS];
     size_t n_recs;
 };
 
@@ -69,7 +62,7 @@ static size_t lines_of(const char *rel, char **text, char **lines, size_t cap)
 
 static void load_fixture(struct fixture *f, const char *dir)
 {
-    char path[128], *text, *dtext, *rtext, *lines[MAX_RECORDS], *dlines[MAX_ROWS];
+    char path[128], *text, *dtext, *lines[MAX_ROWS], *dlines[MAX_ROWS];
     size_t n, nd;
 
     memset(f, 0, sizeof *f);
@@ -93,21 +86,7 @@ static void load_fixture(struct fixture *f, const char *dir)
     free(text);
     free(dtext);
 
-    snprintf(path, sizeof path, "%s/records.jsonl", dir);
-    n = lines_of(path, &rtext, lines, MAX_RECORDS);
-    for (size_t i = 0; i < n; i++) {
-        cJSON *r = cJSON_Parse(lines[i]);
-        struct record *c = &f->recs[f->n_recs++];
-        assert_non_null(r);
-        snprintf(c->shard_id, sizeof c->shard_id, "%s", str_of(r, "shard_id"));
-        snprintf(c->sequence, sizeof c->sequence, "%s", str_of(r, "sequence_number"));
-        snprintf(c->partition_key, sizeof c->partition_key, "%s", str_of(r, "partition_key"));
-        snprintf(c->loaded_in, sizeof c->loaded_in, "%s", str_of(r, "loaded_in_load_id"));
-        snprintf(c->consumed_by, sizeof c->consumed_by, "%s",
-                 str_of(r, "consumed_by_foreign_load_id"));
-        cJSON_Delete(r);
-    }
-    free(rtext);
+    f->n_recs = kl_dlt_records_read(dir, f->recs, MAX_RECORDS);
 }
 
 static void free_fixture(struct fixture *f)
@@ -116,6 +95,7 @@ static void free_fixture(struct fixture *f)
         free(f->rows[i].state);
         free(f->rows[i].decoded);
     }
+    kl_dlt_records_free(f->recs, f->n_recs);
 }
 
 /* Decoding, encoding and hashing every row, dlt's runs and the foreign
@@ -172,12 +152,12 @@ static void test_decode_encode_hash(void **state)
 
 /* The last record of each shard that was loaded (or consumed by the
  * foreign tool) up to load `load_id`. */
-static const struct record *last_until(const struct fixture *f, const char *shard,
-                                       const char *load_id)
+static const struct kl_dlt_record *last_until(const struct fixture *f, const char *shard,
+                                              const char *load_id)
 {
-    const struct record *best = NULL;
+    const struct kl_dlt_record *best = NULL;
     for (size_t i = 0; i < f->n_recs; i++) {
-        const struct record *c = &f->recs[i];
+        const struct kl_dlt_record *c = &f->recs[i];
         bool in = (c->loaded_in[0] && strcmp(c->loaded_in, load_id) <= 0) ||
                   (c->consumed_by[0] && strcmp(c->consumed_by, load_id) <= 0);
         if (in && strcmp(c->shard_id, shard) == 0 &&
@@ -204,7 +184,7 @@ static void check_positions(const char *dir, const char *const *want_pks)
         assert_true(s.found);
         assert_int_equal(s.n_positions, 2);
         for (size_t k = 0; k < s.n_positions; k++) {
-            const struct record *last = last_until(&f, s.positions[k].shard_id, r->load_id);
+            const struct kl_dlt_record *last = last_until(&f, s.positions[k].shard_id, r->load_id);
             char pks[40];
             assert_non_null(last);
             if (strcmp(last->sequence, s.positions[k].sequence) != 0)

@@ -7,9 +7,9 @@
  * (engine 11) still load and are stored again as engine 9.
  */
 #include "tests/support/test_support.h"
+#include "tests/support/dlt_fixture.h"
 #include "core/kinesis/message.h"
 #include "core/kinesis/msgid.h"
-#include "core/normalize/coerce.h"
 #include "core/normalize/normalizer.h"
 #include "core/normalize/schema.h"
 #include "core/util/buf.h"
@@ -97,49 +97,12 @@ static void test_dlt_document_round_trips(void **state)
     free(doc);
 }
 
-/* One record of records.jsonl as the reader delivers it. */
-struct fixture_record {
-    char shard_id[64];
-    char sequence[80];
-    char partition_key[32];
-    char *data;
-    int64_t arrival_ms;
-};
-
-static size_t read_records(struct fixture_record *out, size_t cap)
-{
-    char *text = kl_test_read_fixture("dlt-0.5.4/records.jsonl", NULL), *line, *save = NULL;
-    size_t n = 0;
-
-    for (line = strtok_r(text, "\n", &save); line != NULL && n < cap;
-         line = strtok_r(NULL, "\n", &save)) {
-        cJSON *r = cJSON_Parse(line);
-        struct fixture_record *f = &out[n++];
-        int64_t us = 0;
-        const char *ts;
-        assert_non_null(r);
-        snprintf(f->shard_id, sizeof f->shard_id, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "shard_id")));
-        snprintf(f->sequence, sizeof f->sequence, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "sequence_number")));
-        snprintf(f->partition_key, sizeof f->partition_key, "%s",
-                 cJSON_GetStringValue(cJSON_GetObjectItem(r, "partition_key")));
-        f->data = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(r, "data")));
-        ts = cJSON_GetStringValue(cJSON_GetObjectItem(r, "approximate_arrival_timestamp"));
-        assert_int_equal(kl_iso_parse(ts, strlen(ts), &us), KL_ISO_DATETIME);
-        f->arrival_ms = us / 1000;
-        cJSON_Delete(r);
-    }
-    free(text);
-    return n;
-}
-
 /* The fixture's 55 messages through our normaliser: the schema dlt
  * stored, to the hash. */
 static void test_normaliser_schema_is_dlts(void **state)
 {
-    static struct fixture_record recs[64];
-    size_t n = read_records(recs, 64);
+    static struct kl_dlt_record recs[64];
+    size_t n = kl_dlt_records_read("dlt-0.5.4", recs, 64);
     struct kl_normalizer_options o;
     struct kl_normalizer *norm;
     struct kl_row_batch b;
@@ -171,8 +134,7 @@ static void test_normaliser_schema_is_dlts(void **state)
     assert_string_equal(b.schema->version_hash, DLT_HASH);
     kl_normalizer_reset(norm, true);
     kl_normalizer_destroy(norm);
-    for (size_t i = 0; i < n; i++)
-        free(recs[i].data);
+    kl_dlt_records_free(recs, n);
 }
 
 /* What kinesis-loader stored before (schema engine 10: "json", row_key,

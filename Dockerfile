@@ -17,7 +17,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
        build-essential cmake pkg-config \
        libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev \
-       libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev \
+       libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -33,7 +33,7 @@ FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
        ca-certificates libmicrohttpd12 libcurl4 libssl3 libcjson1 \
-       libhiredis0.14 libpq5 libsqlite3-0 \
+       libhiredis0.14 libpq5 libsqlite3-0 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 kinesis-loader \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

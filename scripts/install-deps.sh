@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES=(
     build-essential cmake pkg-config git
     libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libcjson-dev
-    libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev
+    libhiredis-dev libpq-dev libsqlite3-dev libcmocka-dev zlib1g-dev
     postgresql redis-server
     wrk bc
 )

@@ -5,7 +5,10 @@
  * Not here: a chunk's transaction (chunk.c), the end of a load (load.c).
  */
 #include "core/dest/backend.h"
+#include "core/dest/state.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
+#include "core/util/clock.h"
 #include "core/util/err.h"
 
 #include <stdio.h>
@@ -154,38 +157,68 @@ static int conn_load_schema(void *impl, const char *dataset, const char *schema_
     return c->be->read_schema(c->impl, d, schema_name, json_out, version_out, err);
 }
 
+/* Our checkpoints and run time of pipeline+stream into `st`. */
+static int read_ours(struct kl_dest_conn *c, const struct kl_dest_ds *d, const char *pipeline,
+                     const char *stream, struct kl_dest_state *st, struct kl_err *err)
+{
+    struct kl_dest_stream_row *rows = NULL;
+    size_t n = 0, n_cps = 0;
+    int rc = c->be->read_stream_rows(c->impl, d, pipeline, stream, true, &rows, &n, err);
+
+    for (size_t i = 0; rc == KL_OK && i < n; i++)
+        if (rows[i].cp.position.shard_id[0] != '\0')
+            n_cps++;
+    if (rc == KL_OK && n_cps > 0) {
+        st->checkpoints = calloc(n_cps, sizeof *st->checkpoints);
+        st->origins = calloc(n_cps, sizeof *st->origins);
+        if (st->checkpoints == NULL || st->origins == NULL)
+            rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
+    }
+    for (size_t i = 0; rc == KL_OK && i < n; i++) {
+        const struct kl_dest_stream_row *r = &rows[i];
+        if (r->cp.position.shard_id[0] != '\0') {
+            st->checkpoints[st->n_checkpoints] = r->cp;
+            st->origins[st->n_checkpoints++] =
+                r->cp.position.sequence[0] != '\0' ? KL_STATE_OURS : KL_STATE_NONE;
+        }
+        if (r->has_last_run) {
+            st->has_last_run = true;
+            st->last_run_ms = r->last_run_ms;
+            st->last_run_origin = KL_STATE_OURS;
+        }
+    }
+    free(rows);
+    return rc;
+}
+
 static int conn_read_state(void *impl, const char *dataset, const char *pipeline,
                            const char *stream, struct kl_dest_state *out, struct kl_err *err)
 {
     struct kl_dest_conn *c = impl;
     struct kl_dest_ds *d;
-    struct kl_dest_stream_row *rows = NULL;
-    size_t n = 0, n_cps = 0;
     struct kl_dest_state st;
+    struct kl_dlt_state_row row;
+    char *json = NULL;
+    size_t len = 0;
     int rc = kl_dest_conn_open_dataset(c, dataset, &d, err);
 
     if (rc != KL_OK)
         return rc;
     kl_dest_state_init(&st);
-    rc = c->be->read_stream_rows(c->impl, d, pipeline, stream, true, &rows, &n, err);
-    for (size_t i = 0; rc == KL_OK && i < n; i++)
-        if (rows[i].cp.position.shard_id[0] != '\0')
-            n_cps++;
-    if (rc == KL_OK && n_cps > 0) {
-        st.checkpoints = calloc(n_cps, sizeof *st.checkpoints);
-        if (st.checkpoints == NULL)
-            rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
+    memset(&row, 0, sizeof row);
+    rc = read_ours(c, d, pipeline, stream, &st, err);
+    if (rc == KL_OK)
+        rc = kl_dest_dlt_restore(c, d, pipeline, &row, &json, &len, err);
+    if (rc == KL_OK && json != NULL)
+        rc = kl_dest_dlt_merge(&row, json, len, stream, &st, err);
+    if (rc == KL_OK) {
+        st.origin = st.last_run_origin;
+        for (size_t i = 0; i < st.n_checkpoints; i++)
+            if (st.origins[i] > st.origin)
+                st.origin = st.origins[i]; /* NONE < OURS < DLT */
     }
-    for (size_t i = 0; rc == KL_OK && st.checkpoints != NULL && i < n; i++)
-        if (rows[i].cp.position.shard_id[0] != '\0')
-            st.checkpoints[st.n_checkpoints++] = rows[i].cp;
-    for (size_t i = 0; rc == KL_OK && i < n; i++) {
-        if (rows[i].has_last_run) {
-            st.has_last_run = true;
-            st.last_run_ms = rows[i].last_run_ms;
-        }
-    }
-    free(rows);
+    kl_dlt_state_row_free(&row);
+    free(json);
     if (rc != KL_OK) {
         kl_dest_state_free(&st);
         return rc;
@@ -222,23 +255,49 @@ static int conn_claim_shard(void *impl, const char *dataset, const char *pipelin
     return rc;
 }
 
+/* Forgets our checkpoints and run time, and, when dlt's state has the
+ * stream, writes the next state row without it: otherwise the next read
+ * would take the positions back from dlt's state (our own last one). */
 static int conn_delete_state(void *impl, const char *dataset, const char *pipeline,
                              const char *stream, struct kl_err *err)
 {
     static const char *const tables[] = {"_kinesis_checkpoints", "_kinesis_runs"};
     struct kl_dest_conn *c = impl;
+    const struct kl_clock *clock = c->opt.clock != NULL ? c->opt.clock : kl_clock_system();
     struct kl_dest_ds *d;
+    struct kl_dlt_state_row row;
+    char *json = NULL;
+    size_t len = 0;
+    int64_t now_ms = kl_clock_wall_ms(clock);
     int rc = kl_dest_conn_open_dataset(c, dataset, &d, err);
 
     if (rc != KL_OK)
         return rc;
+    memset(&row, 0, sizeof row);
     rc = c->be->begin(c->impl, err);
+    if (rc == KL_OK && c->be->lock_dataset != NULL)
+        rc = c->be->lock_dataset(c->impl, d, err);
     for (size_t i = 0; rc == KL_OK && i < sizeof tables / sizeof tables[0]; i++)
         rc = c->be->delete_stream_rows(c->impl, d, tables[i], pipeline, stream, err);
+    if (rc == KL_OK)
+        rc = kl_dest_dlt_restore(c, d, pipeline, &row, &json, &len, err);
+    if (rc == KL_OK && json != NULL) {
+        struct kl_dest_dlt_next next;
+        memset(&next, 0, sizeof next);
+        next.pipeline = pipeline;
+        next.schema_name = KL_SCHEMA_NAME;
+        next.restored = &row;
+        next.restored_json = json;
+        next.restored_len = len;
+        next.doc.forget = stream;
+        rc = kl_dest_dlt_write_next(c, d, &next, now_ms, err);
+    }
     if (rc == KL_OK)
         rc = c->be->commit(c->impl, err);
     if (rc != KL_OK)
         c->be->rollback(c->impl);
+    kl_dlt_state_row_free(&row);
+    free(json);
     return rc;
 }
 

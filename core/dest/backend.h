@@ -16,8 +16,7 @@
 
 #include "core/dest/common.h"
 #include "core/dest/dest.h"
-
-struct kl_state_doc;
+#include "core/dest/state.h"
 
 /*
  * What a backend implements. `impl` is its connection object. Every
@@ -77,9 +76,10 @@ struct kl_dest_backend {
      * of one is newer. */
     int (*write_checkpoints)(void *impl, const struct kl_dest_ds *d, const struct kl_chunk_write *w,
                              struct kl_err *err);
-    /* Inserts the `_dlt_version` row of w's schema unless its hash is there. */
-    int (*store_version)(void *impl, const struct kl_dest_ds *d, const struct kl_chunk_write *w,
-                         struct kl_err *err);
+    /* Inserts the `_dlt_version` row of schema `s` (its document `json`,
+     * hash `hash`) unless a row of the schema has that hash. */
+    int (*store_version)(void *impl, const struct kl_dest_ds *d, const struct kl_schema *s,
+                         const char *json, const char *hash, struct kl_err *err);
     /* Replace: the first call for (load_id, root) records it in
      * `_kinesis_truncations` and empties root and its children, then sets
      * *done; later calls change nothing. Without a schema (s NULL) the
@@ -128,18 +128,26 @@ struct kl_dest_backend {
      * backend that stamps rows itself (SQLite); Postgres uses now(). */
     int (*write_run_time)(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
                           int64_t now_ms, struct kl_err *err);
-    /* The version the pipeline's next `_dlt_pipeline_state` row gets. */
-    int (*next_state_version)(void *impl, const struct kl_dest_ds *d, const char *pipeline,
-                              int64_t *out, struct kl_err *err);
-    int (*write_state)(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
-                       const struct kl_state_doc *doc, int64_t version, int64_t now_ms,
-                       struct kl_err *err);
+    /* The pipeline's `_dlt_pipeline_state` row dlt restores (its
+     * get_stored_state): joined with `_dlt_loads` on the load id, status 0,
+     * the greatest load_id first (ties: the greater version). out->found
+     * false when there is none. */
+    int (*read_dlt_state)(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                          struct kl_dlt_state_row *out, struct kl_err *err);
+    /* The greatest `_dlt_loads.load_id` in the database's order; "" when none. */
+    int (*newest_load_id)(void *impl, const struct kl_dest_ds *d, char *out, size_t cap,
+                          struct kl_err *err);
+    /* Inserts a `_dlt_pipeline_state` row for `load_id`. */
+    int (*write_state)(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                       const char *load_id, const struct kl_state_doc *doc, int64_t version,
+                       int64_t now_ms, struct kl_err *err);
     /* The newest `_dlt_version` hash of schema `name`; "" when none. */
     int (*newest_hash)(void *impl, const struct kl_dest_ds *d, const char *name, char *out,
                        size_t cap, struct kl_err *err);
-    /* Inserts the `_dlt_loads` row; `hash` NULL stores NULL. */
-    int (*write_load)(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
-                      const char *hash, int64_t now_ms, struct kl_err *err);
+    /* Inserts a `_dlt_loads` row (status 0); `hash` NULL stores NULL. */
+    int (*write_load)(void *impl, const struct kl_dest_ds *d, const char *load_id,
+                      const char *schema_name, const char *hash, int64_t now_ms,
+                      struct kl_err *err);
 };
 
 /* A connection as the shared sequences see it. Each backend object embeds
@@ -173,6 +181,41 @@ int kl_dest_conn_write_chunk(struct kl_dest_conn *c, const char *dataset,
 /* The complete_load of dest.h (load.c). */
 int kl_dest_conn_complete_load(struct kl_dest_conn *c, const char *dataset,
                                const struct kl_load_complete *lc, struct kl_err *err);
+
+/* ---- dlt's pipeline state (restore.c) ---- */
+
+/* The row dlt restores for `pipeline`, and its decoded state (*json
+ * malloc'ed; NULL when there is no row). KL_ERR_UPSTREAM, naming the load,
+ * when the row cannot be decoded. */
+int kl_dest_dlt_restore(struct kl_dest_conn *c, const struct kl_dest_ds *d, const char *pipeline,
+                        struct kl_dlt_state_row *row, char **json, size_t *len, struct kl_err *err);
+
+/* Merges `stream`'s positions and run time from the decoded state into
+ * `st` (ours), as struct kl_dest_state describes, and names the row. */
+int kl_dest_dlt_merge(const struct kl_dlt_state_row *row, const char *json, size_t len,
+                      const char *stream, struct kl_dest_state *st, struct kl_err *err);
+
+/* The next state row, continuing the restored one. */
+struct kl_dest_dlt_next {
+    const char *pipeline;
+    const char *schema_name; /* the source section and `_dlt_loads.schema_name` */
+    const char *schema_hash; /* for `_dlt_loads`; NULL: the newest in `_dlt_version` */
+    /* The job whose `_dlt_loads` row is written too; NULL: none, and then
+     * nothing is written unless the state changes. */
+    const char *job_load_id;
+    const struct kl_dlt_state_row *restored; /* NULL or not found: a new state */
+    const char *restored_json;
+    size_t restored_len;
+    /* The streams to merge or the stream to forget (the rest is filled in). */
+    struct kl_state_doc_in doc;
+};
+
+/* Writes it, in the caller's transaction under the dataset lock: the state
+ * row under the job's load id when that sorts after every load id, else
+ * under a new one (kl_dlt_load_id_after) with its own `_dlt_loads` row;
+ * and the job's `_dlt_loads` row. */
+int kl_dest_dlt_write_next(struct kl_dest_conn *c, const struct kl_dest_ds *d,
+                           const struct kl_dest_dlt_next *next, int64_t now_ms, struct kl_err *err);
 
 /* A factory whose open() returns create(target, opts): `name` is static,
  * `target` (a connection string or a path) is copied, and wiped when freed

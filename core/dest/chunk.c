@@ -265,7 +265,7 @@ int kl_dest_conn_write_chunk(struct kl_dest_conn *c, const char *dataset,
     STEP(c, KL_DEST_STEP_DDL, err);
 
     if (need_version) {
-        rc = be->store_version(c->impl, d, w, err);
+        rc = be->store_version(c->impl, d, s, w->schema_json, w->schema_hash, err);
         if (rc != KL_OK)
             goto cleanup;
         p.hash_stored = true;

@@ -2,9 +2,11 @@
  * Shared destination helpers (see common.h).
  */
 #include "core/dest/common.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +362,16 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool 
     *n_out = ns;
     *cps_out = cps;
     return KL_OK;
+}
+
+int64_t kl_dest_schema_engine(const char *json)
+{
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
+    int64_t engine = cJSON_IsNumber(ev) ? (int64_t)ev->valuedouble : KL_SCHEMA_ENGINE_VERSION;
+
+    cJSON_Delete(doc);
+    return engine;
 }
 
 void kl_dest_free_secret(char *s)

@@ -104,6 +104,10 @@ int kl_dest_group_streams(const struct kl_dest_stream_row *rows, size_t n, bool 
                           struct kl_state_stream **out, size_t *n_out,
                           struct kl_checkpoint **cps_out, struct kl_err *err);
 
+/* The `engine_version` of a stored schema document (for its
+ * `_dlt_version` row); ours when it names none. */
+int64_t kl_dest_schema_engine(const char *json);
+
 /* Wipes a NUL-terminated secret (a connection string may hold a password)
  * and frees it; NULL is a no-op. */
 void kl_dest_free_secret(char *s);

@@ -17,6 +17,19 @@ const char *kl_dest_step_name(enum kl_dest_step s)
     return (unsigned)s < KL_DEST_STEP_COUNT ? names[s] : "?";
 }
 
+const char *kl_state_origin_name(enum kl_state_origin o)
+{
+    switch (o) {
+    case KL_STATE_OURS:
+        return "kinesis-loader";
+    case KL_STATE_DLT:
+        return "dlt";
+    case KL_STATE_NONE:
+        break;
+    }
+    return "none";
+}
+
 void kl_dest_state_init(struct kl_dest_state *s)
 {
     memset(s, 0, sizeof *s);
@@ -27,6 +40,7 @@ void kl_dest_state_free(struct kl_dest_state *s)
     if (s == NULL)
         return;
     free(s->checkpoints);
+    free(s->origins);
     memset(s, 0, sizeof *s);
 }
 

@@ -55,12 +55,40 @@ struct kl_schema;
  * token and no position; kl_dest_read_state reports such rows too, for
  * their token; never resume from one. */
 
-/* What the destination holds for one pipeline and stream. */
+/* Where a stored position or run time came from. */
+enum kl_state_origin {
+    KL_STATE_NONE = 0, /* nothing stored: the job's initial_at_timestamp decides */
+    KL_STATE_OURS,     /* kinesis-loader's `_kinesis_checkpoints` / `_kinesis_runs` */
+    KL_STATE_DLT,      /* dlt's `_dlt_pipeline_state`: the row dlt itself would restore */
+};
+
+/* "none", "kinesis-loader", "dlt". */
+const char *kl_state_origin_name(enum kl_state_origin o);
+
+/* What the destination holds for one pipeline and stream: our checkpoints
+ * and run time, merged with the positions and run time of dlt's pipeline
+ * state (its newest completed load, chosen as dlt chooses it), so that a
+ * stream dlt loaded continues where dlt stopped. Per shard the further
+ * position wins (sequences compared numerically; on a tie ours, with its
+ * sub-sequence), and the later run time. */
 struct kl_dest_state {
     struct kl_checkpoint *checkpoints; /* malloc'ed array, ordered by shard_id */
     size_t n_checkpoints;
+    /* Per checkpoint (malloc'ed, same order): where its position came from.
+     * A dlt position of a shard we have no row for has fencing token 0 and
+     * dlt's row's created_at as updated_ms; one of a shard we claimed keeps
+     * the stored token. KL_STATE_NONE for a claim without a position. */
+    enum kl_state_origin *origins;
     bool has_last_run;
     int64_t last_run_ms; /* the run time the previous successful job recorded (epoch ms) */
+    enum kl_state_origin last_run_origin;
+    /* KL_STATE_DLT when any position or the run time is dlt's; else
+     * KL_STATE_OURS when anything is stored; else KL_STATE_NONE. */
+    enum kl_state_origin origin;
+    /* dlt's state row that was read: its `_dlt_load_id` ("" when there is
+     * none) and `version`, whether or not it gave anything. */
+    char dlt_load_id[KL_DEST_NAME_MAX];
+    int64_t dlt_version;
 };
 
 void kl_dest_state_init(struct kl_dest_state *s);
@@ -96,7 +124,16 @@ struct kl_chunk_result {
     bool truncated;        /* replace: this chunk truncated the root table family */
 };
 
-/* The end of a job: `_dlt_loads`, `_dlt_pipeline_state`, `_kinesis_runs`. */
+/* The end of a job: `_dlt_loads`, `_dlt_pipeline_state`, `_kinesis_runs`.
+ * The state row continues the one dlt would restore: every stream of the
+ * pipeline with checkpoints of ours gets, per shard, the further of the
+ * restored position and ours, and the later run time; everything else in
+ * it (other sources, resources, keys) stays as it was; `_state_version` is
+ * the restored one + 1. Its `_dlt_load_id` is the job's load id when that
+ * sorts after every `_dlt_loads.load_id`, else a new one that does (with
+ * its own `_dlt_loads` row), so that dlt restores this row next. When the
+ * newest stored schema is of a newer engine than ours (kinesis-loader
+ * before wrote 10), it is stored again in our engine's shape. */
 struct kl_load_complete {
     const char *load_id;
     const char *schema_name; /* dlt schema name (the source name, "kinesis") */
@@ -159,7 +196,9 @@ struct kl_dest_ops {
     /* Raises the shard's stored fencing token to `fencing_token`. */
     int (*claim_shard)(void *impl, const char *dataset, const char *pipeline, const char *stream,
                        const char *shard_id, int64_t fencing_token, struct kl_err *err);
-    /* Forgets checkpoints and the run time of pipeline+stream (the rows stay). */
+    /* Forgets checkpoints and the run time of pipeline+stream (the rows
+     * stay), and the stream's resource state in dlt's pipeline state (a
+     * new state row without it), so neither tool resumes it. */
     int (*delete_state)(void *impl, const char *dataset, const char *pipeline, const char *stream,
                         struct kl_err *err);
     int (*write_chunk)(void *impl, const char *dataset, const struct kl_chunk_write *w,
@@ -204,7 +243,9 @@ static inline int kl_dest_load_schema(struct kl_dest *d, const char *dataset,
 
 /* Fills `out` (initialised by the caller; free it with kl_dest_state_free).
  * Claimed shards without a position are among the checkpoints, with
- * sequence "" (see struct kl_checkpoint). */
+ * sequence "" (see struct kl_checkpoint). dlt's state is merged in as
+ * struct kl_dest_state says; a state row that cannot be decoded is an
+ * error (KL_ERR_UPSTREAM), not an empty state. */
 static inline int kl_dest_read_state(struct kl_dest *d, const char *dataset, const char *pipeline,
                                      const char *stream, struct kl_dest_state *out,
                                      struct kl_err *err)

@@ -14,11 +14,11 @@
 #include "core/dest/sql.h"
 #include "core/dest/state.h"
 #include "core/normalize/rows.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
 
-#include <cjson/cJSON.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <stdio.h>
@@ -349,20 +349,16 @@ static int pg_write_checkpoints(void *impl, const struct kl_dest_ds *d,
     return rc;
 }
 
-static int pg_store_version(void *impl, const struct kl_dest_ds *d, const struct kl_chunk_write *w,
-                            struct kl_err *err)
+static int pg_store_version(void *impl, const struct kl_dest_ds *d, const struct kl_schema *s,
+                            const char *json, const char *hash, struct kl_err *err)
 {
     struct pg *pg = impl;
-    const struct kl_schema *s = w->batch->schema;
     char version[24], engine[24];
-    const char *vals[5] = {version, engine, s->name, w->schema_hash, w->schema_json};
-    cJSON *doc = cJSON_Parse(w->schema_json);
-    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
+    const char *vals[5] = {version, engine, s->name, hash, json};
     int rc;
 
     snprintf(version, sizeof version, "%lld", (long long)s->version);
-    snprintf(engine, sizeof engine, "%lld", cJSON_IsNumber(ev) ? (long long)ev->valuedouble : 10LL);
-    cJSON_Delete(doc);
+    snprintf(engine, sizeof engine, "%lld", (long long)kl_dest_schema_engine(json));
     rc = kl_sql_on_table(&pg->sql, KL_SQL_POSTGRES, "INSERT INTO ", d->name, "_dlt_version",
                          " (\"version\", engine_version, inserted_at, schema_name,"
                          " version_hash, \"schema\") SELECT $1::bigint,"
@@ -810,28 +806,64 @@ static int pg_write_run_time(void *impl, const struct kl_dest_ds *d,
                     4, vals, NULL, "write run time", err);
 }
 
-static int pg_next_state_version(void *impl, const struct kl_dest_ds *d, const char *pipeline,
-                                 int64_t *out, struct kl_err *err)
+/* dlt's get_stored_state: the state row of the pipeline's newest completed load. */
+static int pg_read_dlt_state(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                             struct kl_dlt_state_row *out, struct kl_err *err)
 {
+    struct pg *pg = impl;
     const char *vals[1] = {pipeline};
     PGresult *res = NULL;
-    int rc =
-        query_on(impl, "SELECT coalesce(max(\"version\"), 0) + 1 FROM ", d, "_dlt_pipeline_state",
-                 " WHERE pipeline_name = $1", 1, vals, &res, "state version", err);
+    int rc = kl_sql_on_table(&pg->sql, KL_SQL_POSTGRES,
+                             "SELECT s.\"version\", s.state, s._dlt_load_id,"
+                             " floor(extract(epoch from s.created_at) * 1000)::bigint FROM ",
+                             d->name, "_dlt_pipeline_state", " AS s JOIN ", err);
+
+    memset(out, 0, sizeof *out);
+    if (rc == KL_OK)
+        rc = kl_sql_table_ref(&pg->sql, KL_SQL_POSTGRES, d->name, "_dlt_loads", err);
+    if (rc == KL_OK)
+        rc = kl_buf_append_str(&pg->sql,
+                               " AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = $1"
+                               " AND l.status = 0 ORDER BY l.load_id DESC, s.\"version\" DESC"
+                               " LIMIT 1",
+                               err);
+    if (rc == KL_OK)
+        rc = pg_query(pg, pg->sql.data, 1, vals, &res, "read dlt state", err);
+    if (rc == KL_OK && PQntuples(res) == 1) {
+        out->found = true;
+        out->version = parse_i64(PQgetvalue(res, 0, 0));
+        out->state = strdup(PQgetvalue(res, 0, 1));
+        snprintf(out->load_id, sizeof out->load_id, "%s", PQgetvalue(res, 0, 2));
+        out->created_ms = parse_i64(PQgetvalue(res, 0, 3));
+        if (out->state == NULL)
+            rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    }
+    PQclear(res);
+    if (rc != KL_OK)
+        kl_dlt_state_row_free(out);
+    return rc;
+}
+
+static int pg_newest_load_id(void *impl, const struct kl_dest_ds *d, char *out, size_t cap,
+                             struct kl_err *err)
+{
+    PGresult *res = NULL;
+    int rc = query_on(impl, "SELECT load_id FROM ", d, "_dlt_loads",
+                      " ORDER BY load_id DESC LIMIT 1", 0, NULL, &res, "newest load", err);
 
     if (rc == KL_OK)
-        *out = parse_i64(PQgetvalue(res, 0, 0));
+        snprintf(out, cap, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
     return rc;
 }
 
-static int pg_write_state(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
-                          const struct kl_state_doc *doc, int64_t version, int64_t now_ms,
-                          struct kl_err *err)
+static int pg_write_state(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                          const char *load_id, const struct kl_state_doc *doc, int64_t version,
+                          int64_t now_ms, struct kl_err *err)
 {
     char v[24], engine[24];
-    const char *vals[7] = {v,          engine,     c->pipeline_name, doc->state, doc->version_hash,
-                           c->load_id, doc->row_id};
+    const char *vals[7] = {v,       engine,     pipeline, doc->state, doc->version_hash,
+                           load_id, doc->row_id};
 
     (void)now_ms; /* now() */
     snprintf(v, sizeof v, "%lld", (long long)version);
@@ -857,10 +889,11 @@ static int pg_newest_hash(void *impl, const struct kl_dest_ds *d, const char *na
     return rc;
 }
 
-static int pg_write_load(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
-                         const char *hash, int64_t now_ms, struct kl_err *err)
+static int pg_write_load(void *impl, const struct kl_dest_ds *d, const char *load_id,
+                         const char *schema_name, const char *hash, int64_t now_ms,
+                         struct kl_err *err)
 {
-    const char *vals[3] = {c->load_id, c->schema_name, hash};
+    const char *vals[3] = {load_id, schema_name, hash};
 
     (void)now_ms; /* now() */
     return query_on(impl, "INSERT INTO ", d, "_dlt_loads",
@@ -916,7 +949,8 @@ static const struct kl_dest_backend PG_BACKEND = {
     .delete_stream_rows = pg_delete_stream_rows,
     .load_done = pg_load_done,
     .write_run_time = pg_write_run_time,
-    .next_state_version = pg_next_state_version,
+    .read_dlt_state = pg_read_dlt_state,
+    .newest_load_id = pg_newest_load_id,
     .write_state = pg_write_state,
     .newest_hash = pg_newest_hash,
     .write_load = pg_write_load,

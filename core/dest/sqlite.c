@@ -14,11 +14,11 @@
 #include "core/dest/sql.h"
 #include "core/dest/state.h"
 #include "core/normalize/rows.h"
+#include "core/normalize/schema.h"
 #include "core/util/buf.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
 
-#include <cjson/cJSON.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,19 +417,15 @@ static int lite_write_checkpoints(void *impl, const struct kl_dest_ds *d,
     return rc;
 }
 
-static int lite_store_version(void *impl, const struct kl_dest_ds *d,
-                              const struct kl_chunk_write *w, struct kl_err *err)
+static int lite_store_version(void *impl, const struct kl_dest_ds *d, const struct kl_schema *s,
+                              const char *json, const char *hash, struct kl_err *err)
 {
     struct lite *l = impl;
-    const struct kl_schema *s = w->batch->schema;
-    cJSON *doc = cJSON_Parse(w->schema_json);
-    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
-    int64_t engine = cJSON_IsNumber(ev) ? (int64_t)ev->valuedouble : 10;
+    int64_t engine = kl_dest_schema_engine(json);
     char now[KL_FMT_MAX];
     struct kl_buf tail;
     int rc;
 
-    cJSON_Delete(doc);
     now_iso(l, now);
     kl_buf_init(&tail, 4096);
     rc = kl_buf_append_str(&tail,
@@ -442,9 +438,8 @@ static int lite_store_version(void *impl, const struct kl_dest_ds *d,
     if (rc == KL_OK)
         rc = kl_buf_append_str(&tail, " WHERE schema_name = ?4 AND version_hash = ?5)", err);
     if (rc == KL_OK) {
-        const struct lite_param p[6] = {
-            p_int(s->version), p_int(engine),          p_text(now),
-            p_text(s->name),   p_text(w->schema_hash), p_text(w->schema_json)};
+        const struct lite_param p[6] = {p_int(s->version), p_int(engine), p_text(now),
+                                        p_text(s->name),   p_text(hash),  p_text(json)};
         rc = run_on(l, "INSERT INTO", d, "_dlt_version", tail.data, 6, p, "store schema version",
                     err);
     }
@@ -889,36 +884,78 @@ static int lite_write_run_time(void *impl, const struct kl_dest_ds *d,
                   5, p, "write run time", err);
 }
 
-static int lite_next_state_version(void *impl, const struct kl_dest_ds *d, const char *pipeline,
-                                   int64_t *out, struct kl_err *err)
+/* dlt's get_stored_state: the state row of the pipeline's newest completed load. */
+static int lite_read_dlt_state(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                               struct kl_dlt_state_row *out, struct kl_err *err)
 {
+    struct lite *l = impl;
     sqlite3_stmt *st = NULL;
+    struct kl_buf tail;
     bool row = false;
-    int rc =
-        first_row(impl, "SELECT coalesce(max(\"version\"), 0) + 1 FROM", d, "_dlt_pipeline_state",
-                  " WHERE pipeline_name = ?1", pipeline, &st, &row, "state version", err);
+    int rc;
 
-    if (rc == KL_OK && !row) /* an aggregate always answers */
-        rc = lite_fail(impl, SQLITE_DONE, "state version", err);
+    memset(out, 0, sizeof *out);
+    kl_buf_init(&tail, 4096);
+    rc = kl_buf_append_str(&tail, " AS s JOIN ", err);
     if (rc == KL_OK)
-        *out = sqlite3_column_int64(st, 0);
+        rc = kl_sql_table_ref(&tail, KL_SQL_SQLITE, d->name, "_dlt_loads", err);
+    if (rc == KL_OK)
+        rc = kl_buf_append_str(&tail,
+                               " AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ?1"
+                               " AND l.status = 0 ORDER BY l.load_id DESC, s.\"version\" DESC"
+                               " LIMIT 1",
+                               err);
+    if (rc == KL_OK)
+        rc =
+            first_row(l, "SELECT s.\"version\", s.state, s._dlt_load_id, s.created_at FROM", d,
+                      "_dlt_pipeline_state", tail.data, pipeline, &st, &row, "read dlt state", err);
+    if (rc == KL_OK && row) {
+        const char *state = (const char *)sqlite3_column_text(st, 1);
+        const char *load = (const char *)sqlite3_column_text(st, 2);
+        out->found = true;
+        out->version = sqlite3_column_int64(st, 0);
+        out->state = strdup(state != NULL ? state : "");
+        snprintf(out->load_id, sizeof out->load_id, "%s", load != NULL ? load : "");
+        out->created_ms = iso_ms(sqlite3_column_text(st, 3));
+        if (out->state == NULL)
+            rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    }
+    sqlite3_finalize(st);
+    kl_buf_free(&tail);
+    if (rc != KL_OK)
+        kl_dlt_state_row_free(out);
+    return rc;
+}
+
+static int lite_newest_load_id(void *impl, const struct kl_dest_ds *d, char *out, size_t cap,
+                               struct kl_err *err)
+{
+    struct lite *l = impl;
+    sqlite3_stmt *st = NULL;
+    int src, rc = prep_on(l, "SELECT load_id FROM", d->name, "_dlt_loads",
+                          " ORDER BY load_id DESC LIMIT 1", &st, "newest load", err);
+
+    if (rc == KL_OK) {
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW || src == SQLITE_DONE) {
+            const char *v = src == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+            snprintf(out, cap, "%s", v != NULL ? v : "");
+        } else {
+            rc = lite_fail(l, src, "newest load", err);
+        }
+    }
     sqlite3_finalize(st);
     return rc;
 }
 
-static int lite_write_state(void *impl, const struct kl_dest_ds *d,
-                            const struct kl_load_complete *c, const struct kl_state_doc *doc,
-                            int64_t version, int64_t now_ms, struct kl_err *err)
+static int lite_write_state(void *impl, const struct kl_dest_ds *d, const char *pipeline,
+                            const char *load_id, const struct kl_state_doc *doc, int64_t version,
+                            int64_t now_ms, struct kl_err *err)
 {
     char now[KL_FMT_MAX];
-    const struct lite_param p[8] = {p_int(version),
-                                    p_int(KL_STATE_ENGINE_VERSION),
-                                    p_text(c->pipeline_name),
-                                    p_text(doc->state),
-                                    p_text(now),
-                                    p_text(doc->version_hash),
-                                    p_text(c->load_id),
-                                    p_text(doc->row_id)};
+    const struct lite_param p[8] = {
+        p_int(version), p_int(KL_STATE_ENGINE_VERSION), p_text(pipeline), p_text(doc->state),
+        p_text(now),    p_text(doc->version_hash),      p_text(load_id),  p_text(doc->row_id)};
 
     iso_of(now_ms, now);
     return run_on(impl, "INSERT INTO", d, "_dlt_pipeline_state",
@@ -944,11 +981,12 @@ static int lite_newest_hash(void *impl, const struct kl_dest_ds *d, const char *
     return rc;
 }
 
-static int lite_write_load(void *impl, const struct kl_dest_ds *d, const struct kl_load_complete *c,
-                           const char *hash, int64_t now_ms, struct kl_err *err)
+static int lite_write_load(void *impl, const struct kl_dest_ds *d, const char *load_id,
+                           const char *schema_name, const char *hash, int64_t now_ms,
+                           struct kl_err *err)
 {
     char now[KL_FMT_MAX];
-    const struct lite_param p[4] = {p_text(c->load_id), p_text(c->schema_name), p_text(now),
+    const struct lite_param p[4] = {p_text(load_id), p_text(schema_name), p_text(now),
                                     p_text(hash)};
 
     iso_of(now_ms, now);
@@ -1006,7 +1044,8 @@ static const struct kl_dest_backend LITE_BACKEND = {
     .delete_stream_rows = lite_delete_stream_rows,
     .load_done = lite_load_done,
     .write_run_time = lite_write_run_time,
-    .next_state_version = lite_next_state_version,
+    .read_dlt_state = lite_read_dlt_state,
+    .newest_load_id = lite_newest_load_id,
     .write_state = lite_write_state,
     .newest_hash = lite_newest_hash,
     .write_load = lite_write_load,

@@ -209,101 +209,188 @@ static cJSON *column_doc(const char *name, const char *type, bool nullable)
     return c;
 }
 
-static cJSON *system_table(cJSON *tables, const char *name, const char *wd, const char *desc)
+/* dlt 0.5.4's name of a type: engine 9 calls json "complex". */
+static const char *stored_type_name(enum kl_data_type t)
 {
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "name", name);
-    cJSON_AddItemToObject(t, "columns", cJSON_CreateObject());
-    cJSON_AddStringToObject(t, "write_disposition", wd);
-    cJSON_AddStringToObject(t, "resource", name);
-    cJSON_AddStringToObject(t, "description", desc);
-    cJSON_AddItemToObject(tables, name, t);
-    return cJSON_GetObjectItemCaseSensitive(t, "columns");
+    return t == KL_TYPE_JSON ? "complex" : kl_data_type_name(t);
 }
 
-static void add_col(cJSON *cols, const char *name, const char *type, bool nullable)
+/* The columns of dlt's system tables: name, type, nullable, unique. */
+struct sys_col {
+    const char *name;
+    const char *type;
+    bool nullable;
+    bool unique;
+};
+
+static const struct sys_col VERSION_COLS[] = {
+    {"version", "bigint", false, false},        {"engine_version", "bigint", false, false},
+    {"inserted_at", "timestamp", false, false}, {"schema_name", "text", false, false},
+    {"version_hash", "text", false, false},     {"schema", "text", false, false},
+};
+static const struct sys_col LOADS_COLS[] = {
+    {"load_id", "text", false, false},
+    {"schema_name", "text", true, false},
+    {"status", "bigint", false, false},
+    {"inserted_at", "timestamp", false, false},
+    {"schema_version_hash", "text", true, false},
+};
+static const struct sys_col STATE_COLS[] = {
+    {"version", "bigint", false, false},       {"engine_version", "bigint", false, false},
+    {"pipeline_name", "text", false, false},   {"state", "text", false, false},
+    {"created_at", "timestamp", false, false}, {"version_hash", "text", true, false},
+    {"_dlt_load_id", "text", false, false},    {"_dlt_id", "text", false, true},
+};
+
+/* dlt's system tables as its schema lists them: the version and loads
+ * tables (write disposition skip), and the pipeline state table, which
+ * dlt adds as the resource `_dlt_pipeline_state` when it first stores the
+ * state (kinesis-loader stores it at the end of every load). */
+static const struct sys_table {
+    const char *name;
+    const struct sys_col *cols;
+    size_t n_cols;
+    const char *description; /* NULL: the pipeline state table */
+} SYS_TABLES[] = {
+    {"_dlt_version", VERSION_COLS, sizeof VERSION_COLS / sizeof VERSION_COLS[0],
+     "Created by DLT. Tracks schema updates"},
+    {"_dlt_loads", LOADS_COLS, sizeof LOADS_COLS / sizeof LOADS_COLS[0],
+     "Created by DLT. Tracks completed loads"},
+    {"_dlt_pipeline_state", STATE_COLS, sizeof STATE_COLS / sizeof STATE_COLS[0], NULL},
+};
+#define N_SYS_TABLES (sizeof SYS_TABLES / sizeof SYS_TABLES[0])
+
+/* dlt's normaliser marks a table that received rows; every table of ours has. */
+static void add_seen_data(cJSON *t)
 {
-    cJSON_AddItemToObject(cols, name, column_doc(name, type, nullable));
+    cJSON *x = cJSON_AddObjectToObject(t, "x-normalizer");
+    if (x != NULL)
+        cJSON_AddBoolToObject(x, "seen-data", true);
 }
 
-/* The document without version bookkeeping: what the hash covers. */
-static cJSON *content_doc(const struct kl_schema *s)
+static void add_system_table(cJSON *tables, const struct sys_table *st)
 {
-    cJSON *doc = cJSON_CreateObject(), *tables, *cols, *settings, *hints, *norm, *arr;
-    if (doc == NULL)
-        return NULL;
-    cJSON_AddStringToObject(doc, "name", s->name);
-    cJSON_AddNumberToObject(doc, "engine_version", KL_SCHEMA_ENGINE_VERSION);
-    tables = cJSON_AddObjectToObject(doc, "tables");
+    cJSON *t = cJSON_CreateObject(), *cols;
+    if (st->description != NULL)
+        cJSON_AddStringToObject(t, "name", st->name);
+    cols = cJSON_AddObjectToObject(t, "columns");
+    for (size_t i = 0; i < st->n_cols; i++) {
+        cJSON *c = column_doc(st->cols[i].name, st->cols[i].type, st->cols[i].nullable);
+        if (st->cols[i].unique)
+            cJSON_AddBoolToObject(c, "unique", true);
+        cJSON_AddItemToObject(cols, st->cols[i].name, c);
+    }
+    if (st->description != NULL) {
+        cJSON_AddStringToObject(t, "write_disposition", "skip");
+        cJSON_AddStringToObject(t, "resource", st->name);
+        cJSON_AddStringToObject(t, "description", st->description);
+    } else {
+        cJSON_AddStringToObject(t, "write_disposition", "append");
+        cJSON_AddStringToObject(t, "file_format", "preferred");
+        cJSON_AddStringToObject(t, "name", st->name);
+        cJSON_AddStringToObject(t, "resource", st->name);
+        add_seen_data(t);
+    }
+    cJSON_AddItemToObject(tables, st->name, t);
+}
 
-    cols = system_table(tables, "_dlt_version", "skip", "Created by DLT. Tracks schema updates");
-    add_col(cols, "version", "bigint", false);
-    add_col(cols, "engine_version", "bigint", false);
-    add_col(cols, "inserted_at", "timestamp", false);
-    add_col(cols, "schema_name", "text", false);
-    add_col(cols, "version_hash", "text", false);
-    add_col(cols, "schema", "text", false);
-    cols = system_table(tables, "_dlt_loads", "skip", "Created by DLT. Tracks completed loads");
-    add_col(cols, "load_id", "text", false);
-    add_col(cols, "schema_name", "text", true);
-    add_col(cols, "status", "bigint", false);
-    add_col(cols, "inserted_at", "timestamp", false);
-    add_col(cols, "schema_version_hash", "text", true);
+/* A column of ours with the hints dlt 0.5.4 gives it (engine 9: the row id
+ * is `unique`, the parent id a `foreign_key`; no row_key or parent_key). */
+static cJSON *user_column(const struct kl_table *t, const struct kl_column *col)
+{
+    cJSON *cj = column_doc(col->name, stored_type_name(col->type), col->nullable);
+    if (col->unique)
+        cJSON_AddBoolToObject(cj, "unique", true);
+    if (col->primary_key)
+        cJSON_AddBoolToObject(cj, "primary_key", true);
+    if (t->parent[0] && strcmp(col->name, "_dlt_parent_id") == 0)
+        cJSON_AddBoolToObject(cj, "foreign_key", true);
+    if (t->parent[0] && strcmp(col->name, "_dlt_root_id") == 0)
+        cJSON_AddBoolToObject(cj, "root_key", true);
+    if (col->variant)
+        cJSON_AddBoolToObject(cj, "variant", true);
+    return cj;
+}
 
+static void add_user_table(cJSON *tables, const struct kl_table *t)
+{
+    cJSON *tj = cJSON_CreateObject(), *cols;
+    if (t->parent[0])
+        cJSON_AddStringToObject(tj, "name", t->name);
+    cols = cJSON_AddObjectToObject(tj, "columns");
+    for (size_t c = 0; c < t->n_columns; c++)
+        cJSON_AddItemToObject(cols, t->columns[c].name, user_column(t, &t->columns[c]));
+    if (t->parent[0]) {
+        cJSON_AddStringToObject(tj, "parent", t->parent);
+    } else {
+        cJSON_AddStringToObject(tj, "write_disposition",
+                                kl_write_disposition_name(t->write_disposition));
+        cJSON_AddStringToObject(tj, "name", t->name);
+        cJSON_AddStringToObject(tj, "resource", t->name);
+    }
+    add_seen_data(tj);
+    cJSON_AddItemToObject(tables, t->name, tj);
+}
+
+static void add_strings(cJSON *obj, const char *key, const char *const *v, size_t n)
+{
+    cJSON *arr = cJSON_AddArrayToObject(obj, key);
+    for (size_t i = 0; arr != NULL && i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(v[i]));
+}
+
+/* The relational normaliser's settings; under merge dlt propagates each
+ * merge root's `_dlt_id` to its children as `_dlt_root_id`. */
+static void add_normalizers(cJSON *doc, const struct kl_schema *s)
+{
+    cJSON *norm = cJSON_AddObjectToObject(doc, "normalizers"), *json, *tables = NULL;
+    cJSON_AddStringToObject(norm, "names", "snake_case");
+    json = cJSON_AddObjectToObject(norm, "json");
+    cJSON_AddStringToObject(json, "module", "dlt.common.normalizers.json.relational");
     for (size_t i = 0; i < s->n_tables; i++) {
         const struct kl_table *t = &s->tables[i];
-        cJSON *tj = cJSON_CreateObject();
-        cJSON_AddStringToObject(tj, "name", t->name);
-        cols = cJSON_AddObjectToObject(tj, "columns");
-        for (size_t c = 0; c < t->n_columns; c++) {
-            const struct kl_column *col = &t->columns[c];
-            cJSON *cj = column_doc(col->name, kl_data_type_name(col->type), col->nullable);
-            if (col->unique)
-                cJSON_AddBoolToObject(cj, "unique", true);
-            if (col->primary_key)
-                cJSON_AddBoolToObject(cj, "primary_key", true);
-            if (strcmp(col->name, "_dlt_id") == 0)
-                cJSON_AddBoolToObject(cj, "row_key", true);
-            if (t->parent[0] && strcmp(col->name, "_dlt_parent_id") == 0)
-                cJSON_AddBoolToObject(cj, "parent_key", true);
-            if (t->parent[0] && strcmp(col->name, "_dlt_root_id") == 0)
-                cJSON_AddBoolToObject(cj, "root_key", true);
-            if (col->variant)
-                cJSON_AddBoolToObject(cj, "variant", true);
-            cJSON_AddItemToObject(cols, col->name, cj);
+        cJSON *p;
+        if (t->parent[0] || t->write_disposition != KL_WRITE_MERGE)
+            continue;
+        if (tables == NULL) {
+            cJSON *config = cJSON_AddObjectToObject(json, "config");
+            cJSON *prop = cJSON_AddObjectToObject(config, "propagation");
+            tables = cJSON_AddObjectToObject(prop, "tables");
         }
-        if (t->parent[0]) {
-            cJSON_AddStringToObject(tj, "parent", t->parent);
-        } else {
-            cJSON_AddStringToObject(tj, "write_disposition",
-                                    kl_write_disposition_name(t->write_disposition));
-            cJSON_AddStringToObject(tj, "resource", t->name);
-        }
-        cJSON_AddItemToObject(tables, t->name, tj);
+        p = cJSON_AddObjectToObject(tables, t->name);
+        cJSON_AddStringToObject(p, "_dlt_id", "_dlt_root_id");
     }
+}
+
+/* The document without version bookkeeping: what the hash covers. Its
+ * shape is dlt 0.5.4's (schema engine 9), which dlt 0.5.4 reads as it is
+ * and dlt 1.x migrates. */
+static cJSON *content_doc(const struct kl_schema *s)
+{
+    static const char *const detections[] = {"iso_timestamp"};
+    static const char *const parent_id[] = {"_dlt_parent_id"};
+    static const char *const root_id[] = {"_dlt_root_id"};
+    static const char *const row_id[] = {"_dlt_id"};
+    cJSON *doc = cJSON_CreateObject(), *tables, *settings, *hints;
+    if (doc == NULL)
+        return NULL;
+    cJSON_AddNumberToObject(doc, "engine_version", KL_SCHEMA_ENGINE_VERSION);
+    cJSON_AddStringToObject(doc, "name", s->name);
+    tables = cJSON_AddObjectToObject(doc, "tables");
+    for (size_t i = 0; i < 2; i++)
+        add_system_table(tables, &SYS_TABLES[i]);
+    for (size_t i = 0; i < s->n_tables; i++)
+        add_user_table(tables, &s->tables[i]);
+    add_system_table(tables, &SYS_TABLES[2]);
 
     settings = cJSON_AddObjectToObject(doc, "settings");
-    arr = cJSON_AddArrayToObject(settings, "detections");
-    cJSON_AddItemToArray(arr, cJSON_CreateString("iso_timestamp"));
+    add_strings(settings, "detections", detections, 1);
     hints = cJSON_AddObjectToObject(settings, "default_hints");
-    {
-        arr = cJSON_AddArrayToObject(hints, "not_null");
-        for (size_t i = 0; i < N_NOT_NULL; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateString(not_null[i]));
-        arr = cJSON_AddArrayToObject(hints, "parent_key");
-        cJSON_AddItemToArray(arr, cJSON_CreateString("_dlt_parent_id"));
-        arr = cJSON_AddArrayToObject(hints, "root_key");
-        cJSON_AddItemToArray(arr, cJSON_CreateString("_dlt_root_id"));
-        arr = cJSON_AddArrayToObject(hints, "unique");
-        cJSON_AddItemToArray(arr, cJSON_CreateString("_dlt_id"));
-        arr = cJSON_AddArrayToObject(hints, "row_key");
-        cJSON_AddItemToArray(arr, cJSON_CreateString("_dlt_id"));
-    }
-    norm = cJSON_AddObjectToObject(doc, "normalizers");
-    cJSON_AddStringToObject(norm, "names", "snake_case");
-    cJSON_AddItemToObject(norm, "json", cJSON_CreateObject());
-    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(norm, "json"), "module",
-                            "dlt.common.normalizers.json.relational");
+    add_strings(hints, "not_null", not_null, N_NOT_NULL);
+    add_strings(hints, "foreign_key", parent_id, 1);
+    add_strings(hints, "root_key", root_id, 1);
+    add_strings(hints, "unique", row_id, 1);
+    add_normalizers(doc, s);
     return doc;
 }
 
@@ -344,83 +431,75 @@ static void sort_keys(cJSON *node)
     node->child = sorted;
 }
 
+static int cmp_table_names(const void *a, const void *b)
+{
+    const cJSON *const *x = a, *const *y = b;
+    return strcmp((*x)->string, (*y)->string);
+}
+
+/* dlt's second pass over the document: every table name (sorted), each
+ * followed by its column names in their order, appended to `out`. */
+static int table_column_names(const cJSON *doc, struct kl_buf *out, struct kl_err *err)
+{
+    const cJSON *tables = cJSON_GetObjectItemCaseSensitive(doc, "tables"), *t;
+    size_t n = (size_t)cJSON_GetArraySize(tables), i = 0;
+    const cJSON **order = n > 0 ? malloc(n * sizeof *order) : NULL;
+    int rc = KL_OK;
+
+    if (n > 0 && order == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    cJSON_ArrayForEach(t, tables) order[i++] = t;
+    if (n > 0)
+        qsort(order, n, sizeof *order, cmp_table_names);
+    for (i = 0; i < n && rc == KL_OK; i++) {
+        const cJSON *c;
+        rc = kl_buf_append_str(out, order[i]->string, err);
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(order[i], "columns"))
+        {
+            if (rc == KL_OK)
+                rc = kl_buf_append_str(out, c->string, err);
+        }
+    }
+    free(order);
+    return rc;
+}
+
 int kl_schema_version_hash(const struct kl_schema *s, char out[KL_SCHEMA_HASH_CAP],
                            struct kl_err *err)
 {
-    int rc = KL_OK;
     cJSON *doc = content_doc(s);
     char *text = NULL;
-    EVP_MD_CTX *ctx = NULL;
+    struct kl_buf names;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char md[32];
     unsigned int mdlen = 0;
-    size_t *order = NULL;
+    int rc = KL_OK;
 
-    if (doc == NULL) {
+    kl_buf_init(&names, (size_t)64 << 20);
+    if (doc == NULL || ctx == NULL) {
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
+    /* the names first: sorting the keys loses the column order */
+    rc = table_column_names(doc, &names, err);
+    if (rc != KL_OK)
+        goto cleanup;
     sort_keys(doc);
     text = cJSON_PrintUnformatted(doc);
-    ctx = EVP_MD_CTX_new();
-    if (text == NULL || ctx == NULL) {
+    if (text == NULL) {
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
     if (EVP_DigestInit_ex(ctx, EVP_sha3_256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, text, strlen(text)) != 1) {
-        rc = kl_err_set(err, KL_ERR_INTERNAL, "SHA3-256 failed");
-        goto cleanup;
-    }
-    /* table names sorted (system tables included), each followed by its
-     * column names in order */
-    {
-        static const char *const sys[][7] = {
-            {"_dlt_loads", "load_id", "schema_name", "status", "inserted_at", "schema_version_hash",
-             NULL},
-            {"_dlt_version", "version", "engine_version", "inserted_at", "schema_name",
-             "version_hash", "schema"},
-        };
-        size_t n = s->n_tables + 2;
-        order = malloc(n * sizeof *order);
-        if (order == NULL) {
-            rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
-            goto cleanup;
-        }
-        for (size_t i = 0; i < n; i++)
-            order[i] = i; /* 0..n_tables-1 user tables, then the two system tables */
-        for (size_t i = 1; i < n; i++) {
-            size_t k = order[i], j = i;
-            const char *kn = k < s->n_tables ? s->tables[k].name : sys[k - s->n_tables][0];
-            while (j > 0) {
-                size_t p = order[j - 1];
-                const char *pn = p < s->n_tables ? s->tables[p].name : sys[p - s->n_tables][0];
-                if (strcmp(pn, kn) <= 0)
-                    break;
-                order[j] = p;
-                j--;
-            }
-            order[j] = k;
-        }
-        for (size_t i = 0; i < n && rc == KL_OK; i++) {
-            size_t k = order[i];
-            if (k < s->n_tables) {
-                const struct kl_table *t = &s->tables[k];
-                EVP_DigestUpdate(ctx, t->name, strlen(t->name));
-                for (size_t c = 0; c < t->n_columns; c++)
-                    EVP_DigestUpdate(ctx, t->columns[c].name, strlen(t->columns[c].name));
-            } else {
-                for (size_t c = 0; c < 7 && sys[k - s->n_tables][c]; c++)
-                    EVP_DigestUpdate(ctx, sys[k - s->n_tables][c], strlen(sys[k - s->n_tables][c]));
-            }
-        }
-    }
-    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+        EVP_DigestUpdate(ctx, text, strlen(text)) != 1 ||
+        EVP_DigestUpdate(ctx, names.data != NULL ? names.data : "", names.len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
         rc = kl_err_set(err, KL_ERR_INTERNAL, "SHA3-256 failed");
         goto cleanup;
     }
     kl_base64_encode(md, 32, out, true);
 cleanup:
-    free(order);
+    kl_buf_free(&names);
     EVP_MD_CTX_free(ctx);
     free(text);
     cJSON_Delete(doc);
@@ -460,14 +539,20 @@ int kl_schema_bump_version(struct kl_schema *s, bool *changed, struct kl_err *er
 
 int kl_schema_to_json(const struct kl_schema *s, struct kl_buf *out, struct kl_err *err)
 {
-    cJSON *doc = content_doc(s), *prev;
+    cJSON *content = content_doc(s), *doc = cJSON_CreateObject(), *prev;
     char *text = NULL;
     int rc = KL_OK;
-    if (doc == NULL)
-        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    if (content == NULL || doc == NULL) {
+        rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
     /* dlt's key order: version, version_hash, engine_version, name, tables, ... */
     cJSON_AddItemToObject(doc, "version", cJSON_CreateNumber((double)s->version));
     cJSON_AddStringToObject(doc, "version_hash", s->version_hash);
+    while (content->child != NULL) {
+        cJSON *item = cJSON_DetachItemViaPointer(content, content->child);
+        cJSON_AddItemToObject(doc, item->string, item);
+    }
     prev = cJSON_AddArrayToObject(doc, "previous_hashes");
     for (size_t i = 0; i < s->n_previous_hashes; i++)
         cJSON_AddItemToArray(prev, cJSON_CreateString(s->previous_hashes[i]));
@@ -476,7 +561,9 @@ int kl_schema_to_json(const struct kl_schema *s, struct kl_buf *out, struct kl_e
         rc = kl_err_set(err, KL_ERR_NOMEM, "out of memory");
     else
         rc = kl_buf_append(out, text, strlen(text), err);
+cleanup:
     free(text);
+    cJSON_Delete(content);
     cJSON_Delete(doc);
     return rc;
 }
@@ -567,8 +654,16 @@ int kl_schema_from_json(const char *json, size_t len, struct kl_schema **out, st
                 goto cleanup;
         }
     }
-    if (s->version_hash[0] == '\0' && (rc = kl_schema_bump_version(s, NULL, err)) != KL_OK)
-        goto cleanup;
+    /* A document of another engine (ours before engine 9 was 10) is stored
+     * again in our shape: its hash is recomputed, and a changed one bumps
+     * the version, so the next chunk writes the engine-9 document. */
+    {
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(doc, "engine_version");
+        bool other_engine = !cJSON_IsNumber(ev) || ev->valuedouble != KL_SCHEMA_ENGINE_VERSION;
+        if ((s->version_hash[0] == '\0' || other_engine) &&
+            (rc = kl_schema_bump_version(s, NULL, err)) != KL_OK)
+            goto cleanup;
+    }
     *out = s;
     s = NULL;
 cleanup:

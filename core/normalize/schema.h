@@ -15,8 +15,8 @@
 struct kl_buf;
 struct kl_err;
 
-#define KL_SCHEMA_ENGINE_VERSION 10 /* dlt 1.x's SCHEMA_ENGINE_VERSION */
-#define KL_SCHEMA_NAME "kinesis"    /* the schema (dlt source) name of every dataset */
+#define KL_SCHEMA_ENGINE_VERSION 9 /* dlt 0.5.4's SCHEMA_ENGINE_VERSION; dlt 1.x migrates it */
+#define KL_SCHEMA_NAME "kinesis"   /* the schema (dlt source) name of every dataset */
 
 /* Accepts dlt's names, and "complex" (dlt before 1.0) for json and "wei"
  * for decimal. KL_ERR_INVALID for an unknown name. */
@@ -55,12 +55,19 @@ int kl_schema_bump_version(struct kl_schema *s, bool *changed, struct kl_err *er
 
 /* The stored-schema document (name, version, version_hash, engine_version,
  * tables with dlt's system tables, settings, normalizers, previous_hashes),
- * as compact JSON appended to `out`. The version fields are written as they
- * are: bump first to store a changed schema. */
+ * as compact JSON appended to `out`, in dlt 0.5.4's shape (schema engine 9:
+ * json is "complex", `_dlt_id` is `unique`, `_dlt_parent_id` a
+ * `foreign_key`, tables carry x-normalizer seen-data, `_dlt_pipeline_state`
+ * is listed), which dlt 0.5.4 reads and dlt 1.x migrates. The fixture
+ * schema of dlt 0.5.4 comes out identical, hash included. The version
+ * fields are written as they are: bump first to store a changed schema. */
 int kl_schema_to_json(const struct kl_schema *s, struct kl_buf *out, struct kl_err *err);
 /* Reads a document written by kl_schema_to_json, or by dlt for this kind of
  * pipeline; dlt's system tables (`_dlt_*` without a parent) are skipped.
- * Tables and columns keep the document's order. */
+ * Tables and columns keep the document's order. A document of another
+ * engine (ours before was engine 10; dlt 1.x writes 10 and 11) is rehashed
+ * as engine 9, so it comes back one version up when its content hash
+ * changed, and is stored again in the engine-9 shape by the next write. */
 int kl_schema_from_json(const char *json, size_t len, struct kl_schema **out, struct kl_err *err);
 
 #endif

@@ -14,8 +14,10 @@
 #include "core/dest/format.h"
 #include "core/dest/pool.h"
 #include "core/dest/sql.h"
+#include "core/dest/state.h"
 #include "core/kinesis/message.h"
 #include "core/kinesis/msgid.h"
+#include "core/normalize/coerce.h"
 #include "core/normalize/normalizer.h"
 #include "core/normalize/rows.h"
 #include "core/normalize/schema.h"
@@ -408,6 +410,21 @@ static struct kl_chunk_write chunk_of(const char *load_id, enum kl_write_disposi
     return w;
 }
 
+/* The end of load `load_id` of pipeline kinesis_pipeline's `stream`. */
+static struct kl_load_complete load_end(const char *load_id, const char *stream,
+                                        enum kl_write_disposition d, int64_t next_run_ms)
+{
+    struct kl_load_complete c;
+    memset(&c, 0, sizeof c);
+    c.load_id = load_id;
+    c.schema_name = "kinesis";
+    c.pipeline_name = "kinesis_pipeline";
+    c.stream_name = stream;
+    c.disposition = d;
+    c.next_run_ms = next_run_ms;
+    return c;
+}
+
 /* A stand-in for the schema as dlt stores it, one per schema version. */
 struct schema_text {
     char json[64];
@@ -438,7 +455,8 @@ static long resume_from(struct kl_dest *d, const char *ds, const char *shard)
     if (rc != KL_OK)
         fail_msg("read_state: %s", err.msg);
     for (size_t i = 0; i < st.n_checkpoints; i++)
-        if (strcmp(st.checkpoints[i].position.shard_id, shard) == 0 && st.checkpoints[i].position.sequence[0] != '\0')
+        if (strcmp(st.checkpoints[i].position.shard_id, shard) == 0 &&
+            st.checkpoints[i].position.sequence[0] != '\0')
             next = atol(st.checkpoints[i].position.sequence) - SEQ_BASE + 1;
     kl_dest_state_free(&st);
     return next;
@@ -949,14 +967,8 @@ static void test_append_and_replace(void **state)
     assert_int_equal(count_rows(ds, "other", NULL), 3); /* untouched */
 
     /* L3 replaces and reads nothing: complete_load empties the family. */
-    memset(&c, 0, sizeof c);
-    c.load_id = "L3";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
+    c = load_end("L3", "stream", KL_WRITE_REPLACE, -1);
     c.root_table = "events";
-    c.disposition = KL_WRITE_REPLACE;
-    c.next_run_ms = -1;
     if (kl_dest_complete_load(d2, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     assert_int_equal(count_rows(ds, "events", NULL), 0);
@@ -1474,13 +1486,7 @@ static void test_state_and_complete_load(void **state)
         w = chunk_of("L1", KL_WRITE_APPEND, NULL, &cp);
         assert_int_equal(kl_dest_write_chunk(d, ds, &w, NULL, &err), KL_OK);
     }
-    memset(&c, 0, sizeof c);
-    c.load_id = "L1";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    c = load_end("L1", "stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     assert_int_equal(kl_dest_complete_load(d, ds, &c, &err), KL_OK); /* idempotent */
@@ -1508,7 +1514,7 @@ static void test_state_and_complete_load(void **state)
                      1);
     v = scalar_text("SELECT state FROM %s", ref(ds, "_dlt_pipeline_state"));
     assert_non_null(v);
-    assert_true(strncmp(v, "eAE", 3) == 0); /* base64 of the zlib header 78 01 */
+    assert_true(strncmp(v, "eN", 2) == 0); /* base64 of the zlib header 78 DA (level 9) */
     free(v);
 
     /* A second load bumps the state version; another stream keeps its own run time. */
@@ -1637,33 +1643,25 @@ static void test_step_order(void **state)
     kl_dest_destroy(d);
 }
 
+/* A state column decoded (malloc'ed JSON); frees `b64`. */
+static char *decoded_state(char *b64)
+{
+    char *json = NULL;
+    size_t len = 0;
+    struct kl_err err = {0};
+
+    assert_non_null(b64);
+    if (kl_dlt_state_decode(b64, &json, &len, &err) != KL_OK)
+        fail_msg("stored state: %s", err.msg);
+    free(b64);
+    return json;
+}
+
 /* The newest `_dlt_pipeline_state` row's state, decoded (malloc'ed JSON). */
 static char *stored_state(const char *ds)
 {
-    char *b64 = scalar_text("SELECT state FROM %s ORDER BY version DESC LIMIT 1",
-                            ref(ds, "_dlt_pipeline_state"));
-    unsigned char *z;
-    char *json;
-    size_t zlen = 0, pos = 2, len = 0;
-    bool final = false;
-
-    assert_non_null(b64);
-    z = malloc(kl_base64_decoded_max(strlen(b64)));
-    assert_non_null(z);
-    assert_int_equal(kl_base64_decode(b64, strlen(b64), z, &zlen), 0);
-    json = malloc(zlen + 1);
-    assert_non_null(json);
-    while (!final) { /* zlib stored blocks: a header byte, LEN, NLEN, the bytes */
-        size_t k = (size_t)z[pos + 1] | ((size_t)z[pos + 2] << 8);
-        final = (z[pos] & 1) != 0;
-        memcpy(json + len, z + pos + 5, k);
-        len += k;
-        pos += 5 + k;
-    }
-    json[len] = '\0';
-    free(z);
-    free(b64);
-    return json;
+    return decoded_state(scalar_text("SELECT state FROM %s ORDER BY version DESC LIMIT 1",
+                                     ref(ds, "_dlt_pipeline_state")));
 }
 
 /* The state document lists every stream of the pipeline with its shards
@@ -1692,13 +1690,8 @@ static void test_state_document(void **state)
     assert_int_equal(
         write_range(d, ds, &x, root, TS_MAX_TABLES, "L1", KL_WRITE_APPEND, "s0", 0, 2, 2, 1, &err),
         KL_OK);
-    memset(&c, 0, sizeof c);
-    c.load_id = "L1";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "a_stream"; /* a run time only, and a name before "stream" */
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    /* a run time only, and a name before "stream" */
+    c = load_end("L1", "a_stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
 
@@ -1716,7 +1709,7 @@ static void test_state_document(void **state)
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetObjectItem(res, "a_stream"), "initial_at_timestamp")
             ->valuestring,
-        "2023-11-14T22:13:20.500000+00:00");
+        KL_STATE_DATETIME_MARKER "2023-11-14T22:13:20.500000+00:00");
     assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "stream"), "initial_at_timestamp"));
     kin = cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(res, "stream"), "incremental"),
@@ -1826,13 +1819,7 @@ static void test_claim_new_shard(void **state)
     /* dlt's pipeline state knows positions only: a claimed shard is not in it. */
     assert_int_equal(kl_dest_claim_shard(owner, ds, "kinesis_pipeline", "stream", "s1", 1, &err),
                      KL_OK);
-    memset(&c, 0, sizeof c);
-    c.load_id = "L";
-    c.schema_name = "kinesis";
-    c.pipeline_name = "kinesis_pipeline";
-    c.stream_name = "stream";
-    c.disposition = KL_WRITE_APPEND;
-    c.next_run_ms = 1700000000500LL;
+    c = load_end("L", "stream", KL_WRITE_APPEND, 1700000000500LL);
     if (kl_dest_complete_load(owner, ds, &c, &err) != KL_OK)
         fail_msg("complete_load: %s", err.msg);
     json = stored_state(ds);
@@ -2338,6 +2325,301 @@ static void test_previous_version_tables(void **state)
     kl_dest_destroy(d);
 }
 
+/* ---- dlt's pipeline state (tests/fixtures/dlt-0.5.4) ---- */
+
+#define DLT_ROW3_LOAD "1796299267.7698898"
+#define DLT_SHARD0 "shardId-000000000000"
+#define DLT_SHARD1 "shardId-000000000001"
+/* row 3's positions (pk-50 / pk-54) and row 2's shard 0 (pk-49) */
+#define DLT_R3_SEQ0 "49680798300199113480921306734029089196626947863167893506"
+#define DLT_R3_SEQ1 "49680798300221414226119837357169415989079981595499167762"
+
+/* dlt's three `_dlt_loads` and `_dlt_pipeline_state` rows into the dataset,
+ * as dlt 0.5.4 wrote them (loads.jsonl, state_rows.jsonl). */
+static void insert_dlt_rows(const char *ds)
+{
+    char *text = kl_test_read_fixture("dlt-0.5.4/loads.jsonl", NULL), *save = NULL, *l;
+    char sql[4096];
+
+    for (l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *r = cJSON_Parse(l);
+        assert_non_null(r);
+        snprintf(sql, sizeof sql, "INSERT INTO %s VALUES ('%s', '%s', %d, '%s', '%s')",
+                 ref(ds, "_dlt_loads"), cJSON_GetObjectItem(r, "load_id")->valuestring,
+                 cJSON_GetObjectItem(r, "schema_name")->valuestring,
+                 cJSON_GetObjectItem(r, "status")->valueint,
+                 cJSON_GetObjectItem(r, "inserted_at")->valuestring,
+                 cJSON_GetObjectItem(r, "schema_version_hash")->valuestring);
+        BACKEND.exec(sql);
+        cJSON_Delete(r);
+    }
+    free(text);
+    text = kl_test_read_fixture("dlt-0.5.4/state_rows.jsonl", NULL);
+    for (l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *r = cJSON_Parse(l);
+        assert_non_null(r);
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO %s (\"version\", engine_version, pipeline_name, state, created_at,"
+                 " version_hash, _dlt_load_id, _dlt_id) VALUES (%d, %d, '%s', '%s', '%s', '%s',"
+                 " '%s', '%s')",
+                 ref(ds, "_dlt_pipeline_state"), cJSON_GetObjectItem(r, "version")->valueint,
+                 cJSON_GetObjectItem(r, "engine_version")->valueint,
+                 cJSON_GetObjectItem(r, "pipeline_name")->valuestring,
+                 cJSON_GetObjectItem(r, "state")->valuestring,
+                 cJSON_GetObjectItem(r, "created_at")->valuestring,
+                 cJSON_GetObjectItem(r, "version_hash")->valuestring,
+                 cJSON_GetObjectItem(r, "_dlt_load_id")->valuestring,
+                 cJSON_GetObjectItem(r, "_dlt_id")->valuestring);
+        BACKEND.exec(sql);
+        cJSON_Delete(r);
+    }
+    free(text);
+}
+
+static const struct kl_checkpoint *state_shard(const struct kl_dest_state *st, const char *shard,
+                                               enum kl_state_origin *origin)
+{
+    for (size_t i = 0; i < st->n_checkpoints; i++) {
+        if (strcmp(st->checkpoints[i].position.shard_id, shard) == 0) {
+            if (origin != NULL)
+                *origin = st->origins[i];
+            return &st->checkpoints[i];
+        }
+    }
+    fail_msg("no checkpoint of shard %s", shard);
+    return NULL;
+}
+
+/* A column of the row dlt would restore now (its own query; malloc'ed). */
+static char *restorable(const char *ds, const char *column)
+{
+    char *v = scalar_text("SELECT s.%s FROM %s AS s JOIN %s AS l ON l.load_id = s._dlt_load_id"
+                          " WHERE s.pipeline_name = 'kinesis_pipeline' AND l.status = 0"
+                          " ORDER BY l.load_id DESC LIMIT 1",
+                          column, ref(ds, "_dlt_pipeline_state"), ref(ds, "_dlt_loads"));
+    assert_non_null(v);
+    return v;
+}
+
+/* That row's state decoded, its load id and version. */
+static char *restorable_state(const char *ds, char *load_id, size_t cap, long long *version)
+{
+    char *v = restorable(ds, "_dlt_load_id");
+
+    snprintf(load_id, cap, "%s", v);
+    free(v);
+    v = restorable(ds, "\"version\"");
+    *version = atoll(v);
+    free(v);
+    return decoded_state(restorable(ds, "state"));
+}
+
+/* dlt ran first: read_state takes dlt's positions and run time from the
+ * row dlt restores (not one whose load did not complete), merged per shard
+ * with ours; the next state row continues dlt's and is the one dlt
+ * restores next, also when the job's load id sorts before dlt's; forgetting
+ * the stream drops it from dlt's state too. */
+static void test_dlt_state_handoff(void **state)
+{
+    const char *ds0 = unique_dataset("dlthand");
+    char ds[64], load[64], sql[512], *json;
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct kl_dest_state st;
+    struct kl_dlt_stream got;
+    struct kl_load_complete c;
+    struct kl_checkpoint cp;
+    enum kl_state_origin o;
+    long long version;
+    int64_t us = 0;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    assert_int_equal(kl_dest_prepare(d, ds, &err), KL_OK);
+    insert_dlt_rows(ds);
+    kl_dest_state_init(&st);
+    if (kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err) != KL_OK)
+        fail_msg("read_state: %s", err.msg);
+    assert_int_equal(st.origin, KL_STATE_DLT);
+    assert_string_equal(st.dlt_load_id, DLT_ROW3_LOAD);
+    assert_int_equal(st.dlt_version, 3);
+    assert_int_equal(st.n_checkpoints, 2);
+    assert_string_equal(st.checkpoints[0].position.shard_id, DLT_SHARD0);
+    assert_string_equal(st.checkpoints[0].position.sequence, DLT_R3_SEQ0);
+    assert_int_equal(st.checkpoints[0].position.sub_sequence, -1);
+    assert_int_equal(st.checkpoints[0].fencing_token, 0);
+    assert_int_equal(st.origins[0], KL_STATE_DLT);
+    assert_string_equal(st.checkpoints[1].position.sequence, DLT_R3_SEQ1);
+    assert_true(st.has_last_run);
+    assert_int_equal(st.last_run_origin, KL_STATE_DLT);
+    assert_int_equal(kl_iso_parse("2026-12-03T12:01:06.820782Z", 27, &us), KL_ISO_DATETIME);
+    assert_int_equal(st.last_run_ms, us / 1000);
+    assert_string_equal(kl_state_origin_name(st.origin), "dlt");
+
+    /* another stream of the pipeline: nothing, though the row was read */
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "clicks", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_int_equal(st.n_checkpoints, 0);
+    assert_false(st.has_last_run);
+    assert_string_equal(st.dlt_load_id, DLT_ROW3_LOAD);
+    /* another pipeline: not even the row */
+    assert_int_equal(kl_dest_read_state(d, ds, "other_pipeline", "orders", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_string_equal(st.dlt_load_id, "");
+
+    /* a load that did not complete is not restored: row 2 is */
+    snprintf(sql, sizeof sql, "UPDATE %s SET status = 1 WHERE load_id = '%s'",
+             ref(ds, "_dlt_loads"), DLT_ROW3_LOAD);
+    BACKEND.exec(sql);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(st.dlt_load_id, "1796299264.502293");
+    assert_int_equal(st.dlt_version, 2);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, NULL)->position.sequence,
+                        "49680798300199113480921306734023044567528874511135932418");
+    snprintf(sql, sizeof sql, "UPDATE %s SET status = 0 WHERE load_id = '%s'",
+             ref(ds, "_dlt_loads"), DLT_ROW3_LOAD);
+    BACKEND.exec(sql);
+
+    /* claimed: dlt's position with our token */
+    assert_int_equal(kl_dest_claim_shard(d, ds, "kinesis_pipeline", "orders", DLT_SHARD0, 5, &err),
+                     KL_OK);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, &o)->position.sequence, DLT_R3_SEQ0);
+    assert_int_equal(state_shard(&st, DLT_SHARD0, NULL)->fencing_token, 5);
+    assert_int_equal(o, KL_STATE_DLT);
+
+    /* we go further on shard 0: ours there, dlt's on shard 1 */
+    memset(&cp, 0, sizeof cp);
+    kl_position_set(&cp.position, DLT_SHARD0,
+                    "49680798300199113480921306734029089196626947863167893507", -1);
+    cp.fencing_token = 5;
+    {
+        struct kl_chunk_write w = chunk_of("1796300000.000001", KL_WRITE_APPEND, NULL, &cp);
+        w.stream_name = "orders";
+        if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
+            fail_msg("write_chunk: %s", err.msg);
+    }
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_string_equal(state_shard(&st, DLT_SHARD0, &o)->position.sequence, cp.position.sequence);
+    assert_int_equal(o, KL_STATE_OURS);
+    assert_string_equal(state_shard(&st, DLT_SHARD1, &o)->position.sequence, DLT_R3_SEQ1);
+    assert_int_equal(o, KL_STATE_DLT);
+    assert_int_equal(st.origin, KL_STATE_DLT);
+
+    /* the job ends: the next row continues dlt's and is the one dlt restores */
+    c = load_end("1796300000.000001", "orders", KL_WRITE_APPEND, 1796299999000LL);
+    if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_string_equal(load, c.load_id);
+    assert_int_equal(version, 4);
+    assert_int_equal(kl_dlt_state_stream(json, strlen(json), "kinesis", "orders", &got, &err),
+                     KL_OK);
+    assert_int_equal(got.n_positions, 2);
+    assert_string_equal(got.positions[0].sequence, cp.position.sequence);
+    assert_string_equal(got.positions[1].sequence, DLT_R3_SEQ1);
+    assert_int_equal(got.run_ms, c.next_run_ms);
+    assert_true(got.run_marked);
+    kl_dlt_stream_free(&got);
+    {
+        char hash[KL_STATE_HASH_CAP], *stored;
+        assert_int_equal(kl_dlt_state_hash(json, strlen(json), hash, &err), KL_OK);
+        stored = scalar_text("SELECT version_hash FROM %s WHERE _dlt_load_id = '%s'",
+                             ref(ds, "_dlt_pipeline_state"), c.load_id);
+        assert_string_equal(stored, hash);
+        free(stored);
+    }
+    free(json);
+    assert_int_equal(count_rows(ds, "_dlt_loads", NULL), 4);
+
+    /* a job whose load id sorts before the newest: its state row gets one
+     * after it, with its own load row */
+    c.load_id = "1700000000.000000";
+    c.next_run_ms = -1;
+    assert_int_equal(kl_dest_complete_load(d, ds, &c, &err), KL_OK);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_true(strcmp(load, "1796300000.000001") > 0);
+    assert_int_equal(version, 5);
+    free(json);
+    assert_int_equal(count_rows(ds, "_dlt_loads", NULL), 6);
+    assert_int_equal(count_rows(ds, "_dlt_loads", "load_id = '1700000000.000000'"), 1);
+
+    /* forgetting the stream: neither tool resumes it */
+    assert_int_equal(kl_dest_delete_state(d, ds, "kinesis_pipeline", "orders", &err), KL_OK);
+    assert_int_equal(kl_dest_read_state(d, ds, "kinesis_pipeline", "orders", &st, &err), KL_OK);
+    assert_int_equal(st.origin, KL_STATE_NONE);
+    assert_int_equal(st.n_checkpoints, 0);
+    assert_false(st.has_last_run);
+    json = restorable_state(ds, load, sizeof load, &version);
+    assert_int_equal(version, 6);
+    assert_int_equal(kl_dlt_state_stream(json, strlen(json), "kinesis", "orders", &got, &err),
+                     KL_OK);
+    assert_false(got.found);
+    free(json);
+    assert_int_equal(kl_dest_delete_state(d, ds, "kinesis_pipeline", "orders", &err), KL_OK);
+    assert_int_equal(count_rows(ds, "_dlt_pipeline_state", NULL), 6); /* nothing more to say */
+    kl_dest_state_free(&st);
+    kl_dest_destroy(d);
+}
+
+/* The schema kinesis-loader stored before (engine 10, which dlt 0.5.4
+ * refuses) is stored again as engine 9 when a load completes, even one
+ * that wrote no chunk since; the load row names the new hash. */
+static void test_schema_engine_moves_to_9(void **state)
+{
+    static const char old[] =
+        "{\"version\":3,\"version_hash\":\"b2xk\",\"engine_version\":10,\"name\":\"kinesis\","
+        "\"tables\":{\"events\":{\"name\":\"events\",\"columns\":{\"doc\":{\"name\":\"doc\","
+        "\"data_type\":\"json\",\"nullable\":true},\"_dlt_id\":{\"name\":\"_dlt_id\","
+        "\"data_type\":\"text\",\"nullable\":false,\"unique\":true,\"row_key\":true}},"
+        "\"write_disposition\":\"append\"}},\"previous_hashes\":[]}";
+    const char *ds0 = unique_dataset("engine9");
+    char ds[64], *json, *hash;
+    struct kl_dest *d = open_default();
+    struct kl_err err = {0};
+    struct ts x;
+    struct tb b;
+    struct kl_checkpoint cp;
+    struct kl_chunk_write w;
+    struct kl_load_complete c;
+    size_t root;
+    cJSON *doc;
+    (void)state;
+
+    snprintf(ds, sizeof ds, "%s", ds0);
+    ts_init(&x);
+    root = ts_root(&x, "events");
+    x.s.version = 3;
+    tb_init(&b, &x);
+    add_msg(&b, root, TS_MAX_TABLES, TS_MAX_TABLES, "L1", "s0", 0, 1, "v");
+    checkpoint_of(&cp, "s0", 0, 1);
+    w = chunk_of("L1", KL_WRITE_APPEND, &b, &cp);
+    w.schema_json = old;
+    w.schema_hash = "b2xk";
+    if (kl_dest_write_chunk(d, ds, &w, NULL, &err) != KL_OK)
+        fail_msg("write_chunk: %s", err.msg);
+    tb_free(&b);
+    c = load_end("L1", "stream", KL_WRITE_APPEND, -1);
+    if (kl_dest_complete_load(d, ds, &c, &err) != KL_OK)
+        fail_msg("complete_load: %s", err.msg);
+    assert_int_equal(count_rows(ds, "_dlt_version", NULL), 2);
+    assert_int_equal(count_rows(ds, "_dlt_version", "engine_version = 9 AND \"version\" = 4"), 1);
+    json =
+        scalar_text("SELECT \"schema\" FROM %s WHERE engine_version = 9", ref(ds, "_dlt_version"));
+    doc = cJSON_Parse(json);
+    assert_non_null(doc);
+    assert_int_equal(cJSON_GetObjectItem(doc, "engine_version")->valueint, 9);
+    assert_string_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "previous_hashes"), 0)->valuestring, "b2xk");
+    hash = scalar_text("SELECT schema_version_hash FROM %s WHERE load_id = 'L1'",
+                       ref(ds, "_dlt_loads"));
+    assert_string_equal(hash, cJSON_GetObjectItem(doc, "version_hash")->valuestring);
+    free(hash);
+    cJSON_Delete(doc);
+    free(json);
+    kl_dest_destroy(d);
+}
+
 #define KL_DEST_SUITE_TESTS                                                                        \
     cmocka_unit_test(test_prepare_system_tables), cmocka_unit_test(test_corpus_odd_rows),          \
         cmocka_unit_test(test_new_columns_mid_load), cmocka_unit_test(test_merge),                 \
@@ -2349,6 +2631,7 @@ static void test_previous_version_tables(void **state)
         cmocka_unit_test(test_corpus_end_to_end), cmocka_unit_test(test_step_order),               \
         cmocka_unit_test(test_state_document), cmocka_unit_test(test_claim_new_shard),             \
         cmocka_unit_test(test_claim_fences_stale_writer),                                          \
-        cmocka_unit_test(test_previous_version_tables)
+        cmocka_unit_test(test_previous_version_tables), cmocka_unit_test(test_dlt_state_handoff),  \
+        cmocka_unit_test(test_schema_engine_moves_to_9)
 
 #endif

@@ -562,130 +562,6 @@ static void test_idset(void **state)
     kl_sql_idset_free(&s);
 }
 
-/* zlib's stored blocks, decoded by hand: what Python's zlib.decompress reads. */
-static size_t inflate_stored(const unsigned char *z, size_t n, unsigned char *out)
-{
-    size_t pos = 2, len = 0;
-    uint32_t a = 1, b = 0;
-    int final = 0;
-
-    assert_int_equal(z[0], 0x78);
-    assert_int_equal(((z[0] << 8) | z[1]) % 31, 0);
-    while (!final) {
-        size_t k;
-        final = z[pos] & 1;
-        assert_int_equal((z[pos] >> 1) & 3, 0);
-        k = (size_t)z[pos + 1] | ((size_t)z[pos + 2] << 8);
-        assert_int_equal(k ^ 0xffff, (size_t)z[pos + 3] | ((size_t)z[pos + 4] << 8));
-        memcpy(out + len, z + pos + 5, k);
-        len += k;
-        pos += 5 + k;
-    }
-    for (size_t i = 0; i < len; i++) {
-        a = (a + out[i]) % 65521;
-        b = (b + a) % 65521;
-    }
-    assert_int_equal(pos + 4, n);
-    assert_int_equal(((uint32_t)z[pos] << 24 | (uint32_t)z[pos + 1] << 16 |
-                      (uint32_t)z[pos + 2] << 8 | z[pos + 3]),
-                     (b << 16) | a);
-    return len;
-}
-
-static void test_zlib_stored(void **state)
-{
-    struct kl_err err = {0};
-    size_t sizes[] = {0, 1, 65535, 65536, 200000};
-    (void)state;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        unsigned char *in = malloc(sizes[i] + 1), *z = NULL, *back = malloc(sizes[i] + 1);
-        size_t zlen = 0;
-        for (size_t k = 0; k < sizes[i]; k++)
-            in[k] = (unsigned char)(k * 7);
-        assert_int_equal(kl_zlib_stored(in, sizes[i], &z, &zlen, &err), KL_OK);
-        assert_int_equal(inflate_stored(z, zlen, back), sizes[i]);
-        assert_memory_equal(back, in, sizes[i]);
-        free(in);
-        free(z);
-        free(back);
-    }
-}
-
-/* dlt's state document: the kinesis resource's incremental `_kinesis`
- * last_value per shard, and the run time, under sources.<schema>.resources. */
-static void test_state_doc(void **state)
-{
-    struct kl_checkpoint cps[2];
-    struct kl_state_stream st[1];
-    struct kl_state_doc_in in;
-    struct kl_state_doc doc, doc2;
-    struct kl_err err = {0};
-    unsigned char *z, *json;
-    size_t zlen, jlen;
-    cJSON *root;
-    const cJSON *lv;
-    (void)state;
-
-    memset(cps, 0, sizeof cps);
-    snprintf(cps[0].position.shard_id, sizeof cps[0].position.shard_id, "shardId-000000000000");
-    snprintf(cps[0].position.sequence, sizeof cps[0].position.sequence, "4954346307654800757710");
-    snprintf(cps[1].position.shard_id, sizeof cps[1].position.shard_id, "shardId-000000000001");
-    snprintf(cps[1].position.sequence, sizeof cps[1].position.sequence, "4954346307654800757711");
-    memset(st, 0, sizeof st);
-    st[0].stream_name = "clicks";
-    st[0].checkpoints = cps;
-    st[0].n_checkpoints = 2;
-    st[0].has_last_run = true;
-    st[0].last_run_ms = 1700000000000LL;
-    memset(&in, 0, sizeof in);
-    in.pipeline_name = "kinesis_pipeline";
-    in.dataset_name = "kinesis";
-    in.schema_name = "kinesis";
-    in.destination_type = "dlt.destinations.postgres";
-    in.version = 3;
-    in.streams = st;
-    in.n_streams = 1;
-    assert_int_equal(kl_state_doc_build(&in, &doc, &err), KL_OK);
-    assert_int_equal(strlen(doc.version_hash), 44);
-    assert_int_equal(strlen(doc.row_id), 14);
-
-    /* state = base64(zlib(json)) */
-    z = malloc(kl_base64_decoded_max(strlen(doc.state)));
-    assert_int_equal(kl_base64_decode(doc.state, strlen(doc.state), z, &zlen), 0);
-    json = malloc(zlen + 1);
-    jlen = inflate_stored(z, zlen, json);
-    json[jlen] = '\0';
-    assert_string_equal((char *)json, doc.json);
-    root = cJSON_Parse(doc.json);
-    assert_non_null(root);
-    assert_int_equal(cJSON_GetObjectItem(root, "_state_version")->valueint, 3);
-    assert_int_equal(cJSON_GetObjectItem(root, "_state_engine_version")->valueint, 4);
-    assert_string_equal(cJSON_GetObjectItem(root, "_version_hash")->valuestring, doc.version_hash);
-    assert_string_equal(cJSON_GetObjectItem(root, "pipeline_name")->valuestring,
-                        "kinesis_pipeline");
-    lv = cJSON_GetObjectItem(root, "sources");
-    lv = cJSON_GetObjectItem(lv, "kinesis");
-    lv = cJSON_GetObjectItem(lv, "resources");
-    lv = cJSON_GetObjectItem(lv, "clicks");
-    assert_string_equal(cJSON_GetObjectItem(lv, "initial_at_timestamp")->valuestring,
-                        "2023-11-14T22:13:20.000000+00:00");
-    lv = cJSON_GetObjectItem(cJSON_GetObjectItem(lv, "incremental"), "_kinesis");
-    lv = cJSON_GetObjectItem(lv, "last_value");
-    assert_string_equal(cJSON_GetObjectItem(lv, "shardId-000000000001")->valuestring,
-                        "4954346307654800757711");
-    cJSON_Delete(root);
-
-    /* The hash ignores the version; another row id each time. */
-    in.version = 4;
-    assert_int_equal(kl_state_doc_build(&in, &doc2, &err), KL_OK);
-    assert_string_equal(doc.version_hash, doc2.version_hash);
-    assert_string_not_equal(doc.row_id, doc2.row_id);
-    free(z);
-    free(json);
-    kl_state_doc_free(&doc);
-    kl_state_doc_free(&doc2);
-}
-
 /* A checkpoint row (shard given) or a run-time row (shard NULL). */
 static void stream_row(struct kl_dest_stream_row *r, const char *stream, const char *shard,
                        int64_t last_run_ms)
@@ -782,8 +658,6 @@ int main(void)
         cmocka_unit_test(test_families),
         cmocka_unit_test(test_merge_deletes),
         cmocka_unit_test(test_idset),
-        cmocka_unit_test(test_zlib_stored),
-        cmocka_unit_test(test_state_doc),
         cmocka_unit_test(test_group_streams),
 
         cmocka_unit_test(test_dispositions),

@@ -35,6 +35,21 @@ static cJSON *str_or_null(const char *s)
     return s[0] ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
+/* Where a shard resumed ({origin, load_id}), or null before it is known. */
+static cJSON *origin_document(const struct kl_store_shard_progress *s)
+{
+    cJSON *o;
+    if (s->resumed_from[0] == '\0')
+        return cJSON_CreateNull();
+    o = cJSON_CreateObject();
+    if (o == NULL || cJSON_AddStringToObject(o, "origin", s->resumed_from) == NULL ||
+        !add(o, "load_id", str_or_null(s->resumed_from_load_id))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* What a shard waits on ({operation, since, until, error}), or null. */
 static cJSON *waiting_document(const struct kl_store_shard_progress *s)
 {
@@ -90,7 +105,7 @@ cJSON *kl_doc_job(const struct kl_store_job *j)
                                               : cJSON_CreateNull()) &&
              cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
              cJSON_AddBoolToObject(o, "done", s->done) != NULL &&
-             add(o, "waiting", waiting_document(s));
+             add(o, "waiting", waiting_document(s)) && add(o, "resumed_from", origin_document(s));
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&

@@ -196,6 +196,21 @@ static int hook_renew(void *ctx, struct kl_err *err)
     return rc;
 }
 
+/* The job shows where the shard resumed: our checkpoint, dlt's pipeline
+ * state (and which load of it), or nothing stored. A report only: a store
+ * that is away is not worth failing the task for. */
+static void show_origin(struct shard_run *r, enum kl_state_origin origin, const char *dlt_load_id)
+{
+    struct kl_store_progress p;
+
+    memset(&p, 0, sizeof p);
+    p.shard_id = r->task->shard_id;
+    p.millis_behind_latest = -1;
+    p.resumed_from = kl_state_origin_name(origin);
+    p.resumed_from_load_id = origin == KL_STATE_DLT ? dlt_load_id : "";
+    kl_store_job_progress(kl_worker_store(r->w), r->task->job_id, &p, NULL, NULL);
+}
+
 /* ---- a shard task ---- */
 
 void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
@@ -211,6 +226,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     struct shard_run r;
     struct kl_shard_task_desc desc;
     bool have_resume = false, from_parent = false;
+    enum kl_state_origin origin = KL_STATE_NONE;
     int64_t min_token = 0;
     struct kl_err err;
     int rc;
@@ -272,11 +288,16 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
         if (strcmp(c->position.shard_id, t->shard_id) == 0) {
             resume = c->position;
             have_resume = true;
+            origin = state.origins != NULL ? state.origins[i] : KL_STATE_OURS;
         }
         from_parent = from_parent ||
                       (desc.parents[0][0] && strcmp(c->position.shard_id, desc.parents[0]) == 0) ||
                       (desc.parents[1][0] && strcmp(c->position.shard_id, desc.parents[1]) == 0);
     }
+
+    if (!have_resume)
+        origin = state.has_last_run ? state.last_run_origin : KL_STATE_NONE;
+    show_origin(&r, origin, state.dlt_load_id);
 
     memset(&env, 0, sizeof env);
     env.client = cfg->client;

@@ -476,6 +476,11 @@ int kl_ms_job_progress(void *impl, const char *id, const struct kl_store_progres
         sp->has_gap = true;
         sp->gap = *p->gap;
     }
+    if (p->resumed_from != NULL) {
+        kl_store_copy(sp->resumed_from, sizeof sp->resumed_from, p->resumed_from);
+        kl_store_copy(sp->resumed_from_load_id, sizeof sp->resumed_from_load_id,
+                      p->resumed_from_load_id != NULL ? p->resumed_from_load_id : "");
+    }
     if (p->waiting_on != NULL) {
         kl_store_copy(sp->waiting_on, sizeof sp->waiting_on, p->waiting_on);
         sp->waiting_since_ms = p->waiting_on[0] ? p->waiting_since_ms : 0;

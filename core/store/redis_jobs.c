@@ -319,7 +319,7 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     struct args a;
     int rc;
 
-    if ((rc = kl_rs_script_args(r, &a, 16 + 2 * p->n_tables, err)) != KL_OK)
+    if ((rc = kl_rs_script_args(r, &a, 18 + 2 * p->n_tables, err)) != KL_OK)
         goto cleanup;
     kl_rs_arg_str(&a, id);
     kl_rs_arg_str(&a, p->shard_id);
@@ -345,6 +345,8 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     kl_rs_arg_mem(&a, p->waiting_why ? p->waiting_why : "",
                   p->waiting_why ? strnlen(p->waiting_why, KL_STORE_WAIT_WHY_MAX - 1) : 0);
     kl_rs_arg_i64(&a, p->released);
+    kl_rs_arg_str(&a, p->resumed_from != NULL ? p->resumed_from : "");
+    kl_rs_arg_str(&a, p->resumed_from_load_id != NULL ? p->resumed_from_load_id : "");
     for (size_t i = 0; i < p->n_tables; i++) {
         kl_rs_arg_str(&a, p->tables[i].table);
         kl_rs_arg_i64(&a, p->tables[i].rows);

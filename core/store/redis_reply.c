@@ -192,6 +192,15 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
             kl_rs_copy_n(s->waiting_on, sizeof s->waiting_on, f[i].val,
                          f[i].val_len < sizeof s->waiting_on ? f[i].val_len
                                                              : sizeof s->waiting_on - 1);
+        else if (name_is(&f[i], "rfrom"))
+            kl_rs_copy_n(s->resumed_from, sizeof s->resumed_from, f[i].val,
+                         f[i].val_len < sizeof s->resumed_from ? f[i].val_len
+                                                               : sizeof s->resumed_from - 1);
+        else if (name_is(&f[i], "rload"))
+            kl_rs_copy_n(s->resumed_from_load_id, sizeof s->resumed_from_load_id, f[i].val,
+                         f[i].val_len < sizeof s->resumed_from_load_id
+                             ? f[i].val_len
+                             : sizeof s->resumed_from_load_id - 1);
         else if (name_is(&f[i], "wsince"))
             s->waiting_since_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
         else if (name_is(&f[i], "wuntil"))

@@ -14,6 +14,7 @@
  *   P job:<id>:rows          hash: table -> rows
  *   P job:<id>:shards        hash: <shard>|seq |sub |mbl |msgs |done |gfrom |gto |greason
  *                            |wop |wsince |wuntil |wwhy (a Kinesis call it waits on)
+ *                            |rfrom |rload (where it resumed: origin, dlt's load id)
  *   P job:<id>:tasks         hash: <shard>|st (q queued, f in flight, d delayed, a acked)
  *                            |att |dlv (deliveries) |meta |owner |adone |atotal
  *   P job:<id>:budget        hash: <shard> -> messages reserved, |total (their sum)
@@ -194,6 +195,7 @@ static const char job_transition[] = PRELUDE
 
 /* ARGV: P id shard seq sub mbl msgs dead_letters done gap_from gap_to gap_reason
  *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why released
+ *       resumed_from ('' unchanged) resumed_from_load_id
  *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job */
 static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "local k = jk(ARGV[2])\n"
@@ -209,7 +211,7 @@ static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "  redis.call('HINCRBY', sk, sh .. '|msgs', ARGV[7])\n"
     "  if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'messages', ARGV[7]) end\n"
     "  if ARGV[8] ~= '0' then redis.call('HINCRBY', k, 'dead_letters', ARGV[8]) end\n"
-    "  for i = 18, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  for i = 20, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
     "  if ARGV[17] ~= '0' then release(k, sh, tonumber(ARGV[17])) end\n"
     "  if ARGV[6] ~= '-1' then redis.call('HSET', sk, sh .. '|mbl', ARGV[6]) end\n"
     "end\n"
@@ -217,6 +219,9 @@ static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "if ARGV[10] ~= '' then\n"
     "  redis.call('HSET', sk, sh .. '|gfrom', ARGV[10], sh .. '|gto', ARGV[11],\n"
     "             sh .. '|greason', ARGV[12])\n"
+    "end\n"
+    "if ARGV[18] ~= '' then\n"
+    "  redis.call('HSET', sk, sh .. '|rfrom', ARGV[18], sh .. '|rload', ARGV[19])\n"
     "end\n"
     "if ARGV[13] == '-' then\n"
     "  redis.call('HDEL', sk, sh .. '|wop', sh .. '|wsince', sh .. '|wuntil', sh .. '|wwhy')\n"

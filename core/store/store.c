@@ -441,6 +441,9 @@ int kl_store_job_progress(struct kl_store *s, const char *id, const struct kl_st
         return bad(err, "progress sequence");
     if (p->messages < 0 || p->dead_letters < 0 || p->released < 0)
         return bad(err, "progress counts");
+    if ((p->resumed_from != NULL && !text_ok(p->resumed_from, KL_STORE_OPERATION_MAX)) ||
+        (p->resumed_from_load_id != NULL && !text_ok(p->resumed_from_load_id, KL_STORE_NAME_MAX)))
+        return bad(err, "progress origin");
     if (p->n_tables > MAX_PROGRESS_TABLES || (p->n_tables > 0 && p->tables == NULL))
         return bad(err, "progress tables");
     for (size_t i = 0; i < p->n_tables; i++) {

@@ -99,6 +99,11 @@ struct kl_store_shard_progress {
     int64_t waiting_since_ms;
     int64_t waiting_until_ms;
     char waiting_why[KL_STORE_WAIT_WHY_MAX];
+    /* Where the shard's reading resumed: "" not known yet, "none" (no
+     * stored position: initial_at_timestamp), "kinesis-loader" (our
+     * checkpoint), "dlt" (dlt's pipeline state, of load `resumed_from_load_id`). */
+    char resumed_from[KL_STORE_OPERATION_MAX];
+    char resumed_from_load_id[KL_STORE_NAME_MAX];
 };
 
 /* A snapshot of a job: kl_store_job_init before use, kl_store_job_free after. */
@@ -159,6 +164,11 @@ struct kl_store_progress {
      * and the reserved never both count it nor both miss it. >= 0; only
      * applied when the update is. */
     int64_t released;
+    /* NULL: unchanged; else where the shard resumed (see
+     * kl_store_shard_progress) and, for "dlt", the load id (may be NULL).
+     * Applied whether or not the position part is. */
+    const char *resumed_from;
+    const char *resumed_from_load_id;
     const struct kl_gap *gap; /* NULL: none; else replaces the shard's gap */
     /* NULL: the shard's waiting state is unchanged; "": it waits on nothing
      * (cleared); else the Kinesis operation it waits on, with since, until

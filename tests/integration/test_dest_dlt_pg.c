@@ -390,8 +390,17 @@ static void test_continues_dlt_end_to_end(void **state)
         const cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(job, "progress"), "messages");
         assert_non_null(job);
         assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(job, "status")), "succeeded");
+        const cJSON *sh;
         if (!cJSON_IsNumber(m) || m->valuedouble != 10)
             fail_msg("loaded other than the 10 new messages: %s", out);
+        /* every shard says it resumed from dlt's state, and from which load */
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(cJSON_GetObjectItem(job, "progress"), "shards"))
+        {
+            const cJSON *from = cJSON_GetObjectItem(sh, "resumed_from");
+            assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(from, "origin")), "dlt");
+            assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(from, "load_id")),
+                                ROW3_LOAD);
+        }
         cJSON_Delete(job);
     }
     free(out);

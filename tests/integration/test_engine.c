@@ -221,6 +221,21 @@ static void rig_open(struct kl_test_rig *r, bool postgres, struct kl_test_rig_op
     kl_test_rig_open(r, o);
 }
 
+/* Every shard of the job document resumed from `origin`. */
+static void expect_resumed_from(const cJSON *doc, const char *origin)
+{
+    const cJSON *sh;
+    int n = 0;
+    cJSON_ArrayForEach(sh, cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "progress"), "shards"))
+    {
+        const cJSON *from = cJSON_GetObjectItem(sh, "resumed_from");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(from, "origin")), origin);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(from, "load_id")));
+        n++;
+    }
+    assert_true(n > 0);
+}
+
 static void jobs_load_exactly_once(bool postgres)
 {
     struct kl_test_rig r;
@@ -234,6 +249,7 @@ static void jobs_load_exactly_once(bool postgres)
 
     doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
     assert_int_equal(kl_test_job_messages(doc), 600);
+    expect_resumed_from(doc, "none");
     assert_int_equal(kl_test_job_rows(doc, table), 600);
     assert_int_equal(kl_test_job_rows(doc, "_dlt_pipeline_state"), 1);
     cJSON_Delete(doc);
@@ -242,6 +258,7 @@ static void jobs_load_exactly_once(bool postgres)
     kl_test_rig_put(&r, stream, 600, 90, 0);
     doc = kl_test_rig_run_job(&r, &p, "succeeded", 0);
     assert_int_equal(kl_test_job_messages(doc), 90);
+    expect_resumed_from(doc, "kinesis-loader");
     assert_int_equal(kl_test_job_rows(doc, table), 90);
     cJSON_Delete(doc);
 

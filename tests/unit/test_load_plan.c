@@ -35,10 +35,14 @@ static void make_shards(struct kl_shard_list *l, const char *const *specs, size_
             *adjacent++ = '\0';
         if (parent != NULL)
             *parent++ = '\0';
-        snprintf(s->id, sizeof s->id, "%s", buf);
-        snprintf(s->parent_id, sizeof s->parent_id, "%s", parent != NULL ? parent : "");
-        snprintf(s->adjacent_parent_id, sizeof s->adjacent_parent_id, "%s",
-                 adjacent != NULL ? adjacent : "");
+        /* Each id must fit (the checked return value also tells GCC's
+         * -Wformat-truncation that truncation is handled). */
+        assert_true((size_t)snprintf(s->id, sizeof s->id, "%s", buf) < sizeof s->id);
+        assert_true((size_t)snprintf(s->parent_id, sizeof s->parent_id, "%s",
+                                     parent != NULL ? parent : "") < sizeof s->parent_id);
+        assert_true((size_t)snprintf(s->adjacent_parent_id, sizeof s->adjacent_parent_id, "%s",
+                                     adjacent != NULL ? adjacent : "") <
+                    sizeof s->adjacent_parent_id);
     }
 }
 

@@ -453,7 +453,9 @@ static void row_ids_are_deterministic(void **state)
     m.sequence = "1000";
     m.sub_sequence = -1;
     m.partition_key = "pk";
-    m.data = (const unsigned char *)"{\"tags\":[\"a\",\"b\"]}";
+    /* twelve tags: a list index of two digits too */
+    m.data = (const unsigned char *)"{\"tags\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\","
+                                    "\"i\",\"j\",\"k\",\"l\"]}";
     m.data_len = strlen((const char *)m.data);
     assert_int_equal(kl_msg_id(m.shard_id, m.sequence, -1, m.msg_id, NULL), KL_OK);
     assert_string_equal(m.msg_id, "dadID5Rb3SBPLsEq3H/9");
@@ -469,6 +471,9 @@ static void row_ids_are_deterministic(void **state)
     assert_true(kl_schema_find_column(&b.schema->tables[tags->table], "_dlt_id", &ci));
     cell_text(&tags->cells[ci], got, sizeof got);
     assert_string_equal(got, "+f8RkcV3t3GarQ"); /* "UvGZlILxpH+4fA_my_stream__tags_0" */
+    assert_int_equal(tags->n_rows, 12);
+    cell_text(&tags->cells[11 * tags->n_columns + ci], got, sizeof got);
+    assert_string_equal(got, "7yVCE8NxKhizEw"); /* "UvGZlILxpH+4fA_my_stream__tags_11" */
     kl_normalizer_destroy(n);
 }
 

@@ -15,7 +15,7 @@
 
 #define MAX_EXPIRED_RETRIES 3
 #define AT_TIMESTAMP_WAIT_MS 5000
-#define CHUNK_ARENA_BLOCK (16 * 1024)
+#define CHUNK_ARENA_BLOCK ((size_t)16 * 1024)
 #define CHUNK_ARENA_MAX ((size_t)64 << 20)
 
 struct kl_cursor {

@@ -68,24 +68,25 @@ struct kl_cursor_options {
 
 /* One page of messages from one shard. */
 struct kl_chunk {
-    char shard_id[KL_SHARD_ID_MAX];
+    /* Field order: the character arrays and flags last, so little padding. */
     struct kl_message *messages;
     size_t n_messages;
     size_t n_records;  /* Kinesis records in the page (before de-aggregation) */
     size_t data_bytes; /* record Data bytes in the page */
     int64_t millis_behind;
-    /* The position after this chunk: its last message (unchanged from the
-     * previous chunk when the page was empty; "" when nothing was read yet). */
-    char end_sequence[KL_SEQ_MAX];
-    int64_t end_sub_sequence;
-    bool shard_done;                 /* no more pages will come from this shard in this read */
-    bool shard_closed;               /* the shard is closed and fully read */
+    int64_t end_sub_sequence;        /* with end_sequence, below */
     struct kl_child_shard *children; /* ChildShards of a closed shard (if reported) */
     size_t n_children;
     /* storage */
     struct kl_record_batch batch;
     struct kl_arena arena;
     size_t cap_messages;
+    char shard_id[KL_SHARD_ID_MAX];
+    /* The position after this chunk: its last message (unchanged from the
+     * previous chunk when the page was empty; "" when nothing was read yet). */
+    char end_sequence[KL_SEQ_MAX];
+    bool shard_done;   /* no more pages will come from this shard in this read */
+    bool shard_closed; /* the shard is closed and fully read */
 };
 
 void kl_chunk_init(struct kl_chunk *c);

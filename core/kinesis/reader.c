@@ -104,7 +104,7 @@ static int add_shard(struct kl_reader *r, const struct kl_shard *meta, struct kl
     const struct kl_shard_position *pos = stored_position(r, meta->id);
     struct rshard **grown, *s;
 
-    grown = realloc(r->shards, (r->n_shards + 1) * sizeof *grown);
+    grown = realloc(r->shards, (r->n_shards + 1) * sizeof(struct rshard *));
     if (grown == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory tracking shards");
     r->shards = grown;

@@ -117,16 +117,16 @@ static bool parse_iso(const char *s, int64_t *ms)
                 return false;
             if (oh > 23 || om > 59)
                 return false;
-            offset_min = sign * (oh * 60 + om);
+            offset_min = (int64_t)sign * (oh * 60 + om);
         }
     }
     if (*p != '\0')
         return false;
     while (frac_digits++ < 3)
         frac *= 10;
-    *ms =
-        ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 +
-        frac;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec -
+                   offset_min * 60;
+    *ms = secs * 1000 + frac;
     return true;
 }
 
@@ -196,12 +196,19 @@ void kl_choose_start(const struct kl_shard_position *stored, int64_t last_run_ms
     } else if (last_run_ms >= 0) {
         out->type = KL_ITER_AT_TIMESTAMP;
         out->timestamp_ms = last_run_ms;
-    } else if (initial->kind == KL_INITIAL_TRIM_HORIZON) {
-        out->type = KL_ITER_TRIM_HORIZON;
-    } else if (initial->kind == KL_INITIAL_LATEST) {
-        out->type = KL_ITER_LATEST;
     } else {
-        out->type = KL_ITER_AT_TIMESTAMP;
-        out->timestamp_ms = initial->at_ms;
+        /* No history of this shard or its stream: the requested start. */
+        switch (initial->kind) {
+        case KL_INITIAL_TRIM_HORIZON:
+            out->type = KL_ITER_TRIM_HORIZON;
+            break;
+        case KL_INITIAL_LATEST:
+            out->type = KL_ITER_LATEST;
+            break;
+        default: /* KL_INITIAL_AT_TIMESTAMP */
+            out->type = KL_ITER_AT_TIMESTAMP;
+            out->timestamp_ms = initial->at_ms;
+            break;
+        }
     }
 }

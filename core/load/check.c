@@ -108,7 +108,8 @@ static const char *first_difference(const struct kl_load_params *a, const struct
     if (strcmp(a->table_name, b->table_name) != 0)
         return "table_name";
     if (a->initial.kind != b->initial.kind || a->initial.at_ms != b->initial.at_ms ||
-        (a->initial.kind == KL_INITIAL_AT_TIMESTAMP && strcmp(a->initial_text, b->initial_text)))
+        (a->initial.kind == KL_INITIAL_AT_TIMESTAMP &&
+         strcmp(a->initial_text, b->initial_text) != 0))
         return "initial_at_timestamp";
     if (a->max_messages != b->max_messages)
         return "max_number_of_messages";

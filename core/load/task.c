@@ -163,7 +163,7 @@ static int write_batch(struct run *r, const struct kl_row_batch *batch,
         KL_WARN("load", &r->log, "writing a chunk failed (try %d of %d), retrying: %s", n, attempts,
                 err ? err->msg : "");
         /* jittered backoff: 100 ms, 200 ms, ... up to 3.2 s */
-        kl_clock_sleep_ms(r->clock, (int64_t)kl_rand_below((uint64_t)(100 << (n < 6 ? n : 5))));
+        kl_clock_sleep_ms(r->clock, (int64_t)kl_rand_below((uint64_t)100 << (n < 6 ? n : 5)));
     }
     if (rc == KL_OK && r->env->schema_version_written != NULL)
         *r->env->schema_version_written = schema->version;

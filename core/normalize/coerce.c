@@ -944,8 +944,9 @@ size_t kl_double_repr(double d, char out[32])
         if (c_strtod(buf) == d)
             break;
     }
-    /* buf: [-]d[.ddd]e[+-]xx */
+    /* buf: [-]d[.ddd]e[+-]xx: a digit first, then maybe the point and more */
     const char *p = buf + (neg ? 1 : 0);
+    digits[nd++] = *p++;
     for (; *p && *p != 'e'; p++) {
         if (*p != '.')
             digits[nd++] = *p;

@@ -61,7 +61,6 @@ static int flatten(struct kl_normalizer *n, uint32_t tci, uint32_t parent_node,
                    const struct kl_json_member *members, uint32_t count, int r_lvl,
                    struct kl_err *err)
 {
-    struct ntable *nt = &n->nts[n->tctxs[tci].nt];
     for (uint32_t i = 0; i < count; i++) {
         const struct kl_json_member *m = &members[i];
         const struct kl_json *v = &m->value;
@@ -69,7 +68,7 @@ static int flatten(struct kl_normalizer *n, uint32_t tci, uint32_t parent_node,
         int rc;
         if ((rc = kl_norm_child_for_key(n, parent_node, m->key, m->key_len, &node, err)))
             return rc;
-        nt = &n->nts[n->tctxs[tci].nt];
+        struct ntable *nt = &n->nts[n->tctxs[tci].nt];
         if (v->type == KL_JSON_OBJECT || v->type == KL_JSON_ARRAY) {
             bool as_json = r_lvl <= 0;
             if (!as_json && nt->has_json_column) {
@@ -187,24 +186,12 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
             memcpy(id, n->root_id, sizeof n->root_id);
         } else {
             /* dlt: digest128(f"{parent_row_id}_{table}_{list_idx}", 10) */
-            char in[512], digits[24];
-            size_t pl = strlen(parent_id), tl = strlen(n->tctxs[tci].name), dl = 0, k = 0;
-            uint64_t u = (uint64_t)pos;
-            do {
-                digits[dl++] = (char)('0' + u % 10);
-                u /= 10;
-            } while (u);
-            if (pl + tl + dl + 2 > sizeof in)
+            char in[512];
+            int k = snprintf(in, sizeof in, "%s_%s_%" PRIu64, parent_id, n->tctxs[tci].name,
+                             (uint64_t)pos);
+            if (k < 0 || (size_t)k >= sizeof in)
                 return kl_err_set(err, KL_ERR_INTERNAL, "row id input too long");
-            memcpy(in, parent_id, pl);
-            k = pl;
-            in[k++] = '_';
-            memcpy(in + k, n->tctxs[tci].name, tl);
-            k += tl;
-            in[k++] = '_';
-            while (dl)
-                in[k++] = digits[--dl];
-            kl_digest_b64(in, k, KL_DLT_ID_BYTES, id);
+            kl_digest_b64(in, (size_t)k, KL_DLT_ID_BYTES, id);
         }
         if ((vid = synth_string(n, id, strlen(id))) == NULL)
             return kl_norm_oom(n, err);

@@ -23,7 +23,7 @@
 void kl_json_doc_init(struct kl_json_doc *doc)
 {
     memset(doc, 0, sizeof *doc);
-    kl_arena_init(&doc->arena, 16 * 1024, 0);
+    kl_arena_init(&doc->arena, (size_t)16 * 1024, 0);
 }
 
 void kl_json_doc_free(struct kl_json_doc *doc)

@@ -16,8 +16,8 @@
 struct kl_buf;
 struct kl_err;
 
-#define KL_JSON_MAX_DEPTH 1024                /* nesting of arrays and objects, as orjson */
-#define KL_JSON_MAX_INPUT (64u * 1024 * 1024) /* bytes of Data accepted */
+#define KL_JSON_MAX_DEPTH 1024                       /* nesting of arrays and objects, as orjson */
+#define KL_JSON_MAX_INPUT ((size_t)64 * 1024 * 1024) /* bytes of Data accepted */
 
 enum kl_json_type {
     KL_JSON_NULL = 0,

@@ -180,12 +180,16 @@ static int finish(const uint32_t *v, size_t n, const char *ident, size_t ilen, s
             return KL_ERR_INVALID;
         size_t remaining = max_length - tl;
         size_t head = remaining / 2 + remaining % 2, tail = remaining / 2;
-        for (size_t i = 0; i < head; i++)
-            o += encode1(v[i], out + o);
-        memcpy(out + o, tag, tl);
-        o += tl;
-        for (size_t i = n - tail; i < n; i++)
-            o += encode1(v[i], out + o);
+        /* The first `head` and the last `tail` code points with the tag
+         * between them (head + tail < n: the tag always goes in). */
+        for (size_t i = 0; i < n; i++) {
+            if (i == head) {
+                memcpy(out + o, tag, tl);
+                o += tl;
+            }
+            if (i < head || i >= n - tail)
+                o += encode1(v[i], out + o);
+        }
     } else {
         for (size_t i = 0; i < n; i++) {
             if (o + 4 >= KL_NAME_CAP)
@@ -368,8 +372,12 @@ static int join(struct cps *path, const uint32_t *v, size_t n)
     int rc = KL_OK;
     if (n == 0)
         return KL_OK;
-    if (path->n > 0 && ((rc = push(path, '_')) != KL_OK || (rc = push(path, '_')) != KL_OK))
-        return rc;
+    if (path->n > 0) {
+        /* the separator, "__" */
+        rc = push(path, '_');
+        if (rc == KL_OK)
+            rc = push(path, '_');
+    }
     for (size_t i = 0; i < n && rc == KL_OK; i++)
         rc = push(path, v[i]);
     return rc;
@@ -440,8 +448,8 @@ int kl_naming_shorten_fragments(const char *const *idents, const size_t *lens, s
         if (kl_naming_is_blank(idents[k], lens[k]))
             continue;
         if (jl > 0) {
-            memcpy(joined + jl, "__", 2);
-            jl += 2;
+            joined[jl++] = '_';
+            joined[jl++] = '_';
         }
         memcpy(joined + jl, idents[k], lens[k]);
         jl += lens[k];

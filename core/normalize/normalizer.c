@@ -39,14 +39,14 @@ struct kl_normalizer *kl_normalizer_create(const struct kl_normalizer_options *o
     n->opt.table_name = n->table_name;
     n->opt.load_id = n->load_id;
     if (n->opt.max_chunk_bytes == 0)
-        n->opt.max_chunk_bytes = 512u * 1024 * 1024;
+        n->opt.max_chunk_bytes = (size_t)512 * 1024 * 1024;
     n->schema = schema ? schema : kl_schema_create(KL_SCHEMA_NAME);
     n->root_tctx = NONE;
     kl_json_doc_init(&n->doc);
     kl_json_doc_init(&n->scratch_doc);
-    kl_arena_init(&n->msg, 16 * 1024, 0);
-    kl_arena_init(&n->batch, 256 * 1024, n->opt.max_chunk_bytes);
-    kl_buf_init(&n->scratch, 64u * 1024 * 1024);
+    kl_arena_init(&n->msg, (size_t)16 * 1024, 0);
+    kl_arena_init(&n->batch, (size_t)256 * 1024, n->opt.max_chunk_bytes);
+    kl_buf_init(&n->scratch, (size_t)64 * 1024 * 1024);
     if (n->stream_name == NULL || n->load_id == NULL || n->schema == NULL ||
         (opt->table_name && n->table_name == NULL)) {
         kl_normalizer_destroy(n);

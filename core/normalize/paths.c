@@ -187,7 +187,7 @@ static int tctx_for(struct kl_normalizer *n, const char *full, size_t len, const
     if ((rc = ntable_for(n, name, parent, &nti, err)))
         return rc;
     n->tctxs[v].nt = nti;
-    uint32_t root;
+    uint32_t root = NONE;
     if ((rc = new_node(n, v, NONE, "", 0, &root, err)))
         return rc;
     n->tctxs[v].root = root;
@@ -220,6 +220,7 @@ int kl_norm_canon_child(struct kl_normalizer *n, uint32_t parent, const char *no
         o += 2;
     }
     memcpy(j + o, norm, nl);
+    j[jl] = '\0'; /* new_node takes the length; terminated all the same */
     rc = new_node(n, p->tctx, parent, j, jl, &v, err);
     free(j);
     if (rc)
@@ -279,8 +280,9 @@ int kl_norm_list_tctx(struct kl_normalizer *n, uint32_t node, uint32_t *out, str
         o += 2;
     }
     memcpy(full + o, nd->joined, nd->joined_len);
+    full[len] = '\0'; /* tctx_for takes the length; terminated all the same */
     memcpy(parent, t->name, sizeof parent);
-    uint32_t v;
+    uint32_t v = NONE;
     rc = tctx_for(n, full, len, parent, &v, err);
     free(full);
     if (rc)

@@ -403,12 +403,14 @@ static void sort_keys(cJSON *node)
         sort_keys(c);
     if (!cJSON_IsObject(node) || node->child == NULL)
         return;
-    /* insertion sort on the linked list: documents are small */
-    cJSON *sorted = NULL, *c = node->child;
+    /* insertion sort on the linked list (documents are small); the first
+     * member starts the sorted list */
+    cJSON *sorted = node->child, *c = sorted->next;
+    sorted->prev = sorted->next = NULL;
     while (c != NULL) {
         cJSON *next = c->next;
         c->prev = c->next = NULL;
-        if (sorted == NULL || strcmp(c->string, sorted->string) < 0) {
+        if (strcmp(c->string, sorted->string) < 0) {
             c->next = sorted;
             sorted = c;
         } else {
@@ -620,7 +622,7 @@ int kl_schema_from_json(const char *json, size_t len, struct kl_schema **out, st
         const cJSON *cols = cJSON_GetObjectItemCaseSensitive(t, "columns"), *c;
         const char *pname = cJSON_IsString(parent) ? parent->valuestring : "";
         enum kl_write_disposition w = KL_WRITE_APPEND;
-        size_t ti;
+        size_t ti = 0;
         if (t->string == NULL || (pname[0] == '\0' && strncmp(t->string, "_dlt_", 5) == 0))
             continue;
         if (cJSON_IsString(wd) && strcmp(wd->valuestring, "merge") == 0)

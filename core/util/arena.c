@@ -15,7 +15,7 @@ struct kl_arena_block {
     _Alignas(max_align_t) unsigned char data[];
 };
 
-#define DEFAULT_BLOCK (64u * 1024u)
+#define DEFAULT_BLOCK ((size_t)64 * 1024)
 
 void kl_arena_init(struct kl_arena *a, size_t block_size, size_t max)
 {

@@ -7,7 +7,8 @@
 #
 # Environment: CTEST_ARGS (extra ctest arguments, e.g. "-R test_services"
 #   or "-L unit"), JOBS (build parallelism), KL_KEEP_SERVICES=1 (leave the
-#   services running afterwards), KL_SKIP_ASAN=1 (plain build only).
+#   services running afterwards), KL_SKIP_ASAN=1 (plain build only),
+#   KL_LINT=1 (the strict static checks, as CI=true runs them).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +56,13 @@ failed=()
 
 step "signature proxy tests (node --test)"
 node --test tests/proxy/ || failed+=("proxy tests")
+
+case "${CI:-}${KL_LINT:-}" in
+*true* | *1* | *yes*)
+    step "static checks (scripts/lint.sh: clang-tidy, cppcheck, clang-format; strict)"
+    KL_LINT_STRICT=1 BUILD_DIR=build scripts/lint.sh || failed+=("lint")
+    ;;
+esac
 
 step "openapi.yaml lint (@redocly/cli, settings in redocly.yaml)"
 NODE_NO_WARNINGS=1 tests/node_modules/.bin/redocly lint openapi.yaml || failed+=("openapi lint")

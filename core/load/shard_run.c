@@ -96,10 +96,11 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     atomic_fetch_add(&r->w->e->chunks, 1);
     r->committed = true;
     kl_lag_note(&r->w->e->lags, r->key.pipeline, r->key.stream, r->key.shard_id, millis_behind);
-    for (size_t i = 0; batch != NULL && i < batch->n_tables && n < 64; i++) {
-        snprintf(rows[n].table, sizeof rows[n].table, "%s",
+    for (size_t i = 0; batch != NULL && i < batch->n_tables && n < 64; i++, n++) {
+        struct kl_store_table_rows *t = &rows[n];
+        snprintf(t->table, sizeof t->table, "%s",
                  batch->schema->tables[batch->tables[i].table].name);
-        rows[n++].rows = (int64_t)batch->tables[i].n_rows;
+        t->rows = (int64_t)batch->tables[i].n_rows;
     }
     memset(&p, 0, sizeof p);
     if (atomic_exchange(&r->waiting_shown, false))

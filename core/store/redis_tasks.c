@@ -242,8 +242,8 @@ int kl_rs_stats(void *impl, struct kl_store_stats *out, struct kl_err *err)
     out->queued = kl_rs_el_i64(reply, 0, 0);
     out->in_flight = kl_rs_el_i64(reply, 1, 0);
     out->delayed = kl_rs_el_i64(reply, 2, 0);
-    for (int s = 0; s < KL_STORE_JOB_STATUSES; s++)
-        out->jobs[s] = kl_rs_el_i64(reply, (size_t)(3 + s), 0);
+    for (size_t s = 0; s < KL_STORE_JOB_STATUSES; s++)
+        out->jobs[s] = kl_rs_el_i64(reply, 3 + s, 0);
 cleanup:
     freeReplyObject(reply);
     kl_rs_args_free(&a);

@@ -168,15 +168,18 @@ static int read_ours(struct kl_dest_conn *c, const struct kl_dest_ds *d, const c
     for (size_t i = 0; rc == KL_OK && i < n; i++)
         if (rows[i].cp.position.shard_id[0] != '\0')
             n_cps++;
-    if (rc == KL_OK && n_cps > 0) {
-        st->checkpoints = calloc(n_cps, sizeof *st->checkpoints);
-        st->origins = calloc(n_cps, sizeof *st->origins);
-        if (st->checkpoints == NULL || st->origins == NULL)
-            rc = kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
+    if (rc == KL_OK) {
+        /* at least one element, so the arrays exist even when empty */
+        st->checkpoints = calloc(n_cps > 0 ? n_cps : 1, sizeof *st->checkpoints);
+        st->origins = calloc(n_cps > 0 ? n_cps : 1, sizeof *st->origins);
+        if (st->checkpoints == NULL || st->origins == NULL) {
+            kl_err_set(err, KL_ERR_NOMEM, "checkpoints");
+            rc = KL_ERR_NOMEM;
+        }
     }
     for (size_t i = 0; rc == KL_OK && i < n; i++) {
         const struct kl_dest_stream_row *r = &rows[i];
-        if (r->cp.position.shard_id[0] != '\0') {
+        if (r->cp.position.shard_id[0] != '\0' && st->n_checkpoints < n_cps) {
             st->checkpoints[st->n_checkpoints] = r->cp;
             st->origins[st->n_checkpoints++] =
                 r->cp.position.sequence[0] != '\0' ? KL_STATE_OURS : KL_STATE_NONE;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZLIB_CONST /* next_in is const: the input is never written */
 #include <zlib.h>
 
 void kl_dlt_state_row_free(struct kl_dlt_state_row *r)
@@ -51,10 +52,10 @@ static int inflate_all(const unsigned char *in, size_t n, char **json, size_t *l
     kl_buf_init(&out, KL_STATE_TEXT_MAX);
     if (inflateInit(&z) != Z_OK)
         return kl_err_set(err, KL_ERR_NOMEM, "zlib: inflateInit failed");
-    z.next_in = (unsigned char *)(uintptr_t)in;
+    z.next_in = (const Bytef *)in;
     z.avail_in = (uInt)n;
     while (rc == KL_OK && zrc != Z_STREAM_END) {
-        rc = kl_buf_reserve(&out, 64 * 1024, err);
+        rc = kl_buf_reserve(&out, (size_t)64 * 1024, err);
         if (rc != KL_OK)
             break;
         z.next_out = (unsigned char *)out.data + out.len;
@@ -502,7 +503,8 @@ static int merge_stream(cJSON *root, const char *section, const struct kl_state_
 {
     const char *sec = resource_section(root, section, st->stream_name);
     const struct kl_checkpoint *newest = NULL;
-    cJSON *sources, *src, *resources, *res, *incr, *kin, *last;
+    cJSON *sources = NULL, *src = NULL, *resources = NULL, *res = NULL, *incr = NULL, *kin = NULL,
+          *last = NULL;
     bool fresh_kin;
     int rc;
 
@@ -634,9 +636,11 @@ int kl_state_doc_build(const struct kl_state_doc_in *in, struct kl_state_doc *ou
                         err);
     if (rc == KL_OK)
         rc = set_member(root, "_version_hash", cJSON_CreateString(out->version_hash), err);
-    if (rc == KL_OK && (out->json = cJSON_PrintUnformatted(root)) == NULL)
-        rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
     if (rc == KL_OK)
+        out->json = cJSON_PrintUnformatted(root);
+    if (rc == KL_OK && out->json == NULL)
+        rc = kl_err_set(err, KL_ERR_NOMEM, "pipeline state");
+    else if (rc == KL_OK)
         rc = kl_dlt_state_encode(out->json, strlen(out->json), &out->state, err);
     if (rc == KL_OK && RAND_bytes(rid, sizeof rid) != 1)
         rc = kl_err_set(err, KL_ERR_INTERNAL, "RAND_bytes failed");

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #define WAIT_SHOW_AFTER_MS 5000 /* a Kinesis call slower than this shows in the job */
+#define BUDGET_WAIT_MS 100      /* budget held by other shards: ask again after this */
+#define BUDGET_WAITS 100        /* ... this often at most (10 s, well within a lease) */
 
 /* The job and shard one running task works for: the hooks' context. */
 struct shard_run {
@@ -50,8 +52,25 @@ static int hook_reserve(void *ctx, int want, int *granted, struct kl_err *err)
     *granted = want;
     if (!budgeted(r))
         return KL_OK;
-    rc = kl_store_budget_reserve(kl_worker_store(r->w), r->task->job_id, r->task->shard_id,
-                                 r->w->params.max_messages, want, &g, err);
+    for (int tries = 0;; tries++) {
+        struct kl_store_job job;
+        bool spent;
+
+        rc = kl_store_budget_reserve(kl_worker_store(r->w), r->task->job_id, r->task->shard_id,
+                                     r->w->params.max_messages, want, &g, err);
+        if (rc != KL_OK || g > 0 || tries >= BUDGET_WAITS || atomic_load(&r->w->e->stopping))
+            break;
+        /* nothing granted: spent, or held by pages of other shards that may
+         * give part of it back (a short page); wait for those a while */
+        kl_store_job_init(&job);
+        rc = kl_store_job_get(kl_worker_store(r->w), r->task->job_id, &job, err);
+        spent = rc != KL_OK || job.messages >= r->w->params.max_messages ||
+                kl_store_job_status_final(job.status);
+        kl_store_job_free(&job);
+        if (spent)
+            break;
+        kl_clock_sleep_ms(kl_engine_clock(r->w->e), BUDGET_WAIT_MS);
+    }
     *granted = rc == KL_OK ? (int)g : 0;
     return rc;
 }

@@ -445,14 +445,21 @@ static int table_column_names(const cJSON *doc, struct kl_buf *out, struct kl_er
 {
     const cJSON *tables = cJSON_GetObjectItemCaseSensitive(doc, "tables"), *t;
     size_t n = (size_t)cJSON_GetArraySize(tables), i = 0;
-    const cJSON **order = n > 0 ? malloc(n * sizeof *order) : NULL;
+    const cJSON **order;
     int rc = KL_OK;
 
-    if (n > 0 && order == NULL)
+    if (n == 0)
+        return KL_OK;
+    order = malloc(n * sizeof(const cJSON *));
+    if (order == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
-    cJSON_ArrayForEach(t, tables) order[i++] = t;
-    if (n > 0)
-        qsort(order, n, sizeof *order, cmp_table_names);
+    cJSON_ArrayForEach(t, tables)
+    {
+        if (i < n)
+            order[i++] = t;
+    }
+    qsort(order, i, sizeof(const cJSON *), cmp_table_names);
+    n = i;
     for (i = 0; i < n && rc == KL_OK; i++) {
         const cJSON *c;
         rc = kl_buf_append_str(out, order[i]->string, err);

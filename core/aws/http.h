@@ -30,6 +30,13 @@ struct kl_http_request {
      * copy the transport makes is wiped, and so is the response body when it
      * is freed. */
     int sensitive;
+    /* When set, a 2xx body goes to `sink` piece by piece as it arrives
+     * instead of into the response (whose body stays empty); a sink that
+     * returns an error ends the transfer with it. Other statuses are
+     * buffered as usual. A transport may ignore this and buffer: callers
+     * feed a buffered 2xx body to the sink themselves. */
+    int (*sink)(void *ctx, const char *data, size_t n, struct kl_err *err);
+    void *sink_ctx;
 };
 
 struct kl_http_response {

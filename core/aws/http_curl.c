@@ -38,6 +38,11 @@ struct transfer {
     struct kl_buf body;
     struct kl_http_response *resp;
     int limit_hit;
+    CURL *curl;
+    const struct kl_http_request *req;
+    int streaming; /* -1 not known yet, 0 buffering, 1 to the sink */
+    int sink_rc;
+    struct kl_err sink_err;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -138,6 +143,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct transfer *x = userdata;
     size_t n = size * nmemb;
+    if (x->streaming < 0) {
+        /* the status line and headers are in: a 2xx body may stream */
+        long status = 0;
+        curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
+        x->streaming = x->req->sink != NULL && status >= 200 && status < 300;
+    }
+    if (x->streaming) {
+        x->sink_rc = x->req->sink(x->req->sink_ctx, data, n, &x->sink_err);
+        return x->sink_rc == KL_OK ? n : 0;
+    }
     if (kl_buf_append(&x->body, data, n, NULL) != KL_OK) {
         x->limit_hit = 1;
         return 0; /* makes curl fail with CURLE_WRITE_ERROR */
@@ -177,6 +192,11 @@ static int map_curl_error(CURLcode rc, const struct transfer *x, const char *err
                           const char *url, struct kl_err *err)
 {
     const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+    if (x->sink_rc != KL_OK) {
+        if (err != NULL)
+            *err = x->sink_err;
+        return x->sink_rc;
+    }
     if (x->limit_hit)
         return kl_err_set(err, KL_ERR_LIMIT, "response from %s exceeds %zu bytes", url,
                           x->body.max);
@@ -215,6 +235,11 @@ static int curl_send(void *impl, const struct kl_http_request *req, struct kl_ht
     out.sensitive = req->sensitive;
     x.resp = &out;
     x.limit_hit = 0;
+    x.req = req;
+    x.streaming = -1;
+    x.curl = NULL;
+    x.sink_rc = KL_OK;
+    kl_err_clear(&x.sink_err);
     errbuf[0] = '\0';
 
     curl = thread_handle(t, err);
@@ -223,6 +248,7 @@ static int curl_send(void *impl, const struct kl_http_request *req, struct kl_ht
         goto cleanup;
     }
     curl_easy_reset(curl);
+    x.curl = curl;
 
     /* An empty "Expect:" stops curl from waiting for 100-continue on large bodies. */
     tmp = curl_slist_append(headers, "Expect:");

@@ -155,6 +155,8 @@ void kl_record_batch_free(struct kl_record_batch *b)
     if (b == NULL)
         return;
     free(b->storage);
+    free(b->children);
+    free(b->bytes);
     kl_record_batch_init(b);
 }
 
@@ -304,9 +306,48 @@ static int classify_error(struct kl_kinesis *k, const char *op, const struct kl_
     return rc;
 }
 
-/* One signed request; on success `*out` is the parsed answer. */
+/* Where one call's answer goes: parsed into `*json`, or streamed to `sink`. */
+struct answer {
+    cJSON **json;
+    const struct kl_kinesis_sink *sink;
+};
+
+static int sink_piece(void *ctx, const char *data, size_t n, struct kl_err *err)
+{
+    const struct kl_kinesis_sink *sink = ctx;
+    return sink->feed(sink->ctx, data, n, err);
+}
+
+/* A 200 answer: parsed, or (streamed, or fed whole when the transport
+ * buffered it) ended at the sink. */
+static int take_answer(const char *op, const struct kl_http_response *resp, const struct answer *to,
+                       struct kl_err *err)
+{
+    if (to->sink != NULL) {
+        int rc = resp->body_len > 0 ? to->sink->feed(to->sink->ctx, resp->body, resp->body_len, err)
+                                    : KL_OK;
+        if (rc == KL_OK)
+            rc = to->sink->end(to->sink->ctx, err);
+        if (rc != KL_OK)
+            kl_err_prefix(err, "%s", op);
+        return rc;
+    }
+    /* CreateStream and DeleteStream answer 200 with an empty body. */
+    if (resp->body_len == 0)
+        *to->json = cJSON_CreateObject();
+    else
+        *to->json = cJSON_ParseWithLength(resp->body, resp->body_len);
+    if (*to->json == NULL) {
+        /* A 200 with a broken body is a transport fault: worth another try. */
+        return kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: the answer is not valid JSON (%zu bytes)",
+                          op, resp->body_len);
+    }
+    return KL_OK;
+}
+
+/* One signed request; on success the answer went where `to` says. */
 static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_t body_len,
-                   long timeout_ms, cJSON **out, struct kl_err *err)
+                   long timeout_ms, const struct answer *to, struct kl_err *err)
 {
     struct kl_aws_creds creds;
     struct kl_sigv4_signed signed_req;
@@ -349,6 +390,11 @@ static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_
     req.connect_timeout_ms = k->connect_timeout_ms;
     req.timeout_ms = timeout_ms;
     req.max_response = MAX_RESPONSE;
+    if (to->sink != NULL) {
+        to->sink->begin(to->sink->ctx);
+        req.sink = sink_piece;
+        req.sink_ctx = (void *)to->sink;
+    }
     atomic_fetch_add(&k->requests, 1);
     rc = kl_http_send(k->http, &req, &resp, err);
     if (rc != KL_OK) {
@@ -359,23 +405,17 @@ static int attempt(struct kl_kinesis *k, const char *op, const char *body, size_
         rc = classify_error(k, op, &resp, err);
         goto cleanup;
     }
-    /* CreateStream and DeleteStream answer 200 with an empty body. */
-    if (resp.body_len == 0)
-        *out = cJSON_CreateObject();
-    else
-        *out = cJSON_ParseWithLength(resp.body, resp.body_len);
-    if (*out == NULL) {
-        /* A 200 with a broken body is a transport fault: worth another try. */
-        rc = kl_err_set(err, KL_ERR_UNAVAILABLE, "%s: the answer is not valid JSON (%zu bytes)", op,
-                        resp.body_len);
-        goto cleanup;
-    }
-    rc = KL_OK;
+    rc = take_answer(op, &resp, to, err);
 
 cleanup:
     kl_http_response_free(&resp);
     kl_aws_creds_free(&creds);
     return rc;
+}
+
+const atomic_bool *kl_kinesis_cancel_flag(const struct kl_kinesis *k)
+{
+    return k->cancel;
 }
 
 bool kl_kinesis_cancelled(const struct kl_kinesis *k)
@@ -395,13 +435,11 @@ int64_t kl_kinesis_backoff_ms(const struct kl_kinesis *k, int n)
 }
 
 /* Sends `request` as operation `op`, retrying what may pass until the
- * call's deadline. Takes ownership of nothing; on success `*out` is the
- * answer, which the caller deletes. `opts` may be NULL. */
-int kl_kinesis_call_op(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
-                       const cJSON *request, cJSON **out, struct kl_err *err)
+ * call's deadline; the answer goes where `to` says. `opts` may be NULL. */
+static int call(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
+                const cJSON *request, const struct answer *to, struct kl_err *err)
 {
     char *body = cJSON_PrintUnformatted(request);
-    cJSON *answer = NULL;
     struct kl_err last;
     int64_t budget =
         opts != NULL && opts->deadline_ms > 0 ? opts->deadline_ms : k->call_deadline_ms;
@@ -423,7 +461,7 @@ int kl_kinesis_call_op(struct kl_kinesis *k, struct kl_kinesis_call *opts, const
         if (left < timeout)
             timeout = left > 1 ? (long)left : 1;
         n++;
-        rc = attempt(k, op, body, strlen(body), timeout, &answer, &last);
+        rc = attempt(k, op, body, strlen(body), timeout, to, &last);
         if (rc == KL_OK || !kl_err_retryable((enum kl_err_code)rc) || n >= k->max_attempts)
             break;
         if (kl_kinesis_cancelled(k)) {
@@ -454,9 +492,7 @@ int kl_kinesis_call_op(struct kl_kinesis *k, struct kl_kinesis_call *opts, const
                  last.msg);
         kl_clock_sleep_ms(k->clock, wait);
     }
-    if (rc == KL_OK)
-        *out = answer;
-    else
+    if (rc != KL_OK)
         atomic_fetch_add(&k->failures, 1);
 
 cleanup:
@@ -464,4 +500,20 @@ cleanup:
         *err = last;
     free(body);
     return rc;
+}
+
+int kl_kinesis_call_op(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
+                       const cJSON *request, cJSON **out, struct kl_err *err)
+{
+    struct answer to = {out, NULL};
+    *out = NULL;
+    return call(k, opts, op, request, &to, err);
+}
+
+int kl_kinesis_call_stream(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
+                           const cJSON *request, const struct kl_kinesis_sink *sink,
+                           struct kl_err *err)
+{
+    struct answer to = {NULL, sink};
+    return call(k, opts, op, request, &to, err);
 }

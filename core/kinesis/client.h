@@ -19,10 +19,13 @@ struct kl_err;
 struct kl_http;
 struct kl_clock;
 struct kl_cred_provider;
+struct kl_membudget;
 
 #define KL_HASH_KEY_MAX 40                       /* 0 .. 2^128-1 in decimal */
 #define KL_STREAM_NAME_MAX 129                   /* AWS: 1..128 of [a-zA-Z0-9_.-] */
 #define KL_KINESIS_MAX_RECORD ((size_t)10 << 20) /* 10 MiB, Kinesis' record limit */
+/* GetRecords returns at most 10 MiB of data (or one record, when larger). */
+#define KL_KINESIS_MAX_PAGE_DATA ((size_t)10 << 20)
 
 struct kl_kinesis_config {
     const char *endpoint;           /* e.g. https://kinesis.eu-west-1.amazonaws.com; copied */
@@ -56,6 +59,8 @@ struct kl_kinesis *kl_kinesis_create(const struct kl_kinesis_config *cfg, struct
 /* NULL is a no-op. */
 void kl_kinesis_destroy(struct kl_kinesis *k);
 void kl_kinesis_stats(const struct kl_kinesis *k, struct kl_kinesis_stats *out);
+/* The flag that cancels the client's retries (kl_kinesis_config.cancel), or NULL. */
+const atomic_bool *kl_kinesis_cancel_flag(const struct kl_kinesis *k);
 
 /* ---- streams ---- */
 
@@ -142,6 +147,11 @@ struct kl_kinesis_call {
     void *ctx;
     /* Out: the call ended because its deadline passed. */
     bool timed_out;
+    /* GetRecords: the budget a page's memory is charged to (NULL: none),
+     * and what is charged to it for the page: what the caller reserved
+     * before the call, grown by what the page took beyond that. */
+    struct kl_membudget *memory;
+    size_t charged;
 };
 
 /* True when the endpoint is an AWS one (*.amazonaws.com, *.amazonaws.com.cn,
@@ -186,9 +196,11 @@ struct kl_record_batch {
     size_t data_bytes;     /* sum of data_len */
     char *next_iterator;   /* NULL once a closed shard is drained */
     int64_t millis_behind; /* MillisBehindLatest, -1 when not reported */
-    struct kl_child_shard *children;
+    struct kl_child_shard *children; /* malloc'ed */
     size_t n_children;
-    void *storage; /* one block holding records, strings and data */
+    void *storage; /* the records array */
+    char *bytes;   /* the records' strings and data, one block */
+    size_t held;   /* bytes the page's storage takes */
 };
 
 void kl_record_batch_init(struct kl_record_batch *b);

@@ -44,6 +44,22 @@ struct kl_kinesis {
 int kl_kinesis_call_op(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
                        const struct cJSON *request, struct cJSON **out, struct kl_err *err);
 
+/* Where a streamed answer goes (GetRecords): `begin` before each attempt,
+ * `feed` with the pieces of a 200 answer's body as they arrive, `end` once it
+ * is complete. Errors of `feed` and `end` end the attempt with them
+ * (KL_ERR_UNAVAILABLE: another attempt may pass). */
+struct kl_kinesis_sink {
+    void *ctx;
+    void (*begin)(void *ctx);
+    int (*feed)(void *ctx, const char *data, size_t n, struct kl_err *err);
+    int (*end)(void *ctx, struct kl_err *err);
+};
+
+/* kl_kinesis_call_op with the answer streamed to `sink`. */
+int kl_kinesis_call_stream(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *op,
+                           const struct cJSON *request, const struct kl_kinesis_sink *sink,
+                           struct kl_err *err);
+
 /* True once the client's cancel flag is set (kl_kinesis_config.cancel). */
 bool kl_kinesis_cancelled(const struct kl_kinesis *k);
 /* The wait before retry `n` (1-based): full jitter up to the capped exponential. */

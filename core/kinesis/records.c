@@ -1,16 +1,16 @@
 /*
  * The Kinesis operations on records: GetShardIterator, GetRecords (its
- * answer decoded into one allocation per page, see struct kl_record_batch)
- * and PutRecords. The call path is client.c's.
+ * answer parsed as it arrives, see page.h) and PutRecords. The call path is
+ * client.c's.
  */
 #include "core/kinesis/client.h"
 #include "core/kinesis/client_internal.h"
+#include "core/kinesis/page.h"
 #include "core/util/base64.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,114 +77,32 @@ cleanup:
     return rc;
 }
 
-/* Reserves `n` bytes aligned to 8 from a sizing pass or a filling pass. */
-static size_t align8(size_t n)
+/* ---- GetRecords: the answer streamed into a page (page.h) ---- */
+
+#define MAX_PAGE_BYTES ((size_t)48 << 20) /* a page holds 10 MiB of data on AWS */
+
+static void page_begin(void *ctx)
 {
-    return (n + 7) & ~(size_t)7;
+    kl_page_parser_restart(ctx);
 }
 
-static int parse_records(const cJSON *answer, struct kl_record_batch *out, struct kl_err *err)
+static int page_feed(void *ctx, const char *data, size_t n, struct kl_err *err)
 {
-    const cJSON *records = cJSON_GetObjectItemCaseSensitive(answer, "Records");
-    const cJSON *children = cJSON_GetObjectItemCaseSensitive(answer, "ChildShards");
-    const cJSON *r;
-    const char *next = kl_kinesis_jstr(answer, "NextShardIterator");
-    size_t n = 0, n_children = 0, size, pos;
-    struct kl_record_batch b;
-    char *block;
-    double num;
+    return kl_page_parser_feed(ctx, data, n, err);
+}
 
-    kl_record_batch_init(&b);
-    /* Sizing pass: one block holds the arrays, the strings and the data. */
-    size = 0;
-    cJSON_ArrayForEach(r, records)
-    {
-        const char *seq = kl_kinesis_jstr(r, "SequenceNumber"), *data = kl_kinesis_jstr(r, "Data");
-        const char *pk = kl_kinesis_jstr(r, "PartitionKey");
-        if (seq == NULL || data == NULL)
-            return kl_err_set(err, KL_ERR_UPSTREAM, "GetRecords: a record without %s",
-                              seq == NULL ? "SequenceNumber" : "Data");
-        size +=
-            strlen(seq) + 1 + (pk ? strlen(pk) : 0) + 1 + kl_base64_decoded_max(strlen(data)) + 1;
-        n++;
-    }
-    cJSON_ArrayForEach(r, children)
-    {
-        n_children++;
-    }
-    size += align8(n * sizeof(struct kl_record)) +
-            align8(n_children * sizeof(struct kl_child_shard)) + (next ? strlen(next) + 1 : 0) + 1;
-    block = malloc(size);
-    if (block == NULL)
-        return kl_kinesis_nomem(err);
-    b.storage = block;
-    b.records = (struct kl_record *)(void *)block;
-    pos = align8(n * sizeof(struct kl_record));
-    b.children = (struct kl_child_shard *)(void *)(block + pos);
-    pos += align8(n_children * sizeof(struct kl_child_shard));
-
-    cJSON_ArrayForEach(r, records)
-    {
-        struct kl_record *rec = &b.records[b.n];
-        const char *seq = kl_kinesis_jstr(r, "SequenceNumber"), *data = kl_kinesis_jstr(r, "Data");
-        const char *pk = kl_kinesis_jstr(r, "PartitionKey");
-        size_t len = strlen(seq), dlen;
-
-        memcpy(block + pos, seq, len + 1);
-        rec->sequence = block + pos;
-        pos += len + 1;
-        len = pk ? strlen(pk) : 0;
-        memcpy(block + pos, pk ? pk : "", len + 1);
-        rec->partition_key = block + pos;
-        pos += len + 1;
-        if (kl_base64_decode(data, strlen(data), (unsigned char *)block + pos, &dlen) != 0) {
-            kl_record_batch_free(&b);
-            return kl_err_set(err, KL_ERR_UPSTREAM, "GetRecords: record %s has invalid base64 Data",
-                              seq);
-        }
-        rec->data = (const unsigned char *)block + pos;
-        rec->data_len = dlen;
-        block[pos + dlen] = '\0';
-        pos += dlen + 1;
-        rec->arrival_ms =
-            kl_kinesis_jnum(r, "ApproximateArrivalTimestamp", &num) ? llround(num * 1000.0) : 0;
-        b.data_bytes += dlen;
-        b.n++;
-    }
-    cJSON_ArrayForEach(r, children)
-    {
-        struct kl_child_shard *c = &b.children[b.n_children];
-        const cJSON *parents = cJSON_GetObjectItemCaseSensitive(r, "ParentShards"), *p;
-        int rc;
-        memset(c, 0, sizeof *c);
-        rc = kl_kinesis_copy_field(c->id, sizeof c->id, kl_kinesis_jstr(r, "ShardId"),
-                                   "ChildShards.ShardId", err);
-        if (rc != KL_OK) {
-            kl_record_batch_free(&b);
-            return rc;
-        }
-        cJSON_ArrayForEach(p, parents)
-        {
-            if (cJSON_IsString(p) && c->n_parents < 2 &&
-                strlen(p->valuestring) < sizeof c->parents[0])
-                memcpy(c->parents[c->n_parents++], p->valuestring, strlen(p->valuestring) + 1);
-        }
-        b.n_children++;
-    }
-    if (next != NULL) {
-        memcpy(block + pos, next, strlen(next) + 1);
-        b.next_iterator = block + pos;
-    }
-    if (kl_kinesis_jnum(answer, "MillisBehindLatest", &num))
-        b.millis_behind = (int64_t)num;
-    *out = b;
-    return KL_OK;
+static int page_end(void *ctx, struct kl_err *err)
+{
+    return kl_page_parser_end(ctx, err);
 }
 
 int kl_kinesis_get_records(struct kl_kinesis *k, struct kl_kinesis_call *opts, const char *iterator,
                            int limit, struct kl_record_batch *out, struct kl_err *err)
 {
-    cJSON *req = NULL, *answer = NULL;
+    static const struct kl_kinesis_sink page_sink = {NULL, page_begin, page_feed, page_end};
+    struct kl_kinesis_sink sink = page_sink;
+    struct kl_page_parser page;
+    cJSON *req = NULL;
     int rc;
 
     if (limit < 1 || limit > 10000)
@@ -197,14 +115,16 @@ int kl_kinesis_get_records(struct kl_kinesis *k, struct kl_kinesis_call *opts, c
         rc = kl_kinesis_nomem(err);
         goto cleanup;
     }
-    rc = kl_kinesis_call_op(k, opts, "GetRecords", req, &answer, err);
-    if (rc != KL_OK)
-        goto cleanup;
-    rc = parse_records(answer, out, err);
+    kl_page_parser_init(&page, opts != NULL ? opts->memory : NULL,
+                        opts != NULL ? &opts->charged : NULL, MAX_PAGE_BYTES);
+    sink.ctx = &page;
+    rc = kl_kinesis_call_stream(k, opts, "GetRecords", req, &sink, err);
+    if (rc == KL_OK)
+        rc = kl_page_parser_finish(&page, out, err);
+    kl_page_parser_free(&page);
 
 cleanup:
     cJSON_Delete(req);
-    cJSON_Delete(answer);
     return rc;
 }
 

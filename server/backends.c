@@ -54,6 +54,7 @@ int kl_backends_open(struct kl_backends *b, const struct kl_config *cfg, struct 
     ec.dests = b->dests;
     ec.client = b->conn.client;
     ec.workers = cfg->workers;
+    ec.memory_max = cfg->memory_max;
     ec.shard_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
     ec.task_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
     ec.task_slice_ms = cfg->task_slice_s > 0 ? (int64_t)cfg->task_slice_s * 1000 : -1;
@@ -64,13 +65,14 @@ int kl_backends_open(struct kl_backends *b, const struct kl_config *cfg, struct 
     b->engine = kl_engine_create(&ec, err);
     if (b->engine == NULL || kl_engine_start(b->engine, err) != KL_OK)
         goto fail_code;
-    KL_INFO("engine", NULL,
-            "engine started: %d workers, lease %d s, task slice %d s, pacing %s (%s), "
-            "Kinesis call deadline %d s, job retention %d h, state %s, destination %s, "
-            "Kinesis %s",
-            ec.workers, cfg->lease_ttl_s, cfg->task_slice_s, cfg->kinesis_pacing,
-            ec.min_call_interval_ms > 0 ? "on" : "off", cfg->kinesis_call_timeout_s,
-            cfg->job_retention_hours, kl_store_name(b->store), b->dest_kind, b->conn.endpoint);
+    KL_INFO(
+        "engine", NULL,
+        "engine started: %d workers, memory %zu MiB, lease %d s, task slice %d s, pacing %s (%s), "
+        "Kinesis call deadline %d s, job retention %d h, state %s, destination %s, "
+        "Kinesis %s",
+        ec.workers, cfg->memory_max >> 20, cfg->lease_ttl_s, cfg->task_slice_s, cfg->kinesis_pacing,
+        ec.min_call_interval_ms > 0 ? "on" : "off", cfg->kinesis_call_timeout_s,
+        cfg->job_retention_hours, kl_store_name(b->store), b->dest_kind, b->conn.endpoint);
     return KL_OK;
 
 fail_code:

@@ -44,6 +44,13 @@ static const struct kl_config_var vars[] = {
      "Kubernetes secret. Not together with KL_API_TOKEN."},
     {"KL_WORKERS", "4", 1, 256, NULL, KL_CONFIG_INT, 0, FIELD(workers),
      "Worker threads of this process that run shard tasks (one shard each at a time)."},
+    {"KL_MEMORY_MAX", "40MiB", 8 * MIB, 64 * GIB, NULL, KL_CONFIG_SIZE, 0, FIELD(memory_max),
+     "What the workers' GetRecords pages and normalised rows may hold at once. Each worker's "
+     "rows get a quarter of it divided by KL_WORKERS (at least 1 MiB; a larger chunk is "
+     "committed in parts), pages the rest: before each GetRecords a reader reserves what the "
+     "page may take at most (10 MiB of data and each record's strings) and waits while that "
+     "does not fit. One record larger than all of it still loads, alone. The process takes "
+     "about 20 MiB more (code, connections, COPY buffers)."},
     {"KL_HTTP_THREADS", "16", 1, 64, NULL, KL_CONFIG_INT, 0, FIELD(http_threads),
      "Threads of the HTTP server's pool. A request waits for the state store (a Redis round "
      "trip) on its thread, so more threads than cores keep the API fast."},

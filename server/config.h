@@ -51,6 +51,7 @@ struct kl_config {
     char api_token[KL_CONFIG_TOKEN_MAX + 1]; /* "" = no authentication; wiped by _free */
     char api_token_file[KL_CONFIG_PATH_MAX];
     int workers;
+    size_t memory_max;
     int http_threads;
     int http_max_connections;
     int http_idle_timeout_s;

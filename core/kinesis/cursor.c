@@ -5,9 +5,11 @@
  */
 #include "core/kinesis/cursor.h"
 #include "core/kinesis/kpl.h"
+#include "core/kinesis/page.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
+#include "core/util/membudget.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 struct kl_cursor {
     struct kl_kinesis *client;
     struct kl_kinesis_call call; /* the deadline hook for every call */
+    struct kl_membudget *memory; /* pages are held under it; may be NULL */
     char job_id[64];
     char stream[KL_STREAM_NAME_MAX];
     char shard_id[KL_SHARD_ID_MAX];
@@ -56,6 +59,14 @@ struct kl_cursor {
     uint64_t expired;
 };
 
+/* Gives back what the chunk's page holds of the memory budget. */
+static void chunk_uncharge(struct kl_chunk *c)
+{
+    kl_membudget_release(c->memory, c->charged);
+    c->charged = 0;
+    c->memory = NULL;
+}
+
 void kl_chunk_init(struct kl_chunk *c)
 {
     memset(c, 0, sizeof *c);
@@ -69,6 +80,7 @@ void kl_chunk_free(struct kl_chunk *c)
 {
     if (c == NULL)
         return;
+    chunk_uncharge(c);
     free(c->messages);
     kl_record_batch_free(&c->batch);
     kl_arena_free(&c->arena);
@@ -78,6 +90,7 @@ void kl_chunk_free(struct kl_chunk *c)
 /* Empties a chunk for reuse, keeping its message array and first arena block. */
 static void chunk_reset(struct kl_chunk *c)
 {
+    chunk_uncharge(c);
     kl_record_batch_free(&c->batch);
     kl_arena_reset(&c->arena);
     c->n_messages = 0;
@@ -112,6 +125,7 @@ struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_
         copy_id(c->shard_id, sizeof c->shard_id, o->shard_id, "shard id", err) != KL_OK)
         goto fail;
     c->client = o->client;
+    c->memory = o->memory;
     c->call.waiting = o->waiting;
     c->call.ctx = o->waiting_ctx;
     if (o->job_id != NULL)
@@ -407,6 +421,31 @@ static bool open_shard_done(const struct kl_cursor *c, const struct kl_record_ba
     return false;
 }
 
+/* Per record at most: the record and its page bookkeeping, its message,
+ * a sequence number (56 digits on AWS) and a partition key (256 at most). */
+#define RECORD_OVERHEAD                                                                            \
+    (sizeof(struct kl_record) + sizeof(struct kl_page_record) + sizeof(struct kl_message) +        \
+     KL_SEQ_MAX + 257 + 1)
+
+size_t kl_cursor_page_reservation(int limit)
+{
+    return KL_KINESIS_MAX_PAGE_DATA + (size_t)(limit > 0 ? limit : 1) * RECORD_OVERHEAD +
+           CHUNK_ARENA_BLOCK;
+}
+
+/* The page is in the chunk: what it holds replaces what was reserved. */
+static void settle_memory(struct kl_cursor *c, struct kl_chunk *out)
+{
+    size_t holds = out->batch.held + out->cap_messages * sizeof *out->messages + out->arena.total;
+    if (holds > c->call.charged)
+        kl_membudget_charge(c->memory, holds - c->call.charged);
+    else
+        kl_membudget_release(c->memory, c->call.charged - holds);
+    out->memory = c->memory;
+    out->charged = c->memory != NULL ? holds : 0;
+    c->call.charged = 0;
+}
+
 int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct kl_err *err)
 {
     struct kl_record_batch batch;
@@ -425,6 +464,14 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
     }
     if (limit < 1 || limit > 10000)
         return kl_err_set(err, KL_ERR_INVALID, "chunk size must be 1..10000, not %d", limit);
+    /* room for the page first: wait while other pages hold the budget */
+    c->call.memory = c->memory;
+    c->call.charged = c->memory != NULL ? kl_cursor_page_reservation(limit) : 0;
+    rc = kl_membudget_reserve(c->memory, c->call.charged, kl_kinesis_cancel_flag(c->client), err);
+    if (rc != KL_OK) {
+        c->call.charged = 0;
+        return rc;
+    }
 
     for (int attempt = 0;; attempt++) {
         if (c->iterator == NULL) {
@@ -447,6 +494,9 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
         c->iterator = NULL;
     }
     schedule_next_call(c, batch.data_bytes);
+    rc = grow_messages(out, batch.n, err); /* one message a record but for KPL */
+    if (rc != KL_OK)
+        goto cleanup;
 
     for (size_t i = 0; i < batch.n; i++) {
         const struct kl_record *r = &batch.records[i];
@@ -508,11 +558,15 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
     out->children = batch.children;
     out->n_children = batch.n_children;
     kl_record_batch_init(&batch);
+    settle_memory(c, out);
     rc = KL_OK;
 
 cleanup:
     kl_record_batch_free(&batch);
-    if (rc != KL_OK)
+    if (rc != KL_OK) {
+        kl_membudget_release(c->memory, c->call.charged);
+        c->call.charged = 0;
         chunk_reset(out);
+    }
     return rc;
 }

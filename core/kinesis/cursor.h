@@ -21,6 +21,7 @@
 
 struct kl_clock;
 struct kl_err;
+struct kl_membudget;
 
 struct kl_cursor_options {
     struct kl_kinesis *client; /* borrowed */
@@ -60,6 +61,12 @@ struct kl_cursor_options {
     int64_t min_call_interval_ms;
     int64_t max_bytes_per_s;
     bool no_deaggregate; /* deliver KPL aggregated records as they are */
+    /* The budget pages are held under (KL_MEMORY_MAX): before each
+     * GetRecords the cursor reserves what the page may take at most (see
+     * kl_cursor_page_reservation) and waits while that does not fit; once
+     * the page is in, what it really holds stays charged until its chunk is
+     * emptied or freed. NULL: no budget. */
+    struct kl_membudget *memory;
     /* Ignore the stop rule and read until the shard ends: for shards known to
      * be closed, whose children must not start before they are drained. */
     bool read_to_end;
@@ -81,6 +88,8 @@ struct kl_chunk {
     struct kl_record_batch batch;
     struct kl_arena arena;
     size_t cap_messages;
+    struct kl_membudget *memory; /* what `charged` is charged to */
+    size_t charged;              /* bytes of it the chunk holds */
     char shard_id[KL_SHARD_ID_MAX];
     /* The position after this chunk: its last message (unchanged from the
      * previous chunk when the page was empty; "" when nothing was read yet). */
@@ -92,6 +101,10 @@ struct kl_chunk {
 void kl_chunk_init(struct kl_chunk *c);
 /* Frees the chunk's storage; messages are no longer valid after the call. */
 void kl_chunk_free(struct kl_chunk *c);
+
+/* The most memory a page of `limit` records takes in a chunk: 10 MiB of
+ * data (GetRecords' most) and each record's strings and bookkeeping. */
+size_t kl_cursor_page_reservation(int limit);
 
 struct kl_cursor;
 

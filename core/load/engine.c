@@ -11,6 +11,7 @@
 #include "core/util/clock.h"
 #include "core/util/err.h"
 #include "core/util/log.h"
+#include "core/util/membudget.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define MIN_ROWS_PER_WORKER ((size_t)1 << 20)
 
 const struct kl_clock *kl_engine_clock(const struct kl_engine *e)
 {
@@ -171,8 +174,27 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
     }
     e->cfg.owner = e->owner;
     atomic_store(&e->stopping, false);
+    if (e->cfg.memory_max > 0) {
+        size_t pages;
+        kl_engine_memory_split(e->cfg.memory_max, e->cfg.workers, &e->rows_target, &pages);
+        e->pages = kl_membudget_create(pages, err);
+        if (e->pages == NULL) {
+            free(e);
+            return NULL;
+        }
+    }
     kl_lag_registry_init(&e->lags, e->cfg.clock);
     return e;
+}
+
+void kl_engine_memory_split(size_t memory_max, int workers, size_t *rows_per_worker, size_t *pages)
+{
+    size_t rows = memory_max / 4 / (size_t)(workers > 0 ? workers : 1);
+    if (rows < MIN_ROWS_PER_WORKER)
+        rows = MIN_ROWS_PER_WORKER;
+    *rows_per_worker = rows;
+    *pages =
+        memory_max > rows * (size_t)workers ? memory_max - rows * (size_t)workers : memory_max / 2;
 }
 
 int kl_engine_start(struct kl_engine *e, struct kl_err *err)
@@ -222,5 +244,6 @@ void kl_engine_destroy(struct kl_engine *e)
         return;
     kl_engine_stop(e);
     kl_lag_registry_destroy(&e->lags);
+    kl_membudget_destroy(e->pages);
     free(e);
 }

@@ -45,7 +45,18 @@ struct kl_engine_config {
     int64_t sweep_interval_ms;
     int64_t min_call_interval_ms; /* Kinesis pacing per shard (see cursor.h) */
     int64_t max_bytes_per_s;
+    /* What GetRecords pages and normalised rows may hold at once, all
+     * workers together (KL_MEMORY_MAX): each worker's rows get a quarter
+     * divided by the workers (1 MiB at least; a chunk is committed in parts
+     * past it) and pages the rest, which readers wait for (cursor.h). 0: no
+     * limit. */
+    size_t memory_max;
 };
+
+/* How KL_MEMORY_MAX divides: the target of one worker's rows, and what
+ * pages share. */
+void kl_engine_memory_split(size_t memory_max, int workers, size_t *rows_per_worker,
+                            size_t *pages);
 
 struct kl_engine;
 

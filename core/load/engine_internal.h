@@ -22,6 +22,7 @@
 
 struct kl_dest;
 struct kl_normalizer;
+struct kl_membudget;
 
 #define KL_ENGINE_PLAN_TASK "@plan" /* the shard id of a job's planning task */
 #define KL_ENGINE_MAX_WORKERS 256
@@ -39,6 +40,8 @@ struct kl_engine {
     atomic_uint_least64_t messages, rows, dead_letters, chunks, task_retries, task_failures,
         task_yields;
     struct kl_lag_registry lags; /* per-shard MillisBehindLatest for kl_engine_shard_lags */
+    struct kl_membudget *pages;  /* what GetRecords pages hold (memory_max); NULL: no limit */
+    size_t rows_target;          /* a worker's normalised rows (0: no target) */
 };
 
 /* What a worker thread keeps between tasks. */

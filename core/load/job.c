@@ -135,6 +135,7 @@ int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct k
     no.parse_json = w->params.parse_json;
     no.load_id = w->load_id;
     no.write_disposition = w->params.write_disposition;
+    no.chunk_bytes_target = w->e->rows_target;
     w->norm = kl_normalizer_create(&no, schema, err);
     if (w->norm == NULL)
         return err != NULL ? (int)err->code : KL_ERR_NOMEM;

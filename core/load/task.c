@@ -407,6 +407,7 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     co.waiting_ctx = r.hooks->ctx;
     co.min_call_interval_ms = env->min_call_interval_ms;
     co.max_bytes_per_s = env->max_bytes_per_s;
+    co.memory = env->memory;
     co.read_to_end = spec->shard_closed;
     co.clock = r.clock;
     cursor = kl_cursor_create(&co, err);

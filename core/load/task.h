@@ -19,6 +19,7 @@
 struct kl_err;
 struct kl_clock;
 struct kl_normalizer;
+struct kl_membudget;
 
 /* The worker's tools; all borrowed, none shared with another thread. */
 struct kl_task_env {
@@ -30,6 +31,7 @@ struct kl_task_env {
     const struct kl_clock *clock; /* NULL: system */
     int64_t min_call_interval_ms; /* pacing per shard, see cursor.h */
     int64_t max_bytes_per_s;
+    struct kl_membudget *memory; /* pages are held under it (cursor.h); may be NULL */
     int write_attempts; /* tries per chunk on retryable destination errors; default 5 */
     /* Schema version this destination connection last stored (the task
      * updates it); -1 when unknown. */

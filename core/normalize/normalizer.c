@@ -89,6 +89,19 @@ void kl_normalizer_destroy(struct kl_normalizer *n)
     free(n);
 }
 
+/* What the open chunk's rows take: the strings and dead letters in the
+ * arena, the sparse cells, and the dense rows closing will make. */
+static size_t footprint(const struct kl_normalizer *n)
+{
+    size_t bytes = kl_arena_used(&n->batch);
+    for (size_t i = 0; i < n->n_nts; i++) {
+        const struct ntable *nt = &n->nts[i];
+        bytes += nt->n_cells * sizeof *nt->cells + nt->n_rows * sizeof *nt->row_start +
+                 nt->n_rows * n->schema->tables[nt->table].n_columns * sizeof(struct kl_value);
+    }
+    return bytes;
+}
+
 int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struct kl_err *err)
 {
     char reason[160];
@@ -179,9 +192,14 @@ int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struc
     n->n_lists = 0;
     rc = kl_norm_normalize_row(n, n->root_tctx, root, n_root, NULL, NULL, 0,
                                KL_NORMALIZER_MAX_NESTING, true, err);
-    if (rc == KL_OK)
-        n->n_messages++;
-    return rc;
+    if (rc != KL_OK)
+        return rc;
+    n->n_messages++;
+    if (n->opt.chunk_bytes_target > 0 && n->n_messages > 1 &&
+        footprint(n) > n->opt.chunk_bytes_target)
+        return kl_err_set(err, KL_ERR_LIMIT, "the chunk's rows passed %zu bytes",
+                          n->opt.chunk_bytes_target);
+    return KL_OK;
 }
 
 const struct kl_schema *kl_normalizer_schema(const struct kl_normalizer *n)

@@ -26,6 +26,11 @@ struct kl_normalizer_options {
     const char *load_id;     /* `_dlt_load_id` of every root row (dlt's load id text) */
     enum kl_write_disposition write_disposition;
     size_t max_chunk_bytes; /* cap on a chunk's cell storage; 0: 512 MiB */
+    /* A chunk's rows should take no more than this (cells, strings and the
+     * dense form closing makes): the message that passes it gets
+     * KL_ERR_LIMIT and goes to the next chunk, unless it is the chunk's only
+     * one. 0: no target. */
+    size_t chunk_bytes_target;
 };
 
 struct kl_normalizer;

@@ -59,15 +59,6 @@ echo "records per shard: $spread"
 service_start "$KL_TEST_KINESALITE_URL"
 echo "service: $SERVICE_URL, KL_WORKERS=4, PostgreSQL, state: $SERVICE_STATE"
 
-# cpu_s PID...: the CPU seconds (user + system) the processes have used.
-cpu_s() {
-    local total=0 t
-    for pid in "$@"; do
-        t=$(awk '{ print ($14 + $15) / 100 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$(calc "$total + $t")
-    done
-    echo "$total"
-}
 kinesalite_pid=$(cat "${KL_RUN_DIR:-.run}/kinesalite.pid" 2>/dev/null || echo)
 
 sdk_rates=() load_rates=()

@@ -43,32 +43,18 @@ source bench/lib/common.sh
 [ -x "$BIN" ] || { echo "no $BIN: build first (make build) or set KL_BIN" >&2; exit 1; }
 
 datasets=()
-replay_pid=
-replay_out=$(mktemp "${TMPDIR:-/tmp}/kl-bench-replay.XXXXXX")
 cleanup() {
     service_stop
     for d in "${datasets[@]}"; do pg_drop "$d"; done
-    if [ -n "$replay_pid" ]; then
-        kill -TERM "$replay_pid" 2>/dev/null || true
-        wait "$replay_pid" 2>/dev/null || true
-    fi
-    rm -f "$replay_out"
+    replay_stop
 }
 trap cleanup EXIT
 
 closed=()
 [ "${REPLAY_CLOSED:-0}" = 1 ] && closed=(--closed)
-node bench/replay/server.js --port 0 --stream "$STREAM" --shards "$SHARDS" --records "$PER_SHARD" \
-    --pad "$PAD" "${closed[@]}" >"$replay_out" 2>&1 &
-replay_pid=$!
-for _ in $(seq 1200); do
-    [ -s "$replay_out" ] && break
-    kill -0 "$replay_pid" 2>/dev/null || break
-    sleep 0.05
-done
-info=$(head -1 "$replay_out")
-port=$(json_get "$info" 'j.port') || { echo "the replay endpoint did not start: $info" >&2; exit 1; }
-ENDPOINT="http://127.0.0.1:$port"
+replay_start --stream "$STREAM" --shards "$SHARDS" --records "$PER_SHARD" --pad "$PAD" "${closed[@]}"
+info=$REPLAY_INFO
+ENDPOINT=$REPLAY_URL
 printf 'replay endpoint %s: %d shards x %d records, %d pages built in %d ms%s\n' "$ENDPOINT" "$SHARDS" \
     "$PER_SHARD" "$(json_get "$info" 'j.pages')" "$(json_get "$info" 'j.build_ms')" \
     "$([ ${#closed[@]} -gt 0 ] && echo ', closed shards' || echo ', open shards')"

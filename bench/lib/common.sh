@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the service benchmarks (sourced, not run): starting and stopping
-# a `kinesis-loader serve` of their own, counting rows in PostgreSQL, small
+# a `kinesis-loader serve` and a replay endpoint of their own, counting rows
+# and listing tables in PostgreSQL, CPU time and peak RSS of processes, small
 # number helpers. Needs KL_TEST_PG_URL and KL_TEST_REDIS_URL
 # (.run/services.env) and BIN (the kinesis-loader binary).
 
@@ -57,6 +58,42 @@ service_stop() {
     fi
 }
 
+# replay_start ARG...: runs the replay endpoint (bench/replay/server.js
+# --port 0 ARG...) in the background and waits until it listens (it builds
+# its pages first: up to a minute). Sets REPLAY_PID, REPLAY_INFO (the JSON
+# line it prints) and REPLAY_URL.
+# shellcheck disable=SC2034 # REPLAY_INFO and REPLAY_URL are for the caller
+replay_start() {
+    local port
+    REPLAY_OUT=$(mktemp "${TMPDIR:-/tmp}/kl-bench-replay.XXXXXX")
+    node bench/replay/server.js --port 0 "$@" >"$REPLAY_OUT" 2>&1 &
+    REPLAY_PID=$!
+    for _ in $(seq 1200); do
+        [ -s "$REPLAY_OUT" ] && break
+        kill -0 "$REPLAY_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    REPLAY_INFO=$(head -1 "$REPLAY_OUT")
+    if ! port=$(json_get "$REPLAY_INFO" 'j.port' 2>/dev/null); then
+        echo "the replay endpoint did not start: $(cat "$REPLAY_OUT")" >&2
+        return 1
+    fi
+    REPLAY_URL="http://127.0.0.1:$port"
+}
+
+# Stops the endpoint replay_start started (SIGTERM, then waits for it).
+replay_stop() {
+    if [ -n "${REPLAY_PID:-}" ]; then
+        kill -TERM "$REPLAY_PID" 2>/dev/null || true
+        wait "$REPLAY_PID" 2>/dev/null || true
+    fi
+    REPLAY_PID=
+    if [ -n "${REPLAY_OUT:-}" ]; then
+        rm -f "$REPLAY_OUT"
+        REPLAY_OUT=
+    fi
+}
+
 # bench_cleanup: for `trap bench_cleanup EXIT`: stops the service, drops the
 # datasets named in the caller's array `datasets` and deletes the caller's
 # stream $STREAM (both unless BENCH_KEEP=1).
@@ -75,6 +112,23 @@ pg_counts() {
         -c "SELECT count(*), count(DISTINCT _kinesis_msg_id) FROM \"$1\".\"$2\""
 }
 
+# pg_count DATASET TABLE: the rows of a table.
+pg_count() {
+    psql "$KL_TEST_PG_URL" -v ON_ERROR_STOP=1 -Atq -c "SELECT count(*) FROM \"$1\".\"$2\""
+}
+
+# pg_data_tables DATASET: the data tables a load wrote into the dataset,
+# one a line, sorted: every table of its schema but the system tables, dlt's
+# (_dlt_loads, _dlt_version, _dlt_pipeline_state) and the loader's own
+# (_kinesis_checkpoints, _kinesis_runs, ...).
+pg_data_tables() {
+    psql "$KL_TEST_PG_URL" -v ON_ERROR_STOP=1 -Atq -c "SELECT table_name FROM information_schema.tables
+        WHERE table_schema = '$1' AND table_type = 'BASE TABLE'
+          AND table_name NOT IN ('_dlt_loads', '_dlt_version', '_dlt_pipeline_state')
+          AND left(table_name, 9) <> '_kinesis_'
+        ORDER BY table_name COLLATE \"C\""
+}
+
 # pg_drop DATASET: drops a benchmark's dataset (unless BENCH_KEEP=1).
 pg_drop() {
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
@@ -86,6 +140,36 @@ pg_drop() {
 json_get() {
     node -e 'const j = JSON.parse(process.argv[1]); const v = (0, eval)("(j) => " + process.argv[2])(j);
         console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$1" "$2"
+}
+
+# cpu_s PID...: the CPU seconds (user + system) the processes have used
+# (0 for one that is gone).
+cpu_s() {
+    local total=0 t
+    for pid in "$@"; do
+        t=$(awk '{ print ($14 + $15) / 100 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$(calc "$total + $t")
+    done
+    echo "$total"
+}
+
+# pg_cpu_s: the CPU seconds the local PostgreSQL has used (its processes run
+# as the postgres user): every live process's own, plus what the exited ones
+# used (their parent, the postmaster, counts what its children used), so
+# that backends that came and went in between are counted.
+pg_cpu_s() {
+    local pid total=0 t
+    for pid in $(pgrep -u postgres); do
+        t=$(awk '{ print ($14 + $15 + $16 + $17) / 100 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$(calc "$total + $t")
+    done
+    echo "$total"
+}
+
+# peak_rss_mib PID: the peak resident set size (VmHWM) of a running process
+# of ours, in MiB.
+peak_rss_mib() {
+    awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024; found = 1 } END { exit !found }' "/proc/$1/status"
 }
 
 # calc EXPR: bc with decimals.

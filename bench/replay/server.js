@@ -14,8 +14,10 @@
  * The stream: SHARDS shards of RECORDS records each, built once at start.
  * Record p of shard s carries the message id = p * SHARDS + s, so the ids
  * 0 .. SHARDS*RECORDS-1 each appear once; its body is the one
- * tests/tools/put-records.js writes ({"id":id,"name":"msg-<id>"} and, with
- * --pad, "pad"), its partition key "pk-<id mod KEYS>". Sequence numbers are
+ * tests/tools/put-records.js writes for that id with the same --shape
+ * (bench/lib/bodies.js): flat {"id":id,"name":"msg-<id>"} and, with --pad,
+ * "pad"; or with --shape dlt a nested order (about 4.5 rows once
+ * normalised). Its partition key is "pk-<id mod KEYS>". Sequence numbers are
  * 56 digits and increase within a shard; ApproximateArrivalTimestamp
  * increases by 1 ms per record and MillisBehindLatest reaches 0 on the last
  * page. An open shard then answers an empty page, 0 ms behind, with an
@@ -29,27 +31,32 @@
  *
  * usage: node bench/replay/server.js [--port 0] [--host 127.0.0.1]
  *          [--stream replay] [--shards 4] [--records 50000] [--page 1000]
- *          [--pad 40] [--partition-keys 32] [--closed]
+ *          [--pad 40] [--shape flat|dlt] [--partition-keys 32] [--closed]
+ * --page is 1..10000 (a GetRecords Limit of 10000 gets 10000 records when
+ * the page is 10000).
  * Prints one JSON line on stdout when it listens:
- *   {"port":P,"stream":S,"shards":N,"records_per_shard":M,"pages":K,"build_ms":T}
+ *   {"port":P,"stream":S,"shards":N,"records_per_shard":M,"page":G,"shape":H,
+ *    "pages":K,"build_ms":T}
  * GET /__stats answers the counters (requests per operation, records
  * served, pages answered from pre-built bodies); SIGTERM/SIGINT stop it.
  */
 'use strict';
 
 const http = require('http');
+const { SHAPES, bodyTextOf } = require('../lib/bodies');
 
 function parseArgs(argv) {
   const o = {
     port: 0, host: '127.0.0.1', stream: 'replay', shards: 4, records: 50000, page: 1000,
-    pad: 40, 'partition-keys': 32, closed: false,
+    pad: 40, shape: 'flat', 'partition-keys': 32, closed: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--closed') { o.closed = true; continue; }
     if (a === '-h' || a === '--help') {
       process.stdout.write('usage: server.js [--port 0] [--host 127.0.0.1] [--stream replay] ' +
-        '[--shards 4] [--records 50000] [--page 1000] [--pad 40] [--partition-keys 32] [--closed]\n');
+        '[--shards 4] [--records 50000] [--page 1000] [--pad 40] [--shape flat|dlt] [--partition-keys 32] ' +
+        '[--closed]\n');
       process.exit(0);
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -64,6 +71,7 @@ function parseArgs(argv) {
     fail('need 1 <= shards <= 1000, records >= 0, 1 <= page <= 10000, partition-keys >= 1, pad >= 0');
   }
   if (!/^[a-zA-Z0-9_.-]{1,128}$/.test(o.stream)) fail(`invalid stream name ${o.stream}`);
+  if (!SHAPES.includes(o.shape)) fail(`--shape must be ${SHAPES.join(' or ')}, not ${o.shape}`);
   return o;
 }
 
@@ -142,7 +150,6 @@ function parseIterator(it) {
 // ---- building the pages ----------------------------------------------------
 
 const built = Date.now();
-const pad = 'x'.repeat(opt.pad);
 // Per shard: every record's JSON text followed by a comma, in one buffer, and
 // where each record starts (starts[RECORDS] = the buffer's length).
 const shardText = [];
@@ -157,12 +164,10 @@ for (let s = 0; s < SHARDS; s++) {
   let len = 0;
   for (let p = 0; p < RECORDS; p++) {
     const id = p * SHARDS + s;
-    const body = { id, name: `msg-${id}` };
-    if (opt.pad > 0) body.pad = pad;
     const rec = JSON.stringify({
       SequenceNumber: seqOf(s, p),
       ApproximateArrivalTimestamp: arrivalMs(p) / 1000,
-      Data: Buffer.from(JSON.stringify(body)).toString('base64'),
+      Data: Buffer.from(bodyTextOf(id, opt.shape, opt.pad)).toString('base64'),
       PartitionKey: `pk-${id % opt['partition-keys']}`,
     }) + ',';
     starts[p] = len;
@@ -349,7 +354,7 @@ server.headersTimeout = 130000;
 server.listen(opt.port, opt.host, () => {
   process.stdout.write(JSON.stringify({
     port: server.address().port, stream: opt.stream, shards: SHARDS, records_per_shard: RECORDS,
-    pages: pageCount, build_ms: buildMs,
+    page: PAGE, shape: opt.shape, pages: pageCount, build_ms: buildMs,
   }) + '\n');
 });
 for (const sig of ['SIGTERM', 'SIGINT']) {

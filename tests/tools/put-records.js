@@ -15,6 +15,8 @@
 
 const { PutRecordsCommand } = require('@aws-sdk/client-kinesis');
 const { parseFlags, makeClient, sleep, run } = require('./lib');
+// The bodies, shared with the replay endpoint (bench/replay/server.js).
+const { SHAPES, bodyTextOf } = require('../../bench/lib/bodies');
 
 const BATCH = 500;
 
@@ -29,25 +31,8 @@ const flags = parseFlags(process.argv.slice(2), {
   'max-attempts': { type: 'int', default: 20, help: 'attempts per record before giving up' },
 }, 'put-records.js --endpoint URL --stream NAME --count N [--start I] [--partition-keys K] [--json]');
 
-function dltBodyOf(id) {
-  return {
-    id,
-    name: `msg-${id}`,
-    created_at: new Date(Date.UTC(2024, 0, 1) + id * 1000).toISOString(),
-    customer: { id: id % 997, email: `c${id % 997}@example.com`, vip: id % 7 === 0 },
-    items: [
-      { sku: `sku-${id % 101}`, qty: 1 + (id % 3), price: (id % 50) + 0.99 },
-      { sku: `sku-${(id + 7) % 101}`, qty: 1, price: 5.25 },
-    ],
-    tags: id % 2 === 0 ? ['new'] : ['new', 'repeat'],
-  };
-}
-
 function bodyOf(id) {
-  if (flags.shape === 'dlt') return Buffer.from(JSON.stringify(dltBodyOf(id)));
-  const rec = { id, name: `msg-${id}` };
-  if (flags.pad > 0) rec.pad = 'x'.repeat(flags.pad);
-  return Buffer.from(JSON.stringify(rec));
+  return Buffer.from(bodyTextOf(id, flags.shape, flags.pad));
 }
 
 function partitionKeyOf(id) {
@@ -62,7 +47,7 @@ run('put-records', async () => {
   if (flags.count < 0 || flags['partition-keys'] !== undefined && flags['partition-keys'] < 1) {
     throw new Error('--count must be >= 0 and --partition-keys >= 1');
   }
-  if (flags.shape !== 'flat' && flags.shape !== 'dlt') throw new Error('--shape must be flat or dlt');
+  if (!SHAPES.includes(flags.shape)) throw new Error(`--shape must be ${SHAPES.join(' or ')}`);
   const client = makeClient(flags);
   const began = Date.now();
   const shards = {};

@@ -9,6 +9,22 @@
 
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+/* Blocks of 1 MiB and more (GetRecords pages, the rows of a large message)
+ * get their own mapping and go back to the system when freed. glibc's
+ * default threshold rises to the size of the largest block freed, after
+ * which such blocks come from each thread's heap and stay there: measured
+ * with 4 workers, a load of 10 MiB records peaked at 70 MiB of RSS that
+ * way and at 43 MiB with the threshold fixed (KL_MEMORY_MAX 40 MiB). */
+static void fix_mmap_threshold(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
 
 static void usage(FILE *out)
 {
@@ -34,6 +50,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    fix_mmap_threshold();
     /* `serve` is the default command; its engine is built from the
      * configuration in server/engine_service.c */
     if (argc < 2)

@@ -288,6 +288,33 @@ static int render_counter(struct kl_buf *out, const char *name, const char *help
                          name, (unsigned long long)v);
 }
 
+/* The pages' share of KL_MEMORY_MAX. */
+static int render_memory(const struct kl_engine_stats *e, struct kl_buf *out, struct kl_err *err)
+{
+    int rc = kl_buf_printf(
+        out, err,
+        "# HELP kl_page_memory_limit_bytes What GetRecords pages may hold at once (the pages' "
+        "share of KL_MEMORY_MAX; 0: no limit).\n"
+        "# TYPE kl_page_memory_limit_bytes gauge\nkl_page_memory_limit_bytes %llu\n"
+        "# HELP kl_page_memory_bytes What GetRecords pages reserve or hold now.\n"
+        "# TYPE kl_page_memory_bytes gauge\nkl_page_memory_bytes %llu\n"
+        "# HELP kl_page_memory_peak_bytes The most GetRecords pages held at once.\n"
+        "# TYPE kl_page_memory_peak_bytes gauge\nkl_page_memory_peak_bytes %llu\n",
+        (unsigned long long)e->page_memory_limit, (unsigned long long)e->page_memory_held,
+        (unsigned long long)e->page_memory_peak);
+    if (rc == KL_OK)
+        rc = render_counter(out, "kl_page_memory_waits_total",
+                            "GetRecords calls that waited for memory (KL_MEMORY_MAX).",
+                            e->page_memory_waits, err);
+    if (rc == KL_OK)
+        rc = kl_buf_printf(out, err,
+                           "# HELP kl_page_memory_wait_seconds_total Time GetRecords calls "
+                           "waited for memory.\n# TYPE kl_page_memory_wait_seconds_total "
+                           "counter\nkl_page_memory_wait_seconds_total %.3f\n",
+                           (double)e->page_memory_wait_ms / 1000.0);
+    return rc;
+}
+
 static int render_lags(const struct kl_engine_metrics *m, struct kl_buf *out, struct kl_err *err)
 {
     int rc = kl_buf_append_str(out,
@@ -368,6 +395,8 @@ int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *o
         rc = render_counter(out, "kl_task_failures_total",
                             "Shard tasks that failed their job after their attempts.",
                             e->task_failures, err);
+    if (rc == KL_OK)
+        rc = render_memory(e, out, err);
     if (rc == KL_OK)
         rc = render_lags(m, out, err);
     if (rc == KL_OK)

@@ -25,9 +25,10 @@
  * EndingSequenceNumber) and its last page has no NextShardIterator and an
  * empty ChildShards.
  *
- * Pages of PAGE records at aligned positions are answered from whole
- * pre-built response bodies; other positions or smaller Limits are cut
- * from the pre-built record texts.
+ * A page holds at most PAGE records and, as on AWS, at most 10 MiB of
+ * record data (one record at least). The pages a reader from the start
+ * asks for are answered from whole pre-built response bodies; other
+ * positions or smaller Limits are cut from the pre-built record texts.
  *
  * usage: node bench/replay/server.js [--port 0] [--host 127.0.0.1]
  *          [--stream replay] [--shards 4] [--records 50000] [--page 1000]
@@ -154,20 +155,27 @@ const built = Date.now();
 // where each record starts (starts[RECORDS] = the buffer's length).
 const shardText = [];
 const shardStarts = [];
-// Per shard and aligned page: the whole response body.
+// Per shard: the record data bytes before each record (dataBefore[RECORDS] = all).
+const shardData = [];
+// GetRecords returns at most this much record data (AWS's limit).
+const PAGE_DATA_MAX = 10 * 1024 * 1024;
+// Per shard: position -> the whole response body of the page there.
 const pages = [];
 let pageCount = 0;
 
 for (let s = 0; s < SHARDS; s++) {
   const parts = [];
-  const starts = new Uint32Array(RECORDS + 1);
+  const starts = new Float64Array(RECORDS + 1);
+  const dataBefore = new Float64Array(RECORDS + 1);
   let len = 0;
   for (let p = 0; p < RECORDS; p++) {
     const id = p * SHARDS + s;
+    const data = Buffer.from(bodyTextOf(id, opt.shape, opt.pad));
+    dataBefore[p + 1] = dataBefore[p] + data.length;
     const rec = JSON.stringify({
       SequenceNumber: seqOf(s, p),
       ApproximateArrivalTimestamp: arrivalMs(p) / 1000,
-      Data: Buffer.from(bodyTextOf(id, opt.shape, opt.pad)).toString('base64'),
+      Data: data.toString('base64'),
       PartitionKey: `pk-${id % opt['partition-keys']}`,
     }) + ',';
     starts[p] = len;
@@ -177,12 +185,23 @@ for (let s = 0; s < SHARDS; s++) {
   starts[RECORDS] = len;
   shardText.push(Buffer.from(parts.join('')));
   shardStarts.push(starts);
-  const list = [];
-  for (let p = 0; p < RECORDS; p += PAGE) {
-    list.push(pageBody(s, p, Math.min(PAGE, RECORDS - p)));
+  shardData.push(dataBefore);
+  const built = new Map();
+  for (let p = 0; p < RECORDS;) {
+    const n = pageRecords(s, p, PAGE);
+    built.set(p, pageBody(s, p, n));
     pageCount++;
+    p += n;
   }
-  pages.push(list);
+  pages.push(built);
+}
+
+// How many records a page of at most `limit` from position p of shard s holds.
+function pageRecords(s, p, limit) {
+  const before = shardData[s];
+  let n = Math.min(limit, RECORDS - p);
+  while (n > 1 && before[p + n] - before[p] > PAGE_DATA_MAX) n--;
+  return n;
 }
 const buildMs = Date.now() - built;
 
@@ -298,11 +317,11 @@ const ops = {
     const limit = req.Limit === undefined ? 10000 : Number(req.Limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10000) throw invalid(`Limit ${req.Limit} is not 1..10000`);
     const { s, p } = it;
-    const n = Math.min(limit, PAGE, RECORDS - p);
+    const n = p < RECORDS ? pageRecords(s, p, Math.min(limit, PAGE)) : 0;
     stats.records += n;
-    if (n > 0 && p % PAGE === 0 && n === Math.min(PAGE, RECORDS - p)) {
+    if (n > 0 && n === pageRecords(s, p, PAGE) && pages[s].has(p)) {
       stats.prebuilt_pages++;
-      return pages[s][p / PAGE];
+      return pages[s].get(p);
     }
     stats.cut_pages++;
     return pageBody(s, p, n);

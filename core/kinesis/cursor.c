@@ -24,6 +24,7 @@ struct kl_cursor {
     struct kl_kinesis *client;
     struct kl_kinesis_call call; /* the deadline hook for every call */
     struct kl_membudget *memory; /* pages are held under it; may be NULL */
+    size_t rows_allowance;
     char job_id[64];
     char stream[KL_STREAM_NAME_MAX];
     char shard_id[KL_SHARD_ID_MAX];
@@ -88,7 +89,7 @@ void kl_chunk_free(struct kl_chunk *c)
 }
 
 /* Empties a chunk for reuse, keeping its message array and first arena block. */
-static void chunk_reset(struct kl_chunk *c)
+void kl_chunk_empty(struct kl_chunk *c)
 {
     chunk_uncharge(c);
     kl_record_batch_free(&c->batch);
@@ -126,6 +127,7 @@ struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_
         goto fail;
     c->client = o->client;
     c->memory = o->memory;
+    c->rows_allowance = o->rows_allowance;
     c->call.waiting = o->waiting;
     c->call.ctx = o->waiting_ctx;
     if (o->job_id != NULL)
@@ -427,16 +429,27 @@ static bool open_shard_done(const struct kl_cursor *c, const struct kl_record_ba
     (sizeof(struct kl_record) + sizeof(struct kl_page_record) + sizeof(struct kl_message) +        \
      KL_SEQ_MAX + 257 + 1)
 
-size_t kl_cursor_page_reservation(int limit)
+size_t kl_cursor_page_reservation(int limit, size_t rows_allowance)
 {
-    return KL_KINESIS_MAX_PAGE_DATA + (size_t)(limit > 0 ? limit : 1) * RECORD_OVERHEAD +
+    size_t rows = rows_allowance > 0 && rows_allowance < KL_KINESIS_MAX_PAGE_DATA
+                      ? KL_KINESIS_MAX_PAGE_DATA - rows_allowance
+                      : 0;
+    return KL_KINESIS_MAX_PAGE_DATA + rows + (size_t)(limit > 0 ? limit : 1) * RECORD_OVERHEAD +
            CHUNK_ARENA_BLOCK;
 }
 
-/* The page is in the chunk: what it holds replaces what was reserved. */
+/* The page is in the chunk: what it holds replaces what was reserved, and
+ * so do the rows of its largest message when they will pass the
+ * allowance. */
 static void settle_memory(struct kl_cursor *c, struct kl_chunk *out)
 {
     size_t holds = out->batch.held + out->cap_messages * sizeof *out->messages + out->arena.total;
+    size_t largest = 0;
+    for (size_t i = 0; c->rows_allowance > 0 && i < out->n_messages; i++)
+        if (out->messages[i].data_len > largest)
+            largest = out->messages[i].data_len;
+    if (largest > c->rows_allowance)
+        holds += largest - c->rows_allowance;
     if (holds > c->call.charged)
         kl_membudget_charge(c->memory, holds - c->call.charged);
     else
@@ -452,7 +465,7 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
     struct kl_log_ctx ctx = log_ctx(c);
     int rc = KL_OK;
 
-    chunk_reset(out);
+    kl_chunk_empty(out);
     kl_record_batch_init(&batch);
     snprintf(out->shard_id, sizeof out->shard_id, "%s", c->shard_id);
     snprintf(out->end_sequence, sizeof out->end_sequence, "%s", c->last_sequence);
@@ -466,7 +479,7 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
         return kl_err_set(err, KL_ERR_INVALID, "chunk size must be 1..10000, not %d", limit);
     /* room for the page first: wait while other pages hold the budget */
     c->call.memory = c->memory;
-    c->call.charged = c->memory != NULL ? kl_cursor_page_reservation(limit) : 0;
+    c->call.charged = c->memory != NULL ? kl_cursor_page_reservation(limit, c->rows_allowance) : 0;
     rc = kl_membudget_reserve(c->memory, c->call.charged, kl_kinesis_cancel_flag(c->client), err);
     if (rc != KL_OK) {
         c->call.charged = 0;
@@ -566,7 +579,7 @@ cleanup:
     if (rc != KL_OK) {
         kl_membudget_release(c->memory, c->call.charged);
         c->call.charged = 0;
-        chunk_reset(out);
+        kl_chunk_empty(out);
     }
     return rc;
 }

@@ -67,6 +67,10 @@ struct kl_cursor_options {
      * the page is in, what it really holds stays charged until its chunk is
      * emptied or freed. NULL: no budget. */
     struct kl_membudget *memory;
+    /* A message larger than this is normalised alone and its rows take
+     * about its size again: that much more is charged with its page.
+     * 0: nothing more. */
+    size_t rows_allowance;
     /* Ignore the stop rule and read until the shard ends: for shards known to
      * be closed, whose children must not start before they are drained. */
     bool read_to_end;
@@ -101,10 +105,15 @@ struct kl_chunk {
 void kl_chunk_init(struct kl_chunk *c);
 /* Frees the chunk's storage; messages are no longer valid after the call. */
 void kl_chunk_free(struct kl_chunk *c);
+/* Empties the chunk, keeping its arrays for the next page but giving back
+ * what its page held of the memory budget: call it once the chunk is
+ * loaded, before waiting for another page. */
+void kl_chunk_empty(struct kl_chunk *c);
 
 /* The most memory a page of `limit` records takes in a chunk: 10 MiB of
- * data (GetRecords' most) and each record's strings and bookkeeping. */
-size_t kl_cursor_page_reservation(int limit);
+ * data (GetRecords' most), each record's strings and bookkeeping, and the
+ * rows of a message past `rows_allowance` (see kl_cursor_options; 0: none). */
+size_t kl_cursor_page_reservation(int limit, size_t rows_allowance);
 
 struct kl_cursor;
 

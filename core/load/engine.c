@@ -38,6 +38,13 @@ void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out)
     out->task_retries = atomic_load(&e->task_retries);
     out->task_failures = atomic_load(&e->task_failures);
     out->task_yields = atomic_load(&e->task_yields);
+    struct kl_membudget_stats m;
+    kl_membudget_stats(e->pages, &m);
+    out->page_memory_limit = m.limit;
+    out->page_memory_held = m.held;
+    out->page_memory_peak = m.peak;
+    out->page_memory_waits = m.waits;
+    out->page_memory_wait_ms = m.wait_ms;
 }
 
 size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_shard_lag **out)

@@ -55,8 +55,7 @@ struct kl_engine_config {
 
 /* How KL_MEMORY_MAX divides: the target of one worker's rows, and what
  * pages share. */
-void kl_engine_memory_split(size_t memory_max, int workers, size_t *rows_per_worker,
-                            size_t *pages);
+void kl_engine_memory_split(size_t memory_max, int workers, size_t *rows_per_worker, size_t *pages);
 
 struct kl_engine;
 
@@ -91,6 +90,12 @@ struct kl_engine_stats {
     uint64_t task_retries;  /* task attempts that failed and were queued again */
     uint64_t task_failures; /* tasks that failed their job */
     uint64_t task_yields;   /* tasks that gave their worker to waiting tasks */
+    /* the pages' share of KL_MEMORY_MAX (all 0 without a limit) */
+    uint64_t page_memory_limit;   /* bytes */
+    uint64_t page_memory_held;    /* bytes reserved or held by pages now */
+    uint64_t page_memory_peak;    /* the most held at once */
+    uint64_t page_memory_waits;   /* GetRecords calls that waited for memory */
+    uint64_t page_memory_wait_ms; /* and how long, in all */
 };
 
 void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out);

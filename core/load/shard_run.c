@@ -327,6 +327,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     env.min_call_interval_ms = cfg->min_call_interval_ms;
     env.max_bytes_per_s = cfg->max_bytes_per_s;
     env.memory = w->e->pages;
+    env.rows_allowance = w->e->rows_target;
     env.schema_version_written = &w->schema_written;
     memset(&spec, 0, sizeof spec);
     spec.params = &w->params;

@@ -408,6 +408,7 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     co.min_call_interval_ms = env->min_call_interval_ms;
     co.max_bytes_per_s = env->max_bytes_per_s;
     co.memory = env->memory;
+    co.rows_allowance = env->rows_allowance;
     co.read_to_end = spec->shard_closed;
     co.clock = r.clock;
     cursor = kl_cursor_create(&co, err);
@@ -471,6 +472,9 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
             result->end = c->shard_closed ? KL_TASK_DRAINED : KL_TASK_CAUGHT_UP;
             break;
         }
+        /* loaded: its memory goes back before the wait for the next page,
+         * which may be waiting for exactly that (KL_MEMORY_MAX) */
+        kl_chunk_empty(c);
         if (stop) {
             result->end = stop_end;
             break;

@@ -32,7 +32,8 @@ struct kl_task_env {
     int64_t min_call_interval_ms; /* pacing per shard, see cursor.h */
     int64_t max_bytes_per_s;
     struct kl_membudget *memory; /* pages are held under it (cursor.h); may be NULL */
-    int write_attempts; /* tries per chunk on retryable destination errors; default 5 */
+    size_t rows_allowance;       /* the normaliser's chunk_bytes_target (cursor.h) */
+    int write_attempts;          /* tries per chunk on retryable destination errors; default 5 */
     /* Schema version this destination connection last stored (the task
      * updates it); -1 when unknown. */
     int64_t *schema_version_written;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define MAX_CACHED_NODES 200000
+#define KEEP_PER_MESSAGE ((size_t)1 << 20) /* of a message's arenas, kept between chunks */
 
 int kl_norm_push_cell(struct ntable *nt, int32_t col, const struct kl_value *v, struct kl_err *err)
 {
@@ -136,6 +137,14 @@ void kl_normalizer_reset(struct kl_normalizer *n, bool committed)
     n->n_row = 0;
     n->n_lists = 0;
     kl_arena_reset(&n->batch);
+    if (n->opt.chunk_bytes_target > 0) {
+        /* what one large message took goes back, not kept for the next */
+        kl_arena_trim(&n->batch, n->opt.chunk_bytes_target);
+        kl_arena_reset(&n->msg);
+        kl_arena_trim(&n->msg, KEEP_PER_MESSAGE);
+        kl_arena_reset(&n->doc.arena);
+        kl_arena_trim(&n->doc.arena, KEEP_PER_MESSAGE);
+    }
     if (n->n_nodes > MAX_CACHED_NODES) {
         /* keys that never repeat must not grow the caches without bound */
         kl_norm_drop_caches(n);

@@ -46,6 +46,28 @@ void kl_arena_reset(struct kl_arena *a)
     a->cur = a->head;
 }
 
+void kl_arena_trim(struct kl_arena *a, size_t keep)
+{
+    struct kl_arena_block **link = &a->head;
+    size_t kept = 0;
+
+    while (*link != NULL) {
+        struct kl_arena_block *b = *link;
+        if (b->used == 0 && (kept + b->cap > keep || b->cap > a->block_size)) {
+            *link = b->next;
+            a->total -= b->cap;
+            if (a->cur == b)
+                a->cur = NULL;
+            free(b);
+            continue;
+        }
+        kept += b->cap;
+        link = &b->next;
+    }
+    if (a->cur == NULL)
+        a->cur = a->head;
+}
+
 size_t kl_arena_used(const struct kl_arena *a)
 {
     size_t n = 0;

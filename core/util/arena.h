@@ -27,6 +27,11 @@ void kl_arena_free(struct kl_arena *a);
  * are no longer valid after the call. */
 void kl_arena_reset(struct kl_arena *a);
 
+/* After a reset: frees the blocks past the first `keep` bytes, and every
+ * block made larger than block_size for one big allocation, so one large
+ * chunk does not keep its memory for good. */
+void kl_arena_trim(struct kl_arena *a, size_t keep);
+
 /* `n` bytes aligned to 8, or NULL when out of memory or past `max`. */
 void *kl_arena_alloc(struct kl_arena *a, size_t n);
 /* A copy of `n` bytes followed by a NUL, or NULL. */

@@ -246,24 +246,26 @@ static int data_end(struct kl_page_parser *p, struct kl_err *err)
 
 /* ---- strings ---- */
 
+/* Keys and shard ids: short strings kept whole; a longer one is marked
+ * (it cannot be one we know). */
+static void small_piece(struct kl_page_parser *p, char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n > cap - 1 - p->scratch_len) {
+        p->key_overflow = true;
+        return;
+    }
+    memcpy(dst + p->scratch_len, s, n);
+    p->scratch_len += n;
+}
+
 static int string_piece(struct kl_page_parser *p, const char *s, size_t n, struct kl_err *err)
 {
     switch (p->target) {
     case T_KEY:
-        if (n > sizeof p->key - 1 - p->scratch_len) {
-            p->key_overflow = true;
-            return KL_OK;
-        }
-        memcpy(p->key + p->scratch_len, s, n);
-        p->scratch_len += n;
+        small_piece(p, p->key, sizeof p->key, s, n);
         return KL_OK;
     case T_SCRATCH:
-        if (n > sizeof p->scratch - 1 - p->scratch_len) {
-            p->key_overflow = true;
-            return KL_OK;
-        }
-        memcpy(p->scratch + p->scratch_len, s, n);
-        p->scratch_len += n;
+        small_piece(p, p->scratch, sizeof p->scratch, s, n);
         return KL_OK;
     case T_BYTES:
         return put_bytes(p, s, n, err);

@@ -837,7 +837,7 @@ describe('helm template', () => {
             '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef');
         for (const [name, value] of Object.entries({
             KL_WORKERS: '16', KL_LEASE_TTL_S: '60', KL_TASK_SLICE_S: '120', KL_KINESIS_CALL_TIMEOUT_S: '90',
-            KL_JOB_RETENTION_HOURS: '72', KL_KINESIS_PACING: 'on', KL_LOG_LEVEL: 'debug',
+            KL_JOB_RETENTION_HOURS: '72', KL_KINESIS_PACING: 'on', KL_MEMORY_MAX: '48MiB', KL_LOG_LEVEL: 'debug',
             KL_SHUTDOWN_GRACE_S: '60', KL_HTTP_THREADS: '8', KL_MAX_BODY: '2MiB',
         }))
             assert.equal(env[name]?.value, value, name);

@@ -116,11 +116,11 @@ static void honours_the_settings_serve_does(void **state)
     snprintf(dest, sizeof dest,
              "KL_SQLITE_PATH=/tmp/%s-cfg.db KL_LOG_LEVEL=info KL_WORKERS=3 KL_LEASE_TTL_S=45 "
              "KL_TASK_SLICE_S=7 KL_KINESIS_PACING=on KL_KINESIS_CALL_TIMEOUT_S=33 "
-             "KL_JOB_RETENTION_HOURS=5",
+             "KL_JOB_RETENTION_HOURS=5 KL_MEMORY_MAX=24MiB",
              stream);
     snprintf(args, sizeof args, "--initial-at-timestamp null 2>&1 >/dev/null");
     assert_int_equal(load_cmd(&out, dest, args), 0);
-    if (strstr(out, "engine started: 3 workers, lease 45 s, task slice 7 s, pacing on (on), "
+    if (strstr(out, "engine started: 3 workers, memory 24 MiB, lease 45 s, task slice 7 s, pacing on (on), "
                     "Kinesis call deadline 33 s, job retention 5 h, state memory, "
                     "destination sqlite") == NULL)
         fail_msg("the engine was not built from the settings: %s", out);

@@ -216,6 +216,7 @@ The environment shared by the service and the scheduled loads, as JSON
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_KINESIS_CALL_TIMEOUT_S" "value" .Values.config.kinesisCallTimeoutSeconds) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_JOB_RETENTION_HOURS" "value" .Values.config.jobRetentionHours) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_KINESIS_PACING" "value" .Values.config.kinesisPacing) }}
+{{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_MEMORY_MAX" "value" .Values.config.memoryMax) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_SHUTDOWN_GRACE_S" "value" .Values.shutdown.graceSeconds) }}
 {{- if not (include "kinesis-loader.hasDatabase" .) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_SQLITE_PATH" "value" .Values.sqlite.path) }}

@@ -515,5 +515,7 @@ int kl_kinesis_call_stream(struct kl_kinesis *k, struct kl_kinesis_call *opts, c
                            struct kl_err *err)
 {
     struct answer to = {NULL, sink};
+    if (sink == NULL)
+        return kl_err_set(err, KL_ERR_INVALID, "%s: no sink for the answer", op);
     return call(k, opts, op, request, &to, err);
 }

@@ -193,9 +193,9 @@ struct kl_child_shard {
 struct kl_record_batch {
     struct kl_record *records;
     size_t n;
-    size_t data_bytes;     /* sum of data_len */
-    char *next_iterator;   /* NULL once a closed shard is drained */
-    int64_t millis_behind; /* MillisBehindLatest, -1 when not reported */
+    size_t data_bytes;               /* sum of data_len */
+    char *next_iterator;             /* NULL once a closed shard is drained */
+    int64_t millis_behind;           /* MillisBehindLatest, -1 when not reported */
     struct kl_child_shard *children; /* malloc'ed */
     size_t n_children;
     void *storage; /* the records array */

@@ -124,7 +124,7 @@ static int reserve_bytes(struct kl_page_parser *p, size_t n, struct kl_err *err)
         return KL_OK;
     if (n > p->max_bytes - p->len || p->len > p->max_bytes)
         return kl_err_set(err, KL_ERR_LIMIT, "GetRecords: the page passed %zu bytes", p->max_bytes);
-    cap = p->cap ? p->cap : 64 * 1024;
+    cap = p->cap ? p->cap : (size_t)64 * 1024;
     while (cap - p->len < n)
         cap *= 2;
     if (cap > p->max_bytes)
@@ -394,20 +394,20 @@ static int element_field(const struct kl_page_parser *p)
 static int member_field(const struct kl_page_parser *p)
 {
     static const struct {
-        int container;
         const char *key;
+        int container;
         int field;
     } fields[] = {
-        {C_TOP, "Records", F_RECORDS},
-        {C_TOP, "NextShardIterator", F_NEXT},
-        {C_TOP, "MillisBehindLatest", F_MILLIS},
-        {C_TOP, "ChildShards", F_CHILDREN},
-        {C_RECORD, "SequenceNumber", F_SEQ},
-        {C_RECORD, "Data", F_DATA},
-        {C_RECORD, "PartitionKey", F_PK},
-        {C_RECORD, "ApproximateArrivalTimestamp", F_ARRIVAL},
-        {C_CHILD, "ShardId", F_CHILD_ID},
-        {C_CHILD, "ParentShards", F_PARENTS},
+        {"Records", C_TOP, F_RECORDS},
+        {"NextShardIterator", C_TOP, F_NEXT},
+        {"MillisBehindLatest", C_TOP, F_MILLIS},
+        {"ChildShards", C_TOP, F_CHILDREN},
+        {"SequenceNumber", C_RECORD, F_SEQ},
+        {"Data", C_RECORD, F_DATA},
+        {"PartitionKey", C_RECORD, F_PK},
+        {"ApproximateArrivalTimestamp", C_RECORD, F_ARRIVAL},
+        {"ShardId", C_CHILD, F_CHILD_ID},
+        {"ParentShards", C_CHILD, F_PARENTS},
     };
     if (p->key_overflow)
         return F_SKIP;

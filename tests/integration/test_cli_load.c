@@ -120,9 +120,11 @@ static void honours_the_settings_serve_does(void **state)
              stream);
     snprintf(args, sizeof args, "--initial-at-timestamp null 2>&1 >/dev/null");
     assert_int_equal(load_cmd(&out, dest, args), 0);
-    if (strstr(out, "engine started: 3 workers, memory 24 MiB, lease 45 s, task slice 7 s, pacing on (on), "
-                    "Kinesis call deadline 33 s, job retention 5 h, state memory, "
-                    "destination sqlite") == NULL)
+    if (strstr(
+            out,
+            "engine started: 3 workers, memory 24 MiB, lease 45 s, task slice 7 s, pacing on (on), "
+            "Kinesis call deadline 33 s, job retention 5 h, state memory, "
+            "destination sqlite") == NULL)
         fail_msg("the engine was not built from the settings: %s", out);
     free(out);
     /* --workers wins over KL_WORKERS */

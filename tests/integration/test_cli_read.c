@@ -79,8 +79,8 @@ static void prints_dlt_messages_and_reads_incrementally(void **state)
         char want[KL_MSG_ID_LEN + 1];
 
         assert_non_null(doc);
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "stream_name")),
-                            stream);
+        assert_string_equal(
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "stream_name")), stream);
         assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "ts")));
         assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "partition")));
         assert_int_equal(kl_msg_id(shard, seq, -1, want, NULL), KL_OK);
@@ -216,9 +216,8 @@ static void kpl_aggregates_come_out_as_user_records(void **state)
         seen[id->valueint]++;
         /* aggregated user records carry their index; plain ones do not */
         assert_int_equal(cJSON_IsNumber(sub), cJSON_IsTrue(agg));
-        assert_int_equal(kl_msg_id(shard, seq, cJSON_IsNumber(sub) ? sub->valueint : -1, want,
-                                   NULL),
-                         KL_OK);
+        assert_int_equal(
+            kl_msg_id(shard, seq, cJSON_IsNumber(sub) ? sub->valueint : -1, want, NULL), KL_OK);
         assert_string_equal(
             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "_kinesis_msg_id")), want);
         subs += cJSON_IsNumber(sub);

@@ -182,8 +182,7 @@ static void numbers_are_exact(void **state)
     (void)state;
     kl_json_doc_init(&doc);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0),
-                         KL_OK);
+        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0), KL_OK);
         assert_int_equal(doc.root.type, KL_JSON_NUMBER);
         assert_int_equal(doc.root.num, cases[i].kind);
         assert_int_equal(doc.root.len, strlen(cases[i].text));
@@ -217,8 +216,7 @@ static void doubles_round_correctly(void **state)
     kl_json_doc_init(&doc);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool in_range;
-        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0),
-                         KL_OK);
+        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0), KL_OK);
         double d = kl_json_number_double(&doc.root, &in_range);
         if (d != cases[i].d)
             fail_msg("%s: got %.17g", cases[i].text, d);
@@ -248,8 +246,7 @@ static void strings_are_exact(void **state)
     (void)state;
     kl_json_doc_init(&doc);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0),
-                         KL_OK);
+        assert_int_equal(kl_json_parse(&doc, cases[i].text, strlen(cases[i].text), NULL, 0), KL_OK);
         assert_int_equal(doc.root.type, KL_JSON_STRING);
         assert_int_equal(doc.root.len, cases[i].n);
         assert_memory_equal(doc.root.u.s, cases[i].bytes, cases[i].n);
@@ -328,16 +325,30 @@ static uint32_t rnd(void)
 
 static void gen_value(struct kl_buf *b, int depth)
 {
-    static const char *const strs[] = {"\"\"", "\"a\"", "\"\\u0000\"", "\"\\uD834\\uDD1E\"",
-                                       "\"\xc3\xa9t\xc3\xa9\"", "\"tab\\tnl\\n\"", "\"q\\\"\""};
-    static const char *const nums[] = {"0", "-1", "42", "9223372036854775808",
-                                       "-123456789012345678901234", "3.25", "1e-5", "-0.0"};
+    static const char *const strs[] = {"\"\"",
+                                       "\"a\"",
+                                       "\"\\u0000\"",
+                                       "\"\\uD834\\uDD1E\"",
+                                       "\"\xc3\xa9t\xc3\xa9\"",
+                                       "\"tab\\tnl\\n\"",
+                                       "\"q\\\"\""};
+    static const char *const nums[] = {
+        "0",    "-1",   "42",  "9223372036854775808", "-123456789012345678901234",
+        "3.25", "1e-5", "-0.0"};
     uint32_t r = rnd() % (depth > 6 ? 4 : 6);
     switch (r) {
-    case 0: kl_buf_append_str(b, strs[rnd() % 7], NULL); break;
-    case 1: kl_buf_append_str(b, nums[rnd() % 8], NULL); break;
-    case 2: kl_buf_append_str(b, (rnd() & 1) ? "true" : "null", NULL); break;
-    case 3: kl_buf_append_str(b, "false", NULL); break;
+    case 0:
+        kl_buf_append_str(b, strs[rnd() % 7], NULL);
+        break;
+    case 1:
+        kl_buf_append_str(b, nums[rnd() % 8], NULL);
+        break;
+    case 2:
+        kl_buf_append_str(b, (rnd() & 1) ? "true" : "null", NULL);
+        break;
+    case 3:
+        kl_buf_append_str(b, "false", NULL);
+        break;
     case 4: {
         int n = (int)(rnd() % 4);
         kl_buf_append_str(b, "[", NULL);
@@ -386,9 +397,16 @@ static void randomized_round_trip_and_garbage(void **state)
         for (int m = 0; m < 8 && in.len > 0; m++) {
             size_t at = rnd() % in.len;
             switch (rnd() % 3) {
-            case 0: in.data[at] = (char)(rnd() & 0xFF); break;
-            case 1: memmove(in.data + at, in.data + at + 1, in.len - at - 1); in.len--; break;
-            default: in.data[at] = "{}[]\",:\\0e-"[rnd() % 11]; break;
+            case 0:
+                in.data[at] = (char)(rnd() & 0xFF);
+                break;
+            case 1:
+                memmove(in.data + at, in.data + at + 1, in.len - at - 1);
+                in.len--;
+                break;
+            default:
+                in.data[at] = "{}[]\",:\\0e-"[rnd() % 11];
+                break;
             }
             int rc = kl_json_parse(&doc, in.data, in.len, NULL, 0);
             assert_true(rc == KL_OK || rc == KL_ERR_INVALID);

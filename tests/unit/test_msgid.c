@@ -34,7 +34,8 @@ static void sub_records_hash_with_their_index(void **state)
 {
     char plain[KL_MSG_ID_LEN + 1], sub0[KL_MSG_ID_LEN + 1], sub1[KL_MSG_ID_LEN + 1];
     char direct[KL_MSG_ID_LEN + 1];
-    const char *input = "shardId-00000000000049590338271490256608559692538361571095921575989136588898:1";
+    const char *input =
+        "shardId-00000000000049590338271490256608559692538361571095921575989136588898:1";
     (void)state;
 
     assert_int_equal(kl_msg_id("shardId-000000000000",

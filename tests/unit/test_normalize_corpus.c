@@ -28,13 +28,16 @@ static cJSON *cell_json(const struct kl_value *v)
 {
     char buf[64];
     switch (v->type) {
-    case KL_TYPE_NULL: return cJSON_CreateNull();
+    case KL_TYPE_NULL:
+        return cJSON_CreateNull();
     case KL_TYPE_BIGINT:
         /* as a string: a JSON double cannot hold every int64 */
         snprintf(buf, sizeof buf, "%lld", (long long)v->v.i);
         return cJSON_CreateString(buf);
-    case KL_TYPE_DOUBLE: return cJSON_CreateNumber(v->v.d);
-    case KL_TYPE_BOOL: return cJSON_CreateBool(v->v.b);
+    case KL_TYPE_DOUBLE:
+        return cJSON_CreateNumber(v->v.d);
+    case KL_TYPE_BOOL:
+        return cJSON_CreateBool(v->v.b);
     case KL_TYPE_TIMESTAMP:
         kl_timestamp_iso(v->v.us, buf);
         return cJSON_CreateString(buf);

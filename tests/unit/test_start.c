@@ -28,8 +28,16 @@ static void parses_epoch_and_iso8601(void **state)
         {"2024-05-01T14:00:00+0200", 1714564800000LL},
     };
     static const char *const bad[] = {
-        "", "yesterday", "2024-13-01", "2023-02-29", "2024-05-01T25:00:00Z", "1700000000x",
-        "2024-05-01T12:00:00+25:00", "-5", "2024-05-01T", "1e9",
+        "",
+        "yesterday",
+        "2024-13-01",
+        "2023-02-29",
+        "2024-05-01T25:00:00Z",
+        "1700000000x",
+        "2024-05-01T12:00:00+25:00",
+        "-5",
+        "2024-05-01T",
+        "1e9",
     };
     struct kl_err err;
     int64_t ms;
@@ -106,8 +114,8 @@ static void iterator_choice_table(void **state)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct kl_iterator_start s;
-        kl_choose_start(cases[i].stored, cases[i].last_run, cases[i].from_parent,
-                        cases[i].initial, &s);
+        kl_choose_start(cases[i].stored, cases[i].last_run, cases[i].from_parent, cases[i].initial,
+                        &s);
         if (s.type != cases[i].type || s.timestamp_ms != cases[i].ts)
             fail_msg("case %zu (%s): got %s %lld", i, cases[i].why, kl_iterator_type_name(s.type),
                      (long long)s.timestamp_ms);

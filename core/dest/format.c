@@ -4,47 +4,11 @@
  * printf only when they are not small integers.
  */
 #include "core/dest/format.h"
+#include "core/util/intfmt.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static const char DIGITS2[] = "00010203040506070809101112131415161718192021222324252627282930313233"
-                              "34353637383940414243444546474849505152535455565758596061626364656667"
-                              "6869707172737475767778798081828384858687888990919293949596979899";
-
-static size_t fmt_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof tmp;
-    size_t n;
-
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        i -= 2;
-        memcpy(tmp + i, DIGITS2 + 2 * (size_t)r, 2);
-    }
-    if (v >= 10) {
-        i -= 2;
-        memcpy(tmp + i, DIGITS2 + 2 * (size_t)v, 2);
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    n = sizeof tmp - i;
-    memcpy(out, tmp + i, n);
-    return n;
-}
-
-size_t kl_fmt_i64(char *out, int64_t v)
-{
-    if (v < 0) {
-        out[0] = '-';
-        /* Negating in unsigned arithmetic keeps INT64_MIN exact. */
-        return 1 + fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
-    }
-    return fmt_u64(out, (uint64_t)v);
-}
 
 size_t kl_fmt_double(char *out, double d)
 {
@@ -86,11 +50,11 @@ size_t kl_fmt_double(char *out, double d)
                 size_t fl;
                 if (m < 0)
                     *o++ = '-';
-                o += fmt_u64(o, am / p);
+                o += kl_fmt_u64(o, am / p);
                 *o++ = '.';
                 /* k + 1 fraction digits, zero-padded, trailing zeros kept
                  * (they cannot occur: a shorter k would have matched). */
-                fl = fmt_u64(o, am % p + p) - 1;
+                fl = kl_fmt_u64(o, am % p + p) - 1;
                 memmove(o, o + 1, fl);
                 o += fl;
                 *o = '\0';
@@ -185,12 +149,6 @@ int kl_fmt_parse_timestamp(const char *s, int64_t *us)
     return 0;
 }
 
-static char *put2(char *p, unsigned v)
-{
-    memcpy(p, DIGITS2 + 2 * (size_t)v, 2);
-    return p + 2;
-}
-
 size_t kl_fmt_timestamp(char *out, int64_t us, enum kl_ts_style style)
 {
     int64_t days = us / 86400000000LL;
@@ -223,22 +181,22 @@ size_t kl_fmt_timestamp(char *out, int64_t us, enum kl_ts_style style)
         *p++ = (char)('0' + (year / 10) % 10);
         *p++ = (char)('0' + year % 10);
     } else {
-        p += fmt_u64(p, (uint64_t)year);
+        p += kl_fmt_u64(p, (uint64_t)year);
     }
     *p++ = '-';
-    p = put2(p, mon);
+    p = kl_fmt_2digits(p, mon);
     *p++ = '-';
-    p = put2(p, day);
+    p = kl_fmt_2digits(p, day);
     *p++ = style == KL_TS_ISO ? 'T' : ' ';
-    p = put2(p, secs / 3600);
+    p = kl_fmt_2digits(p, secs / 3600);
     *p++ = ':';
-    p = put2(p, (secs / 60) % 60);
+    p = kl_fmt_2digits(p, (secs / 60) % 60);
     *p++ = ':';
-    p = put2(p, secs % 60);
+    p = kl_fmt_2digits(p, secs % 60);
     *p++ = '.';
-    p = put2(p, frac / 10000);
-    p = put2(p, (frac / 100) % 100);
-    p = put2(p, frac % 100);
+    p = kl_fmt_2digits(p, frac / 10000);
+    p = kl_fmt_2digits(p, (frac / 100) % 100);
+    p = kl_fmt_2digits(p, frac % 100);
     if (style == KL_TS_ISO) {
         memcpy(p, "+00:00", 6);
         p += 6;

@@ -10,11 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/util/intfmt.h" /* kl_fmt_i64 */
+
 /* Room for any output of the functions below, NUL included. */
 #define KL_FMT_MAX 48
-
-/* Decimal digits of `v`; returns the length (no NUL written). */
-size_t kl_fmt_i64(char *out, int64_t v);
 
 /* A double as Postgres float8 input that reads back to the same value:
  * integers below 2^53 without exponent, others with 17 significant digits,

@@ -6,9 +6,8 @@
 #include "core/util/base64.h"
 #include "core/util/digest.h"
 #include "core/util/err.h"
+#include "core/util/intfmt.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #define DIGEST_BYTES 15
@@ -29,8 +28,10 @@ int kl_msg_id(const char *shard_id, const char *sequence, int64_t sub_seq,
     size_t lens[3] = {strlen(shard_id), strlen(sequence), 0};
 
     (void)err;
-    if (sub_seq >= 0)
-        lens[2] = (size_t)snprintf(suffix, sizeof suffix, ":%" PRId64, sub_seq);
+    if (sub_seq >= 0) {
+        suffix[0] = ':';
+        lens[2] = 1 + kl_fmt_i64(suffix + 1, sub_seq);
+    }
     kl_shake128(parts, lens, sub_seq >= 0 ? 3 : 2, md, sizeof md);
     kl_base64_encode(md, sizeof md, out, false);
     return KL_OK;

@@ -7,6 +7,7 @@
 #include "core/normalize/coerce.h"
 #include "core/normalize/internal.h"
 #include "core/normalize/naming.h"
+#include "core/util/intfmt.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -187,11 +188,18 @@ static int finish_row(struct kl_normalizer *n, uint32_t tci, size_t lists_from,
         } else {
             /* dlt: digest128(f"{parent_row_id}_{table}_{list_idx}", 10) */
             char in[512];
-            int k = snprintf(in, sizeof in, "%s_%s_%" PRIu64, parent_id, n->tctxs[tci].name,
-                             (uint64_t)pos);
-            if (k < 0 || (size_t)k >= sizeof in)
+            const char *table = n->tctxs[tci].name;
+            size_t plen = strlen(parent_id), tlen = strlen(table), k = 0;
+            if (plen + tlen + 2 + KL_INTFMT_MAX > sizeof in)
                 return kl_err_set(err, KL_ERR_INTERNAL, "row id input too long");
-            kl_digest_b64(in, (size_t)k, KL_DLT_ID_BYTES, id);
+            memcpy(in, parent_id, plen + 1); /* NULs included: each is written over */
+            k = plen;
+            in[k++] = '_';
+            memcpy(in + k, table, tlen + 1);
+            k += tlen;
+            in[k++] = '_';
+            k += kl_fmt_u64(in + k, (uint64_t)pos);
+            kl_digest_b64(in, k, KL_DLT_ID_BYTES, id);
         }
         if ((vid = synth_string(n, id, strlen(id))) == NULL)
             return kl_norm_oom(n, err);

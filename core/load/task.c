@@ -210,7 +210,9 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
     return rc;
 }
 
-/* Loads a fetched chunk, split where the normaliser's chunk cap is hit. */
+/* Loads a fetched chunk, in parts where the normaliser's rows pass their
+ * target (each part ends with the message that passed it) or its hard cap
+ * (KL_ERR_LIMIT mid-message: that message starts the next part). */
 static int load_chunk(struct run *r, const struct kl_chunk *c, struct kl_err *err)
 {
     size_t from = 0;
@@ -219,11 +221,13 @@ static int load_chunk(struct run *r, const struct kl_chunk *c, struct kl_err *er
         size_t to = from;
         int rc = KL_OK;
 
-        /* normalise as many messages as fit in one normaliser chunk */
         kl_normalizer_reset(r->env->normalizer, false);
-        for (; to < c->n_messages; to++) {
+        while (to < c->n_messages) {
             rc = kl_normalizer_add(r->env->normalizer, &c->messages[to], err);
             if (rc != KL_OK)
+                break;
+            to++;
+            if (kl_normalizer_full(r->env->normalizer))
                 break;
         }
         if (rc == KL_ERR_LIMIT && to == from)

@@ -195,11 +195,12 @@ int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struc
     if (rc != KL_OK)
         return rc;
     n->n_messages++;
-    if (n->opt.chunk_bytes_target > 0 && n->n_messages > 1 &&
-        footprint(n) > n->opt.chunk_bytes_target)
-        return kl_err_set(err, KL_ERR_LIMIT, "the chunk's rows passed %zu bytes",
-                          n->opt.chunk_bytes_target);
     return KL_OK;
+}
+
+bool kl_normalizer_full(const struct kl_normalizer *n)
+{
+    return n->opt.chunk_bytes_target > 0 && footprint(n) > n->opt.chunk_bytes_target;
 }
 
 const struct kl_schema *kl_normalizer_schema(const struct kl_normalizer *n)

@@ -26,10 +26,9 @@ struct kl_normalizer_options {
     const char *load_id;     /* `_dlt_load_id` of every root row (dlt's load id text) */
     enum kl_write_disposition write_disposition;
     size_t max_chunk_bytes; /* cap on a chunk's cell storage; 0: 512 MiB */
-    /* A chunk's rows should take no more than this (cells, strings and the
-     * dense form closing makes): the message that passes it gets
-     * KL_ERR_LIMIT and goes to the next chunk, unless it is the chunk's only
-     * one. 0: no target. */
+    /* A chunk's rows should take about this much at most (cells, strings
+     * and the dense form closing makes): kl_normalizer_full says when the
+     * last message added passed it. 0: no target. */
     size_t chunk_bytes_target;
 };
 
@@ -48,6 +47,10 @@ void kl_normalizer_destroy(struct kl_normalizer *n);
  * max_chunk_bytes; close and load what is there, then add again). After an
  * error the chunk may hold part of the message: reset it. */
 int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struct kl_err *err);
+
+/* True once the open chunk's rows passed chunk_bytes_target: close and load
+ * it (the message that passed it included) before adding more. */
+bool kl_normalizer_full(const struct kl_normalizer *n);
 
 /* Closes the chunk: bumps the schema version when the chunk changed the
  * schema, and fills `out` with the rows per table (dense, row-major, typed

@@ -689,11 +689,45 @@ static void float_repr_as_python(void **state)
     }
 }
 
+/* With a rows target the chunk says it is full once a message passed it,
+ * that message included (nothing is normalised twice), and not before; a
+ * new chunk starts empty. */
+static void a_chunk_is_full_once_a_message_passed_its_target(void **state)
+{
+    struct kl_normalizer_options o = {.stream_name = "Orders-Stream",
+                                      .parse_json = true,
+                                      .load_id = "1",
+                                      .chunk_bytes_target = 16 * 1024};
+    struct kl_err err;
+    struct kl_normalizer *n = kl_normalizer_create(&o, NULL, &err);
+    const char *body = "{\"id\":1,\"name\":\"a name of some length\",\"tags\":[\"a\",\"b\"]}";
+    struct kl_row_batch b;
+    char seq[32];
+    int added = 0;
+
+    (void)state;
+    assert_non_null(n);
+    assert_false(kl_normalizer_full(n));
+    while (!kl_normalizer_full(n)) {
+        struct kl_message m = make_msg(body, added, seq);
+        assert_int_equal(kl_normalizer_add(n, &m, &err), KL_OK);
+        added++;
+        assert_true(added < 10000);
+    }
+    assert_true(added > 1);
+    assert_int_equal(kl_normalizer_close(n, &b, &err), KL_OK);
+    assert_int_equal(rows_of(&b, "orders_stream")->n_rows, (size_t)added);
+    kl_normalizer_reset(n, true);
+    assert_false(kl_normalizer_full(n));
+    kl_normalizer_destroy(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(follows_dlt_rules),
         cmocka_unit_test(row_ids_are_deterministic),
+        cmocka_unit_test(a_chunk_is_full_once_a_message_passed_its_target),
         cmocka_unit_test(schema_versions_and_round_trip),
         cmocka_unit_test(version_hash_is_stable),
         cmocka_unit_test(uncommitted_chunks_do_not_count),

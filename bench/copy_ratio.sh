@@ -21,10 +21,15 @@
 #     the tables must hold the same counts again;
 #   - the ratio of the load's rows/s to COPY's (goal >= 0.9), and the CPU
 #     seconds the service, PostgreSQL and the endpoint spent in the load.
+# Each chunk size runs RUNS times (a fresh service and dataset each time);
+# the summary gives the medians of rows/s and ratio, and the highest peak
+# RSS: on a small machine the service, PostgreSQL and psql share the cores,
+# and one run's figures move by 10 %.
 # Fails only on wrong results, never on a time or memory figure.
 #
 # Environment: MESSAGES (200000), SHARDS (4), WORKERS (4), CHUNK_SIZES
-#   ("1000 10000"), KL_BIN (build/kinesis-loader), BENCH_KEEP=1 (keep the
+#   ("1000 10000"), RUNS (3), LATENCY_MS (0: the endpoint holds each
+#   GetRecords answer that long, as the network to a region would), KL_BIN (build/kinesis-loader), BENCH_KEEP=1 (keep the
 #   datasets, reloaded by COPY), BENCH_REDIS=0 (state in the process).
 # Needs PostgreSQL and Redis of scripts/services.sh (make bench starts them).
 set -euo pipefail
@@ -37,6 +42,8 @@ MESSAGES=${MESSAGES:-200000}
 SHARDS=${SHARDS:-4}
 WORKERS=${WORKERS:-4}
 CHUNK_SIZES=${CHUNK_SIZES:-1000 10000}
+RUNS=${RUNS:-3}
+LATENCY_MS=${LATENCY_MS:-0}
 BIN=${KL_BIN:-build/kinesis-loader}
 STREAM=replay
 TABLE=orders
@@ -117,17 +124,24 @@ copy_back() {
     echo "$total $(calc "$end - $start") $cpu0"
 }
 
-summary=()
-for chunk in $CHUNK_SIZES; do
-    replay_start --stream "$STREAM" --shards "$SHARDS" --records "$PER_SHARD" --page "$chunk" --shape dlt
-    printf '\nchunk_size %d: replay endpoint %s, %d shards x %d dlt-shaped messages, %d-record pages built in %d ms\n' \
-        "$chunk" "$REPLAY_URL" "$SHARDS" "$PER_SHARD" "$chunk" "$(json_get "$REPLAY_INFO" 'j.build_ms')"
-    service_start "$REPLAY_URL" "$WORKERS"
-    echo "service: $SERVICE_URL, KL_WORKERS=$WORKERS, PostgreSQL, state: $SERVICE_STATE"
+# replay_served: "records GetRecords_calls" the endpoint has served so far.
+replay_served() {
+    json_get "$(curl -sf "$REPLAY_URL/__stats")" 'j.records + " " + (j.requests.GetRecords || 0)'
+}
 
-    dataset="bench_copy_$$_$chunk"
+# one_run CHUNK RUN: a fresh service loads the stream from the replay
+# endpoint into a fresh dataset, then the rows are copied back by COPY; sets
+# load_rate, copy_rate, ratio, rss and rows, and prints the run's figures.
+one_run() {
+    local chunk=$1 run=$2 dataset job cpu_before cpu_line served counts tables t n c named load_s
+    local copy_out copy_s copy_cpu copy_rows served_before
+    service_start "$REPLAY_URL" "$WORKERS"
+    echo "run $run: service $SERVICE_URL, KL_WORKERS=$WORKERS, PostgreSQL, state: $SERVICE_STATE"
+
+    dataset="bench_copy_$$_${chunk}_$run"
     datasets+=("$dataset")
     cpu_before=("$(cpu_s "$SERVICE_PID")" "$(pg_cpu_s)" "$(cpu_s "$REPLAY_PID")")
+    served_before=$(replay_served)
     job=$(node bench/lib/loadjob.js --base "$SERVICE_URL" --stream "$STREAM" \
         --body "{\"pipeline_name\":\"$dataset\",\"dataset_name\":\"$dataset\",\"table_name\":\"$TABLE\",\"initial_at_timestamp\":null,\"milliseconds_behind_latest\":0,\"chunk_size\":$chunk}" \
         --table "$TABLE" --expect "$MESSAGES") ||
@@ -137,9 +151,8 @@ for chunk in $CHUNK_SIZES; do
         "$(calc "$(cpu_s "$SERVICE_PID") - ${cpu_before[0]}")" \
         "$(calc "$(pg_cpu_s) - ${cpu_before[1]}")" \
         "$(calc "$(cpu_s "$REPLAY_PID") - ${cpu_before[2]}")")
-    served=$(json_get "$(curl -sf "$REPLAY_URL/__stats")" 'j.records + " " + (j.requests.GetRecords || 0)')
+    served=$(replay_served)
     service_stop
-    replay_stop
 
     counts=$(pg_counts "$dataset" "$TABLE")
     [ "$counts" = "$MESSAGES $MESSAGES" ] ||
@@ -160,7 +173,7 @@ for chunk in $CHUNK_SIZES; do
     printf 'load: %d messages, %d rows in %d tables (%s) in %.2f s (POST to succeeded): %.0f rows/s, %.0f messages/s\n' \
         "$MESSAGES" "$rows" "${#tables[@]}" "${tables[*]}" "$load_s" "$load_rate" "$(calc "$MESSAGES / $load_s")"
     printf '  %s; %.2f records served per message in %d GetRecords calls\n' "$cpu_line" \
-        "$(calc "${served% *} / $MESSAGES")" "${served#* }"
+        "$(calc "(${served% *} - ${served_before% *}) / $MESSAGES")" "$((${served#* } - ${served_before#* }))"
     printf 'peak RSS of the service: %.1f MiB (goal <= %d MiB)\n' "$rss" "$RSS_GOAL_MIB"
 
     copy_out=$(copy_back "$dataset" "${tables[@]}")
@@ -171,13 +184,29 @@ for chunk in $CHUNK_SIZES; do
     printf 'COPY of the same rows, %d connections: %.2f s, %.0f rows/s (PostgreSQL CPU %.1f s)\n' \
         "$WORKERS" "$copy_s" "$copy_rate" "$copy_cpu"
     printf 'ratio load / COPY: %.2f (goal >= %s)\n' "$ratio" "$RATIO_GOAL"
-    summary+=("$(printf '  %-10d %10d %12.0f %12.0f %8.2f %10.1f' "$chunk" "$rows" "$load_rate" "$copy_rate" "$ratio" "$rss")")
     pg_drop "$dataset"
+}
+
+summary=()
+for chunk in $CHUNK_SIZES; do
+    replay_start --stream "$STREAM" --shards "$SHARDS" --records "$PER_SHARD" --page "$chunk" --shape dlt \
+        --latency-ms "$LATENCY_MS"
+    printf '\nchunk_size %d: replay endpoint %s, %d shards x %d dlt-shaped messages, %d-record pages built in %d ms, GetRecords latency %d ms\n' \
+        "$chunk" "$REPLAY_URL" "$SHARDS" "$PER_SHARD" "$chunk" "$(json_get "$REPLAY_INFO" 'j.build_ms')" "$LATENCY_MS"
+    load_rates=() copy_rates=() ratios=() rss_max=0
+    for run in $(seq "$RUNS"); do
+        one_run "$chunk" "$run"
+        load_rates+=("$load_rate") copy_rates+=("$copy_rate") ratios+=("$ratio")
+        rss_max=$(max_of "$rss" "$rss_max")
+    done
+    replay_stop
+    summary+=("$(printf '  %-10d %10d %12.0f %12.0f %8.2f %10.1f' "$chunk" "$rows" \
+        "$(median "${load_rates[@]}")" "$(median "${copy_rates[@]}")" "$(median "${ratios[@]}")" "$rss_max")")
 done
 
 echo
-printf 'load vs COPY of its own rows: %d dlt-shaped messages, %d shards, KL_WORKERS=%d, %d COPY connections, state: %s\n' \
-    "$MESSAGES" "$SHARDS" "$WORKERS" "$WORKERS" "$SERVICE_STATE"
+printf 'load vs COPY of its own rows: %d dlt-shaped messages, %d shards, KL_WORKERS=%d, %d COPY connections, state: %s, median of %d runs\n' \
+    "$MESSAGES" "$SHARDS" "$WORKERS" "$WORKERS" "$SERVICE_STATE" "$RUNS"
 printf '  %-10s %10s %12s %12s %8s %10s\n' chunk_size rows "load rows/s" "COPY rows/s" ratio "peak MiB"
 printf '%s\n' "${summary[@]}"
 printf '  goals: ratio load / COPY >= %s, peak RSS <= %d MiB\n' "$RATIO_GOAL" "$RSS_GOAL_MIB"

@@ -33,8 +33,10 @@
  * usage: node bench/replay/server.js [--port 0] [--host 127.0.0.1]
  *          [--stream replay] [--shards 4] [--records 50000] [--page 1000]
  *          [--pad 40] [--shape flat|dlt] [--partition-keys 32] [--closed]
+ *          [--latency-ms 0]
  * --page is 1..10000 (a GetRecords Limit of 10000 gets 10000 records when
- * the page is 10000).
+ * the page is 10000). --latency-ms holds every GetRecords answer that long,
+ * as a network to a Kinesis region would.
  * Prints one JSON line on stdout when it listens:
  *   {"port":P,"stream":S,"shards":N,"records_per_shard":M,"page":G,"shape":H,
  *    "pages":K,"build_ms":T}
@@ -49,7 +51,7 @@ const { SHAPES, bodyTextOf } = require('../lib/bodies');
 function parseArgs(argv) {
   const o = {
     port: 0, host: '127.0.0.1', stream: 'replay', shards: 4, records: 50000, page: 1000,
-    pad: 40, shape: 'flat', 'partition-keys': 32, closed: false,
+    pad: 40, shape: 'flat', 'partition-keys': 32, closed: false, 'latency-ms': 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -57,7 +59,7 @@ function parseArgs(argv) {
     if (a === '-h' || a === '--help') {
       process.stdout.write('usage: server.js [--port 0] [--host 127.0.0.1] [--stream replay] ' +
         '[--shards 4] [--records 50000] [--page 1000] [--pad 40] [--shape flat|dlt] [--partition-keys 32] ' +
-        '[--closed]\n');
+        '[--closed] [--latency-ms 0]\n');
       process.exit(0);
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -68,8 +70,9 @@ function parseArgs(argv) {
     if (typeof o[m[1]] === 'number' && !Number.isInteger(o[m[1]])) fail(`--${m[1]}: not an integer: ${v}`);
   }
   if (o.shards < 1 || o.shards > 1000 || o.records < 0 || o.page < 1 || o.page > 10000 ||
-      o['partition-keys'] < 1 || o.pad < 0) {
-    fail('need 1 <= shards <= 1000, records >= 0, 1 <= page <= 10000, partition-keys >= 1, pad >= 0');
+      o['partition-keys'] < 1 || o.pad < 0 || o['latency-ms'] < 0) {
+    fail('need 1 <= shards <= 1000, records >= 0, 1 <= page <= 10000, partition-keys >= 1, pad >= 0, ' +
+      'latency-ms >= 0');
   }
   if (!/^[a-zA-Z0-9_.-]{1,128}$/.test(o.stream)) fail(`invalid stream name ${o.stream}`);
   if (!SHAPES.includes(o.shape)) fail(`--shape must be ${SHAPES.join(' or ')}, not ${o.shape}`);
@@ -360,7 +363,12 @@ const server = http.createServer((req, res) => {
       } catch {
         throw new AwsError('SerializationException', 'the request body is not JSON');
       }
-      send(res, 200, ops[op](body || {}));
+      const answer = ops[op](body || {});
+      if (op === 'GetRecords' && opt['latency-ms'] > 0) {
+        setTimeout(() => send(res, 200, answer), opt['latency-ms']);
+      } else {
+        send(res, 200, answer);
+      }
     } catch (err) {
       if (!(err instanceof AwsError)) throw err;
       stats.errors++;

@@ -149,9 +149,14 @@ struct kl_kinesis_call {
     bool timed_out;
     /* GetRecords: the budget a page's memory is charged to (NULL: none),
      * and what is charged to it for the page: what the caller reserved
-     * before the call, grown by what the page took beyond that. */
+     * before the call, grown by what the page took beyond that. With
+     * `bounded`, the page may grow past the reservation only while that
+     * fits under the budget's limit; one that does not ends the call with
+     * KL_ERR_LIMIT and `outgrown` set (nothing of it is handed out). */
     struct kl_membudget *memory;
     size_t charged;
+    bool bounded;
+    bool outgrown;
 };
 
 /* True when the endpoint is an AWS one (*.amazonaws.com, *.amazonaws.com.cn,

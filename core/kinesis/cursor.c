@@ -19,12 +19,16 @@
 #define AT_TIMESTAMP_WAIT_MS 5000
 #define CHUNK_ARENA_BLOCK ((size_t)16 * 1024)
 #define CHUNK_ARENA_MAX ((size_t)64 << 20)
+/* What a page of a shard whose pages are not known yet is given first. */
+#define PAGE_ESTIMATE_MIN ((size_t)1 << 20)
 
 struct kl_cursor {
     struct kl_kinesis *client;
     struct kl_kinesis_call call; /* the deadline hook for every call */
     struct kl_membudget *memory; /* pages are held under it; may be NULL */
     size_t rows_allowance;
+    size_t page_estimate; /* twice what the last page held; 0: none yet */
+    bool page_worst;      /* the last page outgrew its estimate: the worst case next */
     char job_id[64];
     char stream[KL_STREAM_NAME_MAX];
     char shard_id[KL_SHARD_ID_MAX];
@@ -431,16 +435,15 @@ static bool open_shard_done(const struct kl_cursor *c, const struct kl_record_ba
 
 size_t kl_cursor_page_reservation(int limit, size_t rows_allowance)
 {
-    size_t rows = rows_allowance > 0 && rows_allowance < KL_KINESIS_MAX_PAGE_DATA
-                      ? KL_KINESIS_MAX_PAGE_DATA - rows_allowance
-                      : 0;
+    size_t rows = rows_allowance > 0 ? KL_KINESIS_MAX_PAGE_DATA : 0;
     return KL_KINESIS_MAX_PAGE_DATA + rows + (size_t)(limit > 0 ? limit : 1) * RECORD_OVERHEAD +
            CHUNK_ARENA_BLOCK;
 }
 
 /* The page is in the chunk: what it holds replaces what was reserved, and
- * so do the rows of its largest message when they will pass the
- * allowance. */
+ * so do the rows of its largest message (a worker's rows pass their
+ * allowance by one message at most). The next page of the shard is given
+ * twice this. */
 static void settle_memory(struct kl_cursor *c, struct kl_chunk *out)
 {
     size_t holds = out->batch.held + out->cap_messages * sizeof *out->messages + out->arena.total;
@@ -448,8 +451,7 @@ static void settle_memory(struct kl_cursor *c, struct kl_chunk *out)
     for (size_t i = 0; c->rows_allowance > 0 && i < out->n_messages; i++)
         if (out->messages[i].data_len > largest)
             largest = out->messages[i].data_len;
-    if (largest > c->rows_allowance)
-        holds += largest - c->rows_allowance;
+    holds += largest;
     if (holds > c->call.charged)
         kl_membudget_charge(c->memory, holds - c->call.charged);
     else
@@ -457,12 +459,112 @@ static void settle_memory(struct kl_cursor *c, struct kl_chunk *out)
     out->memory = c->memory;
     out->charged = c->memory != NULL ? holds : 0;
     c->call.charged = 0;
+    c->page_estimate = 2 * holds;
+    c->page_worst = false;
+}
+
+/* What a page of `batch` adds once it is in the chunk: its messages (KPL
+ * aside, one a record), their arena's first block, and the rows of its
+ * largest message (as settle_memory counts them). */
+static size_t page_extra(const struct kl_cursor *c, const struct kl_record_batch *batch)
+{
+    size_t cap = 64, largest = 0;
+    while (cap < batch->n)
+        cap *= 2;
+    for (size_t i = 0; c->rows_allowance > 0 && i < batch->n; i++)
+        if (batch->records[i].data_len > largest)
+            largest = batch->records[i].data_len;
+    return cap * sizeof(struct kl_message) + CHUNK_ARENA_BLOCK + largest;
+}
+
+/* GetRecords at the cursor's iterator, re-acquiring an expired one. */
+static int call_get_records(struct kl_cursor *c, int limit, struct kl_record_batch *batch,
+                            struct kl_err *err)
+{
+    struct kl_log_ctx ctx = log_ctx(c);
+    int rc;
+
+    for (int attempt = 0;; attempt++) {
+        if (c->iterator == NULL) {
+            rc = acquire_iterator(c, err);
+            if (rc != KL_OK)
+                return rc;
+        }
+        pace(c);
+        rc = kl_kinesis_get_records(c->client, &c->call, c->iterator, limit, batch, err);
+        if (rc == KL_OK)
+            return KL_OK;
+        log_timed_out(c, err);
+        if (rc != KL_ERR_EXPIRED || attempt >= MAX_EXPIRED_RETRIES)
+            return rc;
+        /* Iterators live five minutes; continue after what we handed out. */
+        c->expired++;
+        KL_INFO("reader", &ctx, "shard iterator expired; re-acquiring after %s",
+                c->last_sequence[0] ? c->last_sequence : "the start");
+        free(c->iterator);
+        c->iterator = NULL;
+    }
+}
+
+/* Reserves room for the next page and reads it. The room is twice what
+ * this shard's last page held (PAGE_ESTIMATE_MIN at first), and the page
+ * may grow past it only while the budget has more: readers of small pages
+ * read at once, side by side. A page that does not fit is dropped and read
+ * again (the same iterator: nothing of it was handed out) with room for
+ * the worst case, reserved in line behind the other readers. On success
+ * c->call.charged is what the page holds of the budget; on failure it is
+ * still to be released. */
+static int fetch_page(struct kl_cursor *c, int limit, struct kl_record_batch *batch,
+                      struct kl_err *err)
+{
+    struct kl_log_ctx ctx = log_ctx(c);
+
+    for (;;) {
+        size_t worst = kl_cursor_page_reservation(limit, c->rows_allowance);
+        size_t want = c->page_estimate > PAGE_ESTIMATE_MIN ? c->page_estimate : PAGE_ESTIMATE_MIN;
+        int rc;
+
+        if (c->page_worst || want > worst)
+            want = worst;
+        c->call.memory = c->memory;
+        c->call.charged = c->memory != NULL ? want : 0;
+        c->call.bounded = c->memory != NULL && want < worst;
+        c->call.outgrown = false;
+        rc = kl_membudget_reserve(c->memory, c->call.charged, kl_kinesis_cancel_flag(c->client),
+                                  err);
+        if (rc != KL_OK) {
+            c->call.charged = 0;
+            return rc;
+        }
+        rc = call_get_records(c, limit, batch, err);
+        if (rc == KL_OK && c->call.bounded) {
+            size_t need = batch->held + page_extra(c, batch);
+            if (need > c->call.charged) {
+                if (kl_membudget_try_charge(c->memory, need - c->call.charged)) {
+                    c->call.charged = need;
+                } else {
+                    c->call.outgrown = true;
+                    rc = kl_err_set(err, KL_ERR_LIMIT,
+                                    "GetRecords: the page's messages did not fit");
+                }
+            }
+        }
+        if (rc == KL_OK || !c->call.outgrown)
+            return rc;
+        KL_DEBUG("reader", &ctx,
+                 "a page outgrew the %zu bytes given to it: reading it again with %zu",
+                 c->call.charged, worst);
+        kl_record_batch_free(batch);
+        kl_record_batch_init(batch);
+        kl_membudget_release(c->memory, c->call.charged);
+        c->call.charged = 0;
+        c->page_worst = true;
+    }
 }
 
 int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct kl_err *err)
 {
     struct kl_record_batch batch;
-    struct kl_log_ctx ctx = log_ctx(c);
     int rc = KL_OK;
 
     kl_chunk_empty(out);
@@ -477,35 +579,9 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
     }
     if (limit < 1 || limit > 10000)
         return kl_err_set(err, KL_ERR_INVALID, "chunk size must be 1..10000, not %d", limit);
-    /* room for the page first: wait while other pages hold the budget */
-    c->call.memory = c->memory;
-    c->call.charged = c->memory != NULL ? kl_cursor_page_reservation(limit, c->rows_allowance) : 0;
-    rc = kl_membudget_reserve(c->memory, c->call.charged, kl_kinesis_cancel_flag(c->client), err);
-    if (rc != KL_OK) {
-        c->call.charged = 0;
-        return rc;
-    }
-
-    for (int attempt = 0;; attempt++) {
-        if (c->iterator == NULL) {
-            rc = acquire_iterator(c, err);
-            if (rc != KL_OK)
-                goto cleanup;
-        }
-        pace(c);
-        rc = kl_kinesis_get_records(c->client, &c->call, c->iterator, limit, &batch, err);
-        if (rc == KL_OK)
-            break;
-        log_timed_out(c, err);
-        if (rc != KL_ERR_EXPIRED || attempt >= MAX_EXPIRED_RETRIES)
-            goto cleanup;
-        /* Iterators live five minutes; continue after what we handed out. */
-        c->expired++;
-        KL_INFO("reader", &ctx, "shard iterator expired; re-acquiring after %s",
-                c->last_sequence[0] ? c->last_sequence : "the start");
-        free(c->iterator);
-        c->iterator = NULL;
-    }
+    rc = fetch_page(c, limit, &batch, err);
+    if (rc != KL_OK)
+        goto cleanup;
     schedule_next_call(c, batch.data_bytes);
     rc = grow_messages(out, batch.n, err); /* one message a record but for KPL */
     if (rc != KL_OK)

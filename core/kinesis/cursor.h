@@ -62,14 +62,16 @@ struct kl_cursor_options {
     int64_t max_bytes_per_s;
     bool no_deaggregate; /* deliver KPL aggregated records as they are */
     /* The budget pages are held under (KL_MEMORY_MAX): before each
-     * GetRecords the cursor reserves what the page may take at most (see
-     * kl_cursor_page_reservation) and waits while that does not fit; once
-     * the page is in, what it really holds stays charged until its chunk is
-     * emptied or freed. NULL: no budget. */
+     * GetRecords the cursor reserves twice what the shard's last page held
+     * and waits while that does not fit; the page grows past that only
+     * while the budget has room, else it is read again with room for the
+     * worst case (kl_cursor_page_reservation). Once the page is in, what it
+     * really holds stays charged until its chunk is emptied or freed.
+     * NULL: no budget. */
     struct kl_membudget *memory;
-    /* A message larger than this is normalised alone and its rows take
-     * about its size again: that much more is charged with its page.
-     * 0: nothing more. */
+    /* A worker's normalised rows pass this by one message's rows at most,
+     * about the message's size: the largest message's size is charged with
+     * its page. 0: nothing more. */
     size_t rows_allowance;
     /* Ignore the stop rule and read until the shard ends: for shards known to
      * be closed, whose children must not start before they are drained. */

@@ -76,6 +76,11 @@ void kl_page_parser_init(struct kl_page_parser *p, struct kl_membudget *budget, 
     p->state = S_VALUE;
 }
 
+void kl_page_parser_bound(struct kl_page_parser *p)
+{
+    p->bounded = true;
+}
+
 void kl_page_parser_restart(struct kl_page_parser *p)
 {
     p->n_records = p->n_children = p->len = 0;
@@ -104,14 +109,23 @@ static size_t held(const struct kl_page_parser *p)
     return p->cap + p->cap_records * sizeof *p->records + p->cap_children * sizeof *p->children;
 }
 
-/* Charges what the page holds past what is charged already. */
-static void charge(struct kl_page_parser *p)
+/* Charges what the page will hold once an allocation adds `extra` bytes,
+ * before it is made: bounded, only while that fits under the limit. */
+static int charge(struct kl_page_parser *p, size_t extra, struct kl_err *err)
 {
-    size_t now = held(p);
-    if (p->charged != NULL && now > *p->charged) {
-        kl_membudget_charge(p->budget, now - *p->charged);
-        *p->charged = now;
+    size_t will = held(p) + extra;
+    if (p->charged == NULL || will <= *p->charged)
+        return KL_OK;
+    if (!p->bounded) {
+        kl_membudget_charge(p->budget, will - *p->charged);
+    } else if (!kl_membudget_try_charge(p->budget, will - *p->charged)) {
+        p->outgrown = true;
+        return kl_err_set(err, KL_ERR_LIMIT,
+                          "GetRecords: the page outgrew the %zu bytes of memory it was given",
+                          *p->charged);
     }
+    *p->charged = will;
+    return KL_OK;
 }
 
 /* Room for `n` more bytes in the block. */
@@ -129,12 +143,13 @@ static int reserve_bytes(struct kl_page_parser *p, size_t n, struct kl_err *err)
         cap *= 2;
     if (cap > p->max_bytes)
         cap = p->max_bytes;
+    if (charge(p, cap - p->cap, err) != KL_OK)
+        return KL_ERR_LIMIT;
     grown = realloc(p->bytes, cap);
     if (grown == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory for a GetRecords page");
     p->bytes = grown;
     p->cap = cap;
-    charge(p);
     return KL_OK;
 }
 
@@ -157,12 +172,13 @@ static int grow_array(struct kl_page_parser *p, void **arr, size_t *cap, size_t 
     if (n < *cap)
         return KL_OK;
     want = *cap ? *cap * 2 : 256;
+    if (charge(p, (want - *cap) * size, err) != KL_OK)
+        return KL_ERR_LIMIT;
     grown = realloc(*arr, want * size);
     if (grown == NULL)
         return kl_err_set(err, KL_ERR_NOMEM, "out of memory for a GetRecords page");
     *arr = grown;
     *cap = want;
-    charge(p);
     return KL_OK;
 }
 

@@ -45,6 +45,8 @@ struct kl_page_parser {
      * included); grows with the page */
     struct kl_membudget *budget;
     size_t *charged;
+    bool bounded;  /* growth past `*charged` must fit under the budget's limit */
+    bool outgrown; /* it did not: the feed failed with KL_ERR_LIMIT */
     /* the tokenizer */
     int state, return_state;
     int depth;
@@ -72,13 +74,18 @@ struct kl_page_parser {
  * the page's block (0: 64 MiB). */
 void kl_page_parser_init(struct kl_page_parser *p, struct kl_membudget *budget, size_t *charged,
                          size_t max_bytes);
+/* Growth past what is charged must fit under the budget's limit: a page
+ * that would pass it fails the feed with KL_ERR_LIMIT and sets `outgrown`
+ * (the caller asks again with room for the worst case). Without this, the
+ * page takes what it needs, past the limit if need be. */
+void kl_page_parser_bound(struct kl_page_parser *p);
 /* Forgets what was fed (another attempt of the call): the memory stays
  * allocated and charged, for the next body. */
 void kl_page_parser_restart(struct kl_page_parser *p);
 /* Feeds the next `n` bytes of the body. Errors: KL_ERR_UNAVAILABLE for text
  * that is not JSON (a broken transfer: worth another attempt), KL_ERR_UPSTREAM
  * for a record without SequenceNumber or Data or with invalid base64,
- * KL_ERR_LIMIT past max_bytes, KL_ERR_NOMEM. */
+ * KL_ERR_LIMIT past max_bytes or, bounded, past the budget, KL_ERR_NOMEM. */
 int kl_page_parser_feed(struct kl_page_parser *p, const char *data, size_t n, struct kl_err *err);
 /* The body ended: KL_ERR_UNAVAILABLE unless it was one whole JSON object. */
 int kl_page_parser_end(const struct kl_page_parser *p, struct kl_err *err);

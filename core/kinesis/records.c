@@ -117,8 +117,12 @@ int kl_kinesis_get_records(struct kl_kinesis *k, struct kl_kinesis_call *opts, c
     }
     kl_page_parser_init(&page, opts != NULL ? opts->memory : NULL,
                         opts != NULL ? &opts->charged : NULL, MAX_PAGE_BYTES);
+    if (opts != NULL && opts->bounded)
+        kl_page_parser_bound(&page);
     sink.ctx = &page;
     rc = kl_kinesis_call_stream(k, opts, "GetRecords", req, &sink, err);
+    if (opts != NULL)
+        opts->outgrown = page.outgrown;
     if (rc == KL_OK)
         rc = kl_page_parser_finish(&page, out, err);
     kl_page_parser_free(&page);

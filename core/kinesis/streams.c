@@ -170,7 +170,7 @@ static void count_retry(void *ctx, const char *operation, int64_t since_ms, int6
 int kl_kinesis_create_stream(struct kl_kinesis *k, const char *stream, int shard_count,
                              struct kl_err *err)
 {
-    struct retry_count retried = {{0, count_retry, NULL, false, NULL, 0}, 0};
+    struct retry_count retried = {{0, count_retry, NULL, false, NULL, 0, false, false}, 0};
     struct kl_stream_summary s;
     cJSON *req = NULL, *answer = NULL;
     int64_t deadline;

@@ -152,6 +152,23 @@ void kl_membudget_charge(struct kl_membudget *b, size_t n)
     pthread_mutex_unlock(&b->lock);
 }
 
+bool kl_membudget_try_charge(struct kl_membudget *b, size_t n)
+{
+    bool ok;
+    if (b == NULL || n == 0)
+        return true;
+    pthread_mutex_lock(&b->lock);
+    ok = b->s.limit == 0 || (b->s.held <= b->s.limit && n <= b->s.limit - b->s.held);
+    if (ok) {
+        hold(b, n);
+        b->s.over += n;
+    } else {
+        b->s.refused++;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
 void kl_membudget_release(struct kl_membudget *b, size_t n)
 {
     if (b == NULL || n == 0)

@@ -1,15 +1,17 @@
 /*
  * A byte budget shared by the threads of a process: what GetRecords pages
  * may hold at once (KL_MEMORY_MAX). A reader reserves before it asks for a
- * page and waits while the budget is taken; what a page really holds is
- * charged once it is parsed, and given back when its chunk is freed. A
- * reservation larger than the whole budget is granted when nothing else is
- * held, so one huge record still loads, alone. Thread-safe.
+ * page and waits while the budget is taken; a page that grows past its
+ * reservation takes more only while it fits (kl_membudget_try_charge), and
+ * what it holds is given back when its chunk is freed. A reservation larger
+ * than the whole budget is granted when nothing else is held, so one huge
+ * record still loads, alone. Thread-safe.
  */
 #ifndef KL_UTIL_MEMBUDGET_H
 #define KL_UTIL_MEMBUDGET_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +26,7 @@ struct kl_membudget_stats {
     uint64_t waits;   /* reservations that had to wait */
     uint64_t wait_ms; /* time spent waiting, all reservations */
     uint64_t over;    /* bytes charged past a reservation (pages larger than foreseen) */
+    uint64_t refused; /* try-charges that did not fit */
 };
 
 /* `limit` bytes; 0: no limit (reservations never wait). */
@@ -39,6 +42,9 @@ int kl_membudget_reserve(struct kl_membudget *b, size_t n, const atomic_bool *ca
 /* Holds `n` more bytes without waiting (past the limit if need be): for a
  * page that turned out larger than what was reserved for it. */
 void kl_membudget_charge(struct kl_membudget *b, size_t n);
+/* Holds `n` more bytes when they fit under the limit, without waiting;
+ * false (and nothing held) when they do not. A NULL budget grants. */
+bool kl_membudget_try_charge(struct kl_membudget *b, size_t n);
 /* Gives back `n` bytes reserved or charged before. */
 void kl_membudget_release(struct kl_membudget *b, size_t n);
 

@@ -4,12 +4,14 @@
  * the job started), AT_TIMESTAMP on an endpoint that does not answer it,
  * a call that passes its deadline, resuming
  * right after a stored position, gaps when that position is gone, expired
- * iterators, closed shards and their children, and pacing.
+ * iterators, closed shards and their children, pacing, and the memory a
+ * page is given.
  */
 #include "tests/support/test_support.h"
 #include "core/aws/creds.h"
 #include "core/kinesis/cursor.h"
 #include "core/util/err.h"
+#include "core/util/membudget.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -567,6 +569,69 @@ static void a_call_past_its_deadline_fails_and_says_what_it_waited_on(void **sta
     kl_cursor_destroy(c);
 }
 
+/* Under a memory budget a page is first given twice what the shard's last
+ * page held (readers of small pages go side by side); one that outgrows
+ * that and the budget is dropped and read again with the same iterator,
+ * with room for the worst case, and loads whole. */
+static void a_page_larger_than_foreseen_is_read_again_with_room_for_it(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_membudget *b = kl_membudget_create((size_t)2 << 20, NULL);
+    struct kl_cursor_options o;
+    struct kl_membudget_stats st;
+    struct kl_cursor *c;
+    struct kl_err err;
+    size_t data_b64 = (size_t)4 << 20; /* 3 MiB of Data */
+    char *small = page("100,101", "it-2", 5000);
+    char *big = malloc(data_b64 + 256);
+    size_t n;
+
+    assert_non_null(b);
+    assert_non_null(big);
+    n = (size_t)sprintf(big, "{\"Records\":[{\"SequenceNumber\":\"102\",\"PartitionKey\":\"pk\","
+                             "\"ApproximateArrivalTimestamp\":1700000000.5,\"Data\":\"");
+    for (size_t i = 0; i < data_b64; i += 4)
+        memcpy(big + n + i, "YWJj", 4);
+    n += data_b64;
+    sprintf(big + n, "\"}],\"NextShardIterator\":\"it-3\",\"MillisBehindLatest\":0}");
+
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_TRIM_HORIZON;
+    o.millis_behind_latest = 0;
+    o.memory = b;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, small);
+    kl_fake_http_push(&f->http, 200, big);
+    kl_fake_http_push(&f->http, 200, big);
+
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 2);
+    kl_membudget_stats(b, &st);
+    /* the small page was given about 1 MiB, not the worst case (20 MiB) */
+    assert_true(st.peak <= (size_t)1 << 20);
+    assert_int_equal(st.refused, 0);
+
+    assert_int_equal(kl_cursor_fetch(c, 100, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->chunk.n_messages, 1);
+    assert_string_equal(f->chunk.messages[0].sequence, "102");
+    assert_int_equal(f->chunk.messages[0].data_len, (size_t)3 << 20);
+    assert_int_equal(f->http.n_sent, 4);
+    assert_non_null(strstr(f->http.sent[2].body, "\"it-2\""));
+    assert_non_null(strstr(f->http.sent[3].body, "\"it-2\""));
+    kl_membudget_stats(b, &st);
+    assert_true(st.refused >= 1);
+    assert_true(st.held >= (size_t)3 << 20); /* the page is held, past the limit, alone */
+
+    kl_chunk_empty(&f->chunk);
+    kl_membudget_stats(b, &st);
+    assert_int_equal(st.held, 0);
+    kl_cursor_destroy(c);
+    kl_membudget_destroy(b);
+    free(small);
+    free(big);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -586,6 +651,7 @@ int main(void)
         T(a_quiet_shard_behind_an_unanswered_at_timestamp_ends_empty),
         T(at_timestamp_on_aws_waits_for_its_answer),
         T(a_call_past_its_deadline_fails_and_says_what_it_waited_on),
+        T(a_page_larger_than_foreseen_is_read_again_with_room_for_it),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

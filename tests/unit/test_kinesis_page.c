@@ -350,6 +350,61 @@ static void a_cancelled_wait_leaves_the_line(void **state)
     kl_membudget_destroy(b);
 }
 
+/* A bounded page grows past its reservation while the budget has room,
+ * and fails with KL_ERR_LIMIT, `outgrown` set, once it has not; try-charges
+ * never wait and never pass the limit. */
+static void a_bounded_page_grows_only_while_the_budget_has_room(void **state)
+{
+    struct kl_membudget *b = kl_membudget_create(300 * 1024, NULL);
+    struct kl_membudget_stats st;
+    struct kl_page_parser p;
+    struct kl_buf text;
+    struct kl_err err;
+    size_t charged = 1024;
+    int rc = KL_OK;
+
+    (void)state;
+    assert_true(kl_membudget_try_charge(b, 1024));
+    assert_false(kl_membudget_try_charge(b, 300 * 1024));
+    /* a page of 400 KiB of Data: more than the budget */
+    kl_buf_init(&text, (size_t)4 << 20);
+    assert_int_equal(kl_buf_append_str(&text, "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"", &err),
+                     KL_OK);
+    for (int i = 0; i < 400 * 1024 / 3; i++)
+        assert_int_equal(kl_buf_append_str(&text, "YWJj", &err), KL_OK);
+    assert_int_equal(kl_buf_append_str(&text, "\"}],\"MillisBehindLatest\":0}", &err), KL_OK);
+
+    kl_page_parser_init(&p, b, &charged, 0);
+    kl_page_parser_bound(&p);
+    for (size_t at = 0; rc == KL_OK && at < text.len; at += 4096)
+        rc = kl_page_parser_feed(&p, text.data + at, text.len - at < 4096 ? text.len - at : 4096,
+                                 &err);
+    assert_int_equal(rc, KL_ERR_LIMIT);
+    assert_true(p.outgrown);
+    kl_membudget_stats(b, &st);
+    assert_true(st.held <= 300 * 1024);
+    assert_true(st.refused >= 2);
+    assert_int_equal(st.held, charged);
+    kl_page_parser_free(&p);
+    kl_membudget_release(b, charged);
+
+    /* unbounded, the same page takes what it needs */
+    charged = 1024;
+    assert_true(kl_membudget_try_charge(b, charged));
+    {
+        struct kl_record_batch out;
+        assert_int_equal(parse(text.data, text.len, 4096, b, &charged, &out, &err), KL_OK);
+        assert_int_equal(out.n, 1);
+        assert_int_equal(out.records[0].data_len, 400 * 1024 / 3 * 3);
+        kl_record_batch_free(&out);
+    }
+    kl_membudget_stats(b, &st);
+    assert_true(st.held > 300 * 1024);
+    kl_membudget_release(b, charged);
+    kl_buf_free(&text);
+    kl_membudget_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +416,7 @@ int main(void)
         cmocka_unit_test(readers_wait_for_room_in_order),
         cmocka_unit_test(one_reservation_larger_than_all_goes_alone),
         cmocka_unit_test(a_cancelled_wait_leaves_the_line),
+        cmocka_unit_test(a_bounded_page_grows_only_while_the_budget_has_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,7 +20,8 @@
 #define SQL_NAME_RULE "1 to 63 characters of a-z, A-Z, 0-9, '_', not starting with a digit"
 #define LOAD_FIELD_NAMES                                                                           \
     "pipeline_name, dataset_name, table_name, initial_at_timestamp, max_number_of_messages, "      \
-    "milliseconds_behind_latest, parse_json, chunk_size, write_disposition"
+    "milliseconds_behind_latest, parse_json, chunk_size, write_disposition, continuous, "          \
+    "poll_interval_ms, max_commit_delay_ms"
 
 static const char *type_name(const cJSON *v)
 {
@@ -237,6 +238,32 @@ static void parse_write_disposition(const cJSON *v, const char *name, struct kl_
     kl_field_errors_add(fe, name, "must be \"append\", \"merge\" or \"replace\"");
 }
 
+static void parse_continuous(const cJSON *v, const char *name, struct kl_load_params *p,
+                             struct kl_field_errors *fe)
+{
+    if (!cJSON_IsBool(v)) {
+        kl_field_errors_add(fe, name, "must be true or false, not %s", type_name(v));
+        return;
+    }
+    p->continuous = cJSON_IsTrue(v);
+}
+
+static void parse_poll_interval(const cJSON *v, const char *name, struct kl_load_params *p,
+                                struct kl_field_errors *fe)
+{
+    long long n;
+    if (get_int(v, name, KL_POLL_INTERVAL_MIN_MS, KL_POLL_INTERVAL_MAX_MS, &n, fe) == KL_OK)
+        p->poll_interval_ms = n;
+}
+
+static void parse_commit_delay(const cJSON *v, const char *name, struct kl_load_params *p,
+                               struct kl_field_errors *fe)
+{
+    long long n;
+    if (get_int(v, name, 0, KL_COMMIT_DELAY_MAX_MS, &n, fe) == KL_OK)
+        p->max_commit_delay_ms = n;
+}
+
 static const struct load_field {
     const char *name;
     void (*parse)(const cJSON *v, const char *name, struct kl_load_params *p,
@@ -251,6 +278,9 @@ static const struct load_field {
     {"parse_json", parse_parse_json},
     {"chunk_size", parse_chunk_size},
     {"write_disposition", parse_write_disposition},
+    {"continuous", parse_continuous},
+    {"poll_interval_ms", parse_poll_interval},
+    {"max_commit_delay_ms", parse_commit_delay},
 };
 
 #define N_LOAD_FIELDS (sizeof load_fields / sizeof load_fields[0])
@@ -262,6 +292,32 @@ static const struct load_field *find_field(const char *name)
             return &load_fields[i];
     }
     return NULL;
+}
+
+static bool was_given(const bool *seen, const char *name)
+{
+    const struct load_field *f = find_field(name);
+    return f != NULL && seen[f - load_fields];
+}
+
+/* What a continuous load refuses, and what applies to it alone. */
+static void check_continuous(const struct kl_load_params *p, const bool *seen,
+                             struct kl_field_errors *fe)
+{
+    static const char *const batch_only[] = {"max_number_of_messages",
+                                             "milliseconds_behind_latest"};
+    static const char *const continuous_only[] = {"poll_interval_ms", "max_commit_delay_ms"};
+
+    for (size_t i = 0; p->continuous && i < sizeof batch_only / sizeof batch_only[0]; i++)
+        if (was_given(seen, batch_only[i]))
+            kl_field_errors_add(fe, batch_only[i],
+                                "does not apply to a continuous load, which follows the stream "
+                                "until cancelled");
+    for (size_t i = 0; !p->continuous && i < sizeof continuous_only / sizeof continuous_only[0];
+         i++)
+        if (was_given(seen, continuous_only[i]))
+            kl_field_errors_add(fe, continuous_only[i],
+                                "applies to continuous loads only (\"continuous\": true)");
 }
 
 /* RFC 8259 or nothing: cJSON alone takes NUL and control characters as
@@ -373,6 +429,7 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
             f->parse(it, f->name, &p, fe);
         }
     }
+    check_continuous(&p, seen, fe);
     if (fe->n > 0 || fe->dropped > 0)
         goto cleanup;
     rc = kl_load_params_check(&p, add_problem, fe);

@@ -53,6 +53,13 @@ void kl_cmd_load_usage(FILE *out)
             "  --no-parse-json                store Data as bytes in column `data`\n"
             "  --chunk-size N                 GetRecords Limit and unit of commit (default 1000)\n"
             "  --write-disposition MODE       append (default), merge or replace\n"
+            "  --follow                       a continuous load: follow every shard's tip until\n"
+            "                                 SIGTERM or Ctrl-C (not with the two options above\n"
+            "                                 that end a batch load)\n"
+            "  --poll-interval-ms MS          --follow: between GetRecords of a shard at its tip\n"
+            "                                 (default 1000, at least 200)\n"
+            "  --max-commit-delay-ms MS       --follow: a record read is committed within this\n"
+            "                                 (default 1000)\n"
             "  --workers N                    shards loaded in parallel (default KL_WORKERS, 4)\n"
             "  --timeout S                    give up waiting after S seconds (default: none)\n"
             "\n"
@@ -63,7 +70,8 @@ void kl_cmd_load_usage(FILE *out)
             "KL_KINESIS_CALL_TIMEOUT_S, KL_JOB_RETENTION_HOURS, ...: kinesis-loader --help).\n"
             "AWS settings as for `read`.\n"
             "Ctrl-C cancels the job at the next chunk boundary (what is loaded stays loaded).\n"
-            "Exit status: 0 succeeded, 1 failed, cancelled or refused, 2 bad usage.\n");
+            "Exit status: 0 succeeded (with --follow: stopped by a signal, everything read\n"
+            "committed), 1 failed, cancelled or refused, 2 bad usage.\n");
 }
 
 /* A name flag into its field: never cut short, which could turn a name that
@@ -119,7 +127,7 @@ static void print_problem(void *arg, const char *field, const char *msg)
 static int parse_args(int argc, char **argv, struct kl_load_params *p, int *workers,
                       int64_t *timeout_s)
 {
-    const char *stream = NULL;
+    const char *stream = NULL, *batch_flag = NULL, *follow_flag = NULL;
     int64_t v;
 
     for (int i = 1; i < argc; i++)
@@ -147,6 +155,10 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
         }
         if (strcmp(arg, "--no-parse-json") == 0) {
             p->parse_json = false;
+            continue;
+        }
+        if (strcmp(arg, "--follow") == 0) {
+            p->continuous = true;
             continue;
         }
         if (val == NULL) {
@@ -184,9 +196,21 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
         } else if (strcmp(arg, "--max-number-of-messages") == 0) {
             if (kl_cli_parse_int("load", arg, val, 1, KL_MAX_MESSAGES_MAX, &p->max_messages) != 0)
                 return -1;
+            batch_flag = arg;
         } else if (strcmp(arg, "--milliseconds-behind-latest") == 0) {
             if (kl_cli_parse_int("load", arg, val, 0, 604800000, &p->millis_behind_latest) != 0)
                 return -1;
+            batch_flag = arg;
+        } else if (strcmp(arg, "--poll-interval-ms") == 0) {
+            if (kl_cli_parse_int("load", arg, val, KL_POLL_INTERVAL_MIN_MS, KL_POLL_INTERVAL_MAX_MS,
+                                 &p->poll_interval_ms) != 0)
+                return -1;
+            follow_flag = arg;
+        } else if (strcmp(arg, "--max-commit-delay-ms") == 0) {
+            if (kl_cli_parse_int("load", arg, val, 0, KL_COMMIT_DELAY_MAX_MS,
+                                 &p->max_commit_delay_ms) != 0)
+                return -1;
+            follow_flag = arg;
         } else if (strcmp(arg, "--chunk-size") == 0) {
             if (kl_cli_parse_int("load", arg, val, 1, 10000, &v) != 0)
                 return -1;
@@ -213,6 +237,17 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
     }
     if (stream == NULL) {
         fprintf(stderr, "kinesis-loader load: which stream? (kinesis-loader load STREAM)\n");
+        return -1;
+    }
+    if (p->continuous && batch_flag != NULL) {
+        fprintf(stderr,
+                "kinesis-loader load: %s does not apply with --follow, which runs until "
+                "stopped\n",
+                batch_flag);
+        return -1;
+    }
+    if (!p->continuous && follow_flag != NULL) {
+        fprintf(stderr, "kinesis-loader load: %s applies with --follow only\n", follow_flag);
         return -1;
     }
     return 0;
@@ -315,7 +350,10 @@ int kl_cmd_load(int argc, char **argv)
         }
     }
     print_job(&job);
-    status = job.status == KL_STORE_JOB_SUCCEEDED ? 0 : 1;
+    status = job.status == KL_STORE_JOB_SUCCEEDED ||
+                     (p.continuous && cancel_sent && job.status == KL_STORE_JOB_CANCELLED)
+                 ? 0
+                 : 1;
 
 cleanup:
     kl_backends_close(&b);

@@ -315,6 +315,28 @@ static int render_memory(const struct kl_engine_stats *e, struct kl_buf *out, st
     return rc;
 }
 
+/* A histogram of milliseconds as seconds, its buckets cumulative. */
+static int render_histogram(struct kl_buf *out, const char *name, const char *help,
+                            const struct kl_histogram_snapshot *h, struct kl_err *err)
+{
+    uint64_t cumulative = 0;
+    int rc = kl_buf_printf(out, err, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+
+    for (size_t b = 0; rc == KL_OK && b <= h->n_bounds; b++) {
+        cumulative += h->counts[b];
+        if (b < h->n_bounds)
+            rc = kl_buf_printf(out, err, "%s_bucket{le=\"%g\"} %llu\n", name,
+                               (double)h->bounds_ms[b] / 1000.0, (unsigned long long)cumulative);
+        else
+            rc = kl_buf_printf(out, err, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+                               (unsigned long long)cumulative);
+    }
+    if (rc == KL_OK)
+        rc = kl_buf_printf(out, err, "%s_sum %.3f\n%s_count %llu\n", name,
+                           (double)h->sum_ms / 1000.0, name, (unsigned long long)h->count);
+    return rc;
+}
+
 static int render_lags(const struct kl_engine_metrics *m, struct kl_buf *out, struct kl_err *err)
 {
     int rc = kl_buf_append_str(out,
@@ -397,6 +419,16 @@ int kl_engine_metrics_render(const struct kl_engine_metrics *m, struct kl_buf *o
                             e->task_failures, err);
     if (rc == KL_OK)
         rc = render_memory(e, out, err);
+    if (rc == KL_OK)
+        rc = render_histogram(out, "kl_record_commit_latency_seconds",
+                              "From a message's arrival in Kinesis (ApproximateArrivalTimestamp) "
+                              "to the commit of its rows, messages this process committed.",
+                              &e->commit_latency, err);
+    if (rc == KL_OK)
+        rc = kl_buf_printf(out, err,
+                           "# HELP kl_shard_leases_held Shard leases this process's workers hold "
+                           "now.\n# TYPE kl_shard_leases_held gauge\nkl_shard_leases_held %lld\n",
+                           (long long)e->leases_held);
     if (rc == KL_OK)
         rc = render_lags(m, out, err);
     if (rc == KL_OK)

@@ -60,6 +60,7 @@ struct kl_cursor {
     int64_t next_call_ms;
     bool no_deaggregate;
     bool read_to_end;
+    int64_t poll_interval_ms;
     const struct kl_clock *clock;
     uint64_t expired;
 };
@@ -158,6 +159,7 @@ struct kl_cursor *kl_cursor_create(const struct kl_cursor_options *o, struct kl_
     c->max_bytes_per_s = o->max_bytes_per_s;
     c->no_deaggregate = o->no_deaggregate;
     c->read_to_end = o->read_to_end;
+    c->poll_interval_ms = o->poll_interval_ms > 0 ? o->poll_interval_ms : 0;
     c->clock = o->clock ? o->clock : kl_clock_system();
     return c;
 
@@ -398,10 +400,14 @@ static void pace(struct kl_cursor *c)
         kl_clock_sleep_ms(c->clock, c->next_call_ms - now);
 }
 
-static void schedule_next_call(struct kl_cursor *c, size_t bytes)
+static void schedule_next_call(struct kl_cursor *c, const struct kl_record_batch *batch, int limit)
 {
     int64_t now = kl_clock_monotonic_ms(c->clock);
     int64_t next = now + c->min_interval_ms;
+    size_t bytes = batch->data_bytes;
+    bool at_tip = batch->n < (size_t)limit && batch->millis_behind <= 0;
+    if (at_tip && now + c->poll_interval_ms > next)
+        next = now + c->poll_interval_ms;
     if (c->max_bytes_per_s > 0) {
         int64_t by_bytes = now + (int64_t)bytes * 1000 / c->max_bytes_per_s;
         if (by_bytes > next)
@@ -582,7 +588,7 @@ int kl_cursor_fetch(struct kl_cursor *c, int limit, struct kl_chunk *out, struct
     rc = fetch_page(c, limit, &batch, err);
     if (rc != KL_OK)
         goto cleanup;
-    schedule_next_call(c, batch.data_bytes);
+    schedule_next_call(c, &batch, limit);
     rc = grow_messages(out, batch.n, err); /* one message a record but for KPL */
     if (rc != KL_OK)
         goto cleanup;

@@ -74,8 +74,13 @@ struct kl_cursor_options {
      * its page. 0: nothing more. */
     size_t rows_allowance;
     /* Ignore the stop rule and read until the shard ends: for shards known to
-     * be closed, whose children must not start before they are drained. */
+     * be closed, whose children must not start before they are drained, and
+     * for continuous loads, which follow an open shard's tip. */
     bool read_to_end;
+    /* After a page at the tip (short, MillisBehindLatest 0 or unknown), the
+     * next GetRecords waits at least this long (a continuous load's
+     * poll_interval_ms). 0: only the pacing above. */
+    int64_t poll_interval_ms;
     const struct kl_clock *clock; /* NULL: the system clock */
 };
 

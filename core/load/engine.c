@@ -22,6 +22,11 @@
 
 #define MIN_ROWS_PER_WORKER ((size_t)1 << 20)
 
+/* kl_record_commit_latency_seconds' buckets: a continuous load's second or
+ * so up to a backfill's hours */
+static const int64_t commit_latency_bounds_ms[] = {100,   250,   500,   1000,   2000,   5000,
+                                                   10000, 30000, 60000, 300000, 3600000};
+
 const struct kl_clock *kl_engine_clock(const struct kl_engine *e)
 {
     return e->cfg.clock != NULL ? e->cfg.clock : kl_clock_system();
@@ -45,6 +50,8 @@ void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out)
     out->page_memory_peak = m.peak;
     out->page_memory_waits = m.waits;
     out->page_memory_wait_ms = m.wait_ms;
+    kl_histogram_snapshot(&e->commit_latency, &out->commit_latency);
+    out->leases_held = atomic_load(&e->leases_held);
 }
 
 size_t kl_engine_shard_lags(struct kl_engine *e, struct kl_shard_lag **out)
@@ -191,6 +198,9 @@ struct kl_engine *kl_engine_create(const struct kl_engine_config *cfg, struct kl
         }
     }
     kl_lag_registry_init(&e->lags, e->cfg.clock);
+    kl_histogram_init(&e->commit_latency, commit_latency_bounds_ms,
+                      sizeof commit_latency_bounds_ms / sizeof commit_latency_bounds_ms[0]);
+    atomic_init(&e->leases_held, 0);
     return e;
 }
 

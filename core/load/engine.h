@@ -18,6 +18,7 @@
 #include "core/load/lag.h"
 #include "core/load/params.h"
 #include "core/store/store.h"
+#include "core/util/histogram.h"
 
 struct kl_err;
 struct kl_clock;
@@ -96,6 +97,9 @@ struct kl_engine_stats {
     uint64_t page_memory_peak;    /* the most held at once */
     uint64_t page_memory_waits;   /* GetRecords calls that waited for memory */
     uint64_t page_memory_wait_ms; /* and how long, in all */
+    /* a committed message's ApproximateArrivalTimestamp to its commit */
+    struct kl_histogram_snapshot commit_latency;
+    int64_t leases_held; /* shard leases this process's workers hold now */
 };
 
 void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *out);

@@ -19,6 +19,7 @@
 #include "core/load/lag.h"
 #include "core/load/params.h"
 #include "core/store/store.h"
+#include "core/util/histogram.h"
 
 struct kl_dest;
 struct kl_normalizer;
@@ -42,6 +43,8 @@ struct kl_engine {
     struct kl_lag_registry lags; /* per-shard MillisBehindLatest for kl_engine_shard_lags */
     struct kl_membudget *pages;  /* what GetRecords pages hold (memory_max); NULL: no limit */
     size_t rows_target;          /* a worker's normalised rows (0: no target) */
+    struct kl_histogram commit_latency; /* a message's arrival to its commit */
+    atomic_int_least64_t leases_held;   /* shard leases this process's workers hold now */
 };
 
 /* What a worker thread keeps between tasks. */

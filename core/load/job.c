@@ -148,6 +148,18 @@ int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct k
  * rows and the next run time in the destination, then succeeded (or
  * cancelled when a cancel was asked for). Every step is idempotent, so a
  * retry, or a second replica doing the same, is harmless. */
+/* The job's parameters say it follows the stream (they were checked at
+ * submit; unreadable ones are a batch job's). */
+static bool continuous_job(const struct kl_store_job *job)
+{
+    struct kl_load_params p;
+    struct kl_err err;
+    memset(&p, 0, sizeof p);
+    snprintf(p.stream, sizeof p.stream, "%s", job->stream);
+    return job->parameters != NULL &&
+           kl_load_params_from_json(job->parameters, &p, &err) == KL_OK && p.continuous;
+}
+
 static int complete_job(struct kl_worker *w, const char *job_id, struct kl_err *err)
 {
     struct kl_store_job job;
@@ -161,11 +173,13 @@ static int complete_job(struct kl_worker *w, const char *job_id, struct kl_err *
     rc = kl_store_job_get(kl_worker_store(w), job_id, &job, err);
     if (rc != KL_OK || kl_store_job_status_final(job.status))
         goto cleanup;
-    if (job.cancel_requested) {
+    if (job.cancel_requested && !continuous_job(&job)) {
         rc = kl_store_job_transition(kl_worker_store(w), job_id, KL_STORE_JOB_CANCELLED, NULL, NULL,
                                      err);
         goto cleanup;
     }
+    /* A continuous load ends by cancel: what it committed is a whole dlt
+     * load all the same, so its _dlt_loads row is written before it ends. */
     rc = kl_job_prepare(w, &job, err);
     if (rc != KL_OK)
         goto cleanup;
@@ -189,11 +203,14 @@ static int complete_job(struct kl_worker *w, const char *job_id, struct kl_err *
     }
     rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, err);
     if (rc == KL_OK)
-        rc = kl_store_job_transition(kl_worker_store(w), job_id, KL_STORE_JOB_SUCCEEDED, NULL, NULL,
-                                     err);
+        rc = kl_store_job_transition(kl_worker_store(w), job_id,
+                                     job.cancel_requested ? KL_STORE_JOB_CANCELLED
+                                                          : KL_STORE_JOB_SUCCEEDED,
+                                     NULL, NULL, err);
     if (rc == KL_OK)
-        KL_INFO("engine", &ctx, "job succeeded: %lld messages, %lld dead letters",
-                (long long)job.messages, (long long)job.dead_letters);
+        KL_INFO("engine", &ctx, "job %s: %lld messages, %lld dead letters",
+                job.cancel_requested ? "cancelled" : "succeeded", (long long)job.messages,
+                (long long)job.dead_letters);
 cleanup:
     kl_store_job_free(&job);
     return rc;

@@ -23,6 +23,9 @@ void kl_load_params_defaults(struct kl_load_params *p, const char *stream)
     p->parse_json = true;
     p->chunk_size = 1000;
     p->write_disposition = KL_WRITE_APPEND;
+    p->continuous = false;
+    p->poll_interval_ms = KL_POLL_INTERVAL_DEFAULT_MS;
+    p->max_commit_delay_ms = KL_COMMIT_DELAY_DEFAULT_MS;
 }
 
 bool kl_pipeline_name_valid(const char *s)
@@ -77,6 +80,17 @@ int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err)
     if (p->write_disposition != KL_WRITE_APPEND && p->write_disposition != KL_WRITE_MERGE &&
         p->write_disposition != KL_WRITE_REPLACE)
         return kl_err_set(err, KL_ERR_INVALID, "write_disposition: append, merge or replace");
+    if (p->poll_interval_ms < KL_POLL_INTERVAL_MIN_MS ||
+        p->poll_interval_ms > KL_POLL_INTERVAL_MAX_MS)
+        return kl_err_set(err, KL_ERR_INVALID, "poll_interval_ms: %d to %d",
+                          KL_POLL_INTERVAL_MIN_MS, KL_POLL_INTERVAL_MAX_MS);
+    if (p->max_commit_delay_ms < 0 || p->max_commit_delay_ms > KL_COMMIT_DELAY_MAX_MS)
+        return kl_err_set(err, KL_ERR_INVALID, "max_commit_delay_ms: 0 to %d",
+                          KL_COMMIT_DELAY_MAX_MS);
+    if (p->continuous && p->max_messages != -1)
+        return kl_err_set(err, KL_ERR_INVALID,
+                          "max_number_of_messages: must be null for a continuous load, which "
+                          "runs until cancelled");
     return KL_OK;
 }
 
@@ -108,7 +122,13 @@ cJSON *kl_load_params_to_json(const struct kl_load_params *p)
          cJSON_AddBoolToObject(o, "parse_json", p->parse_json) != NULL &&
          cJSON_AddNumberToObject(o, "chunk_size", p->chunk_size) != NULL &&
          cJSON_AddStringToObject(o, "write_disposition",
-                                 kl_write_disposition_name(p->write_disposition)) != NULL;
+                                 kl_write_disposition_name(p->write_disposition)) != NULL &&
+         cJSON_AddBoolToObject(o, "continuous", p->continuous) != NULL;
+    /* what applies to a continuous load alone shows with it alone */
+    if (ok && p->continuous)
+        ok = cJSON_AddNumberToObject(o, "poll_interval_ms", (double)p->poll_interval_ms) != NULL &&
+             cJSON_AddNumberToObject(o, "max_commit_delay_ms", (double)p->max_commit_delay_ms) !=
+                 NULL;
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -175,6 +195,15 @@ int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct 
     v = cJSON_GetObjectItemCaseSensitive(o, "write_disposition");
     if (cJSON_IsString(v))
         kl_write_disposition_parse(v->valuestring, &p->write_disposition);
+    v = cJSON_GetObjectItemCaseSensitive(o, "continuous");
+    if (cJSON_IsBool(v))
+        p->continuous = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(o, "poll_interval_ms");
+    if (cJSON_IsNumber(v))
+        p->poll_interval_ms = (int64_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "max_commit_delay_ms");
+    if (cJSON_IsNumber(v))
+        p->max_commit_delay_ms = (int64_t)v->valuedouble;
     rc = kl_load_params_validate(p, err);
 
 cleanup:

@@ -37,7 +37,19 @@ struct kl_load_params {
     bool parse_json;                              /* default true */
     int chunk_size;                               /* 1..10000, default 1000 */
     enum kl_write_disposition write_disposition;  /* default append */
+    /* A continuous load follows the stream's tip until cancelled; the two
+     * below apply to it alone. */
+    bool continuous;
+    int64_t poll_interval_ms;    /* between GetRecords calls of a shard at its tip */
+    int64_t max_commit_delay_ms; /* a record read is committed within this */
 };
+
+/* The continuous parameters' defaults and ranges (openapi.yaml) */
+#define KL_POLL_INTERVAL_DEFAULT_MS 1000
+#define KL_POLL_INTERVAL_MIN_MS 200 /* Kinesis: 5 reads a second per shard, all consumers */
+#define KL_POLL_INTERVAL_MAX_MS 60000
+#define KL_COMMIT_DELAY_DEFAULT_MS 1000
+#define KL_COMMIT_DELAY_MAX_MS 60000
 
 /* Fills every field with dlt's default for `stream` (not validated here). */
 void kl_load_params_defaults(struct kl_load_params *p, const char *stream);

@@ -285,6 +285,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     }
     if (rc != KL_OK)
         goto failed;
+    atomic_fetch_add(&w->e->leases_held, 1);
 
     /* Claim the shard in the destination with the lease's token before
      * reading where to resume: from then on a former owner (a stalled
@@ -298,6 +299,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
                                 w->params.stream, &state, &err);
     if (rc != KL_OK) {
         kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
+        atomic_fetch_sub(&w->e->leases_held, 1);
         goto failed;
     }
     for (size_t i = 0; i < state.n_checkpoints; i++) {
@@ -328,6 +330,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     env.max_bytes_per_s = cfg->max_bytes_per_s;
     env.memory = w->e->pages;
     env.rows_allowance = w->e->rows_target;
+    env.commit_latency = &w->e->commit_latency;
     env.schema_version_written = &w->schema_written;
     memset(&spec, 0, sizeof spec);
     spec.params = &w->params;
@@ -353,6 +356,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     rc = kl_task_run(&env, &spec, &hooks, &result, &err);
     release_budget(&r);
     kl_store_lease_release(cfg->store, &r.key, w->owner, r.token, NULL);
+    atomic_fetch_sub(&w->e->leases_held, 1);
     if (rc != KL_OK)
         goto failed;
     if (result.end == KL_TASK_CANCELLED && (atomic_load(&w->e->stopping) || r.yielded)) {

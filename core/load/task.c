@@ -14,6 +14,7 @@
 #include "core/util/buf.h"
 #include "core/util/clock.h"
 #include "core/util/err.h"
+#include "core/util/histogram.h"
 #include "core/util/log.h"
 #include "core/util/rand.h"
 
@@ -197,6 +198,12 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
     if (rc != KL_OK) {
         kl_normalizer_reset(r->env->normalizer, false);
         return rc;
+    }
+    if (r->env->commit_latency != NULL) {
+        int64_t now = kl_clock_wall_ms(r->clock);
+        for (size_t i = from; i < to; i++)
+            if (c->messages[i].arrival_ms > 0)
+                kl_histogram_observe(r->env->commit_latency, now - c->messages[i].arrival_ms);
     }
     r->result->messages += to - from;
     r->result->chunks++;
@@ -406,14 +413,16 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     co.resume = spec->resume;
     co.job_id = r.log.job_id;
     co.millis_behind_latest = spec->params->millis_behind_latest;
-    co.stop_at_arrival_ms = spec->job_created_ms;
+    /* a continuous load follows the tip: only a closed shard ends */
+    co.stop_at_arrival_ms = spec->params->continuous ? 0 : spec->job_created_ms;
+    co.poll_interval_ms = spec->params->continuous ? spec->params->poll_interval_ms : 0;
     co.waiting = r.hooks->waiting;
     co.waiting_ctx = r.hooks->ctx;
     co.min_call_interval_ms = env->min_call_interval_ms;
     co.max_bytes_per_s = env->max_bytes_per_s;
     co.memory = env->memory;
     co.rows_allowance = env->rows_allowance;
-    co.read_to_end = spec->shard_closed;
+    co.read_to_end = spec->shard_closed || spec->params->continuous;
     co.clock = r.clock;
     cursor = kl_cursor_create(&co, err);
     if (cursor == NULL) {

@@ -20,6 +20,7 @@ struct kl_err;
 struct kl_clock;
 struct kl_normalizer;
 struct kl_membudget;
+struct kl_histogram;
 
 /* The worker's tools; all borrowed, none shared with another thread. */
 struct kl_task_env {
@@ -34,6 +35,9 @@ struct kl_task_env {
     struct kl_membudget *memory; /* pages are held under it (cursor.h); may be NULL */
     size_t rows_allowance;       /* the normaliser's chunk_bytes_target (cursor.h) */
     int write_attempts;          /* tries per chunk on retryable destination errors; default 5 */
+    /* Each committed message's arrival (ApproximateArrivalTimestamp) to its
+     * commit, in ms; may be NULL. */
+    struct kl_histogram *commit_latency;
     /* Schema version this destination connection last stored (the task
      * updates it); -1 when unknown. */
     int64_t *schema_version_written;

@@ -2,14 +2,17 @@
  * `kinesis-loader load` as a cron job or Kubernetes Job runs it: loads a
  * stream into PostgreSQL (DATABASE_URL) or SQLite (KL_SQLITE_PATH), prints
  * the job document, exits 0; a second run loads only what is new; bad
- * options exit 2 with the option named; serve's KL_* settings apply.
+ * options exit 2 with the option named; serve's KL_* settings apply;
+ * --follow follows the stream until SIGTERM.
  */
 #include "tests/support/test_support.h"
 
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char env_prefix[1024];
@@ -106,6 +109,83 @@ static void bad_options_exit_2(void **state)
     free(out);
 }
 
+/* --follow: a continuous load in the foreground. It follows both shards
+ * while records arrive, and SIGTERM ends it with exit 0, everything read
+ * committed and the job cancelled; the options of a batch load are
+ * refused with it, and its own without it. */
+static long long distinct_messages(const char *dataset, const char *table)
+{
+    return kl_test_pg_scalar("SELECT count(DISTINCT _kinesis_msg_id) FROM \"%s\".\"%s\"", dataset,
+                             table);
+}
+
+static void follows_until_sigterm(void **state)
+{
+    char outfile[256], dataset[64], table[96], *out = NULL;
+    long long n = -1;
+    int status;
+    pid_t pid;
+    (void)state;
+
+    assert_int_equal(load_cmd(&out, "", "--follow --max-number-of-messages 5 2>&1"), 2);
+    assert_non_null(strstr(out, "does not apply with --follow"));
+    free(out);
+    assert_int_equal(load_cmd(&out, "", "--poll-interval-ms 500 2>&1"), 2);
+    assert_non_null(strstr(out, "applies with --follow only"));
+    free(out);
+
+    snprintf(outfile, sizeof outfile, "/tmp/%s-follow.json", stream);
+    snprintf(dataset, sizeof dataset, "follow_%d", (int)getpid());
+    snprintf(table, sizeof table, "%s", stream);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd,
+                 "exec env %s DATABASE_URL='%s' '%s' load '%s' --follow --workers 2 "
+                 "--dataset-name %s --initial-at-timestamp null --poll-interval-ms 200 "
+                 ">'%s' 2>/dev/null",
+                 env_prefix, kl_test_require_env("KL_TEST_PG_URL"), KL_BINARY, stream, dataset,
+                 outfile);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* the backlog (231 records), then what arrives while it follows */
+    for (int i = 0; i < 300 && n != 231; i++) {
+        usleep(100000);
+        if (kl_test_pg_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '%s' AND "
+                              "tablename = '%s'",
+                              dataset, table) == 1)
+            n = distinct_messages(dataset, table);
+    }
+    assert_int_equal(n, 231);
+    put(231, 40);
+    for (int i = 0; i < 300 && n != 271; i++) {
+        usleep(100000);
+        n = distinct_messages(dataset, table);
+    }
+    assert_int_equal(n, 271);
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(kl_test_run(&out, "cat '%s'", outfile), 0);
+    {
+        cJSON *doc = cJSON_Parse(out);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "status")),
+                            "cancelled");
+        cJSON_Delete(doc);
+    }
+    free(out);
+    assert_int_equal(
+        kl_test_pg_scalar("SELECT count(*) FROM \"%s\"._dlt_loads WHERE status = 0", dataset), 1);
+    assert_int_equal(kl_test_pg_scalar("SELECT count(*) FROM \"%s\".\"%s\"", dataset, table), 271);
+    unlink(outfile);
+}
+
 /* `load` reads serve's configuration table: every KL_* setting applies
  * (the engine says what it was built with), and a bad one exits 2. */
 static void honours_the_settings_serve_does(void **state)
@@ -162,10 +242,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(loads_into_sqlite),
-        cmocka_unit_test(loads_into_postgres),
-        cmocka_unit_test(bad_options_exit_2),
-        cmocka_unit_test(honours_the_settings_serve_does),
+        cmocka_unit_test(loads_into_sqlite),     cmocka_unit_test(loads_into_postgres),
+        cmocka_unit_test(bad_options_exit_2),    cmocka_unit_test(honours_the_settings_serve_does),
+        cmocka_unit_test(follows_until_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -4,11 +4,13 @@
  * last_normalize_info.row_counts; the rows are in Postgres exactly once; a
  * second job loads only what is new; 409 for a second active job;
  * Idempotency-Key; cancel at a chunk boundary; bearer-token auth; /metrics
- * after a load. And crashes mid-job: a replica killed with SIGKILL, Redis
+ * after a load. A continuous job following a stream while a producer
+ * writes, then cancelled. And crashes mid-job: a replica killed with SIGKILL, Redis
  * restarted (its data gone), PostgreSQL restarted: the job finishes, or
  * fails and a new job finishes it; every message is in Postgres once.
  */
 #include "tests/support/test_support.h"
+#include "core/util/clock.h"
 #include "core/util/err.h"
 
 #include <cjson/cJSON.h>
@@ -27,7 +29,8 @@ struct server {
 static struct kl_http *http;
 static const char *shared_redis; /* REDIS_URL for replicas sharing state, or NULL */
 static char stream[96], dataset[64], access_key[64];
-static int messages_put; /* messages in the stream so far */
+static int messages_put;          /* messages in the stream so far */
+static const char *workers = "1"; /* KL_WORKERS of the servers a test starts */
 
 /* Servers still running, killed by the teardown when a test failed midway. */
 static pid_t running[4];
@@ -51,7 +54,7 @@ static void server_start(struct server *s, int port, const char *token, const ch
         setenv("AWS_ACCESS_KEY_ID", access_key, 1);
         setenv("AWS_SECRET_ACCESS_KEY", kl_test_require_env("KL_TEST_PROXY_SECRET"), 1);
         setenv("AWS_REGION", "us-east-1", 1);
-        setenv("KL_WORKERS", "1", 1);
+        setenv("KL_WORKERS", workers, 1);
         if (shared_redis != NULL) {
             setenv("REDIS_URL", shared_redis, 1);
             setenv("KL_LEASE_TTL_S", "5", 1);
@@ -534,6 +537,120 @@ static void bearer_token_auth(void **state)
     server_stop(&s);
 }
 
+/* Starts a producer in the background: `count` messages from `start`, 20
+ * a call, 50 ms apart (about 400 a second). */
+static pid_t producer_start(int start, int count)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && exec node put-records.js --endpoint '%s' --stream '%s' --start %d "
+                 "--count %d --batch 20 --interval-ms 50 --access-key '%s' >/dev/null",
+                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, start, count, access_key);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    if (start + count > messages_put)
+        messages_put = start + count;
+    return pid;
+}
+
+static long long job_messages(const cJSON *job)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "progress"), "messages");
+    return cJSON_IsNumber(m) ? (long long)m->valuedouble : -1;
+}
+
+/* Polls a running job until it has committed `want` messages. */
+static void wait_committed(const struct server *s, const char *loc, long long want)
+{
+    long long got = -1;
+    for (int i = 0; i < 300; i++) {
+        cJSON *job = NULL;
+        assert_int_equal(call(s, "GET", loc, NULL, NULL, &job, NULL, 0), 200);
+        if (strcmp(status_of(job), "queued") != 0)
+            assert_string_equal(status_of(job), "running");
+        got = job_messages(job);
+        cJSON_Delete(job);
+        if (got == want)
+            return;
+        assert_true(got < want);
+        usleep(100000);
+    }
+    fail_msg("job %s committed %lld messages, not %lld", loc, got, want);
+}
+
+/* A continuous job follows both shards while a producer writes: it stays
+ * running, what is produced lands, cancel ends it within 5 s with
+ * everything read committed and its dlt load closed; exactly once. */
+static void a_continuous_job_follows_the_stream(void **state)
+{
+    struct server s;
+    char body[512], path[160], loc[128], table[96];
+    cJSON *job = NULL;
+    int status, first;
+    pid_t producer;
+    (void)state;
+
+    workers = "2"; /* a worker per shard */
+    server_start(&s, 18000 + (getpid() + 600) % 1000, NULL, "KL_TEST_PROXY_URL");
+    workers = "1";
+    table_of_stream(table, sizeof table);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+
+    /* refused at POST: what ends a batch load */
+    snprintf(body, sizeof body, "{\"continuous\":true,\"max_number_of_messages\":10}");
+    assert_int_equal(call(&s, "POST", path, body, NULL, &job, NULL, 0), 400);
+    cJSON_Delete(job);
+
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s_c\",\"pipeline_name\":\"p_c\",\"initial_at_timestamp\":null,"
+             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":100}",
+             dataset);
+    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    /* the backlog first; the job stays running at the tip */
+    wait_committed(&s, loc, messages_put);
+    sleep(1);
+    assert_int_equal(call(&s, "GET", loc, NULL, NULL, &job, NULL, 0), 200);
+    assert_string_equal(status_of(job), "running");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "parameters"), "continuous")));
+    cJSON_Delete(job);
+
+    /* a producer writes the whole time: the job keeps up */
+    first = messages_put;
+    producer = producer_start(first, 600);
+    assert_int_equal(waitpid(producer, &status, 0), producer);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    wait_committed(&s, loc, messages_put);
+    assert_exactly_once("_c", table, messages_put);
+
+    /* cancel: everything read is committed, the load closed, within 5 s */
+    put(messages_put, 30);
+    wait_committed(&s, loc, messages_put);
+    {
+        char cancel[160];
+        int64_t t0 = kl_clock_monotonic_ms(kl_clock_system()), took;
+        snprintf(cancel, sizeof cancel, "%s/cancel", loc);
+        assert_int_equal(call(&s, "POST", cancel, NULL, NULL, NULL, NULL, 0), 202);
+        job = poll(&s, loc);
+        took = kl_clock_monotonic_ms(kl_clock_system()) - t0;
+        printf("# cancel to cancelled: %lld ms\n", (long long)took);
+        assert_true(took <= 5000);
+    }
+    assert_string_equal(status_of(job), "cancelled");
+    assert_int_equal(row_count(job, table), messages_put);
+    cJSON_Delete(job);
+    assert_exactly_once("_c", table, messages_put);
+    assert_int_equal(
+        kl_test_pg_scalar("SELECT count(*) FROM \"%s_c\"._dlt_loads WHERE status = 0", dataset), 1);
+    server_stop(&s);
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -583,6 +700,7 @@ int main(void)
         cmocka_unit_test_teardown(a_restarted_redis_loses_and_repeats_nothing, stop_leftovers),
         cmocka_unit_test_teardown(a_restarted_postgres_loses_and_repeats_nothing, stop_leftovers),
         cmocka_unit_test_teardown(bearer_token_auth, stop_leftovers),
+        cmocka_unit_test_teardown(a_continuous_job_follows_the_stream, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

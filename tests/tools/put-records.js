@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /*
  * Puts COUNT deterministic JSON records into a stream with PutRecords
- * (batches of 500), re-sending the entries that fail, and prints a JSON
+ * (batches of 500, or --batch, --interval-ms apart: a steady producer),
+ * re-sending the entries that fail, and prints a JSON
  * summary: per shard the record count and the first and last sequence
  * number. Record i (start <= i < start + count) has the body
  * {"id":i,"name":"msg-i"} (plus "pad" with --pad) and the partition key
@@ -18,8 +19,6 @@ const { parseFlags, makeClient, sleep, run } = require('./lib');
 // The bodies, shared with the replay endpoint (bench/replay/server.js).
 const { SHAPES, bodyTextOf } = require('../../bench/lib/bodies');
 
-const BATCH = 500;
-
 const flags = parseFlags(process.argv.slice(2), {
   stream: { type: 'string', required: true, help: 'stream name' },
   count: { type: 'int', required: true, help: 'number of records' },
@@ -29,7 +28,12 @@ const flags = parseFlags(process.argv.slice(2), {
   shape: { type: 'string', default: 'flat', help: 'flat ({"id","name"}) or dlt (a nested order)' },
   json: { type: 'bool', help: 'also list every record (id, partition_key, shard_id, sequence_number)' },
   'max-attempts': { type: 'int', default: 20, help: 'attempts per record before giving up' },
-}, 'put-records.js --endpoint URL --stream NAME --count N [--start I] [--partition-keys K] [--json]');
+  batch: { type: 'int', default: 500, help: 'records per PutRecords call (1..500)' },
+  'interval-ms': { type: 'int', default: 0, help: 'pause between calls: a steady producer' },
+}, 'put-records.js --endpoint URL --stream NAME --count N [--start I] [--partition-keys K] ' +
+  '[--batch B --interval-ms MS] [--json]');
+
+const BATCH = flags.batch;
 
 function bodyOf(id) {
   return Buffer.from(bodyTextOf(id, flags.shape, flags.pad));
@@ -48,6 +52,9 @@ run('put-records', async () => {
     throw new Error('--count must be >= 0 and --partition-keys >= 1');
   }
   if (!SHAPES.includes(flags.shape)) throw new Error(`--shape must be ${SHAPES.join(' or ')}`);
+  if (BATCH < 1 || BATCH > 500 || flags['interval-ms'] < 0) {
+    throw new Error('--batch must be 1..500 and --interval-ms >= 0');
+  }
   const client = makeClient(flags);
   const began = Date.now();
   const shards = {};
@@ -63,6 +70,7 @@ run('put-records', async () => {
   };
 
   for (let first = flags.start; first < flags.start + flags.count; first += BATCH) {
+    if (first > flags.start && flags['interval-ms'] > 0) await sleep(flags['interval-ms']);
     let pending = [];
     for (let id = first; id < Math.min(first + BATCH, flags.start + flags.count); id++) pending.push(id);
     for (let attempt = 1; pending.length > 0; attempt++) {

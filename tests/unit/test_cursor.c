@@ -632,6 +632,54 @@ static void a_page_larger_than_foreseen_is_read_again_with_room_for_it(void **st
     free(big);
 }
 
+/* Following the tip (a continuous load): the stop rule does not apply, a
+ * page at the tip (short, 0 ms behind) makes the next read wait the poll
+ * interval, a full page or one behind the tip does not. */
+static void a_followed_shard_polls_at_its_tip(void **state)
+{
+    struct fixture *f = *state;
+    struct kl_cursor_options o;
+    struct kl_cursor *c;
+    struct kl_err err;
+    char *tip = page("100", "it-2", 0), *empty = page("", "it-3", 0);
+    char *full = page("101,102", "it-4", 0), *behind = page("103", "it-5", 9000);
+    char *last = page("104", "it-6", 0);
+
+    memset(&o, 0, sizeof o);
+    o.start.type = KL_ITER_TRIM_HORIZON;
+    o.millis_behind_latest = 1000;
+    o.read_to_end = true;
+    o.poll_interval_ms = 700;
+    c = open_cursor_with(f, &o);
+    kl_fake_http_push(&f->http, 200, "{\"ShardIterator\":\"it-1\"}");
+    kl_fake_http_push(&f->http, 200, tip);
+    kl_fake_http_push(&f->http, 200, empty);
+    kl_fake_http_push(&f->http, 200, full);
+    kl_fake_http_push(&f->http, 200, behind);
+    kl_fake_http_push(&f->http, 200, last);
+
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+    assert_false(f->chunk.shard_done);
+    assert_int_equal(f->clock.slept_ms, 0);
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK); /* empty at the tip */
+    assert_false(f->chunk.shard_done);
+    assert_int_equal(f->clock.slept_ms, 700);
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK); /* full */
+    assert_int_equal(f->clock.slept_ms, 1400);
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK); /* behind: no wait */
+    assert_int_equal(f->clock.slept_ms, 1400);
+    assert_int_equal(kl_cursor_fetch(c, 2, &f->chunk, &err), KL_OK);
+    assert_int_equal(f->clock.slept_ms, 1400);
+    assert_false(f->chunk.shard_done);
+    assert_string_equal(f->chunk.messages[0].sequence, "104");
+    free(tip);
+    free(empty);
+    free(full);
+    free(behind);
+    free(last);
+    kl_cursor_destroy(c);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -652,6 +700,7 @@ int main(void)
         T(at_timestamp_on_aws_waits_for_its_answer),
         T(a_call_past_its_deadline_fails_and_says_what_it_waited_on),
         T(a_page_larger_than_foreseen_is_read_again_with_room_for_it),
+        T(a_followed_shard_polls_at_its_tip),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

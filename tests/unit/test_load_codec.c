@@ -41,8 +41,32 @@ static void empty_bodies_take_dlts_defaults(void **state)
         assert_true(p.parse_json);
         assert_int_equal(p.chunk_size, 1000);
         assert_int_equal(p.write_disposition, KL_WRITE_APPEND);
+        assert_false(p.continuous);
+        assert_int_equal(p.poll_interval_ms, 1000);
+        assert_int_equal(p.max_commit_delay_ms, 1000);
         assert_int_equal(fe.n, 0);
     }
+}
+
+static void a_continuous_load_parses(void **state)
+{
+    static const char body[] =
+        "{\"continuous\":true,\"poll_interval_ms\":200,\"max_commit_delay_ms\":0,"
+        "\"initial_at_timestamp\":null}";
+    struct kl_load_params p;
+    struct kl_field_errors fe;
+    char detail[160];
+    (void)state;
+
+    assert_int_equal(parse("orders", body, &p, &fe, detail, sizeof detail), KL_OK);
+    assert_true(p.continuous);
+    assert_int_equal(p.poll_interval_ms, 200);
+    assert_int_equal(p.max_commit_delay_ms, 0);
+    assert_int_equal(p.max_messages, -1);
+    assert_int_equal(parse("orders", "{\"continuous\":true}", &p, &fe, detail, sizeof detail),
+                     KL_OK);
+    assert_int_equal(p.poll_interval_ms, 1000);
+    assert_int_equal(p.max_commit_delay_ms, 1000);
 }
 
 static void every_field_parses(void **state)
@@ -179,6 +203,23 @@ static const struct bad_case bad_cases[] = {
     {"s", "{\"initial_at_timestamp\":1e20}", "initial_at_timestamp", "epoch seconds"},
     {"s", "{\"write_disposition\":\"upsert\"}", "write_disposition", "\"merge\""},
     {"s", "{\"write_disposition\":\"APPEND\"}", "write_disposition", "\"append\""},
+    /* continuous loads */
+    {"s", "{\"continuous\":1}", "continuous", "true or false"},
+    {"s", "{\"continuous\":true,\"poll_interval_ms\":199}", "poll_interval_ms",
+     "from 200 to 60000"},
+    {"s", "{\"continuous\":true,\"poll_interval_ms\":60001}", "poll_interval_ms",
+     "from 200 to 60000"},
+    {"s", "{\"continuous\":true,\"max_commit_delay_ms\":-1}", "max_commit_delay_ms",
+     "from 0 to 60000"},
+    {"s", "{\"continuous\":true,\"max_number_of_messages\":10}", "max_number_of_messages",
+     "does not apply to a continuous load"},
+    {"s", "{\"continuous\":true,\"max_number_of_messages\":null}", "max_number_of_messages",
+     "does not apply to a continuous load"},
+    {"s", "{\"milliseconds_behind_latest\":0,\"continuous\":true}",
+     "milliseconds_behind_latest", "does not apply to a continuous load"},
+    {"s", "{\"poll_interval_ms\":500}", "poll_interval_ms", "continuous loads only"},
+    {"s", "{\"continuous\":false,\"max_commit_delay_ms\":500}", "max_commit_delay_ms",
+     "continuous loads only"},
     /* names */
     {"s", "{\"pipeline_name\":\"\"}", "pipeline_name", "1 to 64 characters"},
     {"s", "{\"pipeline_name\":\"a b\"}", "pipeline_name", "1 to 64 characters"},
@@ -524,6 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_bodies_take_dlts_defaults),
         cmocka_unit_test(every_field_parses),
+        cmocka_unit_test(a_continuous_load_parses),
         cmocka_unit_test(initial_at_timestamp_follows_dlt),
         cmocka_unit_test(malformed_requests_name_the_field),
         cmocka_unit_test(every_bad_field_is_reported_at_once),

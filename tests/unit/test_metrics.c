@@ -1,6 +1,7 @@
 /*
  * The engine's metrics as /metrics prints them (server/metrics.c): every
- * figure under its name and labels, label values escaped, and the store's
+ * figure under its name and labels, the commit latency histogram, label
+ * values escaped, and the store's
  * part left out (kl_store_up 0) when the store did not answer.
  */
 #include "tests/support/test_support.h"
@@ -10,6 +11,7 @@
 #include "core/store/store.h"
 #include "core/util/buf.h"
 #include "core/util/err.h"
+#include "core/util/histogram.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -87,6 +89,41 @@ static void every_figure_is_reported(void **state)
     has_line(text, "kl_kinesis_retries_total 3");
     has_line(text, "kl_kinesis_throttles_total 2");
     has_line(text, "kl_kinesis_failures_total 1");
+    has_line(text, "kl_shard_leases_held 0");
+    kl_buf_free(&out);
+}
+
+/* Commit latency is a histogram in seconds with cumulative buckets, from
+ * the engine's millisecond counts; the lease gauge says what is held. */
+static void commit_latency_and_leases(void **state)
+{
+    static const int64_t bounds[] = {500, 1000, 60000};
+    struct kl_histogram h;
+    struct kl_kinesis_stats ks = {0};
+    struct kl_store_stats ss = {0};
+    struct kl_engine_stats es = {.leases_held = 3};
+    struct kl_engine_metrics m = {&ks, &ss, &es, NULL, 0};
+    struct kl_buf out;
+    const char *text;
+    (void)state;
+
+    kl_histogram_init(&h, bounds, 3);
+    kl_histogram_observe(&h, 200);
+    kl_histogram_observe(&h, 500);
+    kl_histogram_observe(&h, 900);
+    kl_histogram_observe(&h, -5); /* clocks apart: counts as 0 */
+    kl_histogram_observe(&h, 7200000);
+    kl_histogram_snapshot(&h, &es.commit_latency);
+    assert_int_equal(es.commit_latency.count, 5);
+    text = render(&m, &out);
+    has_line(text, "# TYPE kl_record_commit_latency_seconds histogram");
+    has_line(text, "kl_record_commit_latency_seconds_bucket{le=\"0.5\"} 3");
+    has_line(text, "kl_record_commit_latency_seconds_bucket{le=\"1\"} 4");
+    has_line(text, "kl_record_commit_latency_seconds_bucket{le=\"60\"} 4");
+    has_line(text, "kl_record_commit_latency_seconds_bucket{le=\"+Inf\"} 5");
+    has_line(text, "kl_record_commit_latency_seconds_sum 7201.600");
+    has_line(text, "kl_record_commit_latency_seconds_count 5");
+    has_line(text, "kl_shard_leases_held 3");
     kl_buf_free(&out);
 }
 
@@ -130,6 +167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_figure_is_reported),
+        cmocka_unit_test(commit_latency_and_leases),
         cmocka_unit_test(label_values_are_escaped),
         cmocka_unit_test(a_silent_store_leaves_its_part_out),
     };

@@ -444,3 +444,107 @@ cleanup:
     cJSON_Delete(doc);
     return rc;
 }
+
+/* One entry of KL_CONTINUOUS_LOADS into `out` (its index `i` for messages). */
+static int parse_list_entry(const cJSON *entry, size_t i, struct kl_load_params *out, char *detail,
+                            size_t detail_cap)
+{
+    struct kl_field_errors fe;
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(entry, "stream");
+    const cJSON *continuous = cJSON_GetObjectItemCaseSensitive(entry, "continuous");
+    cJSON *body = NULL;
+    char *text = NULL, inner[256];
+    int rc = KL_ERR_INVALID;
+
+    if (!cJSON_IsObject(entry)) {
+        snprintf(detail, detail_cap, "entry %zu: must be an object (a LoadRequest with \"stream\")",
+                 i);
+        return KL_ERR_INVALID;
+    }
+    if (!cJSON_IsString(stream) || stream->valuestring == NULL) {
+        snprintf(detail, detail_cap, "entry %zu: \"stream\" must be the stream's name", i);
+        return KL_ERR_INVALID;
+    }
+    if (continuous != NULL && !cJSON_IsTrue(continuous)) {
+        snprintf(detail, detail_cap,
+                 "entry %zu (stream %.128s): \"continuous\" must be true (or left out)", i,
+                 stream->valuestring);
+        return KL_ERR_INVALID;
+    }
+    body = cJSON_Duplicate(entry, true);
+    if (body == NULL)
+        goto nomem;
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "stream");
+    if (continuous == NULL && cJSON_AddTrueToObject(body, "continuous") == NULL)
+        goto nomem;
+    text = cJSON_PrintUnformatted(body);
+    if (text == NULL)
+        goto nomem;
+    rc = kl_load_request_parse(stream->valuestring, text, strlen(text), out, &fe, inner,
+                               sizeof inner);
+    if (rc == KL_ERR_INVALID)
+        snprintf(detail, detail_cap, "entry %zu (stream %.128s): %s%s%s", i, stream->valuestring,
+                 fe.n > 0 ? fe.e[0].field : inner, fe.n > 0 ? " " : "",
+                 fe.n > 0 ? fe.e[0].message : "");
+    else if (rc == KL_ERR_NOMEM)
+        snprintf(detail, detail_cap, "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(body);
+    return rc;
+nomem:
+    cJSON_Delete(body);
+    snprintf(detail, detail_cap, "out of memory");
+    return KL_ERR_NOMEM;
+}
+
+int kl_load_requests_parse_list(const char *json, size_t len, struct kl_load_params **out,
+                                size_t *n, char *detail, size_t detail_cap)
+{
+    struct kl_load_params *loads = NULL;
+    cJSON *doc = NULL;
+    size_t count = 0, i = 0;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    rc = strict_json(json, len, detail, detail_cap);
+    if (rc != KL_OK)
+        return rc;
+    doc = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsArray(doc)) {
+        snprintf(detail, detail_cap, "must be a JSON array of load requests");
+        cJSON_Delete(doc);
+        return KL_ERR_INVALID;
+    }
+    count = (size_t)cJSON_GetArraySize(doc);
+    if (count == 0) {
+        cJSON_Delete(doc);
+        return KL_OK;
+    }
+    loads = calloc(count, sizeof *loads);
+    if (loads == NULL) {
+        cJSON_Delete(doc);
+        snprintf(detail, detail_cap, "out of memory");
+        return KL_ERR_NOMEM;
+    }
+    for (const cJSON *it = doc->child; it != NULL && i < count && rc == KL_OK; it = it->next, i++) {
+        rc = parse_list_entry(it, i, &loads[i], detail, detail_cap);
+        for (size_t j = 0; rc == KL_OK && j < i; j++)
+            if (strcmp(loads[j].stream, loads[i].stream) == 0 &&
+                strcmp(loads[j].pipeline_name, loads[i].pipeline_name) == 0) {
+                snprintf(detail, detail_cap,
+                         "entries %zu and %zu: both follow stream %.128s for pipeline %s (one "
+                         "job of a stream and pipeline is active at a time)",
+                         j, i, loads[i].stream, loads[i].pipeline_name);
+                rc = KL_ERR_INVALID;
+            }
+    }
+    cJSON_Delete(doc);
+    if (rc != KL_OK) {
+        free(loads);
+        return rc;
+    }
+    *out = loads;
+    *n = count;
+    return KL_OK;
+}

@@ -29,6 +29,16 @@ int kl_load_request_parse(const char *stream, const char *body, size_t len,
                           struct kl_load_params *out, struct kl_field_errors *fe, char *detail,
                           size_t detail_cap);
 
+/* Parses KL_CONTINUOUS_LOADS: a JSON array of load requests, each a
+ * LoadRequest with its "stream" added, every one a continuous load
+ * ("continuous" may be left out; false is refused). Each goes through
+ * kl_load_request_parse; two of the same stream and pipeline are refused
+ * (only one job of them can be active). On KL_OK `*out` is a malloc'ed
+ * array of `*n` (NULL and 0 for an empty array); on KL_ERR_INVALID
+ * `detail` says which entry and why. */
+int kl_load_requests_parse_list(const char *json, size_t len, struct kl_load_params **out,
+                                size_t *n, char *detail, size_t detail_cap);
+
 /* The shortest decimal text of `d` that reads back as the same double
  * ("1700000000.25", "0.1"). `out` holds at least 32 bytes. */
 void kl_json_number_text(double d, char *out, size_t cap);

@@ -58,6 +58,8 @@ int kl_backends_open(struct kl_backends *b, const struct kl_config *cfg, struct 
     ec.shard_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
     ec.task_lease_ms = (int64_t)cfg->lease_ttl_s * 1000;
     ec.task_slice_ms = cfg->task_slice_s > 0 ? (int64_t)cfg->task_slice_s * 1000 : -1;
+    ec.continuous_loads = cfg->continuous_loads;
+    ec.n_continuous_loads = cfg->n_continuous_loads;
     rc = kl_kinesis_pacing(b->conn.client, cfg->kinesis_pacing, &ec.min_call_interval_ms,
                            &ec.max_bytes_per_s, err);
     if (rc != KL_OK)

@@ -299,6 +299,10 @@ int kl_cmd_load(int argc, char **argv)
         return 2;
     }
     config_loaded = true;
+    /* one job here: the loads a service keeps running are the service's */
+    free(cfg.continuous_loads);
+    cfg.continuous_loads = NULL;
+    cfg.n_continuous_loads = 0;
     if (workers > 0)
         cfg.workers = workers;
     /* quieter than serve unless asked: the job document is the output */

@@ -6,6 +6,7 @@
  */
 #include "server/config.h"
 #include "server/logline.h"
+#include "api/load_codec.h"
 #include "core/util/env.h"
 #include "core/util/err.h"
 
@@ -15,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -97,6 +99,14 @@ static const struct kl_config_var vars[] = {
      "(which is retried), and GET /jobs/{id} shows the shard waiting on it while it lasts. "
      "GetShardIterator AT_TIMESTAMP on an endpoint that is not AWS's waits 5 s at most: then "
      "the shard is read from TRIM_HORIZON with the records before the timestamp skipped."},
+    /* Read by kl_config_load itself (a list, not one value). */
+    {"KL_CONTINUOUS_LOADS", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
+     "Continuous loads this replica keeps running: a JSON array of load requests, each "
+     "POST /streams/{stream}/loads' body with its \"stream\" added (\"continuous\" may be left "
+     "out), or @/path/to/file.json holding one. Every replica ensures that each has an active "
+     "job, at start and every 30 s (one per stream and pipeline: an active job of them, batch "
+     "or continuous, counts), so the loads come back after the state store lost them. "
+     "Cancelling one stops it until the next check: take it out of the list to stop it."},
     /* Read by core/aws and core/kinesis themselves; listed so --help is complete. */
     {"AWS_REGION", NULL, 0, 0, NULL, KL_CONFIG_DOC, 0, NO_FIELD,
      "The AWS region (else AWS_DEFAULT_REGION, else the profile's region)."},
@@ -472,6 +482,45 @@ cleanup:
     return rc;
 }
 
+#define CONTINUOUS_LOADS_MAX_BYTES ((size_t)1 << 20)
+
+/* KL_CONTINUOUS_LOADS: the JSON itself, or "@path" of a file holding it. */
+static int read_continuous_loads(struct kl_config *cfg, const char *value, struct kl_err *err)
+{
+    char detail[512];
+    char *text = NULL;
+    size_t len;
+    int rc;
+
+    if (value == NULL || value[0] == '\0')
+        return KL_OK;
+    if (value[0] == '@') {
+        FILE *f = fopen(value + 1, "re");
+        if (f == NULL)
+            return kl_err_set(err, KL_ERR_INVALID, "KL_CONTINUOUS_LOADS=%.200s: cannot be read: %s",
+                              value, strerror(errno));
+        text = malloc(CONTINUOUS_LOADS_MAX_BYTES + 1);
+        len = text != NULL ? fread(text, 1, CONTINUOUS_LOADS_MAX_BYTES + 1, f) : 0;
+        rc = text == NULL || ferror(f) ? KL_ERR_IO : KL_OK;
+        fclose(f);
+        if (rc != KL_OK || len > CONTINUOUS_LOADS_MAX_BYTES) {
+            free(text);
+            return kl_err_set(err, KL_ERR_INVALID,
+                              "KL_CONTINUOUS_LOADS=%.200s: cannot be read (or larger than 1 MiB)",
+                              value);
+        }
+    } else {
+        len = strlen(value);
+    }
+    rc = kl_load_requests_parse_list(text != NULL ? text : value, len, &cfg->continuous_loads,
+                                     &cfg->n_continuous_loads, detail, sizeof detail);
+    free(text);
+    if (rc != KL_OK)
+        return kl_err_set(err, KL_ERR_INVALID, "KL_CONTINUOUS_LOADS%s%.200s: %s",
+                          value[0] == '@' ? "=" : "", value[0] == '@' ? value : "", detail);
+    return KL_OK;
+}
+
 int kl_config_load(struct kl_config *cfg, const struct kl_env *env, struct kl_err *err)
 {
     int rc = KL_OK;
@@ -494,6 +543,8 @@ int kl_config_load(struct kl_config *cfg, const struct kl_env *env, struct kl_er
                         "KL_API_TOKEN and KL_API_TOKEN_FILE are both set: set only one");
     if (rc == KL_OK && cfg->api_token_file[0] != '\0')
         rc = read_token_file(cfg, err);
+    if (rc == KL_OK)
+        rc = read_continuous_loads(cfg, kl_env_get(env, "KL_CONTINUOUS_LOADS"), err);
     if (rc != KL_OK)
         kl_config_free(cfg);
     return rc;
@@ -501,6 +552,9 @@ int kl_config_load(struct kl_config *cfg, const struct kl_env *env, struct kl_er
 
 void kl_config_free(struct kl_config *cfg)
 {
+    free(cfg->continuous_loads);
+    cfg->continuous_loads = NULL;
+    cfg->n_continuous_loads = 0;
     OPENSSL_cleanse(cfg->api_token, sizeof cfg->api_token);
     OPENSSL_cleanse(cfg->database_url, sizeof cfg->database_url);
     OPENSSL_cleanse(cfg->redis_url, sizeof cfg->redis_url);

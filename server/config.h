@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/load/params.h"
+
 struct kl_env;
 struct kl_err;
 
@@ -66,6 +68,10 @@ struct kl_config {
     int task_slice_s;
     char kinesis_pacing[8]; /* "auto", "on", "off" */
     int kinesis_call_timeout_s;
+    /* KL_CONTINUOUS_LOADS: the continuous loads this replica keeps running
+     * (malloc'ed, freed by kl_config_free; NULL and 0 when unset) */
+    struct kl_load_params *continuous_loads;
+    size_t n_continuous_loads;
     const struct kl_env
         *env; /* where it was read from (borrowed), for the AWS entries of the log */
 };

@@ -52,6 +52,11 @@ struct kl_engine_config {
      * past it) and pages the rest, which readers wait for (cursor.h). 0: no
      * limit. */
     size_t memory_max;
+    /* Continuous loads to keep running (borrowed; KL_CONTINUOUS_LOADS): the
+     * sweep submits each at start and at every sweep; one whose stream and
+     * pipeline have an active job is left as it is. */
+    const struct kl_load_params *continuous_loads;
+    size_t n_continuous_loads;
 };
 
 /* How KL_MEMORY_MAX divides: the target of one worker's rows, and what

@@ -338,6 +338,35 @@ static void sweep_once(struct kl_worker *w, struct sweep_seen *prev, struct swee
     kl_store_job_page_free(&page);
 }
 
+/* Every declared continuous load has an active job: submitted when its
+ * stream and pipeline have none (after the state store lost it, or a
+ * cancel), left alone when they have one. Idempotent across replicas: the
+ * store admits one active job per stream and pipeline. */
+static void ensure_continuous(struct kl_worker *w)
+{
+    const struct kl_engine_config *cfg = &w->e->cfg;
+
+    for (size_t i = 0; i < cfg->n_continuous_loads && !atomic_load(&w->e->stopping); i++) {
+        const struct kl_load_params *p = &cfg->continuous_loads[i];
+        struct kl_log_ctx ctx = {NULL, p->stream, NULL};
+        char id[KL_STORE_JOB_ID_SIZE];
+        bool existing = false;
+        struct kl_err err;
+        int rc = kl_engine_submit(w->e, p, NULL, id, &existing, &err);
+
+        if (rc == KL_OK && !existing) {
+            ctx.job_id = id;
+            KL_INFO("engine", &ctx, "continuous load of pipeline %s into dataset %s started",
+                    p->pipeline_name, p->dataset_name);
+        } else if (rc != KL_OK && rc != KL_ERR_CONFLICT) {
+            KL_WARN("engine", &ctx,
+                    "continuous load of pipeline %s: cannot submit it (trying again at the "
+                    "next sweep): %s",
+                    p->pipeline_name, err.msg);
+        }
+    }
+}
+
 void *kl_job_sweep_main(void *arg)
 {
     struct kl_worker *w = arg;
@@ -346,11 +375,14 @@ void *kl_job_sweep_main(void *arg)
     int64_t next = kl_clock_monotonic_ms(kl_engine_clock(e)) + e->cfg.sweep_interval_ms;
     int cur = 0;
 
+    if (seen != NULL)
+        ensure_continuous(w);
     while (seen != NULL && !atomic_load(&e->stopping)) {
         if (kl_clock_monotonic_ms(kl_engine_clock(e)) < next) {
             kl_clock_sleep_ms(kl_engine_clock(e), 100);
             continue;
         }
+        ensure_continuous(w);
         sweep_once(w, &seen[cur], &seen[1 - cur]);
         cur = 1 - cur;
         next = kl_clock_monotonic_ms(kl_engine_clock(e)) + e->cfg.sweep_interval_ms;

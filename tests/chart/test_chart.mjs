@@ -841,6 +841,8 @@ describe('helm template', () => {
             KL_SHUTDOWN_GRACE_S: '60', KL_HTTP_THREADS: '8', KL_MAX_BODY: '2MiB',
         }))
             assert.equal(env[name]?.value, value, name);
+        assert.deepEqual(JSON.parse(env.KL_CONTINUOUS_LOADS.value),
+            [{ stream: 'orders', dataset_name: 'raw', initial_at_timestamp: null, poll_interval_ms: 500 }]);
         assert.deepEqual(c.lifecycle.preStop, { sleep: { seconds: 10 } });
         assert.equal(spec.terminationGracePeriodSeconds, 90);
         assert.equal(c.startupProbe, undefined);

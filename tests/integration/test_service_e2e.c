@@ -5,7 +5,8 @@
  * second job loads only what is new; 409 for a second active job;
  * Idempotency-Key; cancel at a chunk boundary; bearer-token auth; /metrics
  * after a load. A continuous job following a stream while a producer
- * writes, then cancelled. And crashes mid-job: a replica killed with SIGKILL, Redis
+ * writes, then cancelled; one declared by KL_CONTINUOUS_LOADS, which comes
+ * back after Redis lost it. And crashes mid-job: a replica killed with SIGKILL, Redis
  * restarted (its data gone), PostgreSQL restarted: the job finishes, or
  * fails and a new job finishes it; every message is in Postgres once.
  */
@@ -29,8 +30,9 @@ struct server {
 static struct kl_http *http;
 static const char *shared_redis; /* REDIS_URL for replicas sharing state, or NULL */
 static char stream[96], dataset[64], access_key[64];
-static int messages_put;          /* messages in the stream so far */
-static const char *workers = "1"; /* KL_WORKERS of the servers a test starts */
+static int messages_put;             /* messages in the stream so far */
+static const char *workers = "1";    /* KL_WORKERS of the servers a test starts */
+static const char *continuous_loads; /* KL_CONTINUOUS_LOADS of them, or NULL */
 
 /* Servers still running, killed by the teardown when a test failed midway. */
 static pid_t running[4];
@@ -60,6 +62,10 @@ static void server_start(struct server *s, int port, const char *token, const ch
             setenv("KL_LEASE_TTL_S", "5", 1);
         }
         setenv("KL_LOG_LEVEL", "warn", 1);
+        if (continuous_loads != NULL)
+            setenv("KL_CONTINUOUS_LOADS", continuous_loads, 1);
+        else
+            unsetenv("KL_CONTINUOUS_LOADS");
         if (token != NULL)
             setenv("KL_API_TOKEN", token, 1);
         else
@@ -651,6 +657,98 @@ static void a_continuous_job_follows_the_stream(void **state)
     server_stop(&s);
 }
 
+/* The running job of the stream and pipeline `pipeline`: its location, or
+ * "" when there is none. */
+static void running_job_of(const struct server *s, const char *pipeline, char *loc, size_t cap)
+{
+    char path[256];
+    cJSON *page = NULL;
+    const cJSON *j;
+
+    loc[0] = '\0';
+    snprintf(path, sizeof path, "/jobs?stream=%s&status=running", stream);
+    if (call(s, "GET", path, NULL, NULL, &page, NULL, 0) != 200) {
+        cJSON_Delete(page);
+        return;
+    }
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(page, "jobs"))
+    {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "parameters");
+        const char *name =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "pipeline_name"));
+        if (name != NULL && strcmp(name, pipeline) == 0)
+            snprintf(loc, cap, "/jobs/%s",
+                     cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id")));
+    }
+    cJSON_Delete(page);
+}
+
+/* Polls until the dataset `dataset``suffix` holds `want` messages. */
+static void wait_rows(const char *suffix, const char *table, int want, int seconds)
+{
+    long long got = -1;
+    for (int i = 0; i < seconds * 10; i++) {
+        if (kl_test_pg_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = '%s%s' AND "
+                              "tablename = '%s'",
+                              dataset, suffix, table) == 1 &&
+            (got = kl_test_pg_scalar("SELECT count(DISTINCT _kinesis_msg_id) FROM \"%s%s\".\"%s\"",
+                                     dataset, suffix, table)) == want)
+            return;
+        usleep(100000);
+    }
+    fail_msg("%s%s.%s holds %lld messages, not %d", dataset, suffix, table, got, want);
+}
+
+/* KL_CONTINUOUS_LOADS: the replica starts the declared continuous load
+ * itself; Redis restarted without its data loses the job, and the replica
+ * starts it again (its sweep), from the destination's checkpoints: every
+ * message once. */
+static void a_declared_continuous_load_comes_back_after_redis_lost_it(void **state)
+{
+    struct server s;
+    char loads[512], loc[128], loc2[128], table[96], path[160];
+    cJSON *job = NULL;
+    (void)state;
+
+    table_of_stream(table, sizeof table);
+    snprintf(loads, sizeof loads,
+             "[{\"stream\":\"%s\",\"pipeline_name\":\"p_d\",\"dataset_name\":\"%s_d\","
+             "\"initial_at_timestamp\":null,\"poll_interval_ms\":200,\"chunk_size\":100}]",
+             stream, dataset);
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
+    continuous_loads = loads;
+    workers = "2";
+    server_start(&s, 18000 + (getpid() + 700) % 1000, NULL, "KL_TEST_PROXY_URL");
+    workers = "1";
+    continuous_loads = NULL;
+
+    wait_rows("_d", table, messages_put, 60);
+    running_job_of(&s, "p_d", loc, sizeof loc);
+    assert_true(loc[0] != '\0');
+    put(messages_put, 50);
+    wait_rows("_d", table, messages_put, 30);
+
+    restart_service("redis");
+    put(messages_put, 50);
+    /* the next sweep (30 s) submits the load again */
+    wait_rows("_d", table, messages_put, 90);
+    running_job_of(&s, "p_d", loc2, sizeof loc2);
+    assert_true(loc2[0] != '\0');
+    assert_string_not_equal(loc, loc2);
+    assert_exactly_once("_d", table, messages_put);
+
+    /* cancelled, it ends; the replica leaves no job behind in the shared store */
+    snprintf(path, sizeof path, "%s/cancel", loc2);
+    assert_int_equal(call(&s, "POST", path, NULL, NULL, NULL, NULL, 0), 202);
+    job = poll(&s, loc2);
+    assert_string_equal(status_of(job), "cancelled");
+    cJSON_Delete(job);
+    server_stop(&s);
+    shared_redis = NULL;
+    restart_service("redis");
+    assert_exactly_once("_d", table, messages_put);
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -701,6 +799,8 @@ int main(void)
         cmocka_unit_test_teardown(a_restarted_postgres_loses_and_repeats_nothing, stop_leftovers),
         cmocka_unit_test_teardown(bearer_token_auth, stop_leftovers),
         cmocka_unit_test_teardown(a_continuous_job_follows_the_stream, stop_leftovers),
+        cmocka_unit_test_teardown(a_declared_continuous_load_comes_back_after_redis_lost_it,
+                                  stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

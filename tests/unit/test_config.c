@@ -463,6 +463,58 @@ static void the_binary_prints_the_table(void **state)
     free(out);
 }
 
+/* KL_CONTINUOUS_LOADS: inline or from @file, each entry a continuous load;
+ * a bad entry or an unreadable file names the variable and says why. */
+static void continuous_loads_inline_or_from_a_file(void **state)
+{
+    const char *inline_pairs[] = {
+        "KL_CONTINUOUS_LOADS",
+        "[{\"stream\":\"orders\",\"dataset_name\":\"raw\"},{\"stream\":\"clicks\"}]", NULL};
+    const char *bad_pairs[] = {"KL_CONTINUOUS_LOADS", "[{\"stream\":\"orders\",\"chunk_size\":0}]",
+                               NULL};
+    const char *missing_pairs[] = {"KL_CONTINUOUS_LOADS", "@/nonexistent/loads.json", NULL};
+    char path[] = "/tmp/kl-test-loads-XXXXXX", at[64];
+    const char *file_pairs[] = {"KL_CONTINUOUS_LOADS", at, NULL};
+    static const char *const none[] = {NULL};
+    struct kl_config cfg;
+    struct kl_err err = {0};
+    FILE *f;
+    int fd;
+    (void)state;
+
+    assert_int_equal(load(&cfg, none, &err), KL_OK);
+    assert_null(cfg.continuous_loads);
+    assert_int_equal(cfg.n_continuous_loads, 0);
+    kl_config_free(&cfg);
+
+    assert_int_equal(load(&cfg, inline_pairs, &err), KL_OK);
+    assert_int_equal(cfg.n_continuous_loads, 2);
+    assert_string_equal(cfg.continuous_loads[0].stream, "orders");
+    assert_string_equal(cfg.continuous_loads[0].dataset_name, "raw");
+    assert_true(cfg.continuous_loads[1].continuous);
+    kl_config_free(&cfg);
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("[{\"stream\": \"orders\", \"poll_interval_ms\": 300}]\n", f);
+    fclose(f);
+    snprintf(at, sizeof at, "@%s", path);
+    assert_int_equal(load(&cfg, file_pairs, &err), KL_OK);
+    assert_int_equal(cfg.n_continuous_loads, 1);
+    assert_int_equal(cfg.continuous_loads[0].poll_interval_ms, 300);
+    kl_config_free(&cfg);
+    unlink(path);
+
+    assert_int_equal(load(&cfg, bad_pairs, &err), KL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "KL_CONTINUOUS_LOADS"));
+    assert_non_null(strstr(err.msg, "entry 0 (stream orders): chunk_size"));
+    assert_int_equal(load(&cfg, missing_pairs, &err), KL_ERR_INVALID);
+    assert_non_null(
+        strstr(err.msg, "KL_CONTINUOUS_LOADS=@/nonexistent/loads.json: cannot be read"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +527,7 @@ int main(void)
         cmocka_unit_test(redis_and_postgres_url_forms),
         cmocka_unit_test(redaction_of_urls),
         cmocka_unit_test(token_sources),
+        cmocka_unit_test(continuous_loads_inline_or_from_a_file),
         cmocka_unit_test(the_log_line_redacts_secrets),
         cmocka_unit_test(help_lists_every_variable_with_default_and_bounds),
         cmocka_unit_test(the_binary_prints_the_table),

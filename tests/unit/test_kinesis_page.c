@@ -368,8 +368,9 @@ static void a_bounded_page_grows_only_while_the_budget_has_room(void **state)
     assert_false(kl_membudget_try_charge(b, 300 * 1024));
     /* a page of 400 KiB of Data: more than the budget */
     kl_buf_init(&text, (size_t)4 << 20);
-    assert_int_equal(kl_buf_append_str(&text, "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"", &err),
-                     KL_OK);
+    assert_int_equal(
+        kl_buf_append_str(&text, "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"", &err),
+        KL_OK);
     for (int i = 0; i < 400 * 1024 / 3; i++)
         assert_int_equal(kl_buf_append_str(&text, "YWJj", &err), KL_OK);
     assert_int_equal(kl_buf_append_str(&text, "\"}],\"MillisBehindLatest\":0}", &err), KL_OK);

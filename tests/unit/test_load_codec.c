@@ -215,8 +215,8 @@ static const struct bad_case bad_cases[] = {
      "does not apply to a continuous load"},
     {"s", "{\"continuous\":true,\"max_number_of_messages\":null}", "max_number_of_messages",
      "does not apply to a continuous load"},
-    {"s", "{\"milliseconds_behind_latest\":0,\"continuous\":true}",
-     "milliseconds_behind_latest", "does not apply to a continuous load"},
+    {"s", "{\"milliseconds_behind_latest\":0,\"continuous\":true}", "milliseconds_behind_latest",
+     "does not apply to a continuous load"},
     {"s", "{\"poll_interval_ms\":500}", "poll_interval_ms", "continuous loads only"},
     {"s", "{\"continuous\":false,\"max_commit_delay_ms\":500}", "max_commit_delay_ms",
      "continuous loads only"},
@@ -560,12 +560,65 @@ static void bodies_are_strict_rfc8259(void **state)
     assert_string_equal(p.pipeline_name, "p");
 }
 
+/* KL_CONTINUOUS_LOADS: an array of load requests with their stream, each a
+ * continuous load; what is wrong names its entry. */
+static void continuous_load_lists(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *needle; /* NULL: parses */
+    } cases[] = {
+        {"[]", NULL},
+        {"[{\"stream\":\"orders\"},{\"stream\":\"orders\",\"pipeline_name\":\"p2\","
+         "\"continuous\":true,\"poll_interval_ms\":500}]",
+         NULL},
+        {"{}", "JSON array"},
+        {"[1]", "entry 0: must be an object"},
+        {"[{\"dataset_name\":\"x\"}]", "entry 0: \"stream\""},
+        {"[{\"stream\":\"a\",\"continuous\":false}]", "\"continuous\" must be true"},
+        {"[{\"stream\":\"a\"},{\"stream\":\"b\",\"chunk_size\":0}]",
+         "entry 1 (stream b): chunk_size must be from 1 to 10000, not 0"},
+        {"[{\"stream\":\"a\",\"max_number_of_messages\":5}]", "does not apply"},
+        {"[{\"stream\":\"a b\"}]", "entry 0 (stream a b): stream"},
+        {"[{\"stream\":\"a\"},{\"stream\":\"a\"}]", "entries 0 and 1"},
+        {"[{\"stream\":\"a\",}]", "not valid JSON"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct kl_load_params *loads = NULL;
+        size_t n = 99;
+        char detail[512] = "";
+        int rc = kl_load_requests_parse_list(cases[i].json, strlen(cases[i].json), &loads, &n,
+                                             detail, sizeof detail);
+        if (cases[i].needle == NULL) {
+            if (rc != KL_OK)
+                fail_msg("%s: %s", cases[i].json, detail);
+        } else {
+            assert_int_equal(rc, KL_ERR_INVALID);
+            if (strstr(detail, cases[i].needle) == NULL)
+                fail_msg("%s: '%s' does not say '%s'", cases[i].json, detail, cases[i].needle);
+            assert_null(loads);
+            assert_int_equal(n, 0);
+        }
+        if (i == 1) {
+            assert_int_equal(n, 2);
+            assert_true(loads[0].continuous && loads[1].continuous);
+            assert_string_equal(loads[0].stream, "orders");
+            assert_string_equal(loads[1].pipeline_name, "p2");
+            assert_int_equal(loads[1].poll_interval_ms, 500);
+        }
+        free(loads);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_bodies_take_dlts_defaults),
         cmocka_unit_test(every_field_parses),
         cmocka_unit_test(a_continuous_load_parses),
+        cmocka_unit_test(continuous_load_lists),
         cmocka_unit_test(initial_at_timestamp_follows_dlt),
         cmocka_unit_test(malformed_requests_name_the_field),
         cmocka_unit_test(every_bad_field_is_reported_at_once),

@@ -218,6 +218,9 @@ The environment shared by the service and the scheduled loads, as JSON
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_KINESIS_PACING" "value" .Values.config.kinesisPacing) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_MEMORY_MAX" "value" .Values.config.memoryMax) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_SHUTDOWN_GRACE_S" "value" .Values.shutdown.graceSeconds) }}
+{{- if .Values.continuousLoads }}
+{{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_CONTINUOUS_LOADS" "value" (toJson .Values.continuousLoads)) }}
+{{- end }}
 {{- if not (include "kinesis-loader.hasDatabase" .) }}
 {{- include "kinesis-loader.addEnv" (dict "list" $l "name" "KL_SQLITE_PATH" "value" .Values.sqlite.path) }}
 {{- end }}

@@ -24,8 +24,9 @@
 
 /* kl_record_commit_latency_seconds' buckets: a continuous load's second or
  * so up to a backfill's hours */
-static const int64_t commit_latency_bounds_ms[] = {100,   250,   500,   1000,   2000,   5000,
-                                                   10000, 30000, 60000, 300000, 3600000};
+static const int64_t commit_latency_bounds_ms[] = {50,    100,   250,    500,    750,  1000,
+                                                   1500,  2000,  2500,   3000,   5000, 10000,
+                                                   30000, 60000, 300000, 3600000};
 
 const struct kl_clock *kl_engine_clock(const struct kl_engine *e)
 {

@@ -205,6 +205,23 @@ static bool hook_cancelled(void *ctx)
     return cancel || kl_store_job_status_final(status);
 }
 
+/* A continuous load's shard at its tip gives its worker back when other
+ * tasks wait for one: its next poll is a task of its own, due after the
+ * poll interval. So a replica follows more shards than it has workers. */
+static bool hook_yield_at_tip(void *ctx)
+{
+    struct shard_run *r = ctx;
+    struct kl_store_stats st;
+    struct kl_err err;
+
+    /* delayed tasks count: the other shards' next polls, which only a
+     * worker asking for a task makes ready */
+    if (kl_store_stats(r->w->e->cfg.store, &st, &err) != KL_OK || st.queued + st.delayed == 0)
+        return false;
+    r->yielded = true;
+    return true;
+}
+
 static int hook_renew(void *ctx, struct kl_err *err)
 {
     struct shard_run *r = ctx;
@@ -343,12 +360,20 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     spec.fencing_token = r.token;
     kl_choose_start(spec.resume, state.has_last_run ? state.last_run_ms : -1, from_parent,
                     &w->params.initial, &spec.start);
+    /* A continuous load's task may end at the tip before its shard had a
+     * record (hook_yield_at_tip): LATEST again on its next poll would skip
+     * what arrived in between, so it reads from the job's creation on. */
+    if (w->params.continuous && spec.start.type == KL_ITER_LATEST) {
+        spec.start.type = KL_ITER_AT_TIMESTAMP;
+        spec.start.timestamp_ms = w->job_created_ms;
+    }
     memset(&hooks, 0, sizeof hooks);
     hooks.ctx = &r;
     hooks.reserve = hook_reserve;
     hooks.settle = hook_settle;
     hooks.committed = hook_committed;
     hooks.cancelled = hook_cancelled;
+    hooks.yield_at_tip = hook_yield_at_tip;
     hooks.renew = hook_renew;
     hooks.waiting = hook_waiting;
 
@@ -359,6 +384,12 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     atomic_fetch_sub(&w->e->leases_held, 1);
     if (rc != KL_OK)
         goto failed;
+    if (result.end == KL_TASK_AT_TIP) {
+        /* the shard's next poll: queued again, due after the poll interval */
+        atomic_fetch_add(&w->e->task_yields, 1);
+        kl_store_task_release(cfg->store, t, w->params.poll_interval_ms, NULL);
+        goto cleanup;
+    }
     if (result.end == KL_TASK_CANCELLED && (atomic_load(&w->e->stopping) || r.yielded)) {
         /* this replica is stopping, or the task yields: not the job. Queued
          * behind the waiting tasks, it continues from its checkpoint. */

@@ -374,6 +374,13 @@ static int ask_next(struct run *r, struct prefetch *f, struct kl_chunk *into, in
     return KL_OK;
 }
 
+/* A page at its shard's tip: not full, and no MillisBehindLatest above 0
+ * (the cursor's rule for the poll interval). */
+static bool at_tip(const struct kl_chunk *c, int limit)
+{
+    return c->n_records < (size_t)limit && c->millis_behind <= 0;
+}
+
 int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
                 const struct kl_task_hooks *hooks, struct kl_task_result *result,
                 struct kl_err *err)
@@ -465,6 +472,10 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
         if (!c->shard_done) {
             if (r.hooks->cancelled != NULL && r.hooks->cancelled(r.hooks->ctx)) {
                 stop = true;
+            } else if (spec->params->continuous && at_tip(c, spec->params->chunk_size) &&
+                       r.hooks->yield_at_tip != NULL && r.hooks->yield_at_tip(r.hooks->ctx)) {
+                stop = true;
+                stop_end = KL_TASK_AT_TIP;
             } else {
                 rc = ask_next(&r, &pf, &chunks[1 - cur], &pending, err);
                 if (rc != KL_OK)

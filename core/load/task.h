@@ -58,6 +58,10 @@ struct kl_task_hooks {
                      const struct kl_chunk_result *res, struct kl_err *err);
     /* The job was cancelled: stop at this chunk boundary. */
     bool (*cancelled)(void *ctx);
+    /* A continuous load's shard reached its tip: true ends the task there
+     * (KL_TASK_AT_TIP, the page loaded, no further page asked for), so that
+     * its worker serves other shards until this one's next poll is due. */
+    bool (*yield_at_tip)(void *ctx);
     /* Keeps the shard lease alive; KL_ERR_CONFLICT when it was lost. */
     int (*renew)(void *ctx, struct kl_err *err);
     /* A Kinesis call of the shard is being retried: `operation`, since when
@@ -88,6 +92,7 @@ enum kl_task_end {
     KL_TASK_DRAINED,   /* closed and read to its end: children may start */
     KL_TASK_BUDGET,    /* the job's message budget is spent */
     KL_TASK_CANCELLED, /* the job was cancelled */
+    KL_TASK_AT_TIP,    /* a continuous load's shard at its tip gave its worker back */
 };
 
 struct kl_task_result {

@@ -749,6 +749,62 @@ static void a_declared_continuous_load_comes_back_after_redis_lost_it(void **sta
     assert_exactly_once("_d", table, messages_put);
 }
 
+/* One replica with 2 workers follows an 8-shard stream: a shard at its tip
+ * gives its worker back while other shards wait (its next poll is a task
+ * of its own), so every shard keeps up; exactly once. */
+static void a_replica_follows_more_shards_than_workers(void **state)
+{
+    struct server s;
+    char body[512], path[160], loc[128], table[96], saved[96], cancel[192];
+    int saved_put = messages_put, status;
+    cJSON *job = NULL;
+    pid_t producer;
+    (void)state;
+
+    snprintf(saved, sizeof saved, "%s", stream);
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-wide"));
+    messages_put = 0;
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
+                                 "--shards 8 --access-key '%s' >/dev/null",
+                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, access_key),
+                     0);
+    put(0, 400);
+    workers = "2";
+    server_start(&s, 18000 + (getpid() + 800) % 1000, NULL, "KL_TEST_PROXY_URL");
+    workers = "1";
+    table_of_stream(table, sizeof table);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s_w\",\"pipeline_name\":\"p_w\",\"initial_at_timestamp\":null,"
+             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":100}",
+             dataset);
+    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    wait_committed(&s, loc, messages_put);
+    producer = producer_start(messages_put, 600);
+    assert_int_equal(waitpid(producer, &status, 0), producer);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    wait_committed(&s, loc, messages_put);
+    assert_exactly_once("_w", table, messages_put);
+    {
+        char *text = get_text(&s, "/metrics");
+        const char *y = strstr(text, "\nkl_task_yields_total ");
+        assert_non_null(y);
+        assert_true(atoll(y + strlen("\nkl_task_yields_total ")) > 0);
+        free(text);
+    }
+    snprintf(cancel, sizeof cancel, "%s/cancel", loc);
+    assert_int_equal(call(&s, "POST", cancel, NULL, NULL, NULL, NULL, 0), 202);
+    job = poll(&s, loc);
+    assert_string_equal(status_of(job), "cancelled");
+    cJSON_Delete(job);
+    server_stop(&s);
+    assert_exactly_once("_w", table, messages_put);
+    snprintf(stream, sizeof stream, "%s", saved);
+    messages_put = saved_put;
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -801,6 +857,7 @@ int main(void)
         cmocka_unit_test_teardown(a_continuous_job_follows_the_stream, stop_leftovers),
         cmocka_unit_test_teardown(a_declared_continuous_load_comes_back_after_redis_lost_it,
                                   stop_leftovers),
+        cmocka_unit_test_teardown(a_replica_follows_more_shards_than_workers, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

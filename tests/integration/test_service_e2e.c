@@ -805,6 +805,82 @@ static void a_replica_follows_more_shards_than_workers(void **state)
     messages_put = saved_put;
 }
 
+/* On kinesis-local (kinesalite does not reshard), a continuous job keeps
+ * following while shard 0 is split and its children merged: a closed
+ * parent is read to its end and its children are queued after it (as in
+ * a batch job); every message once, the children's too. */
+static void a_continuous_job_follows_splits_and_merges(void **state)
+{
+    struct server s;
+    char body[512], path[160], loc[128], table[96], saved[96], cancel[192];
+    const char *url = kl_test_require_env("KL_TEST_KINESIS_LOCAL_URL");
+    const char *tools = kl_test_require_env("KL_TEST_NODE_TOOLS");
+    int saved_put = messages_put, n = 0;
+    cJSON *job = NULL;
+    (void)state;
+
+    snprintf(saved, sizeof saved, "%s", stream);
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-reshard"));
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
+                                 "--shards 2 --access-key x --secret-key y >/dev/null",
+                                 tools, url, stream),
+                     0);
+#define PUT_LOCAL(count)                                                                           \
+    do {                                                                                           \
+        assert_int_equal(kl_test_run(NULL,                                                         \
+                                     "cd '%s' && node put-records.js --endpoint '%s' --stream "    \
+                                     "'%s' --start %d --count %d --access-key x --secret-key y "   \
+                                     ">/dev/null",                                                 \
+                                     tools, url, stream, n, (count)),                              \
+                         0);                                                                       \
+        n += (count);                                                                              \
+    } while (0)
+    PUT_LOCAL(150);
+    workers = "4";
+    server_start(&s, 18000 + (getpid() + 900) % 1000, NULL, "KL_TEST_KINESIS_LOCAL_URL");
+    workers = "1";
+    table_of_stream(table, sizeof table);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s_r\",\"pipeline_name\":\"p_r\",\"initial_at_timestamp\":null,"
+             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":50}",
+             dataset);
+    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    wait_committed(&s, loc, n);
+
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node reshard.js --endpoint '%s' --stream '%s' --split "
+                                 "shardId-000000000000 --access-key x --secret-key y >/dev/null",
+                                 tools, url, stream),
+                     0);
+    PUT_LOCAL(200);
+    wait_committed(&s, loc, n);
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node reshard.js --endpoint '%s' --stream '%s' --merge "
+                                 "shardId-000000000002,shardId-000000000003 --access-key x "
+                                 "--secret-key y >/dev/null",
+                                 tools, url, stream),
+                     0);
+    PUT_LOCAL(150);
+    wait_committed(&s, loc, n);
+#undef PUT_LOCAL
+    assert_exactly_once("_r", table, n);
+    /* the merged child was read, after its parents were drained */
+    assert_true(kl_test_pg_scalar("SELECT count(*) FROM \"%s_r\".\"%s\" WHERE "
+                                  "_kinesis__shard_id = 'shardId-000000000004'",
+                                  dataset, table) > 0);
+    snprintf(cancel, sizeof cancel, "%s/cancel", loc);
+    assert_int_equal(call(&s, "POST", cancel, NULL, NULL, NULL, NULL, 0), 202);
+    job = poll(&s, loc);
+    assert_string_equal(status_of(job), "cancelled");
+    cJSON_Delete(job);
+    server_stop(&s);
+    assert_exactly_once("_r", table, n);
+    snprintf(stream, sizeof stream, "%s", saved);
+    messages_put = saved_put;
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -858,6 +934,7 @@ int main(void)
         cmocka_unit_test_teardown(a_declared_continuous_load_comes_back_after_redis_lost_it,
                                   stop_leftovers),
         cmocka_unit_test_teardown(a_replica_follows_more_shards_than_workers, stop_leftovers),
+        cmocka_unit_test_teardown(a_continuous_job_follows_splits_and_merges, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

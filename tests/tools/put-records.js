@@ -29,7 +29,7 @@ const flags = parseFlags(process.argv.slice(2), {
   json: { type: 'bool', help: 'also list every record (id, partition_key, shard_id, sequence_number)' },
   'max-attempts': { type: 'int', default: 20, help: 'attempts per record before giving up' },
   batch: { type: 'int', default: 500, help: 'records per PutRecords call (1..500)' },
-  'interval-ms': { type: 'int', default: 0, help: 'pause between calls: a steady producer' },
+  'interval-ms': { type: 'int', default: 0, help: 'one call every this many ms: a steady producer' },
 }, 'put-records.js --endpoint URL --stream NAME --count N [--start I] [--partition-keys K] ' +
   '[--batch B --interval-ms MS] [--json]');
 
@@ -70,7 +70,9 @@ run('put-records', async () => {
   };
 
   for (let first = flags.start; first < flags.start + flags.count; first += BATCH) {
-    if (first > flags.start && flags['interval-ms'] > 0) await sleep(flags['interval-ms']);
+    // calls on a fixed beat (not a pause after each), so the rate holds
+    const due = began + ((first - flags.start) / BATCH) * flags['interval-ms'];
+    if (first > flags.start && due > Date.now()) await sleep(due - Date.now());
     let pending = [];
     for (let id = first; id < Math.min(first + BATCH, flags.start + flags.count); id++) pending.push(id);
     for (let attempt = 1; pending.length > 0; attempt++) {

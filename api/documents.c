@@ -6,6 +6,7 @@
 #include "core/kinesis/start.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,7 +106,18 @@ cJSON *kl_doc_job(const struct kl_store_job *j)
                                               : cJSON_CreateNull()) &&
              cJSON_AddNumberToObject(o, "messages", (double)s->messages) != NULL &&
              cJSON_AddBoolToObject(o, "done", s->done) != NULL &&
-             add(o, "waiting", waiting_document(s)) && add(o, "resumed_from", origin_document(s));
+             add(o, "waiting", waiting_document(s)) && add(o, "resumed_from", origin_document(s)) &&
+             add(o, "owner", str_or_null(s->owner)) &&
+             add(o, "last_committed_arrival_at",
+                 iso_or_null(s->last_arrival_ms > 0 ? s->last_arrival_ms : -1)) &&
+             add(o, "last_committed_age_ms",
+                 s->last_arrival_ms > 0 && j->read_ms > 0
+                     ? cJSON_CreateNumber((double)(j->read_ms > s->last_arrival_ms
+                                                       ? j->read_ms - s->last_arrival_ms
+                                                       : 0))
+                     : cJSON_CreateNull()) &&
+             cJSON_AddNumberToObject(o, "messages_per_second",
+                                     round(kl_store_rate_at(s, j->read_ms) * 10) / 10) != NULL;
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&

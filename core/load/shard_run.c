@@ -101,8 +101,9 @@ static void release_budget(struct shard_run *r)
 }
 
 static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t messages,
-                          int64_t millis_behind, const struct kl_row_batch *batch,
-                          const struct kl_chunk_result *res, struct kl_err *err)
+                          int64_t last_arrival_ms, int64_t millis_behind,
+                          const struct kl_row_batch *batch, const struct kl_chunk_result *res,
+                          struct kl_err *err)
 {
     struct shard_run *r = ctx;
     struct kl_store_table_rows rows[64];
@@ -133,6 +134,9 @@ static int hook_committed(void *ctx, const struct kl_shard_position *pos, size_t
     p.tables = rows;
     p.released = budgeted(r) ? (int64_t)messages : 0;
     p.n_tables = n;
+    p.owner = r->w->e->owner;
+    p.last_arrival_ms = last_arrival_ms;
+    p.committed_at_ms = kl_clock_wall_ms(kl_engine_clock(r->w->e));
     return kl_store_job_progress(kl_worker_store(r->w), r->task->job_id, &p, NULL, err);
 }
 
@@ -245,6 +249,7 @@ static void show_origin(struct shard_run *r, enum kl_state_origin origin, const 
     p.millis_behind_latest = -1;
     p.resumed_from = kl_state_origin_name(origin);
     p.resumed_from_load_id = origin == KL_STATE_DLT ? dlt_load_id : "";
+    p.owner = r->w->e->owner;
     kl_store_job_progress(kl_worker_store(r->w), r->task->job_id, &p, NULL, NULL);
 }
 

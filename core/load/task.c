@@ -181,6 +181,7 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
 {
     struct kl_row_batch batch;
     struct kl_chunk_result res;
+    int64_t last_arrival = 0;
     int rc = KL_OK;
 
     for (int reload = 0;; reload++) {
@@ -199,6 +200,9 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
         kl_normalizer_reset(r->env->normalizer, false);
         return rc;
     }
+    for (size_t i = from; i < to; i++)
+        if (c->messages[i].arrival_ms > last_arrival)
+            last_arrival = c->messages[i].arrival_ms;
     if (r->env->commit_latency != NULL) {
         int64_t now = kl_clock_wall_ms(r->clock);
         for (size_t i = from; i < to; i++)
@@ -211,8 +215,8 @@ static int load_range(struct run *r, const struct kl_chunk *c, size_t from, size
              c->messages[to - 1].sequence);
     r->result->position.sub_sequence = c->messages[to - 1].sub_sequence;
     if (r->hooks->committed != NULL)
-        rc = r->hooks->committed(r->hooks->ctx, &r->result->position, to - from, c->millis_behind,
-                                 &batch, &res, err);
+        rc = r->hooks->committed(r->hooks->ctx, &r->result->position, to - from, last_arrival,
+                                 c->millis_behind, &batch, &res, err);
     kl_normalizer_reset(r->env->normalizer, true);
     return rc;
 }

@@ -52,10 +52,13 @@ struct kl_task_hooks {
     void (*settle)(void *ctx, int granted, int used);
     /* Messages up to `pos` were committed (rows and checkpoint are in the
      * destination): `messages` of them, as `batch` (rows per table, dead
-     * letters). `millis_behind` is the page's MillisBehindLatest (-1 unknown). */
+     * letters), the newest arrived at `last_arrival_ms` (epoch ms; 0
+     * unknown). `millis_behind` is the page's MillisBehindLatest (-1
+     * unknown). */
     int (*committed)(void *ctx, const struct kl_shard_position *pos, size_t messages,
-                     int64_t millis_behind, const struct kl_row_batch *batch,
-                     const struct kl_chunk_result *res, struct kl_err *err);
+                     int64_t last_arrival_ms, int64_t millis_behind,
+                     const struct kl_row_batch *batch, const struct kl_chunk_result *res,
+                     struct kl_err *err);
     /* The job was cancelled: stop at this chunk boundary. */
     bool (*cancelled)(void *ctx);
     /* A continuous load's shard reached its tip: true ends the task there

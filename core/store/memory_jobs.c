@@ -4,6 +4,7 @@
  */
 #include "core/store/memory_internal.h"
 #include "core/store/internal.h"
+#include "core/util/clock.h"
 #include "core/util/err.h"
 
 #include <stdlib.h>
@@ -105,6 +106,8 @@ int kl_ms_job_get(void *impl, const char *id, struct kl_store_job *out, struct k
         rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         rc = kl_ms_copy_job(&j->s, out, err);
+    if (rc == KL_OK)
+        out->read_ms = kl_clock_wall_ms(m->clock);
     kl_ms_unlock(m);
     return rc;
 }
@@ -147,6 +150,7 @@ int kl_ms_job_list(void *impl, const struct kl_store_job_filter *f, struct kl_st
         kl_store_job_init(&page.jobs[page.n_jobs]);
         if ((rc = kl_ms_copy_job(j, &page.jobs[page.n_jobs], err)) != KL_OK)
             goto cleanup;
+        page.jobs[page.n_jobs].read_ms = kl_clock_wall_ms(m->clock);
         page.n_jobs++;
     }
     kl_store_job_page_free(out);
@@ -469,7 +473,14 @@ int kl_ms_job_progress(void *impl, const char *id, const struct kl_store_progres
             sp->millis_behind_latest = p->millis_behind_latest;
         if (p->released > 0)
             release_reserve(j, p->shard_id, p->released);
+        if (p->last_arrival_ms > sp->last_arrival_ms)
+            sp->last_arrival_ms = p->last_arrival_ms;
+        if (p->committed_at_ms > 0)
+            kl_store_rate_add(&sp->messages_per_s, &sp->rate_at_ms, p->messages,
+                              p->committed_at_ms);
     }
+    if (p->owner != NULL)
+        kl_store_copy(sp->owner, sizeof sp->owner, p->owner);
     if (p->done)
         sp->done = true;
     if (p->gap != NULL) {

@@ -122,6 +122,8 @@ int kl_rs_job_get(void *impl, const char *id, struct kl_store_job *out, struct k
         rc = KL_STORE_FAIL(err, KL_ERR_NOT_FOUND, "no job %s", id);
     else
         rc = kl_rs_parse_job(reply, out, err);
+    if (rc == KL_OK)
+        out->read_ms = kl_clock_wall_ms(r->clock);
     freeReplyObject(reply);
     return rc;
 }
@@ -163,6 +165,7 @@ int kl_rs_job_list(void *impl, const struct kl_store_job_filter *f, struct kl_st
         kl_store_job_init(&page.jobs[page.n_jobs]);
         if ((rc = kl_rs_parse_job(reply->element[i], &page.jobs[page.n_jobs], err)) != KL_OK)
             goto cleanup;
+        page.jobs[page.n_jobs].read_ms = kl_clock_wall_ms(r->clock);
         page.n_jobs++;
     }
     kl_store_job_page_free(out);
@@ -319,7 +322,7 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     struct args a;
     int rc;
 
-    if ((rc = kl_rs_script_args(r, &a, 18 + 2 * p->n_tables, err)) != KL_OK)
+    if ((rc = kl_rs_script_args(r, &a, 21 + 2 * p->n_tables, err)) != KL_OK)
         goto cleanup;
     kl_rs_arg_str(&a, id);
     kl_rs_arg_str(&a, p->shard_id);
@@ -347,6 +350,9 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     kl_rs_arg_i64(&a, p->released);
     kl_rs_arg_str(&a, p->resumed_from != NULL ? p->resumed_from : "");
     kl_rs_arg_str(&a, p->resumed_from_load_id != NULL ? p->resumed_from_load_id : "");
+    kl_rs_arg_str(&a, p->owner != NULL ? p->owner : "");
+    kl_rs_arg_i64(&a, p->sequence != NULL && p->last_arrival_ms > 0 ? p->last_arrival_ms : 0);
+    kl_rs_arg_i64(&a, p->sequence != NULL && p->committed_at_ms > 0 ? p->committed_at_ms : 0);
     for (size_t i = 0; i < p->n_tables; i++) {
         kl_rs_arg_str(&a, p->tables[i].table);
         kl_rs_arg_i64(&a, p->tables[i].rows);

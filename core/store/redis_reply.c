@@ -126,6 +126,19 @@ static int group_fields(const redisReply *h, struct field **out, size_t *n_out, 
     return KL_OK;
 }
 
+/* A stored decimal ("12.500000"); 0 when it is not one. */
+static double parse_double(const char *v, size_t n)
+{
+    char buf[64];
+    double d;
+    if (n == 0 || n >= sizeof buf)
+        return 0;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    d = strtod(buf, NULL);
+    return d > 0 && d < 1e15 ? d : 0;
+}
+
 static bool name_is(const struct field *f, const char *s)
 {
     return f->name_len == strlen(s) && memcmp(f->name, s, f->name_len) == 0;
@@ -201,6 +214,15 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
                          f[i].val_len < sizeof s->resumed_from_load_id
                              ? f[i].val_len
                              : sizeof s->resumed_from_load_id - 1);
+        else if (name_is(&f[i], "own"))
+            kl_rs_copy_n(s->owner, sizeof s->owner, f[i].val,
+                         f[i].val_len < sizeof s->owner ? f[i].val_len : sizeof s->owner - 1);
+        else if (name_is(&f[i], "arr"))
+            s->last_arrival_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
+        else if (name_is(&f[i], "rate"))
+            s->messages_per_s = parse_double(f[i].val, f[i].val_len);
+        else if (name_is(&f[i], "rat"))
+            s->rate_at_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
         else if (name_is(&f[i], "wsince"))
             s->waiting_since_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
         else if (name_is(&f[i], "wuntil"))

@@ -33,6 +33,7 @@
  *   P fence:<pipeline>:<stream>:<shard>   integer: the highest token handed out
  */
 #include "core/store/redis_scripts.h"
+#include "core/store/store.h"
 
 /* Helpers every script starts with. Sequence numbers compare numerically:
  * leading zeros dropped, longer is larger, then digit by digit. */
@@ -195,8 +196,15 @@ static const char job_transition[] = PRELUDE
 
 /* ARGV: P id shard seq sub mbl msgs dead_letters done gap_from gap_to gap_reason
  *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why released
- *       resumed_from ('' unchanged) resumed_from_load_id
- *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job */
+ *       resumed_from ('' unchanged) resumed_from_load_id owner ('' unchanged)
+ *       last_arrival_ms committed_at_ms
+ *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job
+ * The shard's rate (|rate as of |rat, messages/s) decays with a time
+ * constant of KL_STORE_RATE_WINDOW_MS, as kl_store_rate_add does. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define RATE_WINDOW_MS STR(KL_STORE_RATE_WINDOW_MS)
+
 static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "local k = jk(ARGV[2])\n"
     "if redis.call('EXISTS', k) == 0 then return -1 end\n"
@@ -211,10 +219,24 @@ static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "  redis.call('HINCRBY', sk, sh .. '|msgs', ARGV[7])\n"
     "  if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'messages', ARGV[7]) end\n"
     "  if ARGV[8] ~= '0' then redis.call('HINCRBY', k, 'dead_letters', ARGV[8]) end\n"
-    "  for i = 20, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  for i = 23, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
     "  if ARGV[17] ~= '0' then release(k, sh, tonumber(ARGV[17])) end\n"
     "  if ARGV[6] ~= '-1' then redis.call('HSET', sk, sh .. '|mbl', ARGV[6]) end\n"
+    "  local arr = tonumber(ARGV[21])\n"
+    "  if arr > tonumber(redis.call('HGET', sk, sh .. '|arr') or '0') then\n"
+    "    redis.call('HSET', sk, sh .. '|arr', ARGV[21])\n"
+    "  end\n"
+    "  local at = tonumber(ARGV[22])\n"
+    "  if at > 0 then\n"
+    "    local r = tonumber(redis.call('HGET', sk, sh .. '|rate') or '0')\n"
+    "    local rat = tonumber(redis.call('HGET', sk, sh .. '|rat') or '0')\n"
+    "    if rat > 0 and at > rat then r = r * math.exp(-(at - rat) / " RATE_WINDOW_MS ") end\n"
+    "    r = r + tonumber(ARGV[7]) * 1000 / " RATE_WINDOW_MS "\n"
+    "    if at < rat then at = rat end\n"
+    "    redis.call('HSET', sk, sh .. '|rate', string.format('%.6f', r), sh .. '|rat', at)\n"
+    "  end\n"
     "end\n"
+    "if ARGV[20] ~= '' then redis.call('HSET', sk, sh .. '|own', ARGV[20]) end\n"
     "if ARGV[9] == '1' then redis.call('HSET', sk, sh .. '|done', '1') end\n"
     "if ARGV[10] ~= '' then\n"
     "  redis.call('HSET', sk, sh .. '|gfrom', ARGV[10], sh .. '|gto', ARGV[11],\n"

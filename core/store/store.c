@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/rand.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,25 @@ static int cmp_shards(const void *a, const void *b)
 {
     return strcmp(((const struct kl_store_shard_progress *)a)->position.shard_id,
                   ((const struct kl_store_shard_progress *)b)->position.shard_id);
+}
+
+double kl_store_rate_at(const struct kl_store_shard_progress *s, int64_t now_ms)
+{
+    int64_t dt = now_ms - s->rate_at_ms;
+    if (s->rate_at_ms <= 0 || s->messages_per_s <= 0)
+        return 0;
+    return dt > 0 ? s->messages_per_s * exp(-(double)dt / KL_STORE_RATE_WINDOW_MS)
+                  : s->messages_per_s;
+}
+
+void kl_store_rate_add(double *rate, int64_t *rate_at, int64_t n, int64_t at_ms)
+{
+    int64_t dt = *rate_at > 0 ? at_ms - *rate_at : 0;
+    if (dt > 0)
+        *rate *= exp(-(double)dt / KL_STORE_RATE_WINDOW_MS);
+    *rate += (double)n * 1000.0 / KL_STORE_RATE_WINDOW_MS;
+    if (at_ms > *rate_at)
+        *rate_at = at_ms;
 }
 
 void kl_store_job_sort(struct kl_store_job *j)

@@ -104,7 +104,25 @@ struct kl_store_shard_progress {
      * checkpoint), "dlt" (dlt's pipeline state, of load `resumed_from_load_id`). */
     char resumed_from[KL_STORE_OPERATION_MAX];
     char resumed_from_load_id[KL_STORE_NAME_MAX];
+    /* The replica whose worker last read the shard ("" unknown), the
+     * ApproximateArrivalTimestamp of its newest committed record (epoch
+     * ms, 0 none), and its committed messages per second, exponentially
+     * weighted over about a minute (KL_STORE_RATE_WINDOW_MS) as of the
+     * snapshot. */
+    char owner[KL_STORE_OWNER_MAX];
+    int64_t last_arrival_ms;
+    double messages_per_s; /* as of rate_at_ms (kl_store_rate_at gives it later) */
+    int64_t rate_at_ms;
 };
+
+/* The time constant of kl_store_shard_progress.messages_per_s. */
+#define KL_STORE_RATE_WINDOW_MS 60000
+
+/* The shard's rate decayed from rate_at_ms to `now_ms`. */
+double kl_store_rate_at(const struct kl_store_shard_progress *s, int64_t now_ms);
+/* Adds `n` messages committed at `at_ms` to a rate of `*rate` as of
+ * `*rate_at` (both updated). */
+void kl_store_rate_add(double *rate, int64_t *rate_at, int64_t n, int64_t at_ms);
 
 /* A snapshot of a job: kl_store_job_init before use, kl_store_job_free after. */
 struct kl_store_job {
@@ -130,6 +148,7 @@ struct kl_store_job {
     size_t n_tables;
     struct kl_store_shard_progress *shards; /* malloc'ed, ordered by shard id */
     size_t n_shards;
+    int64_t read_ms; /* the store's clock when the snapshot was taken (epoch ms) */
 };
 
 void kl_store_job_init(struct kl_store_job *j);
@@ -178,6 +197,14 @@ struct kl_store_progress {
     int64_t waiting_since_ms;
     int64_t waiting_until_ms;
     const char *waiting_why;
+    /* NULL: unchanged; else the replica reading the shard now. Applied
+     * whether or not the position part is. */
+    const char *owner;
+    /* With a position: the ApproximateArrivalTimestamp of the chunk's
+     * newest record (epoch ms; 0: none), and when the chunk was committed
+     * (epoch ms; 0: not counted in the shard's rate). Applied with it. */
+    int64_t last_arrival_ms;
+    int64_t committed_at_ms;
 };
 
 struct kl_store_job_filter {

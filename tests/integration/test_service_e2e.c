@@ -634,6 +634,26 @@ static void a_continuous_job_follows_the_stream(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     wait_committed(&s, loc, messages_put);
     assert_exactly_once("_c", table, messages_put);
+    /* per shard: who read it, how old its newest committed record is, its rate */
+    assert_int_equal(call(&s, "GET", loc, NULL, NULL, &job, NULL, 0), 200);
+    {
+        const cJSON *sh;
+        int n = 0;
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItemCaseSensitive(
+                                   cJSON_GetObjectItemCaseSensitive(job, "progress"), "shards"))
+        {
+            const cJSON *age = cJSON_GetObjectItemCaseSensitive(sh, "last_committed_age_ms");
+            const cJSON *rate = cJSON_GetObjectItemCaseSensitive(sh, "messages_per_second");
+            assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(sh, "owner")));
+            assert_non_null(cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(sh, "last_committed_arrival_at")));
+            assert_true(cJSON_IsNumber(age) && age->valuedouble >= 0);
+            assert_true(cJSON_IsNumber(rate) && rate->valuedouble > 0);
+            n++;
+        }
+        assert_int_equal(n, 2);
+    }
+    cJSON_Delete(job);
 
     /* cancel: everything read is committed, the load closed, within 5 s */
     put(messages_put, 30);

@@ -433,6 +433,58 @@ static void test_job_progress(void **state)
     kl_store_destroy(s);
 }
 
+/* A shard's owner, newest arrival and rate: the owner is set by any report
+ * that names one, the arrival only rises, the rate counts committed
+ * messages with a one-minute time constant (and decays to the read time). */
+static void test_job_shard_owner_arrival_rate(void **state)
+{
+    struct kl_store *s = open_store();
+    struct kl_err err = {0};
+    struct kl_store_progress p;
+    struct kl_store_job j;
+    char id[JOB_ID_BUF];
+    bool applied = false;
+    double rate;
+    (void)state;
+
+    new_job(s, "orders", "pipe", NULL, id);
+    set_status(s, id, KL_STORE_JOB_RUNNING);
+    memset(&p, 0, sizeof p);
+    p.shard_id = "shard-a";
+    p.millis_behind_latest = -1;
+    p.owner = "host-a-12";
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    p.owner = NULL;
+    p.sequence = "100";
+    p.sub_sequence = -1;
+    p.messages = 60;
+    p.last_arrival_ms = 1700000000000LL;
+    p.committed_at_ms = 1700000001000LL;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    assert_true(applied);
+    /* a later chunk 60 s on, its records older than the first's newest */
+    p.sequence = "200";
+    p.messages = 60;
+    p.last_arrival_ms = 1699999999000LL;
+    p.committed_at_ms = 1700000061000LL;
+    p.owner = "host-b-7";
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+
+    kl_store_job_init(&j);
+    get_job(s, id, &j);
+    assert_string_equal(j.shards[0].owner, "host-b-7");
+    assert_int_equal(j.shards[0].last_arrival_ms, 1700000000000LL);
+    assert_int_equal(j.shards[0].rate_at_ms, 1700000061000LL);
+    /* 60 messages, then 60 s later 60 more: 1 * e^-1 + 1 messages/s */
+    rate = j.shards[0].messages_per_s;
+    assert_true(rate > 1.367 && rate < 1.368);
+    assert_true(kl_store_rate_at(&j.shards[0], 1700000121000LL) > 0.502 &&
+                kl_store_rate_at(&j.shards[0], 1700000121000LL) < 0.504);
+    assert_true(j.read_ms > 0);
+    kl_store_job_free(&j);
+    kl_store_destroy(s);
+}
+
 static void test_job_list(void **state)
 {
     struct kl_store *s = open_store();
@@ -1233,12 +1285,12 @@ static void test_invalid_arguments(void **state)
     cmocka_unit_test(test_job_create_get), cmocka_unit_test(test_job_conflict),                    \
         cmocka_unit_test(test_job_idempotency), cmocka_unit_test(test_job_transitions),            \
         cmocka_unit_test(test_job_cancel), cmocka_unit_test(test_job_progress),                    \
-        cmocka_unit_test(test_job_list), cmocka_unit_test(test_job_retention),                     \
-        cmocka_unit_test(test_queue_fifo_ack), cmocka_unit_test(test_queue_nack_delay),            \
-        cmocka_unit_test(test_queue_release), cmocka_unit_test(test_queue_expiry_takeover),        \
-        cmocka_unit_test(test_queue_take_timeout), cmocka_unit_test(test_lease_fencing),           \
-        cmocka_unit_test(test_budget_grants_and_releases), cmocka_unit_test(test_budget_race),     \
-        cmocka_unit_test(test_concurrent_workers), cmocka_unit_test(test_queue_wakeup),            \
-        cmocka_unit_test(test_invalid_arguments)
+        cmocka_unit_test(test_job_shard_owner_arrival_rate), cmocka_unit_test(test_job_list),      \
+        cmocka_unit_test(test_job_retention), cmocka_unit_test(test_queue_fifo_ack),               \
+        cmocka_unit_test(test_queue_nack_delay), cmocka_unit_test(test_queue_release),             \
+        cmocka_unit_test(test_queue_expiry_takeover), cmocka_unit_test(test_queue_take_timeout),   \
+        cmocka_unit_test(test_lease_fencing), cmocka_unit_test(test_budget_grants_and_releases),   \
+        cmocka_unit_test(test_budget_race), cmocka_unit_test(test_concurrent_workers),             \
+        cmocka_unit_test(test_queue_wakeup), cmocka_unit_test(test_invalid_arguments)
 
 #endif

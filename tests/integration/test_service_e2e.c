@@ -35,7 +35,7 @@ static const char *workers = "1";    /* KL_WORKERS of the servers a test starts 
 static const char *continuous_loads; /* KL_CONTINUOUS_LOADS of them, or NULL */
 
 /* Servers still running, killed by the teardown when a test failed midway. */
-static pid_t running[4];
+static pid_t running[8];
 
 static void server_start(struct server *s, int port, const char *token, const char *kinesis_env)
 {
@@ -901,6 +901,76 @@ static void a_continuous_job_follows_splits_and_merges(void **state)
     messages_put = saved_put;
 }
 
+/* The whole-life test of a continuous load: declared by the replicas
+ * (KL_CONTINUOUS_LOADS), a producer writing the whole time, and meanwhile
+ * a replica SIGKILLed, another stopped with SIGTERM, two more joining,
+ * Redis restarted without its data and PostgreSQL restarted. Once the
+ * producer stops and the job catches up, every message is in PostgreSQL
+ * exactly once, and the replicas that joined both loaded some of it. */
+static void a_continuous_load_survives_replicas_and_services_going_away(void **state)
+{
+    struct server a, b, c, d;
+    char loads[512], table[96], saved[96];
+    int saved_put = messages_put, status, base = 18000 + (getpid() + 100) % 1000;
+    pid_t producer;
+    (void)state;
+
+    snprintf(saved, sizeof saved, "%s", stream);
+    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-chaos"));
+    messages_put = 0;
+    assert_int_equal(kl_test_run(NULL,
+                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
+                                 "--shards 4 --access-key '%s' >/dev/null",
+                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, access_key),
+                     0);
+    table_of_stream(table, sizeof table);
+    snprintf(loads, sizeof loads,
+             "[{\"stream\":\"%s\",\"pipeline_name\":\"p_x\",\"dataset_name\":\"%s_x\","
+             "\"initial_at_timestamp\":null,\"poll_interval_ms\":200,\"chunk_size\":100}]",
+             stream, dataset);
+    shared_redis = kl_test_require_env("KL_TEST_REDIS_URL");
+    continuous_loads = loads;
+    workers = "2";
+    server_start(&a, base, NULL, "KL_TEST_PROXY_URL");
+    server_start(&b, base + 1, NULL, "KL_TEST_PROXY_URL");
+
+    producer = producer_start(0, 4000); /* about 10 s */
+    sleep(2);
+    kill(a.pid, SIGKILL);
+    waitpid(a.pid, NULL, 0);
+    forget_server(a.pid);
+    server_start(&c, base + 2, NULL, "KL_TEST_PROXY_URL");
+    sleep(1);
+    server_stop(&b);
+    restart_service("redis");
+    server_start(&d, base + 3, NULL, "KL_TEST_PROXY_URL");
+    sleep(1);
+    restart_service("postgres");
+    assert_int_equal(waitpid(producer, &status, 0), producer);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the declared load comes back at a sweep (30 s) after Redis lost it */
+    wait_rows("_x", table, messages_put, 150);
+    assert_exactly_once("_x", table, messages_put);
+    for (int i = 0; i < 2; i++) {
+        char *text = get_text(i == 0 ? &c : &d, "/metrics");
+        const char *m = strstr(text, "\nkl_messages_loaded_total ");
+        assert_non_null(m);
+        printf("# replica %c loaded %lld messages\n", i == 0 ? 'c' : 'd',
+               atoll(m + strlen("\nkl_messages_loaded_total ")));
+        free(text);
+    }
+    workers = "1";
+    continuous_loads = NULL;
+    server_stop(&c);
+    server_stop(&d);
+    shared_redis = NULL;
+    restart_service("redis"); /* no job of this load left behind for later tests */
+    assert_exactly_once("_x", table, messages_put);
+    snprintf(stream, sizeof stream, "%s", saved);
+    messages_put = saved_put;
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -931,6 +1001,8 @@ static int stop_leftovers(void **state)
             running[i] = 0;
         }
     shared_redis = NULL;
+    workers = "1";
+    continuous_loads = NULL;
     return 0;
 }
 
@@ -955,6 +1027,8 @@ int main(void)
                                   stop_leftovers),
         cmocka_unit_test_teardown(a_replica_follows_more_shards_than_workers, stop_leftovers),
         cmocka_unit_test_teardown(a_continuous_job_follows_splits_and_merges, stop_leftovers),
+        cmocka_unit_test_teardown(a_continuous_load_survives_replicas_and_services_going_away,
+                                  stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

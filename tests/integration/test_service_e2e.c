@@ -769,27 +769,73 @@ static void a_declared_continuous_load_comes_back_after_redis_lost_it(void **sta
     assert_exactly_once("_d", table, messages_put);
 }
 
+/* The stream of the setup, kept while a test works on a stream of its own. */
+static char setup_stream[96];
+static int setup_messages_put;
+
+/* Switches the test to a new stream of `shards` shards named after
+ * `prefix`, made through `endpoint_env` (NULL: the proxy, with the test's
+ * key); restore_stream goes back to the setup's. */
+static void use_own_stream(const char *prefix, int shards, const char *endpoint_env)
+{
+    snprintf(setup_stream, sizeof setup_stream, "%s", stream);
+    setup_messages_put = messages_put;
+    snprintf(stream, sizeof stream, "%s", kl_test_unique(prefix));
+    messages_put = 0;
+    assert_int_equal(
+        kl_test_run(NULL,
+                    "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
+                    "--shards %d --access-key '%s'%s >/dev/null",
+                    kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                    kl_test_require_env(endpoint_env ? endpoint_env : "KL_TEST_PROXY_URL"), stream,
+                    shards, endpoint_env ? "x" : access_key, endpoint_env ? " --secret-key y" : ""),
+        0);
+}
+
+static void restore_stream(void)
+{
+    snprintf(stream, sizeof stream, "%s", setup_stream);
+    messages_put = setup_messages_put;
+}
+
+/* Cancels the job at `loc` and waits until it is cancelled. */
+static void cancel_job(const struct server *s, const char *loc)
+{
+    char path[192];
+    cJSON *job;
+    snprintf(path, sizeof path, "%s/cancel", loc);
+    assert_int_equal(call(s, "POST", path, NULL, NULL, NULL, NULL, 0), 202);
+    job = poll(s, loc);
+    assert_string_equal(status_of(job), "cancelled");
+    cJSON_Delete(job);
+}
+
+/* The value of an unlabelled counter or gauge in the server's /metrics. */
+static long long metric(const struct server *s, const char *name)
+{
+    char *text = get_text(s, "/metrics"), want[128];
+    const char *m;
+    long long v;
+    snprintf(want, sizeof want, "\n%s ", name);
+    m = strstr(text, want);
+    assert_non_null(m);
+    v = atoll(m + strlen(want));
+    free(text);
+    return v;
+}
+
 /* One replica with 2 workers follows an 8-shard stream: a shard at its tip
  * gives its worker back while other shards wait (its next poll is a task
  * of its own), so every shard keeps up; exactly once. */
 static void a_replica_follows_more_shards_than_workers(void **state)
 {
     struct server s;
-    char body[512], path[160], loc[128], table[96], saved[96], cancel[192];
-    int saved_put = messages_put, status;
-    cJSON *job = NULL;
+    char body[512], path[160], loc[128], table[96];
+    int status;
     pid_t producer;
     (void)state;
 
-    snprintf(saved, sizeof saved, "%s", stream);
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-wide"));
-    messages_put = 0;
-    assert_int_equal(kl_test_run(NULL,
-                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
-                                 "--shards 8 --access-key '%s' >/dev/null",
-                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
-                                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, access_key),
-                     0);
+    use_own_stream("kl-e2e-wide", 8, NULL);
     put(0, 400);
     workers = "2";
     server_start(&s, 18000 + (getpid() + 800) % 1000, NULL, "KL_TEST_PROXY_URL");
@@ -807,22 +853,11 @@ static void a_replica_follows_more_shards_than_workers(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     wait_committed(&s, loc, messages_put);
     assert_exactly_once("_w", table, messages_put);
-    {
-        char *text = get_text(&s, "/metrics");
-        const char *y = strstr(text, "\nkl_task_yields_total ");
-        assert_non_null(y);
-        assert_true(atoll(y + strlen("\nkl_task_yields_total ")) > 0);
-        free(text);
-    }
-    snprintf(cancel, sizeof cancel, "%s/cancel", loc);
-    assert_int_equal(call(&s, "POST", cancel, NULL, NULL, NULL, NULL, 0), 202);
-    job = poll(&s, loc);
-    assert_string_equal(status_of(job), "cancelled");
-    cJSON_Delete(job);
+    assert_true(metric(&s, "kl_task_yields_total") > 0);
+    cancel_job(&s, loc);
     server_stop(&s);
     assert_exactly_once("_w", table, messages_put);
-    snprintf(stream, sizeof stream, "%s", saved);
-    messages_put = saved_put;
+    restore_stream();
 }
 
 /* On kinesis-local (kinesalite does not reshard), a continuous job keeps
@@ -832,20 +867,13 @@ static void a_replica_follows_more_shards_than_workers(void **state)
 static void a_continuous_job_follows_splits_and_merges(void **state)
 {
     struct server s;
-    char body[512], path[160], loc[128], table[96], saved[96], cancel[192];
+    char body[512], path[160], loc[128], table[96];
     const char *url = kl_test_require_env("KL_TEST_KINESIS_LOCAL_URL");
     const char *tools = kl_test_require_env("KL_TEST_NODE_TOOLS");
-    int saved_put = messages_put, n = 0;
-    cJSON *job = NULL;
+    int n = 0;
     (void)state;
 
-    snprintf(saved, sizeof saved, "%s", stream);
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-reshard"));
-    assert_int_equal(kl_test_run(NULL,
-                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
-                                 "--shards 2 --access-key x --secret-key y >/dev/null",
-                                 tools, url, stream),
-                     0);
+    use_own_stream("kl-e2e-reshard", 2, "KL_TEST_KINESIS_LOCAL_URL");
 #define PUT_LOCAL(count)                                                                           \
     do {                                                                                           \
         assert_int_equal(kl_test_run(NULL,                                                         \
@@ -890,15 +918,10 @@ static void a_continuous_job_follows_splits_and_merges(void **state)
     assert_true(kl_test_pg_scalar("SELECT count(*) FROM \"%s_r\".\"%s\" WHERE "
                                   "_kinesis__shard_id = 'shardId-000000000004'",
                                   dataset, table) > 0);
-    snprintf(cancel, sizeof cancel, "%s/cancel", loc);
-    assert_int_equal(call(&s, "POST", cancel, NULL, NULL, NULL, NULL, 0), 202);
-    job = poll(&s, loc);
-    assert_string_equal(status_of(job), "cancelled");
-    cJSON_Delete(job);
+    cancel_job(&s, loc);
     server_stop(&s);
     assert_exactly_once("_r", table, n);
-    snprintf(stream, sizeof stream, "%s", saved);
-    messages_put = saved_put;
+    restore_stream();
 }
 
 /* The whole-life test of a continuous load: declared by the replicas
@@ -910,20 +933,12 @@ static void a_continuous_job_follows_splits_and_merges(void **state)
 static void a_continuous_load_survives_replicas_and_services_going_away(void **state)
 {
     struct server a, b, c, d;
-    char loads[512], table[96], saved[96];
-    int saved_put = messages_put, status, base = 18000 + (getpid() + 100) % 1000;
+    char loads[512], table[96];
+    int status, base = 18000 + (getpid() + 100) % 1000;
     pid_t producer;
     (void)state;
 
-    snprintf(saved, sizeof saved, "%s", stream);
-    snprintf(stream, sizeof stream, "%s", kl_test_unique("kl-e2e-chaos"));
-    messages_put = 0;
-    assert_int_equal(kl_test_run(NULL,
-                                 "cd '%s' && node create-stream.js --endpoint '%s' --stream '%s' "
-                                 "--shards 4 --access-key '%s' >/dev/null",
-                                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
-                                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, access_key),
-                     0);
+    use_own_stream("kl-e2e-chaos", 4, NULL);
     table_of_stream(table, sizeof table);
     snprintf(loads, sizeof loads,
              "[{\"stream\":\"%s\",\"pipeline_name\":\"p_x\",\"dataset_name\":\"%s_x\","
@@ -952,13 +967,11 @@ static void a_continuous_load_survives_replicas_and_services_going_away(void **s
     /* the declared load comes back at a sweep (30 s) after Redis lost it */
     wait_rows("_x", table, messages_put, 150);
     assert_exactly_once("_x", table, messages_put);
-    for (int i = 0; i < 2; i++) {
-        char *text = get_text(i == 0 ? &c : &d, "/metrics");
-        const char *m = strstr(text, "\nkl_messages_loaded_total ");
-        assert_non_null(m);
-        printf("# replica %c loaded %lld messages\n", i == 0 ? 'c' : 'd',
-               atoll(m + strlen("\nkl_messages_loaded_total ")));
-        free(text);
+    {
+        long long by_c = metric(&c, "kl_messages_loaded_total");
+        long long by_d = metric(&d, "kl_messages_loaded_total");
+        printf("# the replicas that joined loaded %lld and %lld messages\n", by_c, by_d);
+        assert_true(by_c > 0 && by_d > 0);
     }
     workers = "1";
     continuous_loads = NULL;
@@ -967,8 +980,7 @@ static void a_continuous_load_survives_replicas_and_services_going_away(void **s
     shared_redis = NULL;
     restart_service("redis"); /* no job of this load left behind for later tests */
     assert_exactly_once("_x", table, messages_put);
-    snprintf(stream, sizeof stream, "%s", saved);
-    messages_put = saved_put;
+    restore_stream();
 }
 
 static int setup(void **state)

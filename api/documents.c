@@ -4,6 +4,7 @@
  */
 #include "api/documents.h"
 #include "core/kinesis/start.h"
+#include "core/load/params.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -68,6 +69,35 @@ static cJSON *waiting_document(const struct kl_store_shard_progress *s)
     return w;
 }
 
+/* A running continuous load's current load window ({index, load_id,
+ * started_at, seconds}), or null. */
+static cJSON *window_document(const struct kl_store_job *j, const cJSON *params)
+{
+    struct kl_load_params p;
+    const cJSON *v;
+    char id[KL_LOAD_ID_MAX];
+    int64_t k;
+    cJSON *o;
+
+    if (params == NULL || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "continuous")) ||
+        kl_store_job_status_final(j->status))
+        return cJSON_CreateNull();
+    memset(&p, 0, sizeof p);
+    v = cJSON_GetObjectItemCaseSensitive(params, "load_window_s");
+    p.load_window_s = cJSON_IsNumber(v) ? (int64_t)v->valuedouble : KL_LOAD_WINDOW_DEFAULT_S;
+    k = kl_load_window_at(&p, j->created_ms, j->read_ms);
+    kl_load_window_id(&p, j->created_ms, k, id);
+    o = cJSON_CreateObject();
+    if (o == NULL || cJSON_AddNumberToObject(o, "index", (double)k) == NULL ||
+        cJSON_AddStringToObject(o, "load_id", id) == NULL ||
+        !add(o, "started_at", iso_or_null(j->created_ms + k * p.load_window_s * 1000)) ||
+        cJSON_AddNumberToObject(o, "seconds", (double)p.load_window_s) == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 cJSON *kl_doc_job(const struct kl_store_job *j)
 {
     cJSON *doc = cJSON_CreateObject(), *progress, *shards, *info, *counts, *gaps, *params;
@@ -117,7 +147,9 @@ cJSON *kl_doc_job(const struct kl_store_job *j)
                                                        : 0))
                      : cJSON_CreateNull()) &&
              cJSON_AddNumberToObject(o, "messages_per_second",
-                                     round(kl_store_rate_at(s, j->read_ms) * 10) / 10) != NULL;
+                                     round(kl_store_rate_at(s, j->read_ms) * 10) / 10) != NULL &&
+             add(o, "load_window",
+                 s->window >= 0 ? cJSON_CreateNumber((double)s->window) : cJSON_CreateNull());
         if (ok && s->has_gap) {
             cJSON *g = cJSON_CreateObject();
             ok = g != NULL && cJSON_AddItemToArray(gaps, g) &&
@@ -129,6 +161,8 @@ cJSON *kl_doc_job(const struct kl_store_job *j)
                  cJSON_AddStringToObject(g, "reason", s->gap.reason) != NULL;
         }
     }
+    if (ok)
+        ok = add(doc, "load_window", window_document(j, params));
     info = ok ? cJSON_AddObjectToObject(doc, "last_normalize_info") : NULL;
     counts = info != NULL ? cJSON_AddObjectToObject(info, "row_counts") : NULL;
     ok = ok && counts != NULL;

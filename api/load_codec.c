@@ -21,7 +21,7 @@
 #define LOAD_FIELD_NAMES                                                                           \
     "pipeline_name, dataset_name, table_name, initial_at_timestamp, max_number_of_messages, "      \
     "milliseconds_behind_latest, parse_json, chunk_size, write_disposition, continuous, "          \
-    "poll_interval_ms, max_commit_delay_ms"
+    "poll_interval_ms, max_commit_delay_ms, load_window_s"
 
 static const char *type_name(const cJSON *v)
 {
@@ -264,6 +264,14 @@ static void parse_commit_delay(const cJSON *v, const char *name, struct kl_load_
         p->max_commit_delay_ms = n;
 }
 
+static void parse_load_window(const cJSON *v, const char *name, struct kl_load_params *p,
+                              struct kl_field_errors *fe)
+{
+    long long n;
+    if (get_int(v, name, KL_LOAD_WINDOW_MIN_S, KL_LOAD_WINDOW_MAX_S, &n, fe) == KL_OK)
+        p->load_window_s = n;
+}
+
 static const struct load_field {
     const char *name;
     void (*parse)(const cJSON *v, const char *name, struct kl_load_params *p,
@@ -281,6 +289,7 @@ static const struct load_field {
     {"continuous", parse_continuous},
     {"poll_interval_ms", parse_poll_interval},
     {"max_commit_delay_ms", parse_commit_delay},
+    {"load_window_s", parse_load_window},
 };
 
 #define N_LOAD_FIELDS (sizeof load_fields / sizeof load_fields[0])
@@ -306,7 +315,8 @@ static void check_continuous(const struct kl_load_params *p, const bool *seen,
 {
     static const char *const batch_only[] = {"max_number_of_messages",
                                              "milliseconds_behind_latest"};
-    static const char *const continuous_only[] = {"poll_interval_ms", "max_commit_delay_ms"};
+    static const char *const continuous_only[] = {"poll_interval_ms", "max_commit_delay_ms",
+                                                  "load_window_s"};
 
     for (size_t i = 0; p->continuous && i < sizeof batch_only / sizeof batch_only[0]; i++)
         if (was_given(seen, batch_only[i]))

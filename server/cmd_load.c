@@ -60,6 +60,8 @@ void kl_cmd_load_usage(FILE *out)
             "                                 (default 1000, at least 200)\n"
             "  --max-commit-delay-ms MS       --follow: a record read is committed within this\n"
             "                                 (default 1000)\n"
+            "  --load-window-s S              --follow: each S seconds of rows are one dlt load\n"
+            "                                 (default 300, 10 to 86400)\n"
             "  --workers N                    shards loaded in parallel (default KL_WORKERS, 4)\n"
             "  --timeout S                    give up waiting after S seconds (default: none)\n"
             "\n"
@@ -204,6 +206,11 @@ static int parse_args(int argc, char **argv, struct kl_load_params *p, int *work
         } else if (strcmp(arg, "--poll-interval-ms") == 0) {
             if (kl_cli_parse_int("load", arg, val, KL_POLL_INTERVAL_MIN_MS, KL_POLL_INTERVAL_MAX_MS,
                                  &p->poll_interval_ms) != 0)
+                return -1;
+            follow_flag = arg;
+        } else if (strcmp(arg, "--load-window-s") == 0) {
+            if (kl_cli_parse_int("load", arg, val, KL_LOAD_WINDOW_MIN_S, KL_LOAD_WINDOW_MAX_S,
+                                 &p->load_window_s) != 0)
                 return -1;
             follow_flag = arg;
         } else if (strcmp(arg, "--max-commit-delay-ms") == 0) {

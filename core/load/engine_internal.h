@@ -59,6 +59,7 @@ struct kl_worker {
     int64_t job_created_ms; /* epoch ms: the stop rule's bound on arrival times */
     struct kl_normalizer *norm;
     int64_t schema_written;
+    int64_t windows_closed; /* a continuous job_id: its load windows below this are closed */
 };
 
 static inline struct kl_store *kl_worker_store(const struct kl_worker *w)
@@ -75,6 +76,10 @@ const struct kl_clock *kl_engine_clock(const struct kl_engine *e);
  * connection and a normaliser over the dataset's stored schema (cached
  * while the worker stays on the job). */
 int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct kl_err *err);
+/* A continuous load: closes its load windows [from, to) — dlt's
+ * `_dlt_loads` row and pipeline state for each, as a batch job's end
+ * writes them (idempotent) — and notes how far they are closed. */
+int kl_job_close_windows(struct kl_worker *w, int64_t from, int64_t to, struct kl_err *err);
 /* Records the job as failed, with `why` (and the shard, may be NULL). */
 void kl_job_fail(struct kl_worker *w, const char *job_id, const char *shard,
                  const struct kl_err *why);

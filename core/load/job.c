@@ -105,6 +105,7 @@ int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct k
 
     if (strcmp(w->job_id, job->id) == 0 && w->norm != NULL)
         return KL_OK;
+    w->windows_closed = 0;
     kl_normalizer_destroy(w->norm);
     w->norm = NULL;
     w->job_id[0] = '\0';
@@ -142,6 +143,33 @@ int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct k
     w->schema_written = schema != NULL ? version : -1;
     snprintf(w->job_id, sizeof w->job_id, "%s", job->id);
     return KL_OK;
+}
+
+int kl_job_close_windows(struct kl_worker *w, int64_t from, int64_t to, struct kl_err *err)
+{
+    struct kl_load_complete c;
+    char id[KL_LOAD_ID_MAX];
+    int rc = KL_OK;
+
+    if (from < w->windows_closed)
+        from = w->windows_closed;
+    for (int64_t k = from; k < to && rc == KL_OK; k++) {
+        kl_load_window_id(&w->params, w->job_created_ms, k, id);
+        memset(&c, 0, sizeof c);
+        c.load_id = id;
+        c.schema_name = KL_SCHEMA_NAME;
+        c.pipeline_name = w->params.pipeline_name;
+        c.stream_name = w->params.stream;
+        c.disposition = w->params.write_disposition;
+        c.next_run_ms = -1;
+        rc = kl_dest_complete_load(w->dest, w->params.dataset_name, &c, err);
+        if (rc == KL_OK) {
+            struct kl_log_ctx ctx = {w->job_id, w->params.stream, NULL};
+            KL_INFO("engine", &ctx, "load window %lld closed: load %s", (long long)k, id);
+            w->windows_closed = k + 1;
+        }
+    }
+    return rc;
 }
 
 /* Completes a job whose tasks are all done: dlt's load and pipeline-state
@@ -185,6 +213,15 @@ static int complete_job(struct kl_worker *w, const char *job_id, struct kl_err *
         goto cleanup;
     memset(&c, 0, sizeof c);
     c.load_id = w->load_id;
+    if (w->params.continuous) {
+        /* every window before the one it ends in; that one is the load below */
+        int64_t k =
+            kl_load_window_at(&w->params, job.created_ms, kl_clock_wall_ms(kl_engine_clock(w->e)));
+        rc = kl_job_close_windows(w, 0, k, err);
+        if (rc != KL_OK)
+            goto cleanup;
+        kl_load_window_id(&w->params, job.created_ms, k, w->load_id);
+    }
     c.schema_name = KL_SCHEMA_NAME;
     c.pipeline_name = w->params.pipeline_name;
     c.stream_name = w->params.stream;

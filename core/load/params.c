@@ -26,6 +26,21 @@ void kl_load_params_defaults(struct kl_load_params *p, const char *stream)
     p->continuous = false;
     p->poll_interval_ms = KL_POLL_INTERVAL_DEFAULT_MS;
     p->max_commit_delay_ms = KL_COMMIT_DELAY_DEFAULT_MS;
+    p->load_window_s = KL_LOAD_WINDOW_DEFAULT_S;
+}
+
+int64_t kl_load_window_at(const struct kl_load_params *p, int64_t created_ms, int64_t now_ms)
+{
+    int64_t w = p->load_window_s > 0 ? p->load_window_s * 1000 : 1;
+    return now_ms > created_ms ? (now_ms - created_ms) / w : 0;
+}
+
+void kl_load_window_id(const struct kl_load_params *p, int64_t created_ms, int64_t k, char *out)
+{
+    /* dlt's load id: seconds with microseconds */
+    int64_t ms = created_ms + k * (p->load_window_s > 0 ? p->load_window_s : 0) * 1000;
+    snprintf(out, KL_LOAD_ID_MAX, "%lld.%06lld", (long long)(ms / 1000),
+             (long long)(ms % 1000) * 1000);
 }
 
 bool kl_pipeline_name_valid(const char *s)
@@ -87,6 +102,13 @@ int kl_load_params_validate(const struct kl_load_params *p, struct kl_err *err)
     if (p->max_commit_delay_ms < 0 || p->max_commit_delay_ms > KL_COMMIT_DELAY_MAX_MS)
         return kl_err_set(err, KL_ERR_INVALID, "max_commit_delay_ms: 0 to %d",
                           KL_COMMIT_DELAY_MAX_MS);
+    if (p->load_window_s < KL_LOAD_WINDOW_MIN_S || p->load_window_s > KL_LOAD_WINDOW_MAX_S)
+        return kl_err_set(err, KL_ERR_INVALID, "load_window_s: %d to %d", KL_LOAD_WINDOW_MIN_S,
+                          KL_LOAD_WINDOW_MAX_S);
+    if (p->continuous && p->write_disposition == KL_WRITE_REPLACE)
+        return kl_err_set(err, KL_ERR_INVALID,
+                          "write_disposition: append or merge for a continuous load (replace "
+                          "would empty the tables at every load window)");
     if (p->continuous && p->max_messages != -1)
         return kl_err_set(err, KL_ERR_INVALID,
                           "max_number_of_messages: must be null for a continuous load, which "
@@ -128,7 +150,8 @@ cJSON *kl_load_params_to_json(const struct kl_load_params *p)
     if (ok && p->continuous)
         ok = cJSON_AddNumberToObject(o, "poll_interval_ms", (double)p->poll_interval_ms) != NULL &&
              cJSON_AddNumberToObject(o, "max_commit_delay_ms", (double)p->max_commit_delay_ms) !=
-                 NULL;
+                 NULL &&
+             cJSON_AddNumberToObject(o, "load_window_s", (double)p->load_window_s) != NULL;
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -204,6 +227,9 @@ int kl_load_params_from_json(const char *json, struct kl_load_params *p, struct 
     v = cJSON_GetObjectItemCaseSensitive(o, "max_commit_delay_ms");
     if (cJSON_IsNumber(v))
         p->max_commit_delay_ms = (int64_t)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(o, "load_window_s");
+    if (cJSON_IsNumber(v))
+        p->load_window_s = (int64_t)v->valuedouble;
     rc = kl_load_params_validate(p, err);
 
 cleanup:

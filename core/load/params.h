@@ -42,6 +42,7 @@ struct kl_load_params {
     bool continuous;
     int64_t poll_interval_ms;    /* between GetRecords calls of a shard at its tip */
     int64_t max_commit_delay_ms; /* a record read is committed within this */
+    int64_t load_window_s;       /* each window's rows are one dlt load */
 };
 
 /* The continuous parameters' defaults and ranges (openapi.yaml) */
@@ -50,6 +51,16 @@ struct kl_load_params {
 #define KL_POLL_INTERVAL_MAX_MS 60000
 #define KL_COMMIT_DELAY_DEFAULT_MS 1000
 #define KL_COMMIT_DELAY_MAX_MS 60000
+#define KL_LOAD_WINDOW_DEFAULT_S 300
+#define KL_LOAD_WINDOW_MIN_S 10
+#define KL_LOAD_WINDOW_MAX_S 86400
+
+/* A continuous load's window `k` (its rows' _dlt_load_id): windows are
+ * load_window_s apart from the job's creation; window 0's id is the job's
+ * own load id. `out` holds at least KL_LOAD_ID_MAX bytes. */
+#define KL_LOAD_ID_MAX 40
+int64_t kl_load_window_at(const struct kl_load_params *p, int64_t created_ms, int64_t now_ms);
+void kl_load_window_id(const struct kl_load_params *p, int64_t created_ms, int64_t k, char *out);
 
 /* Fills every field with dlt's default for `stream` (not validated here). */
 void kl_load_params_defaults(struct kl_load_params *p, const char *stream);

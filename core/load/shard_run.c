@@ -226,6 +226,41 @@ static bool hook_yield_at_tip(void *ctx)
     return true;
 }
 
+/* A continuous load's shard enters load window `k`: recorded with the
+ * job, then the windows every reading shard has left are closed (by
+ * whichever worker sees that first; closing is idempotent). A shard that
+ * is done no longer holds a window open; one that has not started yet
+ * will write into a window of its start, never into an earlier one. */
+static int hook_window(void *ctx, int64_t k, struct kl_err *err)
+{
+    struct shard_run *r = ctx;
+    struct kl_store *store = kl_worker_store(r->w);
+    struct kl_store_progress p;
+    struct kl_store_job job;
+    int64_t low = -1;
+    int rc;
+
+    memset(&p, 0, sizeof p);
+    p.shard_id = r->task->shard_id;
+    p.millis_behind_latest = -1;
+    p.has_window = true;
+    p.window = k;
+    rc = kl_store_job_progress(store, r->task->job_id, &p, NULL, err);
+    if (rc != KL_OK)
+        return rc;
+    kl_store_job_init(&job);
+    rc = kl_store_job_get(store, r->task->job_id, &job, err);
+    for (size_t i = 0; rc == KL_OK && i < job.n_shards; i++) {
+        const struct kl_store_shard_progress *s = &job.shards[i];
+        if (!s->done && s->window >= 0 && (low < 0 || s->window < low))
+            low = s->window;
+    }
+    kl_store_job_free(&job);
+    if (rc == KL_OK && low > r->w->windows_closed)
+        rc = kl_job_close_windows(r->w, r->w->windows_closed, low, err);
+    return rc;
+}
+
 static int hook_renew(void *ctx, struct kl_err *err)
 {
     struct shard_run *r = ctx;
@@ -379,6 +414,7 @@ void kl_shard_run(struct kl_worker *w, const struct kl_store_task *t)
     hooks.committed = hook_committed;
     hooks.cancelled = hook_cancelled;
     hooks.yield_at_tip = hook_yield_at_tip;
+    hooks.window = hook_window;
     hooks.renew = hook_renew;
     hooks.waiting = hook_waiting;
 

@@ -33,6 +33,7 @@ struct run {
     struct kl_task_result *result;
     const struct kl_clock *clock;
     struct kl_log_ctx log;
+    int64_t window; /* a continuous load's load window; -1 before the first */
 };
 
 /* Normalises messages [from, to) into a fresh chunk of the normaliser. */
@@ -378,6 +379,29 @@ static int ask_next(struct run *r, struct prefetch *f, struct kl_chunk *into, in
     return KL_OK;
 }
 
+/* A continuous load: the load window of now, told to the job when it
+ * changed, and its load id given to the normaliser for the next chunk. */
+static int enter_window(struct run *r, struct kl_err *err)
+{
+    const struct kl_load_params *p = r->spec->params;
+    int64_t k = kl_load_window_at(p, r->spec->job_created_ms, kl_clock_wall_ms(r->clock));
+    char id[KL_LOAD_ID_MAX];
+    int rc;
+
+    if (k == r->window)
+        return KL_OK;
+    if (r->hooks->window != NULL) {
+        rc = r->hooks->window(r->hooks->ctx, k, err);
+        if (rc != KL_OK)
+            return rc;
+    }
+    kl_load_window_id(p, r->spec->job_created_ms, k, id);
+    rc = kl_normalizer_set_load_id(r->env->normalizer, id, err);
+    if (rc == KL_OK)
+        r->window = k;
+    return rc;
+}
+
 /* A page at its shard's tip: not full, and no MillisBehindLatest above 0
  * (the cursor's rule for the poll interval). */
 static bool at_tip(const struct kl_chunk *c, int limit)
@@ -413,6 +437,7 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
     r.log.job_id = spec->job_id != NULL ? spec->job_id : spec->load_id;
     r.log.stream = spec->params->stream;
     r.log.shard = spec->shard_id;
+    r.window = -1;
     kl_chunk_init(&chunks[0]);
     kl_chunk_init(&chunks[1]);
 
@@ -489,6 +514,11 @@ int kl_task_run(const struct kl_task_env *env, const struct kl_task_spec *spec,
                     stop_end = KL_TASK_BUDGET;
                 }
             }
+        }
+        if (spec->params->continuous) {
+            rc = enter_window(&r, err);
+            if (rc != KL_OK)
+                goto cleanup;
         }
         if (c->n_messages > 0) {
             rc = load_chunk(&r, c, err);

@@ -65,6 +65,10 @@ struct kl_task_hooks {
      * (KL_TASK_AT_TIP, the page loaded, no further page asked for), so that
      * its worker serves other shards until this one's next poll is due. */
     bool (*yield_at_tip)(void *ctx);
+    /* A continuous load's shard writes into load window `k` from now on
+     * (called before its first chunk of each window, and once when the
+     * task starts): its earlier windows' chunks are all committed. */
+    int (*window)(void *ctx, int64_t k, struct kl_err *err);
     /* Keeps the shard lease alive; KL_ERR_CONFLICT when it was lost. */
     int (*renew)(void *ctx, struct kl_err *err);
     /* A Kinesis call of the shard is being retried: `operation`, since when

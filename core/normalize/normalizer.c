@@ -198,6 +198,20 @@ int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struc
     return KL_OK;
 }
 
+int kl_normalizer_set_load_id(struct kl_normalizer *n, const char *load_id, struct kl_err *err)
+{
+    char *copy;
+    if (strcmp(n->load_id, load_id) == 0)
+        return KL_OK;
+    copy = kl_norm_dupn(load_id, strlen(load_id));
+    if (copy == NULL)
+        return kl_err_set(err, KL_ERR_NOMEM, "out of memory");
+    free(n->load_id);
+    n->load_id = copy;
+    n->opt.load_id = n->load_id;
+    return KL_OK;
+}
+
 bool kl_normalizer_full(const struct kl_normalizer *n)
 {
     return n->opt.chunk_bytes_target > 0 && footprint(n) > n->opt.chunk_bytes_target;

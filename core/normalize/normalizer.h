@@ -48,6 +48,10 @@ void kl_normalizer_destroy(struct kl_normalizer *n);
  * error the chunk may hold part of the message: reset it. */
 int kl_normalizer_add(struct kl_normalizer *n, const struct kl_message *m, struct kl_err *err);
 
+/* The `_dlt_load_id` of the root rows added from now on (a continuous
+ * load's window); the chunk must be empty (after reset). */
+int kl_normalizer_set_load_id(struct kl_normalizer *n, const char *load_id, struct kl_err *err);
+
 /* True once the open chunk's rows passed chunk_bytes_target: close and load
  * it (the message that passed it included) before adding more. */
 bool kl_normalizer_full(const struct kl_normalizer *n);

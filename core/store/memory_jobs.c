@@ -323,6 +323,7 @@ static struct kl_store_shard_progress *find_shard(struct mjob *j, const char *sh
     kl_store_copy(sp->position.shard_id, sizeof sp->position.shard_id, shard_id);
     sp->position.sub_sequence = -1;
     sp->millis_behind_latest = -1;
+    sp->window = -1;
     return sp;
 }
 
@@ -481,6 +482,8 @@ int kl_ms_job_progress(void *impl, const char *id, const struct kl_store_progres
     }
     if (p->owner != NULL)
         kl_store_copy(sp->owner, sizeof sp->owner, p->owner);
+    if (p->has_window && p->window > sp->window)
+        sp->window = p->window;
     if (p->done)
         sp->done = true;
     if (p->gap != NULL) {

@@ -322,7 +322,7 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     struct args a;
     int rc;
 
-    if ((rc = kl_rs_script_args(r, &a, 21 + 2 * p->n_tables, err)) != KL_OK)
+    if ((rc = kl_rs_script_args(r, &a, 22 + 2 * p->n_tables, err)) != KL_OK)
         goto cleanup;
     kl_rs_arg_str(&a, id);
     kl_rs_arg_str(&a, p->shard_id);
@@ -353,6 +353,10 @@ int kl_rs_job_progress(void *impl, const char *id, const struct kl_store_progres
     kl_rs_arg_str(&a, p->owner != NULL ? p->owner : "");
     kl_rs_arg_i64(&a, p->sequence != NULL && p->last_arrival_ms > 0 ? p->last_arrival_ms : 0);
     kl_rs_arg_i64(&a, p->sequence != NULL && p->committed_at_ms > 0 ? p->committed_at_ms : 0);
+    if (p->has_window && p->window >= 0)
+        kl_rs_arg_i64(&a, p->window);
+    else
+        kl_rs_arg_str(&a, "");
     for (size_t i = 0; i < p->n_tables; i++) {
         kl_rs_arg_str(&a, p->tables[i].table);
         kl_rs_arg_i64(&a, p->tables[i].rows);

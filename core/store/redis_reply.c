@@ -175,6 +175,7 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
             s = &j->shards[j->n_shards++];
             s->position.sub_sequence = -1;
             s->millis_behind_latest = -1;
+            s->window = -1;
             if (!kl_rs_copy_n(s->position.shard_id, sizeof s->position.shard_id, f[i].key,
                               f[i].key_len)) {
                 rc = kl_rs_bad_reply("shard id", err);
@@ -221,6 +222,8 @@ static int parse_shards(const redisReply *h, struct kl_store_job *j, struct kl_e
             s->last_arrival_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
         else if (name_is(&f[i], "rate"))
             s->messages_per_s = parse_double(f[i].val, f[i].val_len);
+        else if (name_is(&f[i], "win"))
+            s->window = kl_store_parse_i64(f[i].val, f[i].val_len, -1);
         else if (name_is(&f[i], "rat"))
             s->rate_at_ms = kl_store_parse_i64(f[i].val, f[i].val_len, 0);
         else if (name_is(&f[i], "wsince"))

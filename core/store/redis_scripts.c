@@ -197,7 +197,7 @@ static const char job_transition[] = PRELUDE
 /* ARGV: P id shard seq sub mbl msgs dead_letters done gap_from gap_to gap_reason
  *       wait_op ('' unchanged, '-' cleared) wait_since wait_until wait_why released
  *       resumed_from ('' unchanged) resumed_from_load_id owner ('' unchanged)
- *       last_arrival_ms committed_at_ms
+ *       last_arrival_ms committed_at_ms window ('' unchanged; only rises)
  *       [table rows]... -> 1 applied | 0 duplicate | -1 no such job
  * The shard's rate (|rate as of |rat, messages/s) decays with a time
  * constant of KL_STORE_RATE_WINDOW_MS, as kl_store_rate_add does. */
@@ -219,7 +219,7 @@ static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "  redis.call('HINCRBY', sk, sh .. '|msgs', ARGV[7])\n"
     "  if ARGV[7] ~= '0' then redis.call('HINCRBY', k, 'messages', ARGV[7]) end\n"
     "  if ARGV[8] ~= '0' then redis.call('HINCRBY', k, 'dead_letters', ARGV[8]) end\n"
-    "  for i = 23, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
+    "  for i = 24, #ARGV, 2 do redis.call('HINCRBY', k .. ':rows', ARGV[i], ARGV[i + 1]) end\n"
     "  if ARGV[17] ~= '0' then release(k, sh, tonumber(ARGV[17])) end\n"
     "  if ARGV[6] ~= '-1' then redis.call('HSET', sk, sh .. '|mbl', ARGV[6]) end\n"
     "  local arr = tonumber(ARGV[21])\n"
@@ -237,6 +237,8 @@ static const char job_progress[] = PRELUDE BUDGET_RELEASE
     "  end\n"
     "end\n"
     "if ARGV[20] ~= '' then redis.call('HSET', sk, sh .. '|own', ARGV[20]) end\n"
+    "if ARGV[23] ~= '' and tonumber(ARGV[23]) > tonumber(redis.call('HGET', sk, sh .. '|win')\n"
+    "    or '-1') then redis.call('HSET', sk, sh .. '|win', ARGV[23]) end\n"
     "if ARGV[9] == '1' then redis.call('HSET', sk, sh .. '|done', '1') end\n"
     "if ARGV[10] ~= '' then\n"
     "  redis.call('HSET', sk, sh .. '|gfrom', ARGV[10], sh .. '|gto', ARGV[11],\n"

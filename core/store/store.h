@@ -113,6 +113,7 @@ struct kl_store_shard_progress {
     int64_t last_arrival_ms;
     double messages_per_s; /* as of rate_at_ms (kl_store_rate_at gives it later) */
     int64_t rate_at_ms;
+    int64_t window; /* the load window it writes into (continuous loads); -1 unknown */
 };
 
 /* The time constant of kl_store_shard_progress.messages_per_s. */
@@ -205,6 +206,11 @@ struct kl_store_progress {
      * (epoch ms; 0: not counted in the shard's rate). Applied with it. */
     int64_t last_arrival_ms;
     int64_t committed_at_ms;
+    /* With has_window: the load window the shard writes into from now on (a
+     * continuous load's; it only rises). Applied whether or not the
+     * position part is. */
+    bool has_window;
+    int64_t window;
 };
 
 struct kl_store_job_filter {

@@ -983,6 +983,74 @@ static void a_continuous_load_survives_replicas_and_services_going_away(void **s
     restore_stream();
 }
 
+/* A continuous load closes one dlt load per window: with load_window_s 10
+ * and a producer writing for about 25 s, windows close while the job runs
+ * (their _dlt_loads rows appear), the job shows its current window, and
+ * after cancel every _dlt_load_id of the rows is a completed load, the
+ * rows of each window under their own id; every message once. */
+static void a_continuous_load_closes_a_dlt_load_per_window(void **state)
+{
+    struct server s;
+    char body[512], path[160], loc[128], table[96];
+    cJSON *job = NULL;
+    int status;
+    long long closed_while_running = 0;
+    pid_t producer;
+    (void)state;
+
+    use_own_stream("kl-e2e-window", 2, NULL);
+    workers = "2";
+    server_start(&s, 18000 + (getpid() + 200) % 1000, NULL, "KL_TEST_PROXY_URL");
+    workers = "1";
+    table_of_stream(table, sizeof table);
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s_l\",\"pipeline_name\":\"p_l\",\"initial_at_timestamp\":null,"
+             "\"continuous\":true,\"poll_interval_ms\":200,\"load_window_s\":10}",
+             dataset);
+    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    producer = fork();
+    assert_true(producer >= 0);
+    if (producer == 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && exec node put-records.js --endpoint '%s' --stream '%s' --count 500 "
+                 "--batch 2 --interval-ms 100 --access-key '%s' >/dev/null",
+                 kl_test_require_env("KL_TEST_NODE_TOOLS"),
+                 kl_test_require_env("KL_TEST_PROXY_URL"), stream, access_key);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    messages_put = 500;
+    assert_int_equal(waitpid(producer, &status, 0), producer);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    wait_committed(&s, loc, messages_put);
+    closed_while_running =
+        kl_test_pg_scalar("SELECT count(*) FROM \"%s_l\"._dlt_loads WHERE status = 0", dataset);
+    printf("# load windows closed while the job ran: %lld\n", closed_while_running);
+    assert_true(closed_while_running >= 1);
+    assert_int_equal(call(&s, "GET", loc, NULL, NULL, &job, NULL, 0), 200);
+    {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(job, "load_window");
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(w, "index");
+        assert_true(cJSON_IsNumber(k) && k->valuedouble >= 2);
+        assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "load_id")));
+    }
+    cJSON_Delete(job);
+    cancel_job(&s, loc);
+    server_stop(&s);
+    assert_exactly_once("_l", table, messages_put);
+    /* every load id of the rows is a completed load; at least two windows had rows */
+    assert_int_equal(kl_test_pg_scalar("SELECT count(DISTINCT _dlt_load_id) FROM \"%s_l\".\"%s\" "
+                                       "WHERE _dlt_load_id NOT IN (SELECT load_id FROM "
+                                       "\"%s_l\"._dlt_loads WHERE status = 0)",
+                                       dataset, table, dataset),
+                     0);
+    assert_true(kl_test_pg_scalar("SELECT count(DISTINCT _dlt_load_id) FROM \"%s_l\".\"%s\"",
+                                  dataset, table) >= 2);
+    restore_stream();
+}
+
 static int setup(void **state)
 {
     struct kl_err err;
@@ -1041,6 +1109,7 @@ int main(void)
         cmocka_unit_test_teardown(a_continuous_job_follows_splits_and_merges, stop_leftovers),
         cmocka_unit_test_teardown(a_continuous_load_survives_replicas_and_services_going_away,
                                   stop_leftovers),
+        cmocka_unit_test_teardown(a_continuous_load_closes_a_dlt_load_per_window, stop_leftovers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -67,6 +67,34 @@ static void a_continuous_load_parses(void **state)
                      KL_OK);
     assert_int_equal(p.poll_interval_ms, 1000);
     assert_int_equal(p.max_commit_delay_ms, 1000);
+    assert_int_equal(p.load_window_s, 300);
+    assert_int_equal(parse("orders", "{\"continuous\":true,\"load_window_s\":60}", &p, &fe, detail,
+                           sizeof detail),
+                     KL_OK);
+    assert_int_equal(p.load_window_s, 60);
+}
+
+/* Load windows: load_window_s apart from the job's creation, each named as
+ * dlt names a load (seconds with microseconds), window 0 the job's own. */
+static void load_windows_are_counted_from_the_job(void **state)
+{
+    struct kl_load_params p;
+    char id[KL_LOAD_ID_MAX];
+    const int64_t created = 1700000000123LL;
+    (void)state;
+
+    kl_load_params_defaults(&p, "s");
+    p.continuous = true;
+    p.load_window_s = 60;
+    assert_int_equal(kl_load_window_at(&p, created, created - 5), 0);
+    assert_int_equal(kl_load_window_at(&p, created, created), 0);
+    assert_int_equal(kl_load_window_at(&p, created, created + 59999), 0);
+    assert_int_equal(kl_load_window_at(&p, created, created + 60000), 1);
+    assert_int_equal(kl_load_window_at(&p, created, created + 3600000), 60);
+    kl_load_window_id(&p, created, 0, id);
+    assert_string_equal(id, "1700000000.123000");
+    kl_load_window_id(&p, created, 2, id);
+    assert_string_equal(id, "1700000120.123000");
 }
 
 static void every_field_parses(void **state)
@@ -218,6 +246,11 @@ static const struct bad_case bad_cases[] = {
     {"s", "{\"milliseconds_behind_latest\":0,\"continuous\":true}", "milliseconds_behind_latest",
      "does not apply to a continuous load"},
     {"s", "{\"poll_interval_ms\":500}", "poll_interval_ms", "continuous loads only"},
+    {"s", "{\"load_window_s\":60}", "load_window_s", "continuous loads only"},
+    {"s", "{\"continuous\":true,\"load_window_s\":9}", "load_window_s", "from 10 to 86400"},
+    {"s", "{\"continuous\":true,\"load_window_s\":86401}", "load_window_s", "from 10 to 86400"},
+    {"s", "{\"continuous\":true,\"write_disposition\":\"replace\"}", "write_disposition",
+     "append or merge for a continuous load"},
     {"s", "{\"continuous\":false,\"max_commit_delay_ms\":500}", "max_commit_delay_ms",
      "continuous loads only"},
     /* names */
@@ -619,6 +652,7 @@ int main(void)
         cmocka_unit_test(every_field_parses),
         cmocka_unit_test(a_continuous_load_parses),
         cmocka_unit_test(continuous_load_lists),
+        cmocka_unit_test(load_windows_are_counted_from_the_job),
         cmocka_unit_test(initial_at_timestamp_follows_dlt),
         cmocka_unit_test(malformed_requests_name_the_field),
         cmocka_unit_test(every_bad_field_is_reported_at_once),

@@ -481,6 +481,24 @@ static void test_job_shard_owner_arrival_rate(void **state)
     assert_true(kl_store_rate_at(&j.shards[0], 1700000121000LL) > 0.502 &&
                 kl_store_rate_at(&j.shards[0], 1700000121000LL) < 0.504);
     assert_true(j.read_ms > 0);
+    assert_int_equal(j.shards[0].window, -1);
+    kl_store_job_free(&j);
+
+    /* the load window only rises, and a report without one leaves it */
+    memset(&p, 0, sizeof p);
+    p.shard_id = "shard-a";
+    p.millis_behind_latest = -1;
+    p.has_window = true;
+    p.window = 3;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    p.window = 2;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    p.has_window = false;
+    p.window = 0;
+    MUST(kl_store_job_progress(s, id, &p, &applied, &err));
+    kl_store_job_init(&j);
+    get_job(s, id, &j);
+    assert_int_equal(j.shards[0].window, 3);
     kl_store_job_free(&j);
     kl_store_destroy(s);
 }

@@ -55,7 +55,7 @@ struct kl_worker {
     /* the job whose normaliser is cached */
     char job_id[KL_STORE_JOB_ID_SIZE];
     struct kl_load_params params;
-    char load_id[40];
+    char load_id[KL_LOAD_ID_MAX];
     int64_t job_created_ms; /* epoch ms: the stop rule's bound on arrival times */
     struct kl_normalizer *norm;
     int64_t schema_written;

@@ -114,8 +114,7 @@ int kl_job_prepare(struct kl_worker *w, const struct kl_store_job *job, struct k
     if (rc != KL_OK)
         return rc;
     /* dlt's load id: the job's creation time in seconds with microseconds */
-    snprintf(w->load_id, sizeof w->load_id, "%lld.%06lld", (long long)(job->created_ms / 1000),
-             (long long)(job->created_ms % 1000) * 1000);
+    kl_load_window_id(&w->params, job->created_ms, 0, w->load_id);
     /* the same bound for every shard and worker: the job's created_at */
     w->job_created_ms = job->created_ms;
     rc = ensure_dest(w, err);

@@ -590,6 +590,21 @@ static void wait_committed(const struct server *s, const char *loc, long long wa
     fail_msg("job %s committed %lld messages, not %lld", loc, got, want);
 }
 
+/* POSTs a continuous load of the test's stream into dataset `dataset``suffix`
+ * and pipeline p`suffix` (from TRIM_HORIZON, 200 ms polls, and `extra`
+ * fields); its location into `loc`. */
+static void post_continuous(const struct server *s, const char *suffix, const char *extra,
+                            char *loc, size_t loc_cap)
+{
+    char body[512], path[160];
+    snprintf(path, sizeof path, "/streams/%s/loads", stream);
+    snprintf(body, sizeof body,
+             "{\"dataset_name\":\"%s%s\",\"pipeline_name\":\"p%s\",\"initial_at_timestamp\":null,"
+             "\"continuous\":true,\"poll_interval_ms\":200,%s}",
+             dataset, suffix, suffix, extra);
+    assert_int_equal(call(s, "POST", path, body, NULL, NULL, loc, loc_cap), 202);
+}
+
 /* A continuous job follows both shards while a producer writes: it stays
  * running, what is produced lands, cancel ends it within 5 s with
  * everything read committed and its dlt load closed; exactly once. */
@@ -613,11 +628,7 @@ static void a_continuous_job_follows_the_stream(void **state)
     assert_int_equal(call(&s, "POST", path, body, NULL, &job, NULL, 0), 400);
     cJSON_Delete(job);
 
-    snprintf(body, sizeof body,
-             "{\"dataset_name\":\"%s_c\",\"pipeline_name\":\"p_c\",\"initial_at_timestamp\":null,"
-             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":100}",
-             dataset);
-    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    post_continuous(&s, "_c", "\"chunk_size\":100", loc, sizeof loc);
     /* the backlog first; the job stays running at the tip */
     wait_committed(&s, loc, messages_put);
     sleep(1);
@@ -830,7 +841,7 @@ static long long metric(const struct server *s, const char *name)
 static void a_replica_follows_more_shards_than_workers(void **state)
 {
     struct server s;
-    char body[512], path[160], loc[128], table[96];
+    char loc[128], table[96];
     int status;
     pid_t producer;
     (void)state;
@@ -841,12 +852,7 @@ static void a_replica_follows_more_shards_than_workers(void **state)
     server_start(&s, 18000 + (getpid() + 800) % 1000, NULL, "KL_TEST_PROXY_URL");
     workers = "1";
     table_of_stream(table, sizeof table);
-    snprintf(path, sizeof path, "/streams/%s/loads", stream);
-    snprintf(body, sizeof body,
-             "{\"dataset_name\":\"%s_w\",\"pipeline_name\":\"p_w\",\"initial_at_timestamp\":null,"
-             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":100}",
-             dataset);
-    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    post_continuous(&s, "_w", "\"chunk_size\":100", loc, sizeof loc);
     wait_committed(&s, loc, messages_put);
     producer = producer_start(messages_put, 600);
     assert_int_equal(waitpid(producer, &status, 0), producer);
@@ -867,7 +873,7 @@ static void a_replica_follows_more_shards_than_workers(void **state)
 static void a_continuous_job_follows_splits_and_merges(void **state)
 {
     struct server s;
-    char body[512], path[160], loc[128], table[96];
+    char loc[128], table[96];
     const char *url = kl_test_require_env("KL_TEST_KINESIS_LOCAL_URL");
     const char *tools = kl_test_require_env("KL_TEST_NODE_TOOLS");
     int n = 0;
@@ -889,12 +895,7 @@ static void a_continuous_job_follows_splits_and_merges(void **state)
     server_start(&s, 18000 + (getpid() + 900) % 1000, NULL, "KL_TEST_KINESIS_LOCAL_URL");
     workers = "1";
     table_of_stream(table, sizeof table);
-    snprintf(path, sizeof path, "/streams/%s/loads", stream);
-    snprintf(body, sizeof body,
-             "{\"dataset_name\":\"%s_r\",\"pipeline_name\":\"p_r\",\"initial_at_timestamp\":null,"
-             "\"continuous\":true,\"poll_interval_ms\":200,\"chunk_size\":50}",
-             dataset);
-    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    post_continuous(&s, "_r", "\"chunk_size\":50", loc, sizeof loc);
     wait_committed(&s, loc, n);
 
     assert_int_equal(kl_test_run(NULL,
@@ -991,7 +992,7 @@ static void a_continuous_load_survives_replicas_and_services_going_away(void **s
 static void a_continuous_load_closes_a_dlt_load_per_window(void **state)
 {
     struct server s;
-    char body[512], path[160], loc[128], table[96];
+    char loc[128], table[96];
     cJSON *job = NULL;
     int status;
     long long closed_while_running = 0;
@@ -1003,12 +1004,7 @@ static void a_continuous_load_closes_a_dlt_load_per_window(void **state)
     server_start(&s, 18000 + (getpid() + 200) % 1000, NULL, "KL_TEST_PROXY_URL");
     workers = "1";
     table_of_stream(table, sizeof table);
-    snprintf(path, sizeof path, "/streams/%s/loads", stream);
-    snprintf(body, sizeof body,
-             "{\"dataset_name\":\"%s_l\",\"pipeline_name\":\"p_l\",\"initial_at_timestamp\":null,"
-             "\"continuous\":true,\"poll_interval_ms\":200,\"load_window_s\":10}",
-             dataset);
-    assert_int_equal(call(&s, "POST", path, body, NULL, NULL, loc, sizeof loc), 202);
+    post_continuous(&s, "_l", "\"load_window_s\":10", loc, sizeof loc);
     producer = fork();
     assert_true(producer >= 0);
     if (producer == 0) {
